@@ -1,0 +1,74 @@
+"""The job status machine: the only code that writes ``Job.status``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from generation.models import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobLogLine, JobStatus, LogLevel
+
+
+class JobError(Exception):
+    """A job operation cannot be done as asked."""
+
+
+class IllegalTransition(JobError):
+    def __init__(self, job_id: int, current: str, target: str) -> None:
+        super().__init__(f"job {job_id} cannot go from {current} to {target}")
+        self.current = current
+        self.target = target
+
+
+_TIMESTAMP_FOR = {
+    JobStatus.SUBMITTED: "submitted_at",
+    JobStatus.RUNNING: "started_at",
+}
+
+
+def job_transition(
+    *, job_id: int, to: str, expect: str | set[str] | None = None, **fields: Any
+) -> Job | None:
+    """Move a job to ``to`` with a conditional update, and set ``fields`` in the same write.
+
+    Returns the updated job, or ``None`` when the job was not in ``expect`` (someone else moved it
+    first: a re-delivered task, a cancel racing a completion). Raises :class:`IllegalTransition`
+    when the status machine forbids the move from the job's current status.
+    """
+    if to not in JobStatus.values:
+        raise JobError(f"unknown status {to!r}")
+    allowed_from = {s for s, targets in ALLOWED_TRANSITIONS.items() if to in targets}
+    if expect is None:
+        sources = allowed_from
+    else:
+        sources = {expect} if isinstance(expect, str) else set(expect)
+        illegal = sources - allowed_from
+        if illegal:
+            raise IllegalTransition(job_id, ", ".join(sorted(illegal)), to)
+    now = timezone.now()
+    values: dict[str, Any] = {"status": to, **fields}
+    stamp = _TIMESTAMP_FOR.get(to)
+    if stamp and stamp not in fields:
+        values[stamp] = now
+    if to in TERMINAL_STATUSES:
+        values.setdefault("finished_at", now)
+        values.setdefault("eta_seconds", None)
+        values.setdefault("queue_position", None)
+        if to == JobStatus.SUCCEEDED:
+            values.setdefault("progress", 1.0)
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job_id, status__in=sources).update(**values)
+        if not updated:
+            current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+            if current is None:
+                raise JobError(f"job {job_id} does not exist")
+            if expect is None:
+                raise IllegalTransition(job_id, current, to)
+            return None
+        JobLogLine.objects.create(job_id=job_id, level=LogLevel.INFO, message=f"status → {to}")
+    return Job.objects.get(pk=job_id)
+
+
+def job_log(*, job_id: int, message: str, level: str = LogLevel.INFO, data: dict | None = None) -> None:
+    JobLogLine.objects.create(job_id=job_id, level=level, message=message, data=data)

@@ -1,0 +1,158 @@
+"""Writes for projects, their style, members, episodes and scenes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.text import slugify
+
+from projects.models import Episode, GenerationStyle, MemberRole, Membership, Project, Scene
+
+STYLE_FIELDS = frozenset(
+    {
+        "checkpoint", "vae", "sampler", "scheduler", "width", "height", "style_prompt", "negative_prompt",
+        "loras", "clip_skip", "fps", "draft_steps", "draft_cfg", "draft_denoise", "production_steps",
+        "production_cfg", "production_denoise",
+    }
+)
+PROJECT_FIELDS = frozenset(
+    {
+        "name", "slug", "description", "art_kind", "story_bible", "threshold_similarity",
+        "threshold_aesthetic", "threshold_temporal", "threshold_motion", "phase_pass_ratio",
+        "phase_window", "max_regenerations",
+    }
+)
+STORY_BIBLE_KEYS = {"premise": str, "tone": str, "world": str, "episode_outline": list, "notes": str, "themes": list}
+
+
+class ProjectError(Exception):
+    """A project operation cannot be done as asked."""
+
+
+def unique_slug(model: type, base: str, *, scope: dict[str, Any] | None = None, max_length: int = 80) -> str:
+    """``base`` slugified, with ``-2``, ``-3``… appended until unique within ``scope``."""
+    root = (slugify(base) or "item")[: max_length - 6]
+    candidate, n = root, 1
+    query = model.objects.filter(**(scope or {}))
+    while query.filter(slug=candidate).exists():
+        n += 1
+        candidate = f"{root}-{n}"
+    return candidate
+
+
+def validate_story_bible(bible: Any) -> dict[str, Any]:
+    if not isinstance(bible, dict):
+        raise ValidationError({"story_bible": "must be an object"})
+    errors = {}
+    for key, expected in STORY_BIBLE_KEYS.items():
+        if key in bible and not isinstance(bible[key], expected):
+            errors[key] = f"must be a {'list' if expected is list else 'string'}"
+    if errors:
+        raise ValidationError({"story_bible": [f"{k} {v}" for k, v in errors.items()]})
+    return bible
+
+
+def validate_loras(loras: Any) -> list[dict[str, Any]]:
+    if not isinstance(loras, list):
+        raise ValidationError({"loras": "must be a list of {name, strength}"})
+    for i, item in enumerate(loras):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+            raise ValidationError({"loras": f"item {i} needs a non-empty 'name'"})
+        strength = item.get("strength", 1.0)
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or not -5 <= strength <= 5:
+            raise ValidationError({"loras": f"item {i} strength must be a number between -5 and 5"})
+    return loras
+
+
+@transaction.atomic
+def project_create(*, owner: AbstractBaseUser, name: str, **fields: Any) -> Project:
+    unknown = set(fields) - PROJECT_FIELDS
+    if unknown:
+        raise ProjectError(f"unknown project fields: {', '.join(sorted(unknown))}")
+    if "story_bible" in fields:
+        validate_story_bible(fields["story_bible"])
+    slug = fields.pop("slug", None) or unique_slug(Project, name)
+    project = Project(owner=owner, name=name, slug=slug, **fields)
+    project.full_clean()
+    project.save()
+    style = GenerationStyle(project=project)
+    style.full_clean()
+    style.save()
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, **fields: Any) -> Project:
+    unknown = set(fields) - PROJECT_FIELDS
+    if unknown:
+        raise ProjectError(f"unknown project fields: {', '.join(sorted(unknown))}")
+    if "story_bible" in fields:
+        validate_story_bible(fields["story_bible"])
+    for key, value in fields.items():
+        setattr(project, key, value)
+    project.full_clean()
+    project.save(update_fields=[*fields, "updated_at"])
+    return project
+
+
+@transaction.atomic
+def style_update(*, project: Project, **fields: Any) -> GenerationStyle:
+    unknown = set(fields) - STYLE_FIELDS
+    if unknown:
+        raise ProjectError(f"unknown style fields: {', '.join(sorted(unknown))}")
+    if "loras" in fields:
+        validate_loras(fields["loras"])
+    style = GenerationStyle.objects.select_for_update().get(project=project)
+    for key, value in fields.items():
+        setattr(style, key, value)
+    if style.width % 8 or style.height % 8:
+        raise ValidationError({"width": "width and height must be multiples of 8"})
+    style.full_clean()
+    style.save(update_fields=[*fields, "updated_at"])
+    return style
+
+
+@transaction.atomic
+def project_member_set(*, project: Project, username: str, role: str = MemberRole.EDITOR) -> Membership:
+    if role not in MemberRole.values:
+        raise ValidationError({"role": f"must be one of {', '.join(MemberRole.values)}"})
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise ValidationError({"username": "no active user with this name"})
+    if user.pk == project.owner_id:
+        raise ValidationError({"username": "the owner is already in the project"})
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    return membership
+
+
+@transaction.atomic
+def project_member_remove(*, project: Project, user_id: int) -> None:
+    deleted, _ = Membership.objects.filter(project=project, user_id=user_id).delete()
+    if not deleted:
+        raise ProjectError("that user is not a member of this project")
+
+
+@transaction.atomic
+def episode_create(*, project: Project, title: str, number: int | None = None, synopsis: str = "") -> Episode:
+    if number is None:
+        last = project.episodes.order_by("-number").values_list("number", flat=True).first()
+        number = (last or 0) + 1
+    episode = Episode(project=project, title=title, number=number, synopsis=synopsis)
+    episode.full_clean()
+    episode.save()
+    return episode
+
+
+@transaction.atomic
+def scene_create(*, episode: Episode, number: int | None = None, **fields: Any) -> Scene:
+    if number is None:
+        last = episode.scenes.order_by("-number").values_list("number", flat=True).first()
+        number = (last or 0) + 1
+    scene = Scene(episode=episode, number=number, **fields)
+    scene.full_clean()
+    scene.save()
+    return scene

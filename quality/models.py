@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from characters.models import Character
+from generation.models import Asset, Job
+from projects.models import Phase, Project
+
+
+class ScoreStatus(models.TextChoices):
+    OK = "ok", "Scored"
+    UNAVAILABLE = "unavailable", "Unavailable (model missing)"
+    NO_SUBJECT = "no_subject", "No face / subject found"
+    ERROR = "error", "Error"
+
+
+class QualityScore(models.Model):
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="scores")
+    metric = models.CharField(max_length=64, db_index=True)
+    value = models.FloatField(null=True, blank=True, help_text="empty when the metric could not run")
+    threshold = models.FloatField(null=True, blank=True)
+    passed = models.BooleanField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=ScoreStatus.choices, default=ScoreStatus.OK)
+    model_id = models.CharField(max_length=120, blank=True)
+    character = models.ForeignKey(Character, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["asset", "metric"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=ScoreStatus.values), name="score_status_valid"),
+            # An unscored metric never pretends to a value.
+            models.CheckConstraint(
+                condition=Q(status="ok", value__isnull=False) | ~Q(status="ok"), name="score_ok_has_value"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.value} on asset {self.asset_id}"
+
+
+class GateStage(models.TextChoices):
+    PRE_GEN = "pre_gen", "Pre-generation"
+    POST_GEN = "post_gen", "Post-generation"
+    FINAL = "final", "Final"
+
+
+class QualityGate(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="gates")
+    stage = models.CharField(max_length=10, choices=GateStage.choices)
+    passed = models.BooleanField()
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(stage__in=GateStage.values), name="gate_stage_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stage} gate of job {self.job_id}: {'pass' if self.passed else 'fail'}"
+
+
+class PhaseGate(models.Model):
+    """Whether a project (or one of its characters) may leave a phase for the next."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="phase_gates")
+    character = models.ForeignKey(
+        Character, on_delete=models.CASCADE, null=True, blank=True, related_name="phase_gates"
+    )
+    phase = models.PositiveSmallIntegerField(choices=Phase.choices)
+    is_open = models.BooleanField(default=False, help_text="the next phase may start")
+    pass_ratio = models.FloatField(null=True, blank=True)
+    sample_size = models.PositiveIntegerField(default=0)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    overridden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    override_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["project", "phase"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "phase"], condition=Q(character__isnull=True), name="phasegate_unique_project"
+            ),
+            models.UniqueConstraint(
+                fields=["project", "character", "phase"],
+                condition=Q(character__isnull=False),
+                name="phasegate_unique_character",
+            ),
+            models.CheckConstraint(condition=Q(phase__gte=1, phase__lte=3), name="phasegate_phase_range"),
+            models.CheckConstraint(
+                condition=Q(pass_ratio__isnull=True) | Q(pass_ratio__gte=0, pass_ratio__lte=1),
+                name="phasegate_ratio_range",
+            ),
+            # An override is always explained.
+            models.CheckConstraint(
+                condition=Q(overridden_by__isnull=True) | ~Q(override_reason=""), name="phasegate_override_reason"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.character or self.project
+        return f"{who} phase {self.phase}: {'open' if self.is_open else 'closed'}"

@@ -1,0 +1,108 @@
+"""Personas and shared fixtures: an owner, a member (editor), a viewer and an outsider."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import UserFactory, make_project
+from tower.models import ApiToken, hash_token, new_raw_token
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def owner(db):
+    return UserFactory(username="owner")
+
+
+@pytest.fixture
+def member(db):
+    return UserFactory(username="member")
+
+
+@pytest.fixture
+def viewer(db):
+    return UserFactory(username="viewer")
+
+
+@pytest.fixture
+def outsider(db):
+    return UserFactory(username="outsider")
+
+
+@pytest.fixture
+def project(owner, member, viewer):
+    from projects.services import project_member_set
+
+    project = make_project(owner, name="Skyline Academy")
+    project_member_set(project=project, username=member.username, role="editor")
+    project_member_set(project=project, username=viewer.username, role="viewer")
+    return project
+
+
+def _client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client
+
+
+@pytest.fixture
+def api_owner(owner) -> APIClient:
+    return _client_for(owner)
+
+
+@pytest.fixture
+def api_member(member) -> APIClient:
+    return _client_for(member)
+
+
+@pytest.fixture
+def api_viewer(viewer) -> APIClient:
+    return _client_for(viewer)
+
+
+@pytest.fixture
+def api_outsider(outsider) -> APIClient:
+    return _client_for(outsider)
+
+
+@pytest.fixture
+def api_anonymous() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def token_for():
+    """Create a real API token for a user and return its raw value."""
+
+    def make(user, name: str = "script") -> str:
+        raw = new_raw_token()
+        ApiToken.objects.create(user=user, name=name, key_hash=hash_token(raw), prefix=raw[:8])
+        return raw
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """The real Redis when REDIS_URL is set (CI's second pass), else Tower's embedded one."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from tower.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(var_dir=tmp_path_factory.mktemp("redis"), persist=False)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -1,0 +1,243 @@
+"""Tower's settings: one module, driven by the environment (see ``.env.example``).
+
+With nothing set, Tower runs on the embedded default: SQLite in WAL mode, media and state under
+``var/``, and an embedded Redis on a Unix socket (started by ``manage.py serve``) as the task
+broker and Channels layer. Production sets ``DATABASE_URL`` and ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from tower import embedded
+from tower.env import (
+    SettingsError,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_path,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = env_path("TOWER_VAR_DIR", BASE_DIR / "var")
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_secret("SECRET_KEY")
+    if key:
+        if len(key) < 32:
+            raise SettingsError("SECRET_KEY must be at least 32 characters long")
+        return key
+    # Embedded default: generate once and keep it beside the data it protects.
+    key_file = VAR_DIR / "secret_key"
+    if key_file.exists():
+        return key_file.read_text(encoding="utf-8").strip()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    key_file.write_text(key, encoding="utf-8")
+    key_file.chmod(0o600)
+    return key
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",  # must precede staticfiles so runserver is the ASGI one
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "channels",
+    "django_q",
+    "tower",
+    "projects",
+    "characters",
+    "generation",
+    "quality",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "tower.urls"
+ASGI_APPLICATION = "tower.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    try:
+        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, min_value=0))
+    except ValueError as exc:
+        raise SettingsError(f"DATABASE_URL cannot be parsed: {exc}") from None
+    if _db.get("ENGINE") not in {
+        "django.db.backends.postgresql",
+        "django.db.backends.sqlite3",
+    }:
+        raise SettingsError("DATABASE_URL must be a postgres:// or sqlite:// URL")
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        _db["CONN_HEALTH_CHECKS"] = True
+else:
+    _db = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "tower.sqlite3",
+    }
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and workers write concurrently: WAL + IMMEDIATE transactions avoid "database is locked".
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    }
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: task broker and Channels layer ---------------------------------------------------
+EMBEDDED_REDIS = not env_str("REDIS_URL", "")
+REDIS_URL = env_str("REDIS_URL", "") or embedded.redis_url(VAR_DIR)
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+REDIS_PREFIX = env_str("REDIS_PREFIX", "tower")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": f"{REDIS_PREFIX}:ch"},
+    }
+}
+
+Q_CLUSTER = {
+    "name": f"{REDIS_PREFIX}-q",
+    "workers": env_int("TOWER_WORKERS", 2, min_value=1, max_value=64),
+    "timeout": env_int("TOWER_TASK_TIMEOUT", 3600, min_value=10),
+    # django-q2 requires retry > timeout, or a long task is handed to a second worker.
+    "retry": env_int("TOWER_TASK_TIMEOUT", 3600, min_value=10) + 120,
+    "max_attempts": 1,
+    "redis": REDIS_URL,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "catch_up": False,
+    "sync": env_bool("TOWER_TASKS_SYNC", False),
+    "label": "Tasks",
+}
+
+# --- Files ---------------------------------------------------------------------------------
+MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = env_path("STATIC_ROOT", VAR_DIR / "static")
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+MODELS_DIR = env_path("TOWER_MODELS_DIR", VAR_DIR / "models")
+WORKFLOWS_DIR = BASE_DIR / "workflows"
+
+UPLOAD_MAX_BYTES = env_int("TOWER_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, min_value=1024)
+UPLOAD_MAX_PIXELS = env_int("TOWER_UPLOAD_MAX_PIXELS", 40_000_000, min_value=64 * 64)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+HEALTH_MIN_FREE_BYTES = env_int("TOWER_HEALTH_MIN_FREE_BYTES", 1024**3, min_value=0)
+
+# --- ComfyUI -------------------------------------------------------------------------------
+# Backends live in the database (admin / API); COMFYUI_URLS seeds them on first start.
+COMFYUI_URLS = env_list("COMFYUI_URLS", [])
+COMFYUI_TIMEOUT = env_float("COMFYUI_TIMEOUT", 10.0, min_value=0.1)
+COMFYUI_VRAM_HOLD = env_float("COMFYUI_VRAM_HOLD", 0.80, min_value=0.0, max_value=1.0)
+
+# --- Auth and API ---------------------------------------------------------------------------
+LOGIN_URL = "/admin/login/"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tower.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "tower.api.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+        "rest_framework.filters.SearchFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        "generation": env_str("TOWER_GENERATION_RATE", "120/min"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tower API",
+    "DESCRIPTION": "Self-hosted anime production studio on your own ComfyUI servers.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
+
+# --- Misc ----------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,84 @@
+"""Validation of uploaded images by content, and safe storage names.
+
+The user's file name never reaches the filesystem: files are stored under a generated name whose
+extension comes from the format Pillow detected. Size is bounded in bytes before decoding and in
+pixels before the pixels are loaded, so a decompression bomb is refused without being expanded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from PIL import Image, UnidentifiedImageError
+
+ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+class UploadError(Exception):
+    """The upload is not an image Tower accepts; the message says why."""
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    data: bytes
+    format: str
+    extension: str
+    mime: str
+    width: int
+    height: int
+    sha256: str
+
+    def storage_name(self) -> str:
+        return f"{uuid.uuid4().hex}.{self.extension}"
+
+
+def check_image(stream: BinaryIO, *, max_bytes: int, max_pixels: int) -> CheckedImage:
+    """Read at most ``max_bytes`` + 1 bytes and prove they are a whole, sane PNG/JPEG/WebP."""
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UploadError(f"the file is larger than the limit of {max_bytes // (1024 * 1024)} MiB")
+    if not data:
+        raise UploadError("the file is empty")
+    with warnings.catch_warnings():
+        # Pillow warns (rather than raises) between 1× and 2× its own bomb limit; we decide here.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                fmt = probe.format or ""
+                width, height = probe.size
+                if fmt not in ALLOWED_FORMATS:
+                    raise UploadError(
+                        f"{fmt or 'this'} files are not accepted; upload a PNG, JPEG or WebP image"
+                    )
+                if width * height > max_pixels:
+                    raise UploadError(
+                        f"the image is {width}×{height} = {width * height:,} pixels; "
+                        f"the limit is {max_pixels:,}"
+                    )
+                probe.verify()
+            # verify() does not decode pixels; a truncated file only shows when they are loaded.
+            with Image.open(io.BytesIO(data)) as full:
+                full.load()
+        except UploadError:
+            raise
+        except Image.DecompressionBombError:
+            raise UploadError("the image has too many pixels (decompression bomb refused)") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise UploadError(f"the file is not a readable image ({exc.__class__.__name__})") from None
+    if width < 1 or height < 1:
+        raise UploadError("the image has no pixels")
+    return CheckedImage(
+        data=data,
+        format=fmt,
+        extension=ALLOWED_FORMATS[fmt],
+        mime=MIME[fmt],
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
