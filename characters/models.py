@@ -45,7 +45,7 @@ def reference_upload_to(instance: ReferenceImage, filename: str) -> str:
 
 class ReferenceImage(models.Model):
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="references")
-    image = models.ImageField(upload_to=reference_upload_to, width_field="width", height_field="height")
+    image = models.ImageField(upload_to=reference_upload_to, max_length=300)
     width = models.PositiveIntegerField(default=0, editable=False)
     height = models.PositiveIntegerField(default=0, editable=False)
     sha256 = models.CharField(max_length=64, editable=False)
@@ -57,9 +57,7 @@ class ReferenceImage(models.Model):
     class Meta:
         ordering = ["-is_primary", "created_at"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["character"], condition=Q(is_primary=True), name="reference_one_primary"
-            ),
+            models.UniqueConstraint(fields=["character"], condition=Q(is_primary=True), name="reference_one_primary"),
             models.UniqueConstraint(fields=["character", "sha256"], name="reference_unique_content"),
         ]
 

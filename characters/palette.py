@@ -12,7 +12,7 @@ def extract_palette(data: bytes, *, colors: int = 6) -> list[str]:
         small = image.convert("RGBA")
         small.thumbnail((128, 128))
     # Drop transparent pixels: a cut-out character's background is not part of its palette.
-    opaque = [p for p in small.getdata() if p[3] >= 128]
+    opaque = [p for p in small.get_flattened_data() if p[3] >= 128]
     if not opaque:
         return []
     strip = Image.new("RGB", (len(opaque), 1))

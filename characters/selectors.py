@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -38,6 +40,45 @@ def versions_visible_to(user: AnyUser) -> QuerySet[CharacterVersion]:
 
 
 def variations_visible_to(user: AnyUser) -> QuerySet[Variation]:
-    return Variation.objects.filter(character__project__in=project_ids_visible_to(user)).select_related(
-        "character"
+    return Variation.objects.filter(character__project__in=project_ids_visible_to(user)).select_related("character")
+
+
+_Row = TypeVar("_Row", ReferenceImage, CharacterVersion, Variation)
+
+
+def characters_with_summary_visible_to(user: AnyUser) -> QuerySet[Character]:
+    """Visible characters annotated with ``reference_count`` and ``primary_reference_name``."""
+    from django.db.models import Count, OuterRef, Subquery
+
+    primary = ReferenceImage.objects.filter(character=OuterRef("pk"), is_primary=True)
+    return characters_visible_to(user).annotate(
+        reference_count=Count("references", distinct=True),
+        primary_reference_name=Subquery(primary.values("image")[:1]),
     )
+
+
+def _get_for_user(queryset: QuerySet[_Row], *, user: AnyUser, pk: int | str, write: bool, label: str) -> _Row:
+    try:
+        row = queryset.select_related("character__project").get(pk=pk)
+    except (queryset.model.DoesNotExist, ValueError, TypeError):
+        raise Http404(f"No such {label}") from None
+    if write and not project_user_can_write(project=row.character.project, user=user):
+        from django.core.exceptions import PermissionDenied
+
+        raise PermissionDenied("You have read-only access to this project")
+    return row
+
+
+def reference_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -> ReferenceImage:
+    queryset = references_visible_to(user)
+    return _get_for_user(queryset, user=user, pk=pk, write=write, label="reference")
+
+
+def version_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -> CharacterVersion:
+    queryset = versions_visible_to(user)
+    return _get_for_user(queryset, user=user, pk=pk, write=write, label="version")
+
+
+def variation_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -> Variation:
+    queryset = variations_visible_to(user)
+    return _get_for_user(queryset, user=user, pk=pk, write=write, label="variation")

@@ -17,8 +17,16 @@ from tower.uploads import UploadError, check_image
 
 CHARACTER_FIELDS = frozenset(
     {
-        "name", "slug", "design_prompt", "trigger_word", "negative_prompt", "learned_negatives",
-        "attributes", "palette", "consistency_threshold", "bible",
+        "name",
+        "slug",
+        "design_prompt",
+        "trigger_word",
+        "negative_prompt",
+        "learned_negatives",
+        "attributes",
+        "palette",
+        "consistency_threshold",
+        "bible",
     }
 )
 
@@ -71,9 +79,7 @@ def character_add_reference(
     removed again, so no orphan stays behind.
     """
     try:
-        checked = check_image(
-            upload, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS
-        )
+        checked = check_image(upload, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS)
     except UploadError as exc:
         raise ValidationError({"image": str(exc)}) from None
     reference = ReferenceImage(
@@ -95,6 +101,8 @@ def character_add_reference(
             reference.is_primary = make_primary
             reference.image.save(checked.storage_name(), ContentFile(checked.data), save=False)
             stored_name = reference.image.name
+            # Dimensions come from the validated probe, not from re-reading the stored file.
+            reference.width, reference.height = checked.width, checked.height
             reference.save()
             if make_primary or not locked.palette:
                 locked.palette = extract_palette(checked.data)
@@ -111,9 +119,9 @@ def character_add_reference(
 @transaction.atomic
 def reference_set_primary(*, reference: ReferenceImage) -> ReferenceImage:
     Character.objects.select_for_update().get(pk=reference.character_id)
-    ReferenceImage.objects.filter(character_id=reference.character_id, is_primary=True).exclude(
-        pk=reference.pk
-    ).update(is_primary=False)
+    ReferenceImage.objects.filter(character_id=reference.character_id, is_primary=True).exclude(pk=reference.pk).update(
+        is_primary=False
+    )
     reference.is_primary = True
     reference.save(update_fields=["is_primary"])
     return reference
@@ -161,9 +169,7 @@ def version_update(*, version: CharacterVersion, **fields: Any) -> CharacterVers
 @transaction.atomic
 def variation_create(*, character: Character, kind: str, name: str, **fields: Any) -> Variation:
     _check_fields(fields, VARIATION_FIELDS)
-    slug = fields.pop("slug", None) or unique_slug(
-        Variation, name, scope={"character": character, "kind": kind}
-    )
+    slug = fields.pop("slug", None) or unique_slug(Variation, name, scope={"character": character, "kind": kind})
     variation = Variation(character=character, kind=kind, name=name, slug=slug, **fields)
     variation.full_clean()
     variation.save()
@@ -178,3 +184,43 @@ def variation_update(*, variation: Variation, **fields: Any) -> Variation:
     variation.full_clean()
     variation.save(update_fields=list(fields))
     return variation
+
+
+@transaction.atomic
+def character_delete(*, character: Character) -> None:
+    """Delete the character with its references, versions and variations; files after commit."""
+    files = [
+        (ref.image.storage, ref.image.name) for ref in ReferenceImage.objects.filter(character=character).only("image")
+    ]
+    character.delete()
+    transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
+
+
+@transaction.atomic
+def reference_update(
+    *, reference: ReferenceImage, is_primary: bool | None = None, note: str | None = None
+) -> ReferenceImage:
+    """Change a reference's note, or make it the primary one.
+
+    A primary reference is not unset directly: another one is made primary instead.
+    """
+    if is_primary is False and reference.is_primary:
+        message = "a character keeps one primary reference; make another one primary instead"
+        raise ValidationError({"is_primary": message})
+    if note is not None:
+        reference.note = note
+        reference.full_clean(exclude=["image"])
+        reference.save(update_fields=["note"])
+    if is_primary:
+        reference = reference_set_primary(reference=reference)
+    return reference
+
+
+@transaction.atomic
+def version_delete(*, version: CharacterVersion) -> None:
+    version.delete()
+
+
+@transaction.atomic
+def variation_delete(*, variation: Variation) -> None:
+    variation.delete()

@@ -63,7 +63,11 @@ class WorkflowTemplate(models.Model):
         IMPORTED = "imported", "Imported by a user"
 
     project = models.ForeignKey(
-        Project, on_delete=models.CASCADE, null=True, blank=True, related_name="templates",
+        Project,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="templates",
         help_text="empty: available to every project",
     )
     name = models.CharField(max_length=200)
@@ -114,7 +118,14 @@ LIVE_STATUSES = frozenset({JobStatus.SUBMITTED, JobStatus.RUNNING})
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     JobStatus.QUEUED: frozenset({JobStatus.SUBMITTED, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.SUBMITTED: frozenset(
-        {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.SCORING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+        {
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+            JobStatus.SCORING,
+            JobStatus.SUCCEEDED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+        }
     ),
     JobStatus.RUNNING: frozenset(
         {JobStatus.SCORING, JobStatus.SUCCEEDED, JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED}
@@ -175,7 +186,11 @@ class Job(models.Model):
     timings = models.JSONField(default=dict, blank=True, help_text="per-node seconds and milestones")
     # Lineage.
     parent = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children",
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="children",
         help_text="regeneration or chaining source",
     )
     reproduce_of = models.ForeignKey(

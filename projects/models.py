@@ -127,7 +127,9 @@ class GenerationStyle(models.Model):
                 name="style_size_range",
             ),
             models.CheckConstraint(
-                condition=Q(draft_steps__gte=1, draft_steps__lte=200, production_steps__gte=1, production_steps__lte=200),
+                condition=Q(
+                    draft_steps__gte=1, draft_steps__lte=200, production_steps__gte=1, production_steps__lte=200
+                ),
                 name="style_steps_range",
             ),
             models.CheckConstraint(
@@ -135,7 +137,9 @@ class GenerationStyle(models.Model):
                 name="style_cfg_range",
             ),
             models.CheckConstraint(
-                condition=Q(draft_denoise__gte=0, draft_denoise__lte=1, production_denoise__gte=0, production_denoise__lte=1),
+                condition=Q(
+                    draft_denoise__gte=0, draft_denoise__lte=1, production_denoise__gte=0, production_denoise__lte=1
+                ),
                 name="style_denoise_range",
             ),
             models.CheckConstraint(condition=Q(clip_skip__gte=1, clip_skip__lte=12), name="style_clip_skip_range"),

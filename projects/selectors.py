@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from projects.models import Episode, MemberRole, Membership, Project, Scene
@@ -16,11 +16,7 @@ def projects_visible_to(user: AnyUser) -> QuerySet[Project]:
     """Projects the user owns or belongs to; nothing for anonymous or inactive users."""
     if not user.is_authenticated or not user.is_active:
         return Project.objects.none()
-    return (
-        Project.objects.filter(Q(owner=user) | Q(memberships__user=user))
-        .distinct()
-        .select_related("owner", "style")
-    )
+    return Project.objects.filter(Q(owner=user) | Q(memberships__user=user)).distinct().select_related("owner", "style")
 
 
 def project_ids_visible_to(user: AnyUser) -> QuerySet:
@@ -64,3 +60,36 @@ def scenes_visible_to(user: AnyUser) -> QuerySet[Scene]:
     return Scene.objects.filter(episode__project__in=project_ids_visible_to(user)).select_related(
         "episode", "episode__project"
     )
+
+
+def project_get_for_owner(*, user: AnyUser, pk: int | str) -> Project:
+    """The project, or 404 when invisible, or 403 when the user sees it but does not own it."""
+    project = project_get_for_user(user=user, pk=pk)
+    if project.owner_id != user.pk:
+        raise PermissionDenied("Only the project's owner can do this")
+    return project
+
+
+def episode_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -> Episode:
+    try:
+        episode = episodes_visible_to(user).get(pk=pk)
+    except (Episode.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such episode") from None
+    if write and not project_user_can_write(project=episode.project, user=user):
+        raise PermissionDenied("You have read-only access to this project")
+    return episode
+
+
+def scene_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -> Scene:
+    try:
+        scene = scenes_visible_to(user).get(pk=pk)
+    except (Scene.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such scene") from None
+    if write and not project_user_can_write(project=scene.episode.project, user=user):
+        raise PermissionDenied("You have read-only access to this project")
+    return scene
+
+
+def memberships_of(project: Project) -> QuerySet[Membership]:
+    memberships = Membership.objects.filter(project=project).select_related("user")
+    return memberships.order_by("user__username")

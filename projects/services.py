@@ -14,16 +14,39 @@ from projects.models import Episode, GenerationStyle, MemberRole, Membership, Pr
 
 STYLE_FIELDS = frozenset(
     {
-        "checkpoint", "vae", "sampler", "scheduler", "width", "height", "style_prompt", "negative_prompt",
-        "loras", "clip_skip", "fps", "draft_steps", "draft_cfg", "draft_denoise", "production_steps",
-        "production_cfg", "production_denoise",
+        "checkpoint",
+        "vae",
+        "sampler",
+        "scheduler",
+        "width",
+        "height",
+        "style_prompt",
+        "negative_prompt",
+        "loras",
+        "clip_skip",
+        "fps",
+        "draft_steps",
+        "draft_cfg",
+        "draft_denoise",
+        "production_steps",
+        "production_cfg",
+        "production_denoise",
     }
 )
 PROJECT_FIELDS = frozenset(
     {
-        "name", "slug", "description", "art_kind", "story_bible", "threshold_similarity",
-        "threshold_aesthetic", "threshold_temporal", "threshold_motion", "phase_pass_ratio",
-        "phase_window", "max_regenerations",
+        "name",
+        "slug",
+        "description",
+        "art_kind",
+        "story_bible",
+        "threshold_similarity",
+        "threshold_aesthetic",
+        "threshold_temporal",
+        "threshold_motion",
+        "phase_pass_ratio",
+        "phase_window",
+        "max_regenerations",
     }
 )
 STORY_BIBLE_KEYS = {"premise": str, "tone": str, "world": str, "episode_outline": list, "notes": str, "themes": list}
@@ -156,3 +179,60 @@ def scene_create(*, episode: Episode, number: int | None = None, **fields: Any) 
     scene.full_clean()
     scene.save()
     return scene
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete the project and everything in it (episodes, scenes, characters, jobs, assets)."""
+    project.delete()
+
+
+EPISODE_FIELDS = frozenset({"number", "title", "synopsis"})
+SCENE_FIELDS = frozenset(
+    {
+        "number",
+        "title",
+        "description",
+        "mood",
+        "camera",
+        "lighting",
+        "duration_seconds",
+        "continuity",
+    }
+)
+
+
+@transaction.atomic
+def episode_update(*, episode: Episode, **fields: Any) -> Episode:
+    unknown = set(fields) - EPISODE_FIELDS
+    if unknown:
+        raise ProjectError(f"unknown episode fields: {', '.join(sorted(unknown))}")
+    for key, value in fields.items():
+        setattr(episode, key, value)
+    episode.full_clean()
+    episode.save(update_fields=list(fields))
+    return episode
+
+
+@transaction.atomic
+def episode_delete(*, episode: Episode) -> None:
+    episode.delete()
+
+
+@transaction.atomic
+def scene_update(*, scene: Scene, **fields: Any) -> Scene:
+    unknown = set(fields) - SCENE_FIELDS
+    if unknown:
+        raise ProjectError(f"unknown scene fields: {', '.join(sorted(unknown))}")
+    if "continuity" in fields and not isinstance(fields["continuity"], dict):
+        raise ValidationError({"continuity": "must be an object"})
+    for key, value in fields.items():
+        setattr(scene, key, value)
+    scene.full_clean()
+    scene.save(update_fields=list(fields))
+    return scene
+
+
+@transaction.atomic
+def scene_delete(*, scene: Scene) -> None:
+    scene.delete()

@@ -100,7 +100,9 @@ class AssetFactory(factory.django.DjangoModelFactory):
     sha256 = factory.Sequence(lambda n: f"{n:064x}")
 
 
-def png_bytes(width: int = 64, height: int = 64, colour: tuple[int, int, int] = (200, 40, 40), fmt: str = "PNG") -> bytes:
+def png_bytes(
+    width: int = 64, height: int = 64, colour: tuple[int, int, int] = (200, 40, 40), fmt: str = "PNG"
+) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(buffer, format=fmt)
     return buffer.getvalue()

@@ -9,6 +9,7 @@ is persisted beyond an append-only file in ``var/`` (queued tasks survive a rest
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -71,21 +72,28 @@ class EmbeddedRedis:
         data_dir.mkdir(parents=True, exist_ok=True)
         if sock.exists():
             if _ping(sock):
-                raise EmbeddedRedisError(
-                    f"another embedded Redis is already serving {sock}; is Tower already running?"
-                )
+                raise EmbeddedRedisError(f"another embedded Redis is already serving {sock}; is Tower already running?")
             sock.unlink()
         args = [
             redis_executable(),
-            "--port", "0",
-            "--unixsocket", str(sock),
-            "--unixsocketperm", "700",
-            "--dir", str(data_dir),
-            "--save", "",
-            "--appendonly", "yes" if self.persist else "no",
-            "--daemonize", "no",
-            "--loglevel", "warning",
-            "--logfile", str(data_dir / "redis.log"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.persist else "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(data_dir / "redis.log"),
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -111,10 +119,8 @@ class EmbeddedRedis:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()
-        except FileNotFoundError:
-            pass
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()

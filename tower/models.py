@@ -6,7 +6,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 
-TOKEN_PREFIX = "twr_"
+TOKEN_PREFIX = "twr_"  # noqa: S105 - a public prefix, not a secret
 
 
 def hash_token(raw: str) -> str:

@@ -53,13 +53,10 @@ def check_image(stream: BinaryIO, *, max_bytes: int, max_pixels: int) -> Checked
                 fmt = probe.format or ""
                 width, height = probe.size
                 if fmt not in ALLOWED_FORMATS:
-                    raise UploadError(
-                        f"{fmt or 'this'} files are not accepted; upload a PNG, JPEG or WebP image"
-                    )
+                    raise UploadError(f"{fmt or 'this'} files are not accepted; upload a PNG, JPEG or WebP image")
                 if width * height > max_pixels:
                     raise UploadError(
-                        f"the image is {width}×{height} = {width * height:,} pixels; "
-                        f"the limit is {max_pixels:,}"
+                        f"the image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
                     )
                 probe.verify()
             # verify() does not decode pixels; a truncated file only shows when they are loaded.

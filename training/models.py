@@ -41,7 +41,7 @@ def dataset_upload_to(instance: DatasetImage, filename: str) -> str:
 
 class DatasetImage(models.Model):
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="dataset_images")
-    image = models.ImageField(upload_to=dataset_upload_to, width_field="width", height_field="height", max_length=300)
+    image = models.ImageField(upload_to=dataset_upload_to, max_length=300)
     width = models.PositiveIntegerField(default=0, editable=False)
     height = models.PositiveIntegerField(default=0, editable=False)
     sha256 = models.CharField(max_length=64, editable=False)

@@ -27,9 +27,7 @@ _TIMESTAMP_FOR = {
 }
 
 
-def job_transition(
-    *, job_id: int, to: str, expect: str | set[str] | None = None, **fields: Any
-) -> Job | None:
+def job_transition(*, job_id: int, to: str, expect: str | set[str] | None = None, **fields: Any) -> Job | None:
     """Move a job to ``to`` with a conditional update, and set ``fields`` in the same write.
 
     Returns the updated job, or ``None`` when the job was not in ``expect`` (someone else moved it

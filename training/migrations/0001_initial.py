@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
             name='DatasetImage',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('image', models.ImageField(height_field='height', max_length=300, upload_to=training.models.dataset_upload_to, width_field='width')),
+                ('image', models.ImageField(max_length=300, upload_to=training.models.dataset_upload_to)),
                 ('width', models.PositiveIntegerField(default=0, editable=False)),
                 ('height', models.PositiveIntegerField(default=0, editable=False)),
                 ('sha256', models.CharField(editable=False, max_length=64)),
