@@ -1,5 +1,11 @@
-"""WebSocket routes; each app's consumers are added here."""
+"""WebSocket routes."""
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from generation.consumers import EventsConsumer
+
+websocket_urlpatterns = [
+    path("ws/v1/events/", EventsConsumer.as_asgi()),
+]
