@@ -29,6 +29,9 @@ class Backend(models.Model):
     node_classes = models.JSONField(default=list, blank=True, editable=False)
     object_info_fetched_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_checkpoint = models.CharField(max_length=255, blank=True, editable=False)
+    supports_prompt_id = models.BooleanField(
+        null=True, blank=True, editable=False, help_text="honours a client-chosen prompt_id (newer ComfyUI)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -44,6 +47,21 @@ class Backend(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BackendObjectInfo(models.Model):
+    """The backend's last ``/object_info`` (node classes and their combo values), for pre-flight.
+
+    Kept apart from Backend because it is large (hundreds of nodes) and most reads do not need it.
+    """
+
+    backend = models.OneToOneField(Backend, on_delete=models.CASCADE, related_name="object_info")
+    data = models.JSONField(default=dict)
+    digest = models.CharField(max_length=64, blank=True)
+    fetched_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"object_info of {self.backend}"
 
 
 class JobKind(models.TextChoices):
@@ -196,6 +214,8 @@ class Job(models.Model):
     reproduce_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reproductions"
     )
+    batch = models.UUIDField(null=True, blank=True, db_index=True, help_text="jobs submitted together")
+    label = models.CharField(max_length=200, blank=True, help_text="e.g. the grid cell: cfg=7, steps=20")
 
     class Meta:
         ordering = ["-created_at"]
