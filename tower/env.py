@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class SettingsError(Exception):
@@ -31,7 +31,7 @@ def env_str(name: str, default: str, *, environ: Mapping[str, str] | None = None
 
 def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = None) -> bool:
     value = _raw(name, environ)
-    if value is None:
+    if value is None or value == "":
         return default
     lowered = value.lower()
     if lowered in _TRUE:
@@ -101,11 +101,13 @@ def env_path(name: str, default: Path, *, environ: Mapping[str, str] | None = No
 
 
 def env_secret(name: str, *, default: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
-    """Read ``NAME`` or, failing that, the file named by ``NAME_FILE`` (Docker/K8s secrets)."""
+    """Read ``NAME`` or the file named by ``NAME_FILE`` (Docker/K8s secrets); not both."""
     value = _raw(name, environ)
+    file_name = _raw(f"{name}_FILE", environ)
+    if value and file_name:
+        raise SettingsError(f"set {name} or {name}_FILE, not both")
     if value:
         return value
-    file_name = _raw(f"{name}_FILE", environ)
     if file_name:
         try:
             content = Path(file_name).read_text(encoding="utf-8").strip()
