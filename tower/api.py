@@ -1,11 +1,120 @@
-"""Shared REST plumbing: pagination and the v1 router that each app registers into."""
+"""Shared REST plumbing: pagination, the router, the error mapping and the token auth scheme."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from rest_framework import exceptions, permissions, routers, serializers
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from characters.services import CharacterError
+from generation.services.jobs import JobError
+from projects.services import ProjectError
+
+DOMAIN_ERRORS = (ProjectError, CharacterError, JobError)
 
 
 class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+class Router(routers.DefaultRouter):
+    """DefaultRouter whose routes answer with and without the trailing slash (no redirects)."""
+
+    include_format_suffixes = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+def _field_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
+    """Django's ``{field: [messages]}`` with ``__all__`` renamed to DRF's non-field key."""
+    if not hasattr(exc, "error_dict"):
+        return {api_settings.NON_FIELD_ERRORS_KEY: list(exc.messages)}
+    return {
+        (api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field): list(messages)
+        for field, messages in exc.message_dict.items()
+    }
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus: model/service ``ValidationError`` and domain errors become 400s."""
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(_field_errors(exc))
+    elif isinstance(exc, DOMAIN_ERRORS):
+        exc = exceptions.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [str(exc)]})
+    return drf_exception_handler(exc, context)
+
+
+def parse_id(value: Any) -> int:
+    """A path id as an int, or 404 (never a 500 for ``/things/abc``)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise Http404("Not found") from None
+    if not 0 < number < 2**63:
+        raise Http404("Not found")
+    return number
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """Documents :class:`tower.auth.ApiTokenAuthentication` as HTTP bearer auth."""
+
+    target_class = "tower.auth.ApiTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+        return build_bearer_security_scheme_object(
+            header_name="Authorization",
+            token_prefix="Bearer",  # noqa: S106 - the scheme name, not a secret
+            bearer_format="twr_…",
+        )
+
+
+class ParentIdField(serializers.IntegerField):
+    """The id of the row's parent (project, episode, character): set when the row is created.
+
+    A PUT repeats it (it is part of the representation) but cannot change it.
+    """
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        value = super().run_validation(data)
+        instance = getattr(self.parent, "instance", None)
+        if instance is not None and value != getattr(instance, self.source):
+            raise serializers.ValidationError("cannot be changed")
+        return value
+
+
+class AccessViewSetMixin:
+    """Objects come from the entity's access helper: 404 when invisible, 403 on a viewer's write.
+
+    ``access_helper(user=, pk=, write=)`` is the app's selector. Writes go through
+    ``perform_create`` / ``perform_update`` / ``perform_destroy``, which call one service each.
+    """
+
+    access_helper: Any = None
+
+    @property
+    def is_write(self) -> bool:
+        return self.request.method not in permissions.SAFE_METHODS  # type: ignore[attr-defined]
+
+    def get_object(self) -> Any:
+        pk = self.kwargs[self.lookup_url_kwarg or self.lookup_field]  # type: ignore[attr-defined]
+        helper = type(self).access_helper
+        return helper(user=self.request.user, pk=pk, write=self.is_write)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def changes(serializer: serializers.Serializer, parent: str) -> dict[str, Any]:
+        """The validated fields of an update, without the (unchanged) parent id."""
+        return {k: v for k, v in serializer.validated_data.items() if k != parent}

@@ -1,5 +1,28 @@
-"""REST API v1, its OpenAPI schema and docs. (Filled in by the API work.)"""
+"""REST API v1 under ``/api/v1/``, its OpenAPI schema and docs (all for signed-in users only)."""
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.contrib.auth.decorators import login_required
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.permissions import IsAuthenticated
+
+urlpatterns = [
+    path("v1/", include("tower.api_v1")),
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]),
+        name="api-schema",
+    ),
+    # The docs pages are for people: a signed-out browser is sent to the login page.
+    path(
+        "docs/",
+        login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
+    path(
+        "redoc/",
+        login_required(SpectacularRedocView.as_view(url_name="api-schema")),
+        name="api-redoc",
+    ),
+]

@@ -210,6 +210,7 @@ REST_FRAMEWORK = {
         "generation": env_str("TOWER_GENERATION_RATE", "120/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "EXCEPTION_HANDLER": "tower.api.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -1,0 +1,107 @@
+"""REST API v1: the router that assembles the apps' endpoints, and the caller's API tokens."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, viewsets
+
+from characters.api import CharacterViewSet, ReferenceViewSet, VariationViewSet, VersionViewSet
+from generation.api import AssetViewSet, JobViewSet
+from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
+from tower.api import Router
+from tower.models import ApiToken, hash_token, new_raw_token
+
+# --- Token writes (the raw key exists only in the creation response) -------------------------
+
+
+@transaction.atomic
+def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+    """A new token for ``user`` and its raw key; only the key's SHA-256 is stored."""
+    name = name.strip()
+    if ApiToken.objects.filter(user=user, name=name).exists():
+        raise ValidationError({"name": "you already have a token with this name"})
+    raw = new_raw_token()
+    token = ApiToken(user=user, name=name, key_hash=hash_token(raw), prefix=raw[:12])
+    token.full_clean()
+    token.save()
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken) -> None:
+    token.delete()
+
+
+# --- Token API ------------------------------------------------------------------------------
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at"]
+        read_only_fields = ["prefix", "created_at", "last_used_at"]
+        validators: list = []  # (user, name) is checked by api_token_create
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    key = serializers.CharField(
+        read_only=True,
+        help_text="the raw token, shown only in this response: send it as 'Authorization: Bearer <key>'",
+    )
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "key"]
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=TokenSerializer,
+        responses={201: TokenCreatedSerializer},
+        description="Create a token. The raw key is in this response and never again.",
+    ),
+    destroy=extend_schema(description="Revoke the token: requests that use it get 401."),
+)
+class TokenViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your own API tokens (never another user's, never the key after creation)."""
+
+    serializer_class = TokenSerializer
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return ApiToken.objects.filter(user_id=self.request.user.pk)
+
+    def get_serializer_class(self) -> type[TokenSerializer]:
+        return TokenCreatedSerializer if self.action == "create" else TokenSerializer
+
+    def perform_create(self, serializer: TokenSerializer) -> None:
+        name = serializer.validated_data["name"]
+        token, raw = api_token_create(user=self.request.user, name=name)
+        token.key = raw  # type: ignore[attr-defined]
+        serializer.instance = token
+
+    def perform_destroy(self, instance: ApiToken) -> None:
+        api_token_revoke(token=instance)
+
+
+router = Router()
+router.register("projects", ProjectViewSet, basename="project")
+router.register("episodes", EpisodeViewSet, basename="episode")
+router.register("scenes", SceneViewSet, basename="scene")
+router.register("characters", CharacterViewSet, basename="character")
+router.register("references", ReferenceViewSet, basename="reference")
+router.register("versions", VersionViewSet, basename="version")
+router.register("variations", VariationViewSet, basename="variation")
+router.register("jobs", JobViewSet, basename="job")
+router.register("assets", AssetViewSet, basename="asset")
+router.register("tokens", TokenViewSet, basename="token")
+
+urlpatterns = router.urls
