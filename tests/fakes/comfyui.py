@@ -147,6 +147,10 @@ class FakeComfy:
         state = self.server.state
         return [i[1] for i in state.running.values()], [i[1] for i in state.pending_items()]
 
+    def held_nodes(self) -> list[str]:
+        """Nodes (of the running prompt) waiting for release()."""
+        return list(self.server.state.held)
+
     def connected_clients(self) -> list[str]:
         return list(self.server.hub.sockets)
 
@@ -174,6 +178,16 @@ class FakeComfy:
 
     def resume(self) -> None:
         self._call(self.server.set_paused(False))
+
+    def release(self, node_id: str | None = None) -> None:
+        """Let held nodes (see the ``holds`` knob) finish: one node id, or all of them."""
+
+        async def _release() -> None:
+            for held_id, event in list(self.server.state.held.items()):
+                if node_id is None or held_id == node_id:
+                    event.set()
+
+        self._call(_release())
 
     def interrupt(self) -> None:
         self.server.state.interrupted = True

@@ -379,6 +379,13 @@ class _Run:
                 await self._update(node_id, step, steps, preview)
         elif delay > 0:
             await asyncio.sleep(delay)
+        if node_id in ex.config.holds or class_type in ex.config.holds:
+            released = state.held[node_id] = asyncio.Event()
+            ex.on_change()
+            try:
+                await released.wait()
+            finally:
+                state.held.pop(node_id, None)
 
     def _inputs(self, node_id: str) -> dict[str, Any]:
         outputs = self.ex.state.caches.outputs

@@ -110,14 +110,14 @@ class FakeServer:
 
     async def start(self, host: str, port: int) -> None:
         self.host = host
-        self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         await self._listen(port)
         self._worker = asyncio.create_task(self.executor.run_forever())
 
     async def _listen(self, port: int) -> None:
         assert self._runner is not None
-        self._site = web.TCPSite(self._runner, self.host, port, shutdown_timeout=0.1)
+        self._site = web.TCPSite(self._runner, self.host, port)
         await self._site.start()
         server = self._site._server
         assert server is not None

@@ -20,6 +20,8 @@ class FakeComfyConfig:
     node_delay: float = 0.0
     # Per class type or per node id (a node id wins); replaces node_delay for those nodes.
     delays: dict[str, float] = field(default_factory=dict)
+    # Node ids or class types that, once started, wait for FakeComfy.release() to finish.
+    holds: set[str] = field(default_factory=set)
     # Paid when a loader executes a checkpoint other than the one loaded last.
     model_load_delay: float = 0.0
     model_load_delays: dict[str, float] = field(default_factory=dict)
@@ -108,6 +110,7 @@ class ServerState:
         self.executing_client: str | None = None
         self.last_node_id: str | None = None
         self.cond = asyncio.Condition()
+        self.held: dict[str, asyncio.Event] = {}
 
     def put(self, item: QueueItem) -> None:
         self._seq += 1
