@@ -1,0 +1,130 @@
+"""The ComfyUI WebSocket as a stream of typed events, reconnecting with bounded backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from generation.comfyui.errors import ComfyUnreachable
+from generation.comfyui.events import Disconnected, Event, parse_binary, parse_text
+
+
+class EventStream:
+    """Events for one clientId, read by a background task so that waiting with a timeout is safe.
+
+    Use as ``async with client.events() as stream: async for event in stream: ...`` or call
+    ``await stream.get(timeout)``. When the socket drops, a ``Disconnected`` event is queued and
+    the stream reconnects (exponential backoff up to ``max_backoff`` seconds); after
+    ``reconnect_timeout`` seconds without a connection it raises ComfyUnreachable.
+    """
+
+    def __init__(
+        self,
+        ws_url: str,
+        client_id: str,
+        *,
+        open_timeout: float = 10.0,
+        reconnect_timeout: float = 60.0,
+        max_backoff: float = 5.0,
+        preview_metadata: bool = True,
+    ) -> None:
+        self.url = f"{ws_url}?clientId={client_id}"
+        self.client_id = client_id
+        self.open_timeout = open_timeout
+        self.reconnect_timeout = reconnect_timeout
+        self.max_backoff = max_backoff
+        self.preview_metadata = preview_metadata
+        self.reconnects = 0
+        self._queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._ws: ClientConnection | None = None
+
+    async def __aenter__(self) -> EventStream:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._task = asyncio.create_task(self._run(), name=f"comfyui-ws-{self.client_id}")
+        waiter = asyncio.create_task(self._connected.wait())
+        done, _ = await asyncio.wait({waiter, self._task}, timeout=self.open_timeout, return_when="FIRST_COMPLETED")
+        if waiter not in done:
+            waiter.cancel()
+            await self.close()
+            raise ComfyUnreachable(f"could not open the ComfyUI WebSocket {self.url} in {self.open_timeout} s")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+
+    async def get(self, timeout: float | None = None) -> Event:
+        """The next event; TimeoutError if none arrives within timeout seconds."""
+        item = await asyncio.wait_for(self._queue.get(), timeout)
+        if isinstance(item, BaseException):
+            self._queue.put_nowait(item)  # keep failing for later callers too
+            raise item
+        return item
+
+    async def _run(self) -> None:
+        attempt = 0
+        down_since: float | None = None
+        while True:
+            reason = "closed by the server"
+            try:
+                async with connect(self.url, open_timeout=self.open_timeout, max_size=None) as ws:
+                    self._ws = ws
+                    if self.preview_metadata:
+                        await ws.send(
+                            json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+                        )
+                    if self._connected.is_set():
+                        self.reconnects += 1
+                    self._connected.set()
+                    attempt, down_since = 0, None
+                    async for raw in ws:
+                        self._queue.put_nowait(self._parse(raw))
+            except (OSError, WebSocketException, TimeoutError) as exc:
+                reason = str(exc) or type(exc).__name__
+            if self._ws is not None:
+                self._ws = None
+                self._queue.put_nowait(Disconnected(reason))
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since > self.reconnect_timeout:
+                self._queue.put_nowait(
+                    ComfyUnreachable(f"ComfyUI WebSocket {self.url} lost for over {self.reconnect_timeout} s: {reason}")
+                )
+                return
+            await asyncio.sleep(min(self.max_backoff, 0.05 * 2**attempt))
+            attempt += 1
+
+    @staticmethod
+    def _parse(raw: Any) -> Event:
+        return parse_binary(bytes(raw)) if isinstance(raw, bytes | bytearray) else parse_text(str(raw))
