@@ -6,11 +6,29 @@ import json
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from generation.models import WorkflowTemplate
 from generation.services.templates import TemplateError, template_import
+from tests.factories import make_project
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+
+
+@pytest.fixture
+def owner(db):
+    # Plain rows: the shared personas hash real passwords, which costs seconds per test.
+    return get_user_model().objects.create(username="producer")
+
+
+@pytest.fixture
+def member(db):
+    return get_user_model().objects.create(username="assistant")
+
+
+@pytest.fixture
+def project(owner):
+    return make_project(owner, name="Skyline Academy")
 
 
 def _graph(slug: str = "txt2img-sd15") -> dict:
