@@ -69,12 +69,14 @@ async def follow(
         await stream.start()
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        status = await _fate(client, prompt_id)
-        if status is PromptStatus.DONE:
-            yield ExecutionSuccess(prompt_id, None)
-            return
-        if status in (PromptStatus.ERROR, PromptStatus.INTERRUPTED):
-            await _raise_failure(client, prompt_id, status)
+        if own:
+            # Opened after submitting: the prompt may have ended already.
+            status = await _fate(client, prompt_id)
+            if status is PromptStatus.DONE:
+                yield ExecutionSuccess(prompt_id, None)
+                return
+            if status in (PromptStatus.ERROR, PromptStatus.INTERRUPTED):
+                await _raise_failure(client, prompt_id, status)
         ours = False  # the last `executing` was one of our nodes (legacy previews carry no id)
         succeeded = False
         reconnected = False
