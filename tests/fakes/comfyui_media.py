@@ -314,9 +314,18 @@ def mp4_bytes(frames: Frames, fps: float) -> bytes:
     return ftyp + moov(head_len) + _box(b"mdat", mdat_payload)
 
 
-# --- WebM: a Matroska/WebM container. No VP8/VP9 encoder is available without native
-# libraries, so the frames are stored as uncompressed video (V_UNCOMPRESSED); the container
-# parses as WebM but browsers will not play it. This is a known deviation of the fake.
+# --- WebM: a WebM (Matroska) file of VP8 key frames. A lossy WebP image is a VP8 key frame in a
+# RIFF wrapper, so Pillow's WebP encoder provides the frames and only the container is built here.
+
+
+def _vp8_key_frame(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="WEBP", lossless=False, quality=80)
+    data = buf.getvalue()
+    if data[12:16] != b"VP8 ":
+        raise ValueError("Pillow did not write a simple lossy WebP")
+    size = struct.unpack("<I", data[16:20])[0]
+    return data[20 : 20 + size]
 
 
 def _ebml_id(value: int) -> bytes:
@@ -350,12 +359,12 @@ def webm_bytes(frames: Frames, fps: float) -> bytes:
     video = _ebml(0xE0, _ebml_uint(0xB0, frames.width) + _ebml_uint(0xBA, frames.height))
     track = _ebml(
         0xAE,
-        _ebml_uint(0xD7, 1) + _ebml_uint(0x73C5, 1) + _ebml_uint(0x83, 1) + _ebml(0x86, b"V_UNCOMPRESSED") + video,
+        _ebml_uint(0xD7, 1) + _ebml_uint(0x73C5, 1) + _ebml_uint(0x83, 1) + _ebml(0x86, b"V_VP8") + video,
     )
     step_ms = max(1, round(1000.0 / max(fps, 0.01)))
     blocks = b""
     for i in range(frames.count):
-        data = frames.image(i).convert("RGB").tobytes()
+        data = _vp8_key_frame(frames.image(i))
         blocks += _ebml(0xA3, b"\x81" + struct.pack(">hB", i * step_ms, 0x80) + data)
     cluster = _ebml(0x1F43B675, _ebml_uint(0xE7, 0) + blocks)
     segment = _ebml(0x18538067, info + _ebml(0x1654AE6B, track) + cluster)
