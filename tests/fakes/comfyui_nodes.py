@@ -196,7 +196,15 @@ def _checkpoint(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
 # --- image transforms ----------------------------------------------------------------------
 
 
-@behaviour("ImageScale", "ImageCrop", "ImageScaleToMaxDimension")
+@behaviour("ImageCrop")
+def _crop(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    img: Frames = i["image"]
+    x = min(int(i.get("x", 0)), img.width - 1)
+    y = min(int(i.get("y", 0)), img.height - 1)
+    return NodeResult((img.resized(min(int(i["width"]), img.width - x), min(int(i["height"]), img.height - y)),))
+
+
+@behaviour("ImageScale", "ImageScaleToMaxDimension")
 def _scale_to(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
     img: Frames = i["image"]
     if "largest_size" in i:

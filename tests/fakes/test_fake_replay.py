@@ -372,3 +372,83 @@ async def test_object_info_lists_the_configured_models(fake: FakeComfy, http: ht
     assert info["LoraLoader"]["input"]["required"]["lora_name"][0] == ["l.safetensors"]
     assert info["VAELoader"]["input"]["required"]["vae_name"][0] == ["v.safetensors", "pixel_space"]
     assert (await http.get("/models/loras")).json() == ["l.safetensors"]
+
+
+WEIGHTLESS = recording("weightless_nodes.json")["passed"]
+SINKS = {
+    "IMAGE": ("PreviewImage", "images", {}),
+    "MASK": ("MaskPreview", "mask", {}),
+    "VIDEO": ("SaveVideo", "video", {"filename_prefix": "video/w", "format": "auto", "codec": "auto"}),
+}
+
+
+def default_value(spec: list) -> Any:
+    kind, extra = spec[0], spec[1] if len(spec) > 1 else {}
+    if isinstance(kind, list):
+        return kind[0]
+    if "default" in extra:
+        return extra["default"]
+    if kind == "COMBO":
+        return extra["options"][0]
+    return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}[kind]
+
+
+def weightless_graph(name: str, info: dict) -> dict:
+    """The recording's harness: the node on 64x64 sources with default widgets, sunk into previews."""
+    graph: dict[str, Any] = {
+        "img": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x808080}},
+        "mask": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}},
+        "video": {"class_type": "CreateVideo", "inputs": {"images": ["img", 0], "fps": 8.0}},
+    }
+    sources = {"IMAGE": ["img", 0], "MASK": ["mask", 0], "VIDEO": ["video", 0]}
+    inputs = {
+        key: sources[spec[0]] if isinstance(spec[0], str) and spec[0] in sources else default_value(spec)
+        for key, spec in info["input"]["required"].items()
+    }
+    graph["n"] = {"class_type": name, "inputs": inputs}
+    for slot, out_type in enumerate(info["output"]):
+        if out_type in SINKS:
+            sink, field, extra = SINKS[out_type]
+            graph[f"sink{slot}"] = {"class_type": sink, "inputs": {field: ["n", slot], **extra}}
+    return graph
+
+
+async def test_weightless_nodes_all_execute(fake: FakeComfy, http: httpx.AsyncClient) -> None:
+    info = (await http.get("/object_info")).json()
+    failed = {}
+    for name in WEIGHTLESS:
+        response = await http.post("/prompt", json={"prompt": weightless_graph(name, info[name])})
+        if response.status_code != 200:
+            failed[name] = response.json()
+            continue
+        prompt_id = response.json()["prompt_id"]
+        entry = await fake.wait_for_async(lambda pid=prompt_id: fake.history.get(pid), what=name)
+        if entry["status"]["status_str"] != "success":
+            failed[name] = entry["status"]["messages"][-1]
+    assert failed == {}
+
+
+@pytest.mark.parametrize(
+    ("node", "inputs", "size"),
+    [
+        ("ImageScale", {"upscale_method": "bilinear", "width": 96, "height": 0, "crop": "disabled"}, (96, 48)),
+        ("ImageCrop", {"width": 512, "height": 16, "x": 8, "y": 0}, (120, 16)),
+        ("ImageScaleBy", {"upscale_method": "bilinear", "scale_by": 0.5}, (64, 32)),
+        ("ImagePadForOutpaint", {"left": 4, "top": 0, "right": 4, "bottom": 8, "feathering": 0}, (136, 72)),
+    ],
+)
+async def test_output_sizes_follow_the_graph(
+    fake: FakeComfy, http: httpx.AsyncClient, node: str, inputs: dict, size: tuple[int, int]
+) -> None:
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 128, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": node, "inputs": {"image": ["1", 0], **inputs}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "size"}},
+    }
+    response = await http.post("/prompt", json={"prompt": graph})
+    assert response.status_code == 200, response.text
+    prompt_id = response.json()["prompt_id"]
+    entry = await fake.wait_for_async(lambda: fake.history.get(prompt_id))
+    filename = entry["outputs"]["3"]["images"][0]["filename"]
+    with Image.open(fake.output_dir / filename) as img:
+        assert img.size == size

@@ -404,3 +404,21 @@ async def test_upload_and_view(fake: FakeComfy, client: ComfyClient) -> None:
         await client.view("../secret.png")
     with pytest.raises(ComfyRejected):
         await client.upload_image(b"x", "../evil.png")
+
+
+@pytest.mark.parametrize("metadata", [False, True])
+async def test_binary_previews_with_and_without_metadata(client: ComfyClient, metadata: bool) -> None:
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 24, "height": 16, "batch_size": 3, "color": 65280}},
+        "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}},
+    }
+    async with client.events(preview_metadata=metadata) as stream:
+        accepted = await client.submit(graph)
+        events = await _collect(client.follow(accepted.prompt_id, stream=stream, timeout=10))
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert len(previews) == 3
+    assert {(p.format, p.node_id, p.prompt_id) for p in previews} == (
+        {("png", "2", accepted.prompt_id)} if metadata else {("png", None, None)}
+    )
+    with Image.open(io.BytesIO(previews[0].image)) as img:
+        assert img.size == (24, 16)
