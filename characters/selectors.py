@@ -51,9 +51,14 @@ def characters_with_summary_visible_to(user: AnyUser) -> QuerySet[Character]:
     from django.db.models import Count, OuterRef, Subquery
 
     primary = ReferenceImage.objects.filter(character=OuterRef("pk"), is_primary=True)
-    return characters_visible_to(user).annotate(
-        reference_count=Count("references", distinct=True),
-        primary_reference_name=Subquery(primary.values("image")[:1]),
+    # An aggregate drops Meta.ordering, so the model's order is restated (pagination needs one).
+    return (
+        characters_visible_to(user)
+        .annotate(
+            reference_count=Count("references", distinct=True),
+            primary_reference_name=Subquery(primary.values("image")[:1]),
+        )
+        .order_by("project__name", "name", "pk")
     )
 
 

@@ -284,7 +284,11 @@ def test_owner_adds_changes_and_removes_members(world, api_owner):
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"username": "nobody"}, "username"), ({"username": "owner"}, "username"), ({"username": "newbie", "role": "admin"}, "role")],
+    [
+        ({"username": "nobody"}, "username"),
+        ({"username": "owner"}, "username"),
+        ({"username": "newbie", "role": "admin"}, "role"),
+    ],
 )
 def test_invalid_member_is_refused(world, api_owner, body, field):
     response = api_owner.post(f"/api/v1/projects/{world['project']}/members/", body)
