@@ -1,0 +1,349 @@
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Prefetch, QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html_join
+
+from characters.models import Character, CharacterVersion, ReferenceEmbedding, ReferenceImage, Variation
+from characters.services import (
+    character_add_reference,
+    character_delete,
+    reference_delete,
+    reference_set_primary,
+    reference_update,
+)
+from tower.admin import (
+    PREVIEW_PX,
+    ProjectScopedAdmin,
+    ReadOnlyAdminMixin,
+    ReadOnlyInline,
+    ScopedInline,
+    pretty_json,
+    thumbnail,
+)
+
+
+def _reference_thumb(obj: ReferenceImage, size: int | None = None) -> str:
+    kwargs = {"size": size} if size else {}
+    return thumbnail(obj.image, alt=f"{obj.character.name} reference", **kwargs)
+
+
+# --- Character ---------------------------------------------------------------------------------
+
+
+class ReferenceImageInline(ScopedInline, admin.TabularInline):
+    """References are shown here; they are added on their own page, where the file is checked."""
+
+    model = ReferenceImage
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["thumb", "is_primary", "dimensions", "original_name", "note", "created_at"]
+    readonly_fields = ["thumb", "is_primary", "dimensions", "original_name", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="image")
+    def thumb(self, obj: ReferenceImage) -> str:
+        return _reference_thumb(obj)
+
+    @admin.display(description="size")
+    def dimensions(self, obj: ReferenceImage) -> str:
+        return f"{obj.width}×{obj.height}"
+
+
+class CharacterVersionInline(ScopedInline, admin.TabularInline):
+    model = CharacterVersion
+    extra = 0
+    show_change_link = True
+    fields = ["name", "slug", "order", "prompt_delta", "negative_delta"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+class VariationInline(ScopedInline, admin.TabularInline):
+    model = Variation
+    extra = 0
+    show_change_link = True
+    fields = ["kind", "name", "slug", "prompt_delta", "negative_delta"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+class PrimaryReferenceFilter(admin.SimpleListFilter):
+    title = "primary reference"
+    parameter_name = "primary_ref"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Has one"), ("no", "Missing")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Character]) -> QuerySet[Character]:
+        if self.value() == "yes":
+            return queryset.filter(references__is_primary=True)
+        if self.value() == "no":
+            return queryset.exclude(references__is_primary=True)
+        return queryset
+
+
+@admin.register(Character)
+class CharacterAdmin(ProjectScopedAdmin):
+    project_lookup = "project"
+    inlines = [ReferenceImageInline, CharacterVersionInline, VariationInline]
+    list_display = ["name", "primary_thumb", "project", "trigger_word", "reference_count", "consistency_threshold"]
+    list_select_related = ["project"]
+    list_filter = [("project", RelatedOnlyFieldListFilter), PrimaryReferenceFilter]
+    search_fields = ["name", "slug", "trigger_word", "project__name"]
+    autocomplete_fields = ["project", "scenes"]
+    prepopulated_fields = {"slug": ["name"]}
+    # The palette is extracted from the references; it follows them.
+    readonly_fields = ["palette_swatches", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["project", "name", "slug", "trigger_word", "consistency_threshold"]}),
+        ("Prompt", {"fields": ["design_prompt", "negative_prompt", "learned_negatives"]}),
+        ("Design", {"fields": ["attributes", "palette_swatches", "bible", "scenes"]}),
+        ("Dates", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Character]:
+        primary = ReferenceImage.objects.filter(is_primary=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(reference_count=Count("references"))
+            .prefetch_related(Prefetch("references", queryset=primary, to_attr="primary_references"))
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Character) -> None:
+        character_delete(character=obj)  # removes the reference files too
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Character]) -> None:
+        for character in queryset:
+            character_delete(character=character)
+
+    @admin.display(description="primary")
+    def primary_thumb(self, obj: Character) -> str:
+        refs = getattr(obj, "primary_references", None)
+        if not refs:
+            return "—"
+        return thumbnail(refs[0].image, alt=f"{obj.name} reference", size=64)
+
+    @admin.display(description="references", ordering="reference_count")
+    def reference_count(self, obj: Character) -> int:
+        return obj.reference_count
+
+    @admin.display(description="palette")
+    def palette_swatches(self, obj: Character) -> str:
+        colours = [c for c in obj.palette or [] if isinstance(c, str)]
+        if not colours:
+            return "—"
+        return format_html_join(
+            "",
+            '<span title="{0}" style="display:inline-block;width:1.5em;height:1.5em;'
+            'margin-right:2px;border:1px solid #8888;background:{0}"></span>',
+            ((c,) for c in colours),
+        )
+
+
+# --- References --------------------------------------------------------------------------------
+
+
+class ReferenceAddForm(forms.ModelForm):
+    """Adds a reference through ``character_add_reference``, which checks the file by content.
+
+    The admin turns only errors raised while validating into form errors, so the service (the
+    validator and the writer) runs as the last validation step, inside the admin's transaction.
+    """
+
+    upload = forms.FileField(label="Image", help_text="PNG, JPEG or WebP; checked by content, not by name")
+    make_primary = forms.BooleanField(
+        required=False, help_text="the character's first reference becomes primary anyway"
+    )
+
+    class Meta:
+        model = ReferenceImage
+        fields = ["character", "note"]
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self.errors:
+            return
+        upload = self.cleaned_data["upload"]
+        try:
+            self.instance = character_add_reference(
+                character=self.cleaned_data["character"],
+                upload=upload,
+                original_name=upload.name or "",
+                primary=True if self.cleaned_data.get("make_primary") else None,
+                note=self.cleaned_data.get("note", ""),
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                target = "upload" if field == "image" else field
+                self.add_error(target if target in self.fields else None, errors)
+
+
+class ReferenceEmbeddingInline(ReadOnlyInline):
+    model = ReferenceEmbedding
+    fields = ["model_id", "dim", "face_box", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(ReferenceImage)
+class ReferenceImageAdmin(ProjectScopedAdmin):
+    project_lookup = "character__project"
+    list_display = ["thumb", "character", "project", "is_primary", "dimensions", "original_name", "created_at"]
+    list_display_links = ["thumb", "character"]
+    list_select_related = ["character", "character__project"]
+    list_filter = ["is_primary", ("character__project", RelatedOnlyFieldListFilter)]
+    search_fields = ["character__name", "original_name", "note", "=sha256"]
+    autocomplete_fields = ["character"]
+    date_hierarchy = "created_at"
+    actions = ["make_primary"]
+    readonly_fields = [
+        "preview",
+        "character",
+        "is_primary",
+        "width",
+        "height",
+        "sha256",
+        "original_name",
+        "created_at",
+    ]
+    fields = [
+        "preview",
+        "character",
+        "is_primary",
+        "note",
+        "original_name",
+        ("width", "height"),
+        "sha256",
+        "created_at",
+    ]
+
+    def get_form(self, request: HttpRequest, obj: ReferenceImage | None = None, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ReferenceAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: ReferenceImage | None = None) -> list[Any]:
+        if obj is None:
+            return ["character", "upload", "make_primary", "note"]
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ReferenceImage | None = None) -> list[str]:
+        return list(super().get_readonly_fields(request, obj)) if obj else []
+
+    def get_inlines(self, request: HttpRequest, obj: ReferenceImage | None) -> list[type]:
+        return [ReferenceEmbeddingInline] if obj else []
+
+    def save_model(self, request: HttpRequest, obj: ReferenceImage, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            reference_update(reference=obj, note=obj.note)
+        # On add, ReferenceAddForm has already stored the reference through the service.
+
+    def delete_model(self, request: HttpRequest, obj: ReferenceImage) -> None:
+        reference_delete(reference=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ReferenceImage]) -> None:
+        for reference in queryset:
+            reference_delete(reference=reference)
+
+    @admin.display(description="image")
+    def thumb(self, obj: ReferenceImage) -> str:
+        return _reference_thumb(obj)
+
+    @admin.display(description="image")
+    def preview(self, obj: ReferenceImage) -> str:
+        return _reference_thumb(obj, PREVIEW_PX)
+
+    @admin.display(description="project", ordering="character__project__name")
+    def project(self, obj: ReferenceImage) -> str:
+        return obj.character.project.name
+
+    @admin.display(description="size")
+    def dimensions(self, obj: ReferenceImage) -> str:
+        return f"{obj.width}×{obj.height}"
+
+    @admin.action(description="Make the selected reference the primary one", permissions=["change"])
+    def make_primary(self, request: HttpRequest, queryset: QuerySet[ReferenceImage]) -> None:
+        per_character = Counter(queryset.values_list("character_id", flat=True))
+        crowded_ids = [pk for pk, n in per_character.items() if n > 1]
+        if crowded_ids:
+            crowded = sorted(Character.objects.filter(pk__in=crowded_ids).values_list("name", flat=True))
+            self.message_user(
+                request,
+                "A character has one primary reference: select one per character "
+                f"(more than one selected for {', '.join(crowded)}). Nothing was changed.",
+                messages.ERROR,
+            )
+            return
+        ids, skipped = self.writable_ids(request, queryset)
+        changed = 0
+        for reference in ReferenceImage.objects.filter(pk__in=ids, is_primary=False):
+            reference_set_primary(reference=reference)
+            changed += 1
+        self.message_user(request, f"{changed} reference(s) made primary.", messages.SUCCESS)
+        self.report_skipped(request, skipped)
+
+
+@admin.register(ReferenceEmbedding)
+class ReferenceEmbeddingAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    project_lookup = "reference__character__project"
+    list_display = ["__str__", "model_id", "dim", "has_face_box", "created_at"]
+    list_select_related = ["reference", "reference__character"]
+    list_filter = ["model_id"]
+    search_fields = ["model_id", "reference__character__name"]
+    raw_id_fields = ["reference"]
+    fields = ["reference", "model_id", "dim", "vector_head", "face_box_json", "created_at"]
+    readonly_fields = fields
+
+    @admin.display(description="face box", boolean=True)
+    def has_face_box(self, obj: ReferenceEmbedding) -> bool:
+        return obj.face_box is not None
+
+    @admin.display(description="face box")
+    def face_box_json(self, obj: ReferenceEmbedding) -> str:
+        return pretty_json(obj.face_box)
+
+    @admin.display(description="first values")
+    def vector_head(self, obj: ReferenceEmbedding) -> str:
+        data = bytes(obj.vector or b"")
+        count = min(8, len(data) // 4)
+        if not count:
+            return "—"
+        values = struct.unpack(f"<{count}f", data[: count * 4])
+        return ", ".join(f"{v:.4f}" for v in values) + (" …" if obj.dim > count else "")
+
+
+# --- Versions and variations -------------------------------------------------------------------
+
+
+@admin.register(CharacterVersion)
+class CharacterVersionAdmin(ProjectScopedAdmin):
+    project_lookup = "character__project"
+    list_display = ["name", "character", "order", "slug", "created_at"]
+    list_select_related = ["character"]
+    list_filter = [("character__project", RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "slug", "character__name"]
+    autocomplete_fields = ["character"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["created_at"]
+
+
+@admin.register(Variation)
+class VariationAdmin(ProjectScopedAdmin):
+    project_lookup = "character__project"
+    list_display = ["name", "kind", "character", "slug", "created_at"]
+    list_select_related = ["character"]
+    list_filter = ["kind", ("character__project", RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "slug", "character__name"]
+    autocomplete_fields = ["character"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["created_at"]

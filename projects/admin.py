@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.core.exceptions import ValidationError
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from projects.models import Episode, GenerationStyle, Membership, Project, Scene
+from projects.services import (
+    PROJECT_FIELDS,
+    STYLE_FIELDS,
+    project_create,
+    validate_loras,
+    validate_story_bible,
+)
+from tower.admin import ProjectScopedAdmin, ScopedInline
+
+
+class GenerationStyleForm(forms.ModelForm):
+    class Meta:
+        model = GenerationStyle
+        fields = sorted(STYLE_FIELDS)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        try:
+            validate_loras(cleaned.get("loras", []))
+        except ValidationError as exc:
+            self.add_error(None, exc)
+        for side in ("width", "height"):
+            value = cleaned.get(side)
+            if value and value % 8:
+                self.add_error(side, "must be a multiple of 8")
+        return cleaned
+
+
+class GenerationStyleInline(ScopedInline, admin.StackedInline):
+    model = GenerationStyle
+    form = GenerationStyleForm
+    can_delete = False
+    min_num = 0
+    max_num = 1
+    extra = 0
+    readonly_fields = ["updated_at"]
+    fieldsets = [
+        (None, {"fields": ["checkpoint", "vae", "loras", "clip_skip"]}),
+        ("Sampling", {"fields": ["sampler", "scheduler", ("width", "height"), "fps"]}),
+        ("Prompts", {"fields": ["style_prompt", "negative_prompt"]}),
+        (
+            "Presets",
+            {
+                "fields": [
+                    ("draft_steps", "draft_cfg", "draft_denoise"),
+                    ("production_steps", "production_cfg", "production_denoise"),
+                    "updated_at",
+                ]
+            },
+        ),
+    ]
+
+
+class MembershipInline(ScopedInline, admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    readonly_fields = ["created_at"]
+    fields = ["user", "role", "created_at"]
+
+
+class ProjectForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = ["owner", *sorted(PROJECT_FIELDS)]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "story_bible" in cleaned:
+            try:
+                validate_story_bible(cleaned["story_bible"])
+            except ValidationError as exc:
+                self.add_error(None, exc)
+        return cleaned
+
+
+@admin.register(Project)
+class ProjectAdmin(ProjectScopedAdmin):
+    project_lookup = "pk"
+    form = ProjectForm
+    list_display = ["name", "slug", "owner", "phase", "art_kind", "member_count", "created_at"]
+    list_select_related = ["owner"]
+    list_filter = ["phase", "art_kind"]
+    search_fields = ["name", "slug", "owner__username"]
+    prepopulated_fields = {"slug": ["name"]}
+    autocomplete_fields = ["owner"]
+    # The phase moves with the phase gates (quality); an override is made on the gate.
+    readonly_fields = ["phase", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "owner", "description", "art_kind", "phase"]}),
+        ("Story bible", {"fields": ["story_bible"]}),
+        (
+            "Quality gates",
+            {
+                "fields": [
+                    ("threshold_similarity", "threshold_aesthetic"),
+                    ("threshold_temporal", "threshold_motion"),
+                    ("phase_pass_ratio", "phase_window", "max_regenerations"),
+                ]
+            },
+        ),
+        ("Dates", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
+        return super().get_queryset(request).annotate(member_count=Count("memberships"))
+
+    @admin.display(description="members", ordering="member_count")
+    def member_count(self, obj: Project) -> int:
+        return obj.member_count
+
+    def get_inlines(self, request: HttpRequest, obj: Project | None) -> list[type]:
+        # A new project gets its style from project_create; it can be edited once it exists.
+        return [GenerationStyleInline, MembershipInline] if obj else [MembershipInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields.append("owner")  # a project changes hands only through a superuser
+        return fields
+
+    def save_model(self, request: HttpRequest, obj: Project, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        fields = {k: v for k, v in form.cleaned_data.items() if k in PROJECT_FIELDS}
+        owner = form.cleaned_data.get("owner") or request.user
+        created = project_create(owner=owner, **fields)
+        # The admin goes on with ``obj`` (inlines, log entry, redirect): make it the created row.
+        for field in Project._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(created, field.attname))
+        obj._state.adding = False
+        obj._state.db = created._state.db
+
+
+class SceneInline(ScopedInline, admin.TabularInline):
+    model = Scene
+    extra = 0
+    show_change_link = True
+    fields = ["number", "title", "mood", "camera", "lighting", "duration_seconds"]
+
+
+@admin.register(Episode)
+class EpisodeAdmin(ProjectScopedAdmin):
+    project_lookup = "project"
+    inlines = [SceneInline]
+    list_display = ["title", "number", "project", "scene_count", "created_at"]
+    list_select_related = ["project"]
+    list_filter = [("project", RelatedOnlyFieldListFilter)]
+    search_fields = ["title", "synopsis", "project__name"]
+    autocomplete_fields = ["project"]
+    readonly_fields = ["created_at"]
+    ordering = ["project__name", "number"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Episode]:
+        return super().get_queryset(request).annotate(scene_count=Count("scenes"))
+
+    @admin.display(description="scenes", ordering="scene_count")
+    def scene_count(self, obj: Episode) -> int:
+        return obj.scene_count
+
+
+@admin.register(Scene)
+class SceneAdmin(ProjectScopedAdmin):
+    project_lookup = "episode__project"
+    list_display = ["__str__", "title", "mood", "duration_seconds", "character_names"]
+    list_select_related = ["episode", "episode__project"]
+    list_filter = [("episode__project", RelatedOnlyFieldListFilter)]
+    search_fields = ["title", "description", "episode__title", "episode__project__name"]
+    autocomplete_fields = ["episode"]
+    readonly_fields = ["created_at", "character_names"]
+    ordering = ["episode__project__name", "episode__number", "number"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Scene]:
+        return super().get_queryset(request).prefetch_related("characters")
+
+    @admin.display(description="characters")
+    def character_names(self, obj: Scene) -> str:
+        return ", ".join(c.name for c in obj.characters.all()) or "—"

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.db.models import F, QuerySet
+from django.http import HttpRequest
+
+from generation.admin import asset_thumb
+from generation.models import Asset, Job
+from quality.models import PhaseGate, QualityGate, QualityScore
+from tower.admin import ProjectScopedAdmin, ReadOnlyAdminMixin, admin_link, pretty_json
+
+
+class ScoreMarginFilter(admin.SimpleListFilter):
+    """Scores that failed, and the near misses worth a human look."""
+
+    title = "against the threshold"
+    parameter_name = "margin"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("failed", "Failed"), ("near", "Within 5% of the threshold"), ("unscored", "Not scored")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[QualityScore]) -> QuerySet[QualityScore]:
+        if self.value() == "failed":
+            return queryset.filter(passed=False)
+        if self.value() == "near":
+            return queryset.filter(
+                value__isnull=False,
+                threshold__isnull=False,
+                value__gte=F("threshold") * 0.95,
+                value__lte=F("threshold") * 1.05,
+            )
+        if self.value() == "unscored":
+            return queryset.filter(value__isnull=True)
+        return queryset
+
+
+@admin.register(QualityScore)
+class QualityScoreAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    project_lookup = "asset__project"
+    list_display = [
+        "thumb",
+        "asset_link",
+        "metric",
+        "value",
+        "threshold",
+        "passed",
+        "status",
+        "character",
+        "model_id",
+        "created_at",
+    ]
+    list_select_related = ["asset", "character"]
+    list_filter = [ScoreMarginFilter, "metric", "status", "passed"]
+    search_fields = ["metric", "model_id", "=asset__id"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    raw_id_fields = ["asset"]
+    fields = [
+        "preview",
+        "asset",
+        "metric",
+        "value",
+        "threshold",
+        "passed",
+        "status",
+        "character",
+        "model_id",
+        "details_json",
+        "created_at",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="asset")
+    def thumb(self, obj: QualityScore) -> str:
+        return asset_thumb(obj.asset, size=64)
+
+    @admin.display(description="preview")
+    def preview(self, obj: QualityScore) -> str:
+        return asset_thumb(obj.asset)
+
+    @admin.display(description="asset", ordering="asset_id")
+    def asset_link(self, obj: QualityScore) -> str:
+        return admin_link(Asset, obj.asset_id)
+
+    @admin.display(description="details")
+    def details_json(self, obj: QualityScore) -> str:
+        return pretty_json(obj.details)
+
+
+@admin.register(QualityGate)
+class QualityGateAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    project_lookup = "job__project"
+    list_display = ["__str__", "job_link", "stage", "passed", "created_at"]
+    list_filter = ["stage", "passed"]
+    search_fields = ["=job__id"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    raw_id_fields = ["job"]
+    fields = ["job", "stage", "passed", "details_json", "created_at"]
+    readonly_fields = fields
+
+    @admin.display(description="job", ordering="job_id")
+    def job_link(self, obj: QualityGate) -> str:
+        return admin_link(Job, obj.job_id)
+
+    @admin.display(description="details")
+    def details_json(self, obj: QualityGate) -> str:
+        return pretty_json(obj.details)
+
+
+class PhaseGateForm(forms.ModelForm):
+    class Meta:
+        model = PhaseGate
+        fields = ["is_open", "override_reason"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        overridden = "is_open" in self.changed_data or self.instance.overridden_by_id
+        if overridden and not (cleaned.get("override_reason") or "").strip():
+            self.add_error("override_reason", "say why the gate is opened or closed by hand")
+        return cleaned
+
+
+@admin.register(PhaseGate)
+class PhaseGateAdmin(ProjectScopedAdmin):
+    """Gates are evaluated by the pipeline; a person may override one, with a reason."""
+
+    project_lookup = "project"
+    form = PhaseGateForm
+    list_display = [
+        "__str__",
+        "project",
+        "character",
+        "phase",
+        "is_open",
+        "pass_ratio",
+        "sample_size",
+        "evaluated_at",
+        "overridden_by",
+    ]
+    list_select_related = ["project", "character", "overridden_by"]
+    list_filter = ["phase", "is_open", ("project", RelatedOnlyFieldListFilter)]
+    search_fields = ["project__name", "character__name"]
+    fields = [
+        "project",
+        "character",
+        "phase",
+        "pass_ratio",
+        "sample_size",
+        "evaluated_at",
+        "is_open",
+        "override_reason",
+        "overridden_by",
+    ]
+    readonly_fields = ["project", "character", "phase", "pass_ratio", "sample_size", "evaluated_at", "overridden_by"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: PhaseGate, form: forms.ModelForm, change: bool) -> None:
+        if "is_open" in form.changed_data:
+            obj.overridden_by = request.user
+        super().save_model(request, obj, form, change)

@@ -1,0 +1,316 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import RelatedOnlyFieldListFilter, helpers
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+
+from generation.models import Asset, Job
+from tower.admin import PREVIEW_PX, ProjectScopedAdmin, admin_link, pretty_json, thumbnail
+from training.models import DatasetImage, LoraModel, RejectionCategory, TrainingJob
+from training.services import dataset_images_approve, dataset_images_reject, dataset_images_reset
+
+REJECT_PREVIEW_LIMIT = 24
+CATEGORY_LABELS = dict(RejectionCategory.choices)
+
+
+class RejectionCategoryFilter(admin.SimpleListFilter):
+    title = "rejected for"
+    parameter_name = "category"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(RejectionCategory.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[DatasetImage]) -> QuerySet[DatasetImage]:
+        value = self.value()
+        if value not in RejectionCategory.values:
+            return queryset
+        # The categories are stored as a JSON list of strings; match one quoted member. (This works on
+        # SQLite, which has no JSON containment, and on PostgreSQL alike.)
+        return queryset.filter(rejection_categories__icontains=f'"{value}"')
+
+
+class RejectForm(forms.Form):
+    """The rules (at least one category, a note with "other") are the service's; see the action."""
+
+    categories = forms.MultipleChoiceField(
+        choices=RejectionCategory.choices, widget=forms.CheckboxSelectMultiple, required=False
+    )
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        required=False,
+        help_text="What is wrong; required with “Other”.",
+    )
+
+
+@admin.register(DatasetImage)
+class DatasetImageAdmin(ProjectScopedAdmin):
+    """The curation queue: approve, reject with categories, or send back to pending."""
+
+    project_lookup = "character__project"
+    list_display = [
+        "thumb",
+        "id",
+        "character",
+        "status",
+        "categories",
+        "source",
+        "classification",
+        "reviewed_by",
+        "created_at",
+    ]
+    list_display_links = ["thumb", "id"]
+    list_select_related = ["character", "classified_character", "reviewed_by"]
+    list_filter = [
+        "status",
+        RejectionCategoryFilter,
+        "source",
+        ("character__project", RelatedOnlyFieldListFilter),
+        ("character", RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["=id", "=sha256", "caption", "source_ref", "character__name"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    autocomplete_fields = ["character"]
+    actions = ["approve", "reject", "reset_to_pending"]
+    fieldsets = [
+        (None, {"fields": ["preview", "character", "caption"]}),
+        (
+            "Review (through the actions)",
+            {"fields": ["status", "categories", "rejection_note", "reviewed_by", "reviewed_at"]},
+        ),
+        (
+            "Origin",
+            {
+                "fields": [
+                    "source",
+                    "source_ref",
+                    "origin_job_link",
+                    "origin_asset_link",
+                    "classified_character",
+                    "classification_confidence",
+                ]
+            },
+        ),
+        ("File", {"fields": [("width", "height"), "sha256", "phash", "created_at"]}),
+    ]
+    readonly_fields = [
+        "preview",
+        "status",
+        "categories",
+        "rejection_note",
+        "reviewed_by",
+        "reviewed_at",
+        "source",
+        "source_ref",
+        "origin_job_link",
+        "origin_asset_link",
+        "classified_character",
+        "classification_confidence",
+        "width",
+        "height",
+        "sha256",
+        "phash",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # images arrive through ingestion, which de-duplicates and hashes them
+
+    @admin.display(description="image")
+    def thumb(self, obj: DatasetImage) -> str:
+        return thumbnail(obj.image, alt=f"dataset image {obj.pk}")
+
+    @admin.display(description="image")
+    def preview(self, obj: DatasetImage) -> str:
+        return thumbnail(obj.image, alt=f"dataset image {obj.pk}", size=PREVIEW_PX)
+
+    @admin.display(description="rejected for")
+    def categories(self, obj: DatasetImage) -> str:
+        labels = [CATEGORY_LABELS.get(c, c) for c in obj.rejection_categories or []]
+        return ", ".join(labels) or "—"
+
+    @admin.display(description="classified as")
+    def classification(self, obj: DatasetImage) -> str:
+        if obj.classified_character is None:
+            return "—"
+        confidence = obj.classification_confidence
+        suffix = f" ({confidence:.0%})" if confidence is not None else ""
+        return f"{obj.classified_character.name}{suffix}"
+
+    @admin.display(description="origin job")
+    def origin_job_link(self, obj: DatasetImage) -> str:
+        return admin_link(Job, obj.origin_job_id)
+
+    @admin.display(description="origin asset")
+    def origin_asset_link(self, obj: DatasetImage) -> str:
+        return admin_link(Asset, obj.origin_asset_id)
+
+    @admin.action(description="Approve the selected images", permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[DatasetImage]) -> None:
+        ids, skipped = self.writable_ids(request, queryset)
+        count = dataset_images_approve(image_ids=ids, reviewer=request.user)
+        self.message_user(request, f"{count} image(s) approved.", messages.SUCCESS)
+        self.report_skipped(request, skipped)
+
+    @admin.action(description="Send the selected images back to pending", permissions=["change"])
+    def reset_to_pending(self, request: HttpRequest, queryset: QuerySet[DatasetImage]) -> None:
+        ids, skipped = self.writable_ids(request, queryset)
+        count = dataset_images_reset(image_ids=ids)
+        self.message_user(request, f"{count} image(s) back to pending.", messages.SUCCESS)
+        self.report_skipped(request, skipped)
+
+    @admin.action(description="Reject the selected images (choose categories)…", permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[DatasetImage]) -> TemplateResponse | None:
+        """First call: a confirmation page asking for categories. Its form posts back here with
+        ``apply``; the service refuses a rejection without a category, or "other" without a note,
+        and the page is shown again with the error and nothing changed."""
+        if "apply" in request.POST:
+            form = RejectForm(request.POST)
+            if form.is_valid():
+                ids, skipped = self.writable_ids(request, queryset)
+                try:
+                    count = dataset_images_reject(
+                        image_ids=ids,
+                        categories=form.cleaned_data["categories"],
+                        note=form.cleaned_data["note"],
+                        reviewer=request.user,
+                    )
+                except ValidationError as exc:
+                    form.add_error(None, exc)
+                else:
+                    labels = ", ".join(CATEGORY_LABELS[c] for c in form.cleaned_data["categories"])
+                    self.message_user(request, f"{count} image(s) rejected ({labels}).", messages.SUCCESS)
+                    self.report_skipped(request, skipped)
+                    return None
+        else:
+            form = RejectForm()
+        selected = list(queryset.select_related("character").order_by("pk"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reject dataset images",
+            "opts": self.model._meta,
+            "form": form,
+            "selected": selected,
+            "previews": [
+                (obj, thumbnail(obj.image, alt=f"dataset image {obj.pk}")) for obj in selected[:REJECT_PREVIEW_LIMIT]
+            ],
+            "hidden_count": max(0, len(selected) - REJECT_PREVIEW_LIMIT),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_name": "reject",
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/training/datasetimage/reject_confirmation.html", context)
+
+
+# --- Training and LoRAs --------------------------------------------------------------------------
+
+
+TRAINING_FIELDSETS = [
+    (None, {"fields": ["character", "status", "base_model", "created_by", "created_at"]}),
+    (
+        "Progress (reported by the trainer)",
+        {
+            "fields": [
+                ("step", "total_steps"),
+                ("epoch", "total_epochs"),
+                "loss",
+                "it_per_second",
+                "eta_seconds",
+                "started_at",
+                "finished_at",
+                "error_message",
+            ]
+        },
+    ),
+    ("Inputs", {"classes": ["collapse"], "fields": ["config_json", "snapshot_size", "work_dir"]}),
+    ("Log", {"classes": ["collapse"], "fields": ["log_text"]}),
+]
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(ProjectScopedAdmin):
+    """A record of a training run; status and progress are written by the trainer supervisor."""
+
+    project_lookup = "character__project"
+    list_display = ["__str__", "character", "status", "progress", "loss", "eta_seconds", "created_at", "finished_at"]
+    list_select_related = ["character"]
+    list_filter = ["status", ("character__project", RelatedOnlyFieldListFilter)]
+    search_fields = ["=id", "character__name", "base_model"]
+    date_hierarchy = "created_at"
+    fieldsets = TRAINING_FIELDSETS
+    readonly_fields = [
+        name
+        for _, opts in TRAINING_FIELDSETS
+        for item in opts["fields"]
+        for name in (item if isinstance(item, tuple) else (item,))
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a run starts from a dataset snapshot taken by the training service
+
+    @admin.display(description="progress")
+    def progress(self, obj: TrainingJob) -> str:
+        if obj.total_steps:
+            return f"{obj.step}/{obj.total_steps} ({obj.step / obj.total_steps:.0%})"
+        return str(obj.step) if obj.step else "—"
+
+    @admin.display(description="trainer config")
+    def config_json(self, obj: TrainingJob) -> str:
+        return pretty_json(obj.config)
+
+    @admin.display(description="dataset images")
+    def snapshot_size(self, obj: TrainingJob) -> int:
+        return len(obj.dataset_snapshot or [])
+
+    @admin.display(description="log")
+    def log_text(self, obj: TrainingJob) -> str:
+        if not obj.log:
+            return "—"
+        return format_html('<pre style="max-height:32em;overflow:auto;margin:0">{}</pre>', obj.log)
+
+
+@admin.register(LoraModel)
+class LoraModelAdmin(ProjectScopedAdmin):
+    project_lookup = "project"
+    list_display = [
+        "name",
+        "project",
+        "character",
+        "active",
+        "default_strength",
+        "size",
+        "deployed_at",
+        "created_at",
+    ]
+    list_select_related = ["project", "character"]
+    list_filter = ["active", ("project", RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "trigger_word", "base_model", "=sha256"]
+    autocomplete_fields = ["project", "character"]
+    raw_id_fields = ["training_job"]
+    # Files come from training runs or the deploy step, which hash and measure them.
+    readonly_fields = ["training_job", "file", "sha256", "size", "deployed_at", "created_at"]
+    fields = [
+        "project",
+        "character",
+        "name",
+        "trigger_word",
+        "base_model",
+        "default_strength",
+        "active",
+        "training_job",
+        "file",
+        "sha256",
+        "size",
+        "deployed_at",
+        "created_at",
+    ]
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, obj: LoraModel) -> str:
+        return filesizeformat(obj.size_bytes) if obj.size_bytes else "—"
