@@ -19,7 +19,7 @@ from generation.workflow.bindings import (
     PARAMETERS,
     TRANSFORMS,
     Bindings,
-    Resolved,
+    ResolvedTarget,
     is_structural,
     resolve_bindings,
 )
@@ -142,7 +142,8 @@ def apply(
         values["seed"] = seed
     out = copy.deepcopy(graph)
     applied: dict[str, Any] = {}
-    ignored = sorted(name for name in values if name not in resolved)
+    # An empty LoRA list asks for nothing, so a template without LoRA support does not ignore it.
+    ignored = sorted(name for name, v in values.items() if name not in resolved and v != [])
     inserted: list[str] = []
     for name, value in values.items():
         for res in resolved.get(name, []):
@@ -161,7 +162,7 @@ def apply(
     return Applied(graph=out, seed=seed, applied=applied, ignored=ignored, inserted=inserted)
 
 
-def insert_lora_chain(graph: Graph, at: Resolved, loras: list[dict[str, Any]]) -> list[str]:
+def insert_lora_chain(graph: Graph, at: ResolvedTarget, loras: list[dict[str, Any]]) -> list[str]:
     """Insert one LoRA loader per item after the loader ``at``, in order; mutate ``graph``.
 
     Every input that read the loader's model (and CLIP) output reads the end of the chain
@@ -210,7 +211,7 @@ def insert_lora_chain(graph: Graph, at: Resolved, loras: list[dict[str, Any]]) -
     return created
 
 
-def insert_vae(graph: Graph, at: Resolved, vae: str) -> str:
+def insert_vae(graph: Graph, at: ResolvedTarget, vae: str) -> str:
     """Add a VAELoader for ``vae`` and make every reader of the loader's VAE output use it."""
     users = consumers(graph, at.node_id, at.target.vae_output)
     node_id = next_node_id(graph)

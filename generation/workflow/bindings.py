@@ -133,7 +133,7 @@ Bindings = dict[str, list[Target]]
 
 
 @dataclass(frozen=True)
-class Resolved:
+class ResolvedTarget:
     """A target found on a graph."""
 
     node_id: str
@@ -270,7 +270,7 @@ def find_node(graph: Graph, target: Target) -> str:
     raise LookupError(f"no node matches {target.describe()}")
 
 
-def resolve_bindings(graph: Graph, bindings: Bindings | dict[str, Any]) -> dict[str, list[Resolved]]:
+def resolve_bindings(graph: Graph, bindings: Bindings | dict[str, Any]) -> dict[str, list[ResolvedTarget]]:
     """Find every target's node on ``graph``; raise :class:`BindingError` listing all failures.
 
     A plain target's input must already be on the node as a value (not a link): that catches
@@ -278,9 +278,9 @@ def resolve_bindings(graph: Graph, bindings: Bindings | dict[str, Any]) -> dict[
     """
     normalized = _ensure_normalized(bindings)
     problems: list[str] = []
-    resolved: dict[str, list[Resolved]] = {}
+    resolved: dict[str, list[ResolvedTarget]] = {}
     for param, targets in normalized.items():
-        found: list[Resolved] = []
+        found: list[ResolvedTarget] = []
         for target in targets:
             try:
                 node_id = find_node(graph, target)
@@ -305,7 +305,7 @@ def resolve_bindings(graph: Graph, bindings: Bindings | dict[str, Any]) -> dict[
                         f"is linked from node {source}; bind that node's value instead"
                     )
                     continue
-            found.append(Resolved(node_id, target))
+            found.append(ResolvedTarget(node_id, target))
         if found and len(found) == len(targets):
             resolved[param] = found
     if problems:

@@ -243,6 +243,9 @@ def test_parameters_the_template_does_not_bind_are_reported(sd15):
     result = apply(sd15.graph, sd15.bindings, {"frames": 16, "fps": 8, "seed": 1})
     assert result.ignored == ["fps", "frames"]
     assert "frames" not in result.applied
+    svd = load_template_file(WORKFLOWS / "svd-img2vid.json")
+    assert apply(svd.graph, svd.bindings, {"loras": []}).ignored == []
+    assert apply(svd.graph, svd.bindings, {"loras": [{"name": "a"}]}).ignored == ["loras"]
 
 
 @pytest.mark.parametrize(
