@@ -233,8 +233,13 @@ class EmbeddedRedis:
 
 def _client(sock: Path):  # -> redis.Redis
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    return redis.Redis(unix_socket_path=str(sock), socket_timeout=0.5, socket_connect_timeout=0.5)
+    # No retries: a missing or closing server is an answer here, not a hiccup to ride out.
+    return redis.Redis(
+        unix_socket_path=str(sock), socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def _ping(sock: Path) -> bool:

@@ -1,10 +1,11 @@
 """``GET /api/health``: is every part Tower depends on working right now?
 
-Open to anyone (load balancers and monitors call it), so it reports states and numbers only:
-never a secret, a credential, a URL or a file path. Every check runs on each request (nothing is
-cached), concurrently, each bounded by its own timeout, so a hung part makes the answer slower by
-at most that timeout and never hangs the endpoint. 200 when all is well, 503 naming what failed.
-The view only reads: keeping ``Backend`` rows up to date is the engine's health poller's job.
+Open to anyone (load balancers and monitors call it), so it reports states, numbers and short
+error messages scrubbed of secrets, URL credentials and local file paths. Every check runs on
+each request (nothing is cached), concurrently, each bounded by its own timeout, so a hung part
+makes the answer slower by at most that timeout and never hangs the endpoint. 200 when all is
+well, 503 naming what failed. The view only reads: keeping ``Backend`` rows up to date is the
+engine's health poller's job.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from generation.comfyui.client import ComfyClient
+from generation.comfyui.errors import ComfyError
 from generation.models import Backend
 
 logger = logging.getLogger(__name__)
@@ -210,8 +213,6 @@ def _enabled_backends() -> list[tuple[str, str]]:
 
 
 async def check_backend(name: str, url: str) -> Check:
-    from generation.comfyui.client import ComfyClient
-
     entry: Check = {
         "name": name,
         "reachable": False,
@@ -222,11 +223,12 @@ async def check_backend(name: str, url: str) -> Check:
         "error": None,
     }
     try:
-        async with asyncio.timeout(BACKEND_TIMEOUT):
-            async with ComfyClient(url, timeout=BACKEND_TIMEOUT) as client:
+        timeout = min(BACKEND_TIMEOUT, settings.COMFYUI_TIMEOUT)
+        async with asyncio.timeout(timeout):
+            async with ComfyClient(url, timeout=timeout) as client:
                 stats = await client.system_stats()
     except Exception as exc:  # any failure means "unreachable"; unexpected ones are logged too
-        if not isinstance(exc, TimeoutError | OSError) and not _is_comfy_error(exc):
+        if not isinstance(exc, TimeoutError | OSError | ComfyError):
             logger.exception("health check of backend %s failed unexpectedly", name)
         entry["error"] = _describe(exc)
         return entry
@@ -238,12 +240,6 @@ async def check_backend(name: str, url: str) -> Check:
         vram_used_fraction=stats.vram_used_fraction,
     )
     return entry
-
-
-def _is_comfy_error(exc: BaseException) -> bool:
-    from generation.comfyui.errors import ComfyError
-
-    return isinstance(exc, ComfyError)
 
 
 # --- Helpers -------------------------------------------------------------------------------------
