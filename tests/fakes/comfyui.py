@@ -139,20 +139,30 @@ class FakeComfy:
     def counters(self) -> Counters:
         return self.server.counters
 
+    @staticmethod
+    def _snapshot(read: Callable[[], T]) -> T:
+        # The server thread may change a dict while it is copied here; copy again then.
+        for _ in range(100):
+            try:
+                return read()
+            except RuntimeError:
+                continue
+        return read()
+
     @property
     def history(self) -> dict[str, dict]:
-        return dict(self.server.state.history)
+        return self._snapshot(lambda: dict(self.server.state.history))
 
     def queue_ids(self) -> tuple[list[str], list[str]]:
         state = self.server.state
-        return [i[1] for i in state.running.values()], [i[1] for i in state.pending_items()]
+        return self._snapshot(lambda: ([i[1] for i in state.running.values()], [i[1] for i in state.pending_items()]))
 
     def held_nodes(self) -> list[str]:
         """Nodes (of the running prompt) waiting for release()."""
-        return list(self.server.state.held)
+        return self._snapshot(lambda: list(self.server.state.held))
 
     def connected_clients(self) -> list[str]:
-        return list(self.server.hub.sockets)
+        return self._snapshot(lambda: list(self.server.hub.sockets))
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
         """Block until predicate() is truthy (re-checked on every server state change)."""
