@@ -79,6 +79,8 @@ class ComfyClient:
     async def features(self) -> ServerFeatures:
         """What this server supports beyond ComfyUI 0.3.64's protocol (probed, never required)."""
         data = await self._http.get_json("/features")
+        if not isinstance(data, dict):
+            raise ComfyProtocolError("/features is not an object")
         jobs = await self._http.request("GET", "/api/jobs")
         return ServerFeatures(
             supports_preview_metadata=bool(data.get("supports_preview_metadata", False)),
@@ -121,6 +123,8 @@ class ComfyClient:
         response = await self._http.request("POST", "/prompt", json=payload)
         if response.status_code == 400:
             body = decode_json(response, "POST /prompt")
+            if not isinstance(body, dict):
+                raise ComfyRejected(400, text=response.text)
             raise ComfyRejected(400, body.get("error"), body.get("node_errors"))
         if response.status_code != 200:
             raise ComfyRejected(response.status_code, text=response.text)
@@ -177,6 +181,8 @@ class ComfyClient:
         if response.status_code != 200:
             raise ComfyRejected(response.status_code, text=response.text or f"upload of {filename!r} refused")
         body = decode_json(response, "POST /upload/image")
+        if not isinstance(body, dict) or "name" not in body:
+            raise ComfyProtocolError(f"POST /upload/image answered {body!r}")
         return UploadedImage(str(body["name"]), str(body.get("subfolder", "")), str(body.get("type", type)))
 
     async def view(
