@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ValidationError
 
+from characters.services import CharacterError
+from generation.services.jobs import JobError
 from projects.models import Episode, GenerationStyle, Membership, Project, Scene
-from projects.services import episode_create, scene_create
+from projects.services import ProjectError, episode_create, scene_create
 from tests.factories import UserFactory, make_project
+from tower.api import exception_handler
 
 PERSONAS = ["owner", "member", "viewer", "outsider", "anonymous"]
 
@@ -350,3 +354,27 @@ def test_scene_create_and_validation(world, api_member):
         assert response.status_code == 400
         assert next(iter(bad)) in response.json()
     assert Scene.objects.count() == 2
+
+
+# --- error mapping (tower.api.exception_handler) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "body"),
+    [
+        (ProjectError("that user is not a member"), {"non_field_errors": ["that user is not a member"]}),
+        (CharacterError("unknown fields: x"), {"non_field_errors": ["unknown fields: x"]}),
+        (JobError("job 3 does not exist"), {"non_field_errors": ["job 3 does not exist"]}),
+        (ValidationError({"width": "multiple of 8"}), {"width": ["multiple of 8"]}),
+        (ValidationError({"__all__": ["duplicate"]}), {"non_field_errors": ["duplicate"]}),
+        (ValidationError("plain"), {"non_field_errors": ["plain"]}),
+    ],
+)
+def test_domain_and_model_errors_become_400_with_field_errors(error, body):
+    response = exception_handler(error, {})
+    assert response.status_code == 400
+    assert response.data == body
+
+
+def test_other_errors_keep_drfs_handling():
+    assert exception_handler(KeyError("x"), {}) is None  # a real bug stays a 500

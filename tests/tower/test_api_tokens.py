@@ -124,3 +124,19 @@ def test_tokens_cannot_be_read_one_by_one_or_edited(api_owner, owner, token_for)
     token = ApiToken.objects.get()
     assert api_owner.get(f"/api/v1/tokens/{token.pk}/").status_code == 405
     assert api_owner.patch(f"/api/v1/tokens/{token.pk}/", {"name": "x"}).status_code == 405
+
+
+@pytest.mark.parametrize("persona", ["owner", "member", "viewer", "outsider"])
+def test_every_signed_in_persona_manages_only_their_own_tokens(request, persona, owner, token_for):
+    client = request.getfixturevalue(f"api_{persona}")
+    user = request.getfixturevalue(persona)
+    token_for(owner if persona != "owner" else request.getfixturevalue("outsider"), "someone else's")
+    foreign = ApiToken.objects.get()
+    assert client.get("/api/v1/tokens/").json()["results"] == []
+    created = client.post("/api/v1/tokens/", {"name": "mine"})
+    assert created.status_code == 201
+    assert [t["name"] for t in client.get("/api/v1/tokens/").json()["results"]] == ["mine"]
+    assert client.delete(f"/api/v1/tokens/{foreign.pk}/").status_code == 404
+    assert client.delete(f"/api/v1/tokens/{created.json()['id']}/").status_code == 204
+    assert list(ApiToken.objects.values_list("user", flat=True)) == [foreign.user_id]
+    assert foreign.user_id != user.pk
