@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import struct
 from collections import Counter
 from typing import Any
@@ -29,6 +30,8 @@ from tower.admin import (
     pretty_json,
     thumbnail,
 )
+
+HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 def _reference_thumb(obj: ReferenceImage, size: int | None = None) -> str:
@@ -140,7 +143,8 @@ class CharacterAdmin(ProjectScopedAdmin):
 
     @admin.display(description="palette")
     def palette_swatches(self, obj: Character) -> str:
-        colours = [c for c in obj.palette or [] if isinstance(c, str)]
+        # Only well-formed colours reach the style attribute (escaping alone would still allow CSS).
+        colours = [c for c in obj.palette or [] if isinstance(c, str) and HEX_COLOUR.fullmatch(c)]
         if not colours:
             return "—"
         return format_html_join(

@@ -217,6 +217,7 @@ TRAINING_FIELDSETS = [
         "Progress (reported by the trainer)",
         {
             "fields": [
+                "progress",
                 ("step", "total_steps"),
                 ("epoch", "total_epochs"),
                 "loss",
