@@ -320,3 +320,20 @@ def test_token_use_filter(admin_client, owner, token_for):
     response = admin_client.get(admin_url(ApiToken), {"used": "never"})
 
     assert [t.name for t in response.context["cl"].result_list] == ["never"]
+
+
+@pytest.mark.django_db
+def test_autocomplete_offers_a_staff_user_only_their_own_rows(owner, outsider):
+    from tests.factories import CharacterFactory
+
+    CharacterFactory(project=make_project(owner, name="Mine"), name="Kai")
+    CharacterFactory(project=make_project(outsider, name="Theirs"), name="Kaito")
+    make_staff(owner)
+
+    response = client_for(owner).get(
+        reverse("admin:autocomplete"),
+        {"app_label": "characters", "model_name": "referenceimage", "field_name": "character", "term": "Kai"},
+    )
+
+    assert response.status_code == 200
+    assert [r["text"] for r in response.json()["results"]] == ["Kai"]
