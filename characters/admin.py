@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
@@ -127,8 +128,9 @@ class CharacterAdmin(ProjectScopedAdmin):
         character_delete(character=obj)  # removes the reference files too
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Character]) -> None:
-        for character in queryset:
-            character_delete(character=character)
+        with transaction.atomic():
+            for character in queryset:
+                character_delete(character=character)
 
     @admin.display(description="primary")
     def primary_thumb(self, obj: Character) -> str:
@@ -256,8 +258,12 @@ class ReferenceImageAdmin(ProjectScopedAdmin):
         reference_delete(reference=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ReferenceImage]) -> None:
-        for reference in queryset:
-            reference_delete(reference=reference)
+        # One at a time, each read fresh: deleting a primary promotes another, maybe one of these.
+        with transaction.atomic():
+            for pk in list(queryset.values_list("pk", flat=True)):
+                reference = ReferenceImage.objects.filter(pk=pk).first()
+                if reference is not None:
+                    reference_delete(reference=reference)
 
     @admin.display(description="image")
     def thumb(self, obj: ReferenceImage) -> str:

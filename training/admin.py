@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter, helpers
@@ -276,9 +278,23 @@ class TrainingJobAdmin(ProjectScopedAdmin):
         return format_html('<pre style="max-height:32em;overflow:auto;margin:0">{}</pre>', obj.log)
 
 
+class LoraModelForm(forms.ModelForm):
+    class Meta:
+        model = LoraModel
+        fields = ["project", "character", "name", "trigger_word", "base_model", "default_strength", "active"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        project, character = cleaned.get("project"), cleaned.get("character")
+        if project and character and character.project_id != project.pk:
+            self.add_error("character", f"{character.name} is not a character of {project.name}")
+        return cleaned
+
+
 @admin.register(LoraModel)
 class LoraModelAdmin(ProjectScopedAdmin):
     project_lookup = "project"
+    form = LoraModelForm
     list_display = [
         "name",
         "project",

@@ -297,3 +297,16 @@ def test_palette_swatches_show_only_well_formed_colours(admin_client, owner):
 
     assert "background:#aabbcc" in html
     assert "url(x)" not in html
+
+
+def test_bulk_delete_goes_through_the_service(admin_client, character, django_capture_on_commit_callbacks):
+    first, second, third = (add_reference(character) for _ in range(3))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            REFERENCES, {"action": "delete_selected", "post": "yes", "_selected_action": [first.pk, second.pk]}
+        )
+
+    assert response.status_code == 302
+    assert list(ReferenceImage.objects.values_list("pk", "is_primary")) == [(third.pk, True)]
+    assert not Path(first.image.path).exists()

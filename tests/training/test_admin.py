@@ -240,3 +240,33 @@ def test_lora_hash_and_size_are_read_only(admin_client, character):
     form = admin_client.get(url).context["adminform"].form
     assert {"sha256", "size_bytes", "file", "deployed_at"}.isdisjoint(form.fields)
     assert {"name", "active", "default_strength"} <= set(form.fields)
+
+
+def test_a_lora_cannot_belong_to_a_character_of_another_project(admin_client, character, owner):
+    stranger = CharacterFactory(project=make_project(owner, name="Elsewhere"), name="Mei")
+
+    response = admin_client.post(
+        reverse("admin:training_loramodel_add"),
+        {
+            "project": character.project_id,
+            "character": stranger.pk,
+            "name": "mei.safetensors",
+            "default_strength": "0.8",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "Mei is not a character of" in response.context["adminform"].form.errors["character"][0]
+    assert not LoraModel.objects.exists()
+
+    response = admin_client.post(
+        reverse("admin:training_loramodel_add"),
+        {
+            "project": character.project_id,
+            "character": character.pk,
+            "name": "kai.safetensors",
+            "default_strength": "0.8",
+        },
+    )
+    assert response.status_code == 302
+    assert LoraModel.objects.get().character == character
