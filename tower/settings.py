@@ -7,6 +7,7 @@ broker and Channels layer. Production sets ``DATABASE_URL`` and ``REDIS_URL``.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -125,6 +126,10 @@ else:
         "NAME": VAR_DIR / "tower.sqlite3",
     }
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Tests share the database between threads (the engine's async code, live servers); an
+    # in-memory shared-cache database locks whole tables there, a file in WAL mode does not.
+    # One file per test process, so concurrent runs never share (and corrupt) one.
+    _db.setdefault("TEST", {"NAME": str(VAR_DIR / f"test-tower-{os.getpid()}.sqlite3")})
     # Web and workers write concurrently: WAL + IMMEDIATE transactions avoid "database is locked".
     _db["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
@@ -184,6 +189,11 @@ HEALTH_MIN_FREE_BYTES = env_int("TOWER_HEALTH_MIN_FREE_BYTES", 1024**3, min_valu
 COMFYUI_URLS = env_list("COMFYUI_URLS", [])
 COMFYUI_TIMEOUT = env_float("COMFYUI_TIMEOUT", 10.0, min_value=0.1)
 COMFYUI_VRAM_HOLD = env_float("COMFYUI_VRAM_HOLD", 0.80, min_value=0.0, max_value=1.0)
+# Silence on the WebSocket for this long makes the engine ask /queue and /history instead.
+COMFYUI_STALL_TIMEOUT = env_float("COMFYUI_STALL_TIMEOUT", 15.0, min_value=0.1)
+COMFYUI_MAX_OUTPUT_BYTES = env_int("COMFYUI_MAX_OUTPUT_BYTES", 2 * 1024**3, min_value=1024)
+# A live job whose worker has not reported for this long is adopted by reconcile.
+TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min_value=5)
 
 # --- Auth and API ---------------------------------------------------------------------------
 LOGIN_URL = "/admin/login/"

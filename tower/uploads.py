@@ -38,11 +38,17 @@ class CheckedImage:
         return f"{uuid.uuid4().hex}.{self.extension}"
 
 
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.0f} MiB"
+    return f"{n / 1024:.0f} KiB" if n >= 1024 else f"{n} bytes"
+
+
 def check_image(stream: BinaryIO, *, max_bytes: int, max_pixels: int) -> CheckedImage:
     """Read at most ``max_bytes`` + 1 bytes and prove they are a whole, sane PNG/JPEG/WebP."""
     data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise UploadError(f"the file is larger than the limit of {max_bytes // (1024 * 1024)} MiB")
+        raise UploadError(f"the file is larger than the limit of {_size(max_bytes)}")
     if not data:
         raise UploadError("the file is empty")
     with warnings.catch_warnings():

@@ -1,0 +1,252 @@
+"""Driving one claimed job on its ComfyUI backend (async; database work via sync_to_async).
+
+Submit with a prompt_id chosen here (so a restarted worker can find the prompt again), follow the
+WebSocket with the server's queue and history as the authority, fetch every output through
+``/view``, store them, and finish. What can go wrong and what happens:
+
+- the server refuses the graph (400) → failed, with its node_errors in words;
+- a node raises at run time → failed, with node, exception type and message;
+- the prompt is interrupted → cancelled if a person asked, failed otherwise;
+- the server forgot the prompt (restart) → requeued and resubmitted, up to max_attempts;
+- the server is unreachable → requeued without spending an attempt; reconcile retries later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from generation.comfyui import ComfyClient
+from generation.comfyui.errors import (
+    ComfyError,
+    ComfyExecutionError,
+    ComfyInterrupted,
+    ComfyNotFound,
+    ComfyPromptLost,
+    ComfyRejected,
+    ComfyUnreachable,
+)
+from generation.comfyui.events import Executing, ExecutionCached, ExecutionStart, Progress
+from generation.comfyui.types import PromptStatus
+from generation.engine.progress import ProgressTracker
+from generation.models import JobStatus
+from generation.services import execution as svc
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_WRITE_INTERVAL = 0.25  # seconds between progress writes to the database
+HEARTBEAT_INTERVAL = 5.0
+
+
+def _db(fn: Any) -> Any:
+    return sync_to_async(fn, thread_sensitive=True)
+
+
+async def drive(claim: svc.Claim, *, worker: str) -> str:
+    """Run a claimed job to its end; returns the job's final engine outcome (for logs and tests)."""
+    timeout = settings.COMFYUI_TIMEOUT
+    async with ComfyClient(claim.backend_url, timeout=timeout, client_id=claim.client_id) as comfy:
+        try:
+            return await _drive(comfy, claim, worker=worker)
+        except ComfyUnreachable as exc:
+            reason = f"{claim.backend_name} unreachable: {exc}"
+            await _db(svc.backend_mark_down)(backend_id=claim.backend_id, error=reason)
+            await _db(svc.job_requeue)(job_id=claim.job_id, reason=reason, count_attempt=False)
+            return "requeued:unreachable"
+
+
+async def _drive(comfy: ComfyClient, claim: svc.Claim, *, worker: str) -> str:
+    prompt_id = claim.prompt_id
+    async with comfy.events() as stream:
+        if claim.resume:
+            try:
+                status = await comfy.prompt_status(prompt_id, expect_known=True)
+            except ComfyPromptLost:
+                return await _requeue(claim, f"{claim.backend_name} lost the prompt", "lost")
+            if status in (PromptStatus.DONE, PromptStatus.ERROR, PromptStatus.INTERRUPTED):
+                return await _finish_from_history(comfy, claim, status)
+        else:
+            try:
+                if claim.fresh:
+                    # A reproduction must really run: drop the server's cache of node outputs.
+                    await comfy.free(free_memory=True)
+                for item in claim.inputs:
+                    data = await _db(_read_media)(item["path"])
+                    await comfy.upload_image(data, item["name"], overwrite=True)
+                accepted = await comfy.submit(claim.graph, prompt_id=prompt_id, extra_data=_extra_data(claim))
+            except ComfyRejected as exc:
+                await _db(svc.job_fail)(
+                    job_id=claim.job_id,
+                    error_type="rejected",
+                    message=str(exc),
+                    node=_first_node(exc),
+                    details={"error": exc.error, "node_errors": exc.node_errors},
+                )
+                return "failed:rejected"
+            if accepted.prompt_id != prompt_id:
+                prompt_id = accepted.prompt_id
+                await _db(svc.job_record_prompt_id)(
+                    job_id=claim.job_id, prompt_id=prompt_id, backend_id=claim.backend_id, honoured=False
+                )
+            if accepted.node_errors:
+                await _db(svc.job_log)(
+                    job_id=claim.job_id,
+                    message="some outputs were invalid and will be skipped by ComfyUI",
+                    level="warning",
+                    data={"node_errors": accepted.node_errors},
+                )
+        return await _follow(comfy, claim, prompt_id, stream, worker=worker)
+
+
+async def _requeue(claim: svc.Claim, reason: str, tag: str) -> str:
+    job = await _db(svc.job_requeue)(job_id=claim.job_id, reason=reason)
+    if job is not None and job.status == JobStatus.FAILED:
+        return "failed:attempts"
+    return f"requeued:{tag}"
+
+
+def _read_media(path: str) -> bytes:
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(path, "rb") as handle:
+        return handle.read()
+
+
+def _extra_data(claim: svc.Claim) -> dict[str, Any]:
+    return {"tower": {"job": claim.job_id}}
+
+
+def _first_node(exc: ComfyRejected) -> str:
+    return next(iter(exc.node_errors or {}), "")
+
+
+async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: Any, *, worker: str) -> str:
+    tracker = ProgressTracker(claim.graph)
+    last_write = 0.0
+    started = False
+    owned = True
+
+    async def heartbeat() -> None:
+        nonlocal owned
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            owned = await _db(svc.job_heartbeat)(job_id=claim.job_id, worker=worker)
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        async for event in comfy.follow(prompt_id, stream=stream, stall_timeout=settings.COMFYUI_STALL_TIMEOUT):
+            if isinstance(event, ExecutionStart) and not started:
+                started = True
+                await _db(svc.job_started)(job_id=claim.job_id)
+                tracker.started = time.monotonic()
+                continue
+            if isinstance(event, ExecutionCached):
+                tracker.on_cached(event.nodes)
+            elif isinstance(event, Executing) and event.node is not None:
+                tracker.on_node(event.node)
+            elif isinstance(event, Progress):
+                tracker.on_progress(event.value, event.max)
+            else:
+                continue
+            now = time.monotonic()
+            if now - last_write >= PROGRESS_WRITE_INTERVAL:
+                last_write = now
+                owned = await _db(svc.job_progress)(
+                    job_id=claim.job_id,
+                    project_id=claim.project_id,
+                    fraction=tracker.fraction,
+                    node=tracker.node_label(tracker.current),
+                    eta_seconds=tracker.eta_seconds(now),
+                    worker=worker,
+                )
+            if not owned:
+                # Cancelled meanwhile (the abort task stops the prompt) or adopted by another worker.
+                status = await _db(svc.job_status)(job_id=claim.job_id)
+                return "cancelled" if status == JobStatus.CANCELLED else "abandoned"
+    except ComfyExecutionError as exc:
+        await _db(svc.job_fail)(
+            job_id=claim.job_id,
+            error_type=exc.exception_type or "execution_error",
+            message=exc.message or str(exc),
+            node=_node_label(claim.graph, exc.node_id),
+            details={"node_id": exc.node_id, "node_type": exc.node_type, "traceback": exc.traceback[-20:]},
+        )
+        return "failed:execution"
+    except ComfyInterrupted:
+        if await _db(svc.job_status)(job_id=claim.job_id) == JobStatus.CANCELLED:
+            return "cancelled"
+        await _db(svc.job_fail)(
+            job_id=claim.job_id, error_type="interrupted", message="interrupted on the ComfyUI server"
+        )
+        return "failed:interrupted"
+    except ComfyPromptLost:
+        if await _db(svc.job_status)(job_id=claim.job_id) == JobStatus.CANCELLED:
+            return "cancelled"
+        return await _requeue(claim, f"{claim.backend_name} lost the prompt (restarted?)", "lost")
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    tracker.on_node(None)
+    return await _collect(comfy, claim, prompt_id, tracker)
+
+
+async def _finish_from_history(comfy: ComfyClient, claim: svc.Claim, status: PromptStatus) -> str:
+    if status is PromptStatus.DONE:
+        await _db(svc.job_started)(job_id=claim.job_id)
+        return await _collect(comfy, claim, claim.prompt_id, ProgressTracker(claim.graph))
+    entry = await comfy.history(claim.prompt_id)
+    failure = (entry.failure if entry else None) or {}
+    if status is PromptStatus.INTERRUPTED:
+        if await _db(svc.job_status)(job_id=claim.job_id) == JobStatus.CANCELLED:
+            return "cancelled"
+        await _db(svc.job_fail)(job_id=claim.job_id, error_type="interrupted", message="interrupted on the server")
+        return "failed:interrupted"
+    await _db(svc.job_fail)(
+        job_id=claim.job_id,
+        error_type=str(failure.get("exception_type") or "execution_error"),
+        message=str(failure.get("exception_message") or "the prompt failed on the server"),
+        node=_node_label(claim.graph, failure.get("node_id")),
+        details={"node_id": failure.get("node_id"), "node_type": failure.get("node_type")},
+    )
+    return "failed:execution"
+
+
+async def _collect(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, tracker: ProgressTracker) -> str:
+    entry = await comfy.history(prompt_id)
+    if entry is None:
+        return await _requeue(claim, "finished prompt missing from history", "lost")
+    files = [f for f in entry.outputs if f.type == "output"] or list(entry.outputs)
+    fetched = []
+    try:
+        for f in files:
+            data = await comfy.view(f.filename, f.subfolder, f.type, max_bytes=settings.COMFYUI_MAX_OUTPUT_BYTES)
+            fetched.append(svc.FetchedOutput(node_id=f.node_id, filename=f.filename, data=data))
+    except (ComfyNotFound, ComfyRejected) as exc:
+        await _db(svc.job_fail)(job_id=claim.job_id, error_type="output_missing", message=str(exc))
+        return "failed:outputs"
+    except ComfyError as exc:
+        if isinstance(exc, ComfyUnreachable):
+            raise
+        await _db(svc.job_fail)(job_id=claim.job_id, error_type="output_invalid", message=str(exc))
+        return "failed:outputs"
+    if not fetched:
+        await _db(svc.job_log)(job_id=claim.job_id, message="the workflow produced no output files", level="warning")
+    await _db(svc.job_store_outputs)(job_id=claim.job_id, outputs=fetched)
+    if tracker.node_seconds:
+        await _db(svc.job_record_timings)(job_id=claim.job_id, node_seconds=tracker.node_seconds)
+    job = await _db(svc.job_succeed)(job_id=claim.job_id)
+    return "succeeded" if job is not None else "cancelled"
+
+
+def _node_label(graph: dict[str, Any], node_id: str | None) -> str:
+    if not node_id:
+        return ""
+    info = graph.get(str(node_id)) or {}
+    return f"#{node_id} {info.get('class_type', '')}".strip()

@@ -1,0 +1,413 @@
+"""Writes the engine makes while driving a job: claim, progress, outputs, success, failure, requeue.
+
+Every status change goes through :func:`generation.services.jobs.job_transition` with the
+statuses it expects, so a cancel that lands first simply wins and the engine's write is a no-op.
+Events follow the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from generation import events
+from generation.media import MediaError, png_add_text, probe
+from generation.models import (
+    LIVE_STATUSES,
+    Asset,
+    Backend,
+    BackendObjectInfo,
+    Job,
+    JobStatus,
+    LogLevel,
+)
+from generation.pool import BackendState, choose_backend
+from generation.services.jobs import job_log, job_transition
+
+__all__ = ["job_log"]
+from generation.workflow import preflight, required_nodes
+
+LIVE = [JobStatus.SUBMITTED, JobStatus.RUNNING]
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: int
+    project_id: int
+    user_id: int | None
+    backend_id: int
+    backend_name: str
+    backend_url: str
+    prompt_id: str
+    client_id: str
+    graph: dict[str, Any]
+    inputs: list[dict[str, str]] = field(default_factory=list)
+    resume: bool = False
+    fresh: bool = False  # bypass ComfyUI's cache (reproductions)
+
+
+def backend_states() -> list[BackendState]:
+    counts = dict(
+        Job.objects.filter(status__in=LIVE, backend__isnull=False)
+        .values_list("backend")
+        .annotate(n=Count("pk"))
+        .values_list("backend", "n")
+    )
+    states = []
+    for b in Backend.objects.filter(enabled=True):
+        devices = (b.stats or {}).get("devices") or []
+        total = sum(int(d.get("vram_total") or 0) for d in devices)
+        free = sum(int(d.get("vram_free") or 0) for d in devices)
+        used = (total - free) / total if total > 0 else None
+        states.append(
+            BackendState(
+                id=b.pk,
+                name=b.name,
+                enabled=b.enabled,
+                healthy=b.healthy,
+                in_flight=counts.get(b.pk, 0),
+                max_in_flight=b.max_in_flight,
+                vram_used_fraction=used,
+                vram_hold=b.vram_hold_threshold,
+                node_classes=frozenset(b.node_classes or []),
+                last_checkpoint=b.last_checkpoint,
+                last_used=b.last_seen_at.timestamp() if b.last_seen_at else 0.0,
+            )
+        )
+    return states
+
+
+def _preflight_message(problems: list) -> str:
+    lines = [p.message for p in problems[:8]]
+    if len(problems) > 8:
+        lines.append(f"… and {len(problems) - 8} more")
+    return "; ".join(lines)
+
+
+def job_claim(*, job_id: int, worker: str) -> Claim | None:
+    """Take a queued job for a backend with room, or leave it queued (returns None).
+
+    The backend choice and the queued → submitted update happen in one transaction, so two
+    workers never put more than ``max_in_flight`` prompts on one backend. A job whose graph fails
+    pre-flight against the chosen backend's ``/object_info`` fails here, before any GPU time.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.QUEUED).first()
+        if job is None:
+            return None
+        list(Backend.objects.select_for_update().filter(enabled=True).values_list("pk", flat=True))
+        graph = job.graph or {}
+        checkpoint = str((job.params or {}).get("checkpoint") or "")
+        choice = choose_backend(backend_states(), required_nodes=required_nodes(graph), checkpoint=checkpoint)
+        if choice.backend_id is None:
+            if job.error_message != f"waiting: {choice.reason}":
+                Job.objects.filter(pk=job.pk).update(error_message=f"waiting: {choice.reason}")
+                job_log(job_id=job.pk, message=f"waiting: {choice.reason}", level=LogLevel.WARNING)
+            return None
+        backend = Backend.objects.get(pk=choice.backend_id)
+        info = BackendObjectInfo.objects.filter(backend=backend).values_list("data", flat=True).first()
+        problems = preflight(graph, info) if info else []
+        if problems:
+            message = f"pre-flight on {backend.name}: {_preflight_message(problems)}"
+            job_fail(
+                job_id=job.pk,
+                error_type="preflight",
+                message=message,
+                node=problems[0].node_id,
+                details={"problems": [p.__dict__ for p in problems[:50]]},
+                expect={JobStatus.QUEUED},
+            )
+            return None
+        prompt_id = str(uuid.uuid4())
+        client_id = f"tower-{uuid.uuid4().hex[:12]}"
+        moved = job_transition(
+            job_id=job.pk,
+            to=JobStatus.SUBMITTED,
+            expect=JobStatus.QUEUED,
+            backend=backend,
+            prompt_id=prompt_id,
+            client_id=client_id,
+            worker=worker,
+            heartbeat_at=timezone.now(),
+            attempts=F("attempts") + 1,
+            error_message="",
+            queue_position=None,
+        )
+        if moved is None:
+            return None
+        if checkpoint and backend.last_checkpoint != checkpoint:
+            Backend.objects.filter(pk=backend.pk).update(last_checkpoint=checkpoint)
+        job_log(job_id=job.pk, message=f"sent to {backend.name} ({choice.reason}), attempt {moved.attempts}")
+    return Claim(
+        job_id=job.pk,
+        project_id=job.project_id,
+        user_id=job.created_by_id,
+        backend_id=backend.pk,
+        backend_name=backend.name,
+        backend_url=backend.url,
+        prompt_id=prompt_id,
+        client_id=client_id,
+        graph=graph,
+        inputs=list((job.params or {}).get("inputs") or []),
+        fresh=job.reproduce_of_id is not None,
+    )
+
+
+def backend_mark_down(*, backend_id: int, error: str) -> None:
+    Backend.objects.filter(pk=backend_id).update(healthy=False, last_error=error[:2000])
+
+
+def job_claim_live(*, job_id: int, worker: str, stale_before: Any = None) -> Claim | None:
+    """Adopt a submitted/running job whose owner died (reconcile), to follow it without resubmitting."""
+    query = Job.objects.filter(pk=job_id, status__in=LIVE)
+    if stale_before is not None:
+        query = query.filter(Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True))
+    with transaction.atomic():
+        job = query.select_for_update().select_related("backend").first()
+        if job is None or job.backend is None:
+            return None
+        updated = Job.objects.filter(pk=job.pk, worker=job.worker, status=job.status).update(
+            worker=worker, heartbeat_at=timezone.now()
+        )
+        if not updated:
+            return None
+        job_log(job_id=job.pk, message=f"adopted by {worker} after its worker {job.worker or '?'} went away")
+    return Claim(
+        job_id=job.pk,
+        project_id=job.project_id,
+        user_id=job.created_by_id,
+        backend_id=job.backend_id,
+        backend_name=job.backend.name,
+        backend_url=job.backend.url,
+        prompt_id=job.prompt_id,
+        client_id=job.client_id or f"tower-{uuid.uuid4().hex[:12]}",
+        graph=job.graph or {},
+        inputs=list((job.params or {}).get("inputs") or []),
+        resume=True,
+    )
+
+
+def job_record_prompt_id(*, job_id: int, prompt_id: str, backend_id: int, honoured: bool | None) -> None:
+    """An older server ignored our prompt_id and chose its own: remember the server's."""
+    Job.objects.filter(pk=job_id).update(prompt_id=prompt_id)
+    if honoured is not None:
+        Backend.objects.filter(pk=backend_id).update(supports_prompt_id=honoured)
+
+
+def job_started(*, job_id: int) -> None:
+    job = job_transition(job_id=job_id, to=JobStatus.RUNNING, expect=JobStatus.SUBMITTED)
+    if job is not None:
+        events.job_event("progress", job_id=job.pk, project_id=job.project_id, value=0, max=1, node=None)
+
+
+def job_progress(
+    *, job_id: int, project_id: int, fraction: float, node: str, eta_seconds: float | None, worker: str
+) -> bool:
+    """Store live progress (also the heartbeat); False when the job is no longer ours to drive."""
+    updated = Job.objects.filter(pk=job_id, status__in=LIVE, worker=worker).update(
+        progress=round(fraction, 4), current_node=node[:200], eta_seconds=eta_seconds, heartbeat_at=timezone.now()
+    )
+    if updated:
+        events.progress_event(
+            job_id=job_id,
+            project_id=project_id,
+            value=round(fraction, 4),
+            maximum=1.0,
+            node=node,
+            eta_seconds=eta_seconds,
+        )
+    return bool(updated)
+
+
+def job_heartbeat(*, job_id: int, worker: str) -> bool:
+    return bool(Job.objects.filter(pk=job_id, status__in=LIVE, worker=worker).update(heartbeat_at=timezone.now()))
+
+
+def job_status(*, job_id: int) -> str | None:
+    return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+
+
+def job_fail(
+    *,
+    job_id: int,
+    error_type: str,
+    message: str,
+    node: str = "",
+    details: dict[str, Any] | None = None,
+    expect: set[str] | None = None,
+) -> Job | None:
+    with transaction.atomic():
+        job = job_transition(
+            job_id=job_id,
+            to=JobStatus.FAILED,
+            expect=expect or {JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING},
+            error_type=error_type[:200],
+            error_message=message,
+            error_node=(node or "")[:200],
+            error_details=details,
+            worker="",
+        )
+        if job is None:
+            return None
+        job_log(job_id=job_id, message=f"failed: {message}", level=LogLevel.ERROR, data=details)
+        events.job_event(
+            "job_failed",
+            job_id=job.pk,
+            project_id=job.project_id,
+            user_id=job.created_by_id,
+            error={"type": job.error_type, "node": job.error_node, "message": job.error_message},
+        )
+    return job
+
+
+def job_requeue(*, job_id: int, reason: str, count_attempt: bool = True) -> Job | None:
+    """Back to queued after a lost prompt or an unreachable backend; fail once attempts run out."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status not in LIVE:
+            return None
+        if count_attempt and job.attempts >= job.max_attempts:
+            return job_fail(
+                job_id=job_id,
+                error_type="attempts_exhausted",
+                message=f"{reason}; gave up after {job.attempts} attempts",
+                expect={job.status},
+            )
+        moved = job_transition(
+            job_id=job_id,
+            to=JobStatus.QUEUED,
+            expect=job.status,
+            backend=None,
+            prompt_id="",
+            worker="",
+            progress=0.0,
+            current_node="",
+            error_message=f"waiting: {reason}",
+            attempts=job.attempts if count_attempt else max(0, job.attempts - 1),
+        )
+        job_log(job_id=job_id, message=f"requeued: {reason}", level=LogLevel.WARNING)
+    return moved
+
+
+@dataclass(frozen=True)
+class FetchedOutput:
+    node_id: str
+    filename: str
+    data: bytes
+
+
+def job_store_outputs(*, job_id: int, outputs: list[FetchedOutput]) -> list[int]:
+    """Write each output under a generated name and create its Asset; idempotent per job.
+
+    PNGs get the submitted graph as ComfyUI's ``prompt`` chunk when the file lacks it, and Tower's
+    parameters as a ``tower`` chunk: deterministic, so a reproduction has the same sha256.
+    """
+    job = Job.objects.get(pk=job_id)
+    if job.assets.exists():
+        return list(job.assets.values_list("pk", flat=True))
+    tower_meta = {
+        "prompt": job.prompt,
+        "negative": job.negative_prompt,
+        "seed": job.seed,
+        "mode": job.mode,
+        "params": {k: v for k, v in (job.params or {}).items() if k != "inputs"},
+        "template": job.template.slug if job.template_id else None,
+    }
+    created: list[Asset] = []
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            for index, out in enumerate(outputs):
+                try:
+                    info = probe(out.data, filename=out.filename)
+                except MediaError as exc:
+                    job_log(job_id=job_id, message=f"output {out.filename} skipped: {exc}", level=LogLevel.WARNING)
+                    continue
+                data = out.data
+                if info.extension == "png":
+                    data = png_add_text(data, {"prompt": job.graph or {}, "tower": tower_meta})
+                asset = Asset(
+                    project_id=job.project_id,
+                    job=job,
+                    kind=info.kind,
+                    mime=info.mime,
+                    size_bytes=len(data),
+                    width=info.width,
+                    height=info.height,
+                    frames=info.frames,
+                    fps=info.fps,
+                    duration_seconds=info.duration_seconds,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    node_id=out.node_id,
+                    comfy_filename=out.filename[:300],
+                    metadata=tower_meta,
+                )
+                asset.file.save(f"job{job_id}-{index + 1}.{info.extension}", ContentFile(data), save=False)
+                written.append(asset.file.name)
+                asset.save()
+                created.append(asset)
+    except BaseException:
+        for name in written:
+            Asset.file.field.storage.delete(name)
+        raise
+    return [a.pk for a in created]
+
+
+def job_succeed(*, job_id: int) -> Job | None:
+    with transaction.atomic():
+        job = job_transition(
+            job_id=job_id,
+            to=JobStatus.SUCCEEDED,
+            expect={JobStatus.SUBMITTED, JobStatus.RUNNING},
+            worker="",
+            current_node="",
+            error_message="",
+        )
+        if job is None:
+            return None
+        assets = list(job.assets.values("pk", "file", "kind", "sha256"))
+        reproduced = None
+        if job.reproduce_of_id:
+            original = sorted(Asset.objects.filter(job_id=job.reproduce_of_id).values_list("sha256", flat=True))
+            reproduced = original == sorted(a["sha256"] for a in assets) and bool(original)
+            job_log(
+                job_id=job.pk,
+                message=f"reproduction of job {job.reproduce_of_id}: "
+                + ("identical outputs (sha256 equal)" if reproduced else "outputs differ from the original"),
+            )
+        events.job_event(
+            "job_complete",
+            job_id=job.pk,
+            project_id=job.project_id,
+            user_id=job.created_by_id,
+            assets=[{"id": a["pk"], "kind": a["kind"], "sha256": a["sha256"]} for a in assets],
+            reproduced=reproduced,
+        )
+    return job
+
+
+def job_record_timings(*, job_id: int, node_seconds: dict[str, float]) -> None:
+    job = Job.objects.only("timings").get(pk=job_id)
+    Job.objects.filter(pk=job_id).update(timings={**(job.timings or {}), "nodes": node_seconds})
+
+
+def stale_live_jobs(*, older_than: timedelta) -> list[tuple[int, str]]:
+    """(job id, owner) of submitted/running jobs whose heartbeat is older than ``older_than``."""
+    cutoff = timezone.now() - older_than
+    return list(
+        Job.objects.filter(status__in=LIVE)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+        .values_list("pk", "worker")
+    )
+
+
+def live_jobs_with_owner() -> list[tuple[int, str]]:
+    return list(Job.objects.filter(status__in=LIVE_STATUSES).values_list("pk", "worker"))

@@ -1,0 +1,259 @@
+"""Creating jobs from requests, and the person-driven moves: cancel, retry, reproduce."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from characters.models import Character, CharacterVersion, ReferenceImage, Variation
+from generation import events
+from generation.models import Asset, BackendObjectInfo, Job, JobStatus, LogLevel, WorkflowTemplate
+from generation.services.execution import job_fail
+from generation.services.jobs import JobError, job_log, job_transition
+from generation.services.resolve import ResolveError, resolve_job_parameters
+from generation.workflow import WorkflowError, apply, preflight
+from projects.models import Project, Scene
+
+MAX_JOBS_PER_REQUEST = 64
+MAX_GRID_PARAMETERS = 2
+
+
+@dataclass(frozen=True)
+class InitImage:
+    path: str  # storage path of the file
+    sha256: str
+    extension: str
+
+
+def init_image_from(obj: Asset | ReferenceImage) -> InitImage:
+    path = obj.file.name if isinstance(obj, Asset) else obj.image.name
+    return InitImage(path=path, sha256=obj.sha256, extension=path.rsplit(".", 1)[-1].lower())
+
+
+def _enqueue(job_ids: list[int]) -> None:
+    from generation.tasks import enqueue_run  # tasks import the engine; keep services importable alone
+
+    for job_id in job_ids:
+        enqueue_run(job_id)
+
+
+def _grid_cells(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
+    if not grid:
+        return [{}]
+    if not isinstance(grid, dict) or len(grid) > MAX_GRID_PARAMETERS:
+        raise JobError(f"a grid varies at most {MAX_GRID_PARAMETERS} parameters")
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise JobError(f"grid parameter {name!r} needs a non-empty list of values")
+    names = list(grid)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def _preflight_everywhere(graph: dict[str, Any]) -> str | None:
+    """A message when every backend we know the nodes of would refuse the graph, else None."""
+    infos = list(
+        BackendObjectInfo.objects.filter(backend__enabled=True).select_related("backend").only("data", "backend__name")
+    )
+    if not infos:
+        return None
+    reports = []
+    for info in infos:
+        problems = preflight(graph, info.data)
+        if not problems:
+            return None
+        reports.append(f"{info.backend.name}: " + "; ".join(p.message for p in problems[:5]))
+    return " | ".join(reports)
+
+
+def jobs_create(
+    *,
+    user: AbstractBaseUser | None,
+    project: Project,
+    template: WorkflowTemplate,
+    mode: str = "draft",
+    character: Character | None = None,
+    version: CharacterVersion | None = None,
+    variation: Variation | None = None,
+    scene: Scene | None = None,
+    prompt: str = "",
+    negative: str = "",
+    overrides: dict[str, Any] | None = None,
+    seeds: list[int] | None = None,
+    count: int = 1,
+    grid: dict[str, list[Any]] | None = None,
+    init_image: InitImage | None = None,
+    extra_loras: list[dict[str, Any]] | None = None,
+    kind: str | None = None,
+    parent: Job | None = None,
+) -> list[Job]:
+    """Resolve the request into one job per seed × grid cell, queue them, and start them after commit.
+
+    A graph that no known backend could run fails at once, naming the node and the value.
+    Raises JobError (bad request) with nothing written.
+    """
+    if template.project_id not in (None, project.pk):
+        raise JobError("that workflow template belongs to another project")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds):
+        raise JobError("seeds must be a non-empty list of numbers")
+    if not 1 <= count <= MAX_JOBS_PER_REQUEST:
+        raise JobError(f"count must be between 1 and {MAX_JOBS_PER_REQUEST}")
+    cells = _grid_cells(grid)
+    seed_list: list[int | None] = list(seeds) if seeds is not None else [None] * count
+    if len(seed_list) * len(cells) > MAX_JOBS_PER_REQUEST:
+        raise JobError(f"{len(seed_list) * len(cells)} jobs requested; at most {MAX_JOBS_PER_REQUEST} per request")
+    overrides = dict(overrides or {})
+    try:
+        resolved = resolve_job_parameters(
+            project=project,
+            mode=mode,
+            character=character,
+            version=version,
+            variation=variation,
+            scene=scene,
+            prompt=prompt,
+            negative=negative,
+            overrides=overrides,
+            extra_loras=extra_loras,
+        )
+    except ResolveError as exc:
+        raise JobError(str(exc)) from None
+    if version is not None and character is None:
+        character = version.character
+    if variation is not None and character is None:
+        character = variation.character
+    inputs: list[dict[str, str]] = []
+    base_params = resolved.as_workflow_params()
+    if init_image is not None:
+        upload_name = f"tower-{init_image.sha256[:24]}.{init_image.extension}"
+        base_params["init_image"] = upload_name
+        inputs.append({"name": upload_name, "path": init_image.path})
+    batch = uuid.uuid4() if len(seed_list) * len(cells) > 1 else None
+    created: list[Job] = []
+    failed_now: list[tuple[int, str]] = []
+    with transaction.atomic():
+        for cell in cells:
+            for seed in seed_list:
+                params = {**base_params, **cell}
+                if seed is not None:
+                    params["seed"] = seed
+                try:
+                    applied = apply(template.graph, template.bindings, params)
+                except WorkflowError as exc:
+                    raise JobError(f"the template cannot take these parameters: {exc}") from None
+                stored = {**resolved.parameters, **cell, "seed": applied.seed}
+                if inputs:
+                    stored["inputs"] = inputs
+                    stored["init_image"] = base_params["init_image"]
+                job = Job(
+                    project=project,
+                    character=character,
+                    version=version,
+                    variation=variation,
+                    scene=scene,
+                    template=template,
+                    created_by=user,
+                    kind=kind or template.kind,
+                    phase=project.phase,
+                    mode=mode,
+                    prompt=resolved.prompt,
+                    negative_prompt=resolved.negative,
+                    params=stored,
+                    overrides={**resolved.overrides_applied, **cell},
+                    graph=applied.graph,
+                    seed=applied.seed,
+                    batch=batch,
+                    label=", ".join(f"{k}={v}" for k, v in cell.items()),
+                    parent=parent,
+                )
+                job.full_clean(exclude=["graph"])
+                job.save()
+                if applied.ignored:
+                    job_log(
+                        job_id=job.pk,
+                        message=f"the template does not use: {', '.join(applied.ignored)}",
+                        level=LogLevel.WARNING,
+                    )
+                created.append(job)
+                problem = _preflight_everywhere(applied.graph)
+                if problem:
+                    failed_now.append((job.pk, problem))
+        for job in created:
+            events.job_event("job_queued", job_id=job.pk, project_id=project.pk, user_id=user.pk if user else None)
+        for job_id, problem in failed_now:
+            job_fail(job_id=job_id, error_type="preflight", message=f"pre-flight: {problem}", expect={JobStatus.QUEUED})
+        runnable = [j.pk for j in created if j.pk not in {f[0] for f in failed_now}]
+        transaction.on_commit(lambda: _enqueue(runnable))
+    for job in created:
+        job.refresh_from_db()
+    return created
+
+
+def _copy_job(job: Job, *, user: AbstractBaseUser | None, **links: Any) -> Job:
+    clone = Job.objects.create(
+        project_id=job.project_id,
+        character_id=job.character_id,
+        version_id=job.version_id,
+        variation_id=job.variation_id,
+        scene_id=job.scene_id,
+        template_id=job.template_id,
+        created_by=user,
+        kind=job.kind,
+        phase=job.phase,
+        mode=job.mode,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        params=job.params,
+        overrides=job.overrides,
+        graph=job.graph,
+        seed=job.seed,
+        label=job.label,
+        **links,
+    )
+    events.job_event("job_queued", job_id=clone.pk, project_id=clone.project_id, user_id=user.pk if user else None)
+    transaction.on_commit(lambda: _enqueue([clone.pk]))
+    return clone
+
+
+@transaction.atomic
+def job_retry(*, job: Job, user: AbstractBaseUser | None) -> Job:
+    """A new job with the same graph and seed, for a job that failed or was cancelled."""
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise JobError(f"only failed or cancelled jobs can be retried; this one is {job.status}")
+    if not job.graph:
+        raise JobError("this job has no graph to run again")
+    return _copy_job(job, user=user, parent=job)
+
+
+@transaction.atomic
+def job_reproduce(*, job: Job, user: AbstractBaseUser | None) -> Job:
+    """Run the exact stored graph and seed again; on completion the outputs' sha256 are compared."""
+    if job.status != JobStatus.SUCCEEDED:
+        raise JobError("only a succeeded job can be reproduced")
+    if not job.graph:
+        raise JobError("this job has no stored graph")
+    return _copy_job(job, user=user, reproduce_of=job)
+
+
+@transaction.atomic
+def job_cancel(*, job: Job, user: AbstractBaseUser | None) -> Job:
+    """Queued: cancelled at once. On a backend: cancelled, then removed from its queue or interrupted."""
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SCORING):
+        raise JobError(f"a {job.status} job cannot be cancelled")
+    was_live = job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
+    moved = job_transition(job_id=job.pk, to=JobStatus.CANCELLED, expect={job.status}, worker="")
+    if moved is None:
+        job.refresh_from_db()
+        raise JobError(f"the job changed to {job.status} meanwhile; try again")
+    who = getattr(user, "username", "someone")
+    job_log(job_id=job.pk, message=f"cancelled by {who}")
+    events.job_event("job_cancelled", job_id=job.pk, project_id=job.project_id, user_id=job.created_by_id)
+    if was_live and moved.backend_id and moved.prompt_id:
+        from generation.tasks import enqueue_abort
+
+        transaction.on_commit(lambda: enqueue_abort(job.pk))
+    return moved

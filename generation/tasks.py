@@ -1,0 +1,72 @@
+"""django-q2 tasks: thin, idempotent, ids in, one service or engine call each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from generation.engine.driver import drive
+from generation.engine.identity import owner_is_dead, worker_name
+from generation.services import execution
+from generation.services.reconcile import dispatch, reconcile
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue_run(job_id: int) -> None:
+    async_task("generation.tasks.job_run", job_id, task_name=f"job-{job_id}", group="jobs")
+
+
+def enqueue_adopt(job_id: int) -> None:
+    async_task("generation.tasks.job_adopt", job_id, task_name=f"adopt-{job_id}", group="jobs")
+
+
+def job_run(job_id: int) -> str:
+    """Claim a queued job and drive it; a job already taken (re-delivered task) is left alone."""
+    worker = worker_name()
+    claim = execution.job_claim(job_id=job_id, worker=worker)
+    if claim is None:
+        return "not claimed"
+    try:
+        return asyncio.run(drive(claim, worker=worker))
+    finally:
+        dispatch(enqueue=enqueue_run, limit=1)
+
+
+def job_adopt(job_id: int) -> str:
+    """Follow (or collect, or resubmit) a live job whose worker died, without submitting twice."""
+    worker = worker_name()
+    job = execution.Job.objects.filter(pk=job_id).values("worker", "heartbeat_at").first()
+    if job is None:
+        return "gone"
+    stale_before = timezone.now() - timedelta(seconds=settings.TOWER_HEARTBEAT_STALE_SECONDS)
+    if job["worker"] and owner_is_dead(job["worker"]):
+        stale_before = None  # the owner is provably gone; no need to wait for its heartbeat to age
+    claim = execution.job_claim_live(job_id=job_id, worker=worker, stale_before=stale_before)
+    if claim is None:
+        return "not adopted"
+    try:
+        return asyncio.run(drive(claim, worker=worker))
+    finally:
+        dispatch(enqueue=enqueue_run, limit=1)
+
+
+def reconcile_all() -> dict:
+    report = reconcile(enqueue_run=enqueue_run, enqueue_adopt=enqueue_adopt)
+    return report.__dict__
+
+
+def enqueue_abort(job_id: int) -> None:
+    async_task("generation.tasks.job_abort", job_id, task_name=f"abort-{job_id}", group="jobs")
+
+
+def job_abort(job_id: int) -> str:
+    """Take a cancelled job's prompt off its backend: out of the queue, or interrupted if running."""
+    from generation.engine.abort import abort_prompt
+
+    return asyncio.run(abort_prompt(job_id))

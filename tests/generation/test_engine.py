@@ -1,0 +1,261 @@
+"""The engine end to end against the fake ComfyUI on a real port."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from generation import tasks
+from generation.media import png_text_chunks
+from generation.models import Asset, Backend, Job, JobStatus
+from generation.services.submit import job_cancel, job_reproduce, job_retry, jobs_create
+from tests.factories import make_project
+from tests.fakes.comfyui import FakeComfy
+from tests.generation.engine_helpers import Enqueued, backend_for, job, run_in_thread, shipped
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
+
+SMALL = {"width": 64, "height": 64}
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> Enqueued:
+    recorder = Enqueued()
+    monkeypatch.setattr(tasks, "enqueue_run", recorder)
+    monkeypatch.setattr(tasks, "enqueue_abort", lambda job_id: None)
+    return recorder
+
+
+@pytest.fixture
+def fake(tmp_path):
+    with FakeComfy(root=tmp_path / "comfy", checkpoints=["anime_v1.safetensors"]) as server:
+        yield server
+
+
+@pytest.fixture
+def project(owner):
+    return make_project(owner)
+
+
+def create(project, owner, slug="weightless-image", **kw):
+    overrides = {**SMALL, **kw.pop("overrides", {})}
+    return jobs_create(user=owner, project=project, template=shipped(slug), overrides=overrides, **kw)
+
+
+def test_success_with_several_outputs_stores_assets_with_metadata(fake, project, owner, enqueued):
+    backend_for(fake)
+    [created] = create(project, owner, overrides={"batch_size": 3}, prompt="silver hair")
+    assert enqueued.take() == [created.pk]
+    assert tasks.job_run(created.pk) == "succeeded"
+    done = job(created.pk)
+    assert done.status == JobStatus.SUCCEEDED
+    assert done.progress == 1.0
+    assert done.attempts == 1
+    assert done.started_at and done.finished_at >= done.started_at
+    assets = list(Asset.objects.filter(job=done).order_by("pk"))
+    assert len(assets) == 3
+    for asset in assets:
+        data = asset.file.read()
+        assert asset.sha256 and asset.size_bytes == len(data)
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.size == (64, 64)
+        chunks = png_text_chunks(data)
+        # Dropped back into ComfyUI, the file restores the exact graph that was submitted.
+        import json
+
+        assert json.loads(chunks["prompt"]) == done.graph
+        assert json.loads(chunks["tower"])["seed"] == done.seed
+    messages = list(done.log_lines.values_list("message", flat=True))
+    assert any(m.startswith("sent to gpu-1") for m in messages)
+
+
+def test_identical_graph_runs_from_cache_and_still_yields_outputs(fake, project, owner, enqueued):
+    backend_for(fake)
+    [first] = create(project, owner, seeds=[7])
+    assert tasks.job_run(first.pk) == "succeeded"
+    executed_before = sum(fake.counters.node_runs.values())
+    [second] = create(project, owner, seeds=[7])
+    assert tasks.job_run(second.pk) == "succeeded"
+    # Every node came from ComfyUI's cache: nothing ran again, and the files are the same.
+    assert sum(fake.counters.node_runs.values()) == executed_before
+    sha = lambda pk: sorted(Asset.objects.filter(job_id=pk).values_list("sha256", flat=True))  # noqa: E731
+    assert sha(first.pk) == sha(second.pk)
+
+
+def test_reproduce_really_reruns_and_reports_identical_outputs(fake, project, owner, enqueued):
+    backend_for(fake)
+    [original] = create(project, owner, seeds=[11])
+    tasks.job_run(original.pk)
+    runs = sum(fake.counters.node_runs.values())
+    copy = job_reproduce(job=job(original.pk), user=owner)
+    assert tasks.job_run(copy.pk) == "succeeded"
+    assert sum(fake.counters.node_runs.values()) > runs  # the cache was freed first
+    assert job(copy.pk).seed == 11
+    assert "identical outputs (sha256 equal)" in " ".join(job(copy.pk).log_lines.values_list("message", flat=True))
+
+
+def test_validation_error_from_the_server_is_shown_in_words(fake, project, owner, enqueued):
+    backend = backend_for(fake)
+    # Without the object_info cache, pre-flight cannot catch it; the server's 400 must.
+    backend.object_info.delete()
+    [created] = create(project, owner, slug="txt2img-sd15", overrides={"checkpoint": "missing.safetensors"})
+    assert tasks.job_run(created.pk) == "failed:rejected"
+    failed = job(created.pk)
+    assert failed.status == JobStatus.FAILED
+    assert "missing.safetensors" in failed.error_message
+    assert failed.error_node
+    assert failed.error_details["node_errors"]
+    assert fake.counters.jobs_started == 0
+
+
+def test_preflight_fails_the_job_before_any_gpu_time(fake, project, owner, enqueued):
+    backend_for(fake)
+    [created] = create(project, owner, slug="txt2img-sd15", overrides={"checkpoint": "anime/nope.safetensors"})
+    failed = job(created.pk)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error_type == "preflight"
+    assert "anime/nope.safetensors" in failed.error_message
+    assert "anime_v1.safetensors" in failed.error_message  # what the backend does have
+    assert enqueued.take() == []
+    assert fake.counters.prompts_received == 0
+
+
+def test_runtime_error_records_node_type_and_message(fake, project, owner, enqueued):
+    backend_for(fake)
+    fake.configure(failures={"ImageBlend": ("RuntimeError", "Sizes of tensors must match")})
+    [created] = create(project, owner)
+    assert tasks.job_run(created.pk) == "failed:execution"
+    failed = job(created.pk)
+    assert (failed.status, failed.error_type) == (JobStatus.FAILED, "RuntimeError")
+    assert "Sizes of tensors must match" in failed.error_message
+    assert "ImageBlend" in failed.error_node
+
+
+def test_cancel_a_running_job_interrupts_it_on_the_server(fake, project, owner, enqueued):
+    backend_for(fake)
+    fake.configure(holds={"ImageAddNoise"})
+    [created] = create(project, owner)
+    thread, result = run_in_thread(lambda: tasks.job_run(created.pk))
+    fake.wait_for(lambda: fake.held_nodes(), what="the job to reach its held node")
+    job_cancel(job=job(created.pk), user=owner)
+    assert tasks.job_abort(created.pk) == "interrupted"
+    fake.release()
+    thread.join(timeout=20)
+    assert result == ["cancelled"]
+    assert job(created.pk).status == JobStatus.CANCELLED
+    assert not Asset.objects.filter(job_id=created.pk).exists()
+
+
+def test_cancel_a_job_still_pending_on_the_server_removes_it(fake, project, owner, enqueued):
+    backend_for(fake, max_in_flight=2)
+    fake.configure(holds={"ImageAddNoise"})
+    first, second = create(project, owner, count=2)
+    t1, r1 = run_in_thread(lambda: tasks.job_run(first.pk))
+    fake.wait_for(lambda: fake.held_nodes(), what="the first job to reach its held node")
+    t2, r2 = run_in_thread(lambda: tasks.job_run(second.pk))
+    fake.wait_for(lambda: len(fake.queue_ids()[1]) == 1, what="the second prompt to wait in the queue")
+    job_cancel(job=job(second.pk), user=owner)
+    assert tasks.job_abort(second.pk) == "removed"
+    t2.join(timeout=20)
+    assert r2 == ["cancelled"]
+    fake.release()
+    t1.join(timeout=20)
+    assert r1 == ["succeeded"]
+    assert fake.counters.jobs_started == 1
+
+
+def test_a_queued_job_is_cancelled_at_once_and_never_submitted(fake, project, owner, enqueued):
+    backend_for(fake)
+    [created] = create(project, owner)
+    job_cancel(job=job(created.pk), user=owner)
+    assert tasks.job_run(created.pk) == "not claimed"
+    assert fake.counters.prompts_received == 0
+
+
+def test_websocket_dropped_mid_job_still_completes(fake, project, owner, enqueued, settings):
+    settings.COMFYUI_STALL_TIMEOUT = 1.0
+    backend_for(fake)
+    fake.configure(holds={"ImageAddNoise"})
+    [created] = create(project, owner)
+    thread, result = run_in_thread(lambda: tasks.job_run(created.pk))
+    fake.wait_for(lambda: fake.held_nodes(), what="the job to reach its held node")
+    fake.drop_websockets()
+    fake.release()
+    thread.join(timeout=30)
+    assert result == ["succeeded"]
+    assert Asset.objects.filter(job_id=created.pk).count() == 1
+
+
+def test_backend_restart_mid_job_resubmits_once(fake, project, owner, enqueued, settings):
+    settings.COMFYUI_STALL_TIMEOUT = 1.0
+    backend_for(fake)
+    fake.configure(holds={"ImageAddNoise"})
+    [created] = create(project, owner)
+    thread, result = run_in_thread(lambda: tasks.job_run(created.pk))
+    fake.wait_for(lambda: fake.held_nodes(), what="the job to reach its held node")
+    fake.configure(holds=set())
+    fake.restart()
+    thread.join(timeout=30)
+    assert result == ["requeued:lost"]
+    requeued = job(created.pk)
+    assert requeued.status == JobStatus.QUEUED
+    assert "lost the prompt" in requeued.error_message
+    assert tasks.job_run(created.pk) == "succeeded"
+    done = job(created.pk)
+    assert done.attempts == 2
+    assert done.error_message == ""
+
+
+def test_prompt_lost_too_often_fails_with_the_reason(fake, project, owner, enqueued, settings):
+    settings.COMFYUI_STALL_TIMEOUT = 1.0
+    backend_for(fake)
+    [created] = create(project, owner)
+    Job.objects.filter(pk=created.pk).update(max_attempts=1)
+    fake.configure(holds={"ImageAddNoise"})
+    thread, result = run_in_thread(lambda: tasks.job_run(created.pk))
+    fake.wait_for(lambda: fake.held_nodes(), what="the job to reach its held node")
+    fake.configure(holds=set())
+    fake.restart()
+    thread.join(timeout=30)
+    assert result == ["failed:attempts"]
+    failed = job(created.pk)
+    assert failed.status == JobStatus.FAILED
+    assert "gave up after 1 attempts" in failed.error_message
+
+
+def test_unreachable_backend_waits_and_runs_when_it_returns(project, owner, enqueued, tmp_path):
+    from generation.services.reconcile import backend_refresh
+
+    fake = FakeComfy(root=tmp_path / "comfy", checkpoints=["anime_v1.safetensors"]).start()
+    backend = backend_for(fake)
+    port = fake.port
+    fake.stop()
+    [created] = create(project, owner)
+    assert enqueued.take() == [created.pk]
+    assert tasks.job_run(created.pk) == "requeued:unreachable"
+    waiting = job(created.pk)
+    assert waiting.status == JobStatus.QUEUED
+    assert "unreachable" in waiting.error_message
+    assert waiting.attempts == 0  # an unreachable server does not spend an attempt
+    assert Backend.objects.get(pk=backend.pk).healthy is False
+    # While it is down, nothing is claimed (no busy loop of doomed submissions).
+    assert tasks.job_run(created.pk) == "not claimed"
+    with FakeComfy(root=tmp_path / "comfy2", port=port, checkpoints=["anime_v1.safetensors"]):
+        report = tasks.reconcile_all()
+        assert report["backends_up"] == ["gpu-1"]
+        assert enqueued.take() == [created.pk]
+        assert tasks.job_run(created.pk) == "succeeded"
+    assert backend_refresh(backend=backend) is False
+
+
+def test_retry_runs_the_same_graph_again_as_a_child(fake, project, owner, enqueued):
+    backend_for(fake)
+    fake.configure(failures={"ImageBlend": ("RuntimeError", "boom")})
+    [created] = create(project, owner)
+    tasks.job_run(created.pk)
+    fake.configure(failures={})
+    retry = job_retry(job=job(created.pk), user=owner)
+    assert (retry.parent_id, retry.graph, retry.seed) == (created.pk, job(created.pk).graph, created.seed)
+    assert tasks.job_run(retry.pk) == "succeeded"
