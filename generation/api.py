@@ -1,13 +1,21 @@
-"""REST API v1 for jobs and assets (read-only: jobs are created by the generation services)."""
+"""REST API v1 for jobs (submit, cancel, retry, reproduce, debug) and assets (read-only)."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from rest_framework import serializers, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 
 from generation import selectors
 from generation.models import Asset, AssetKind, Job, JobKind, JobStatus
+from generation.services.requests import submit_request
+from generation.services.submit import job_cancel, job_reproduce, job_retry
+from projects.selectors import project_get_for_user
 
 # --- Serializers ----------------------------------------------------------------------------
 
@@ -51,6 +59,8 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
             "parent",
             "reproduce_of",
+            "batch",
+            "label",
             "params",
             "overrides",
             "graph",
@@ -86,6 +96,59 @@ class AssetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# --- Submitting and steering jobs --------------------------------------------------------------
+
+
+class JobCreateSerializer(serializers.Serializer):
+    project = serializers.IntegerField()
+    template = serializers.CharField(help_text="template id or slug")
+    mode = serializers.ChoiceField(choices=["draft", "production"], default="draft")
+    character = serializers.IntegerField(required=False, allow_null=True)
+    version = serializers.IntegerField(required=False, allow_null=True)
+    variation = serializers.IntegerField(required=False, allow_null=True)
+    scene = serializers.IntegerField(required=False, allow_null=True)
+    prompt = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+    negative = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+    overrides = serializers.DictField(required=False, default=dict, help_text="style fields and parameters")
+    seeds = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=2**63 - 1), required=False, max_length=64
+    )
+    count = serializers.IntegerField(required=False, default=1, min_value=1, max_value=64)
+    grid = serializers.DictField(
+        child=serializers.ListField(min_length=1, max_length=16),
+        required=False,
+        help_text='parameter → values, e.g. {"cfg": [6, 8], "steps": [20, 30]}',
+    )
+    init_asset = serializers.IntegerField(required=False, allow_null=True, help_text="an output to start from")
+    init_reference = serializers.IntegerField(required=False, allow_null=True, help_text="a reference image")
+
+
+class JobBatchSerializer(serializers.Serializer):
+    batch = serializers.UUIDField(allow_null=True)
+    jobs = JobSerializer(many=True)
+
+
+class ReproductionSerializer(serializers.Serializer):
+    original = serializers.IntegerField()
+    identical = serializers.BooleanField(allow_null=True, help_text="null until the reproduction finished")
+    original_sha256 = serializers.ListField(child=serializers.CharField())
+    reproduced_sha256 = serializers.ListField(child=serializers.CharField())
+
+
+class JobLogLineSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(source="created_at")
+    level = serializers.CharField()
+    message = serializers.CharField()
+    data = serializers.JSONField(allow_null=True)
+
+
+class JobDebugSerializer(serializers.Serializer):
+    job = JobSerializer()
+    backend = serializers.DictField(allow_null=True)
+    log = JobLogLineSerializer(many=True)
+    reproduction = ReproductionSerializer(allow_null=True)
+
+
 # --- Filters --------------------------------------------------------------------------------
 
 
@@ -115,14 +178,57 @@ class AssetFilter(filters.FilterSet):
 
 
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
-    """Generation jobs of the projects you can see, newest first."""
+    """Generation jobs of the projects you can see, newest first; POST submits new ones."""
 
     serializer_class = JobSerializer
     filterset_class = JobFilter
     ordering_fields = ["created_at", "finished_at"]
+    throttle_scope = "generation"
 
     def get_queryset(self) -> QuerySet[Job]:
         return selectors.jobs_visible_to(self.request.user)
+
+    def get_throttles(self):  # type: ignore[no-untyped-def]
+        if self.action in {"create", "retry", "reproduce"}:
+            return [ScopedRateThrottle()]
+        return super().get_throttles()
+
+    def _writable_job(self) -> Job:
+        job = self.get_object()
+        project_get_for_user(user=self.request.user, pk=job.project_id, write=True)
+        return job
+
+    @extend_schema(request=JobCreateSerializer, responses={201: JobBatchSerializer})
+    def create(self, request: Request) -> Response:
+        data = JobCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        jobs = submit_request(user=request.user, data=data.validated_data)
+        body = {"batch": jobs[0].batch if jobs else None, "jobs": JobSerializer(jobs, many=True).data}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        job = job_cancel(job=self._writable_job(), user=request.user)
+        return Response(JobSerializer(selectors.jobs_visible_to(request.user).get(pk=job.pk)).data)
+
+    @extend_schema(request=None, responses={201: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        job = job_retry(job=self._writable_job(), user=request.user)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={201: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def reproduce(self, request: Request, pk: str | None = None) -> Response:
+        job = job_reproduce(job=self._writable_job(), user=request.user)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: JobDebugSerializer})
+    @action(detail=True, methods=["get"])
+    def debug(self, request: Request, pk: str | None = None) -> Response:
+        job = self.get_object()
+        return Response(JobDebugSerializer(selectors.job_debug(job=job)).data)
 
 
 class AssetViewSet(viewsets.ReadOnlyModelViewSet):

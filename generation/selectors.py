@@ -22,3 +22,30 @@ def templates_visible_to(user: AnyUser) -> QuerySet[WorkflowTemplate]:
     return WorkflowTemplate.objects.filter(
         Q(project__isnull=True) | Q(project__in=project_ids_visible_to(user))
     ).select_related("project")
+
+
+def job_debug(*, job: Job) -> dict:
+    """Everything needed to understand a job: parameters, graph, log, error, timings, backend."""
+    from generation.models import JobLogLine
+
+    backend = None
+    if job.backend_id:
+        b = job.backend
+        backend = {"id": b.pk, "name": b.name, "url": b.url, "healthy": b.healthy, "version": b.comfyui_version}
+    reproduction = None
+    if job.reproduce_of_id:
+        original = sorted(Asset.objects.filter(job_id=job.reproduce_of_id).values_list("sha256", flat=True))
+        mine = sorted(Asset.objects.filter(job=job).values_list("sha256", flat=True))
+        done = job.status == "succeeded"
+        reproduction = {
+            "original": job.reproduce_of_id,
+            "identical": (original == mine and bool(mine)) if done else None,
+            "original_sha256": original,
+            "reproduced_sha256": mine,
+        }
+    return {
+        "job": job,
+        "backend": backend,
+        "log": list(JobLogLine.objects.filter(job=job).order_by("id")[:500]),
+        "reproduction": reproduction,
+    }
