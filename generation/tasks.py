@@ -70,3 +70,7 @@ def job_abort(job_id: int) -> str:
     from generation.engine.abort import abort_prompt
 
     return asyncio.run(abort_prompt(job_id))
+
+
+def enqueue_reconcile() -> None:
+    async_task("generation.tasks.reconcile_all", task_name="reconcile", group="engine")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from generation.services.jobs import JobError, job_log, job_transition
 from generation.services.resolve import ResolveError, resolve_job_parameters
 from generation.workflow import WorkflowError, apply, preflight
 from projects.models import Project, Scene
+
+logger = logging.getLogger(__name__)
 
 MAX_JOBS_PER_REQUEST = 64
 MAX_GRID_PARAMETERS = 2
@@ -36,10 +39,16 @@ def init_image_from(obj: Asset | ReferenceImage) -> InitImage:
 
 
 def _enqueue(job_ids: list[int]) -> None:
-    from generation.tasks import enqueue_run  # tasks import the engine; keep services importable alone
+    """Hand new jobs to the workers. If the broker is down the jobs stay queued in the database,
+    and the next reconcile (on worker start, and every minute) dispatches them: nothing is lost."""
+    from generation import tasks  # tasks import the engine; keep services importable alone
 
     for job_id in job_ids:
-        enqueue_run(job_id)
+        try:
+            tasks.enqueue_run(job_id)
+        except Exception:
+            logger.warning("broker unreachable; job %s stays queued for reconcile", job_id, exc_info=True)
+            return
 
 
 def _grid_cells(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
