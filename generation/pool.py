@@ -6,8 +6,9 @@ Rules, in order:
    the server when one finishes, so the GPU never waits for Tower), and used VRAM not above its
    hold threshold;
 3. checkpoint affinity: prefer a backend that last ran the same checkpoint (a reload costs
-   seconds to minutes), then the one with the fewest prompts in flight, then the least recently
-   used.
+   seconds to minutes), then the one with the fewest prompts in flight, then the one that has
+   gone longest without work (so a second checkpoint lands on an idle GPU, not on top of the
+   first, as SwarmUI's "model pressure" does).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from generation import events
@@ -62,7 +62,7 @@ def backend_states() -> list[BackendState]:
         .values_list("backend", "n")
     )
     states = []
-    for b in Backend.objects.filter(enabled=True):
+    for b in Backend.objects.filter(enabled=True).annotate(last_job=Max("jobs__submitted_at")):
         devices = (b.stats or {}).get("devices") or []
         total = sum(int(d.get("vram_total") or 0) for d in devices)
         free = sum(int(d.get("vram_free") or 0) for d in devices)
@@ -79,7 +79,7 @@ def backend_states() -> list[BackendState]:
                 vram_hold=b.vram_hold_threshold,
                 node_classes=frozenset(b.node_classes or []),
                 last_checkpoint=b.last_checkpoint,
-                last_used=b.last_seen_at.timestamp() if b.last_seen_at else 0.0,
+                last_used=b.last_job.timestamp() if b.last_job else 0.0,
             )
         )
     return states
@@ -171,7 +171,7 @@ def job_claim_live(*, job_id: int, worker: str, stale_before: Any = None) -> Cla
     if stale_before is not None:
         query = query.filter(Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True))
     with transaction.atomic():
-        job = query.select_for_update().select_related("backend").first()
+        job = query.select_for_update(of=("self",)).select_related("backend").first()
         if job is None or job.backend is None:
             return None
         updated = Job.objects.filter(pk=job.pk, worker=job.worker, status=job.status).update(

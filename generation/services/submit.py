@@ -251,13 +251,14 @@ def job_reproduce(*, job: Job, user: AbstractBaseUser | None) -> Job:
 @transaction.atomic
 def job_cancel(*, job: Job, user: AbstractBaseUser | None) -> Job:
     """Queued: cancelled at once. On a backend: cancelled, then removed from its queue or interrupted."""
+    # Re-read under the row lock: the engine may have moved it (submitted → running) meanwhile.
+    job = Job.objects.select_for_update().get(pk=job.pk)
     if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SCORING):
         raise JobError(f"a {job.status} job cannot be cancelled")
     was_live = job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
     moved = job_transition(job_id=job.pk, to=JobStatus.CANCELLED, expect={job.status}, worker="")
-    if moved is None:
-        job.refresh_from_db()
-        raise JobError(f"the job changed to {job.status} meanwhile; try again")
+    if moved is None:  # pragma: no cover - the row lock makes this unreachable
+        raise JobError("the job changed meanwhile; try again")
     who = getattr(user, "username", "someone")
     job_log(job_id=job.pk, message=f"cancelled by {who}")
     events.job_event("job_cancelled", job_id=job.pk, project_id=job.project_id, user_id=job.created_by_id)

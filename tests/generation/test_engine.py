@@ -148,7 +148,8 @@ def test_cancel_a_running_job_interrupts_it_on_the_server(fake, project, owner, 
     assert not Asset.objects.filter(job_id=created.pk).exists()
 
 
-def test_cancel_a_job_still_pending_on_the_server_removes_it(fake, project, owner, enqueued):
+def test_cancel_a_job_still_pending_on_the_server_removes_it(fake, project, owner, enqueued, settings):
+    settings.COMFYUI_STALL_TIMEOUT = 1.0  # the removed prompt sends nothing; the queue tells
     backend_for(fake, max_in_flight=2)
     fake.configure(holds={"ImageAddNoise"})
     first, second = create(project, owner, count=2)
@@ -259,3 +260,22 @@ def test_retry_runs_the_same_graph_again_as_a_child(fake, project, owner, enqueu
     retry = job_retry(job=job(created.pk), user=owner)
     assert (retry.parent_id, retry.graph, retry.seed) == (created.pk, job(created.pk).graph, created.seed)
     assert tasks.job_run(retry.pk) == "succeeded"
+
+
+def test_two_backends_keep_each_checkpoint_where_it_is_loaded(project, owner, enqueued, tmp_path):
+    checkpoints = ["anime_v1.safetensors", "anime_v2.safetensors"]
+    with (
+        FakeComfy(root=tmp_path / "a", checkpoints=checkpoints) as gpu1,
+        FakeComfy(root=tmp_path / "b", checkpoints=checkpoints) as gpu2,
+    ):
+        backend_for(gpu1, name="gpu-1", max_in_flight=1)
+        backend_for(gpu2, name="gpu-2", max_in_flight=1)
+        order = "AABBABBA"
+        for letter in order:
+            ckpt = checkpoints[0] if letter == "A" else checkpoints[1]
+            [created] = create(project, owner, slug="txt2img-sd15", overrides={"checkpoint": ckpt})
+            assert tasks.job_run(created.pk) == "succeeded"
+        loads = gpu1.counters.model_loads + gpu2.counters.model_loads
+        # Each checkpoint is loaded once, on one backend; round-robin would load 7 times here.
+        assert sum(loads.values()) == 2
+        assert set(gpu1.counters.model_loads) != set(gpu2.counters.model_loads)
