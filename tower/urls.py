@@ -3,10 +3,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from tower import health
+from tower import health, media
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health", health.health_view, name="health"),
     path("api/", include("tower.api_urls")),
+    path("media/<path:path>", media.media_view, name="media"),
 ]
