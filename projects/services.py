@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from projects.models import Episode, GenerationStyle, MemberRole, Membership, Project, Scene
+from tower.files import delete_files_after_commit, files_of_cascade
 
 STYLE_FIELDS = frozenset(
     {
@@ -183,8 +184,11 @@ def scene_create(*, episode: Episode, number: int | None = None, **fields: Any) 
 
 @transaction.atomic
 def project_delete(*, project: Project) -> None:
-    """Delete the project and everything in it (episodes, scenes, characters, jobs, assets)."""
+    """Delete the project and everything in it (episodes, scenes, characters, jobs, assets),
+    and, once that has committed, every file those rows stored."""
+    files = files_of_cascade([project])
     project.delete()
+    delete_files_after_commit(files)
 
 
 EPISODE_FIELDS = frozenset({"number", "title", "synopsis"})
@@ -216,7 +220,9 @@ def episode_update(*, episode: Episode, **fields: Any) -> Episode:
 
 @transaction.atomic
 def episode_delete(*, episode: Episode) -> None:
+    files = files_of_cascade([episode])
     episode.delete()
+    delete_files_after_commit(files)
 
 
 @transaction.atomic

@@ -100,3 +100,28 @@ def test_membership_management(project, owner, outsider):
     project_member_remove(project=project, user_id=outsider.pk)
     with pytest.raises(ProjectError):
         project_member_remove(project=project, user_id=outsider.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_project_removes_every_file_it_stored(owner, settings):
+    import io
+    from pathlib import Path
+
+    from django.core.files.base import ContentFile
+
+    from characters.services import character_add_reference, character_create
+    from generation.models import Asset
+    from projects.services import project_delete
+    from tests.factories import png_bytes
+
+    project, keep = make_project(owner, "Doomed"), make_project(owner, "Kept")
+    paths = []
+    for target in (project, keep):
+        character = character_create(project=target, name="Kai", design_prompt="x")
+        ref = character_add_reference(character=character, upload=io.BytesIO(png_bytes(colour=(target.pk, 0, 0))))
+        asset = Asset(project=target, mime="image/png", sha256="c" * 64)
+        asset.file.save("out.png", ContentFile(b"png"), save=True)
+        paths.append((Path(ref.image.path), Path(asset.file.path)))
+    project_delete(project=project)
+    assert not any(p.exists() for p in paths[0])
+    assert all(p.exists() for p in paths[1])
