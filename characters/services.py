@@ -131,7 +131,9 @@ def reference_set_primary(*, reference: ReferenceImage) -> ReferenceImage:
 def reference_delete(*, reference: ReferenceImage) -> None:
     """Delete the row now and the file after commit; promote another reference if it was primary."""
     character_id = reference.character_id
-    was_primary = reference.is_primary
+    Character.objects.select_for_update().get(pk=character_id)
+    # The caller's instance may be stale (another reference was made primary meanwhile).
+    was_primary = ReferenceImage.objects.filter(pk=reference.pk, is_primary=True).exists()
     storage, name = reference.image.storage, reference.image.name
     reference.delete()
     if was_primary:

@@ -163,3 +163,14 @@ def test_versions_and_variations_get_scoped_slugs(character):
     assert (v1.slug, v2.slug, out.slug, expr.slug) == ("teen", "teen-2", "winter", "winter")
     with pytest.raises(ValidationError):
         variation_create(character=character, kind="hat", name="Cap")
+
+
+@pytest.mark.django_db
+def test_deleting_a_stale_instance_of_the_primary_still_promotes_another(character):
+    a = character_add_reference(character=character, upload=io.BytesIO(png_bytes(colour=(1, 1, 1))))
+    b = character_add_reference(character=character, upload=io.BytesIO(png_bytes(colour=(2, 2, 2))))
+    stale_b = ReferenceImage.objects.get(pk=b.pk)  # loaded while b was not primary
+    reference_set_primary(reference=b)
+    reference_delete(reference=stale_b)
+    a.refresh_from_db()
+    assert a.is_primary
