@@ -26,6 +26,15 @@ def project_ids_visible_to(user: AnyUser) -> QuerySet:
     return Project.objects.filter(Q(owner=user) | Q(memberships__user=user)).values("pk")
 
 
+def project_ids_writable_by(user: AnyUser) -> QuerySet:
+    """Ids of projects the user may change (owned, or joined as an editor), for bulk writes."""
+    if not user.is_authenticated or not user.is_active:
+        return Project.objects.none().values("pk")
+    return Project.objects.filter(
+        Q(owner=user) | Q(memberships__user=user, memberships__role=MemberRole.EDITOR)
+    ).values("pk")
+
+
 def project_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -> Project:
     """The project, or 404 when the user may not see it (or may not change it, with ``write``)."""
     try:

@@ -17,20 +17,18 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.db.models.fields.files import FieldFile
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from projects.models import MemberRole, Project
-from projects.selectors import project_ids_visible_to, project_user_can_write
+from projects.models import Project
+from projects.selectors import project_ids_visible_to, project_ids_writable_by, project_user_can_write
 from tower.models import ApiToken
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
     _InlineBase = admin.options.InlineModelAdmin
     _AdminBase = admin.ModelAdmin
 else:
@@ -81,18 +79,6 @@ def admin_link(model: type[models.Model], pk: Any, label: Any | None = None) -> 
     opts = model._meta
     url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[pk])
     return format_html('<a href="{}">{}</a>', url, label if label is not None else f"#{pk}")
-
-
-def project_ids_writable_by(user: AbstractBaseUser) -> QuerySet:
-    """Ids of projects the user may change: owned, or joined as an editor.
-
-    The queryset twin of ``projects.selectors.project_user_can_write``, for bulk actions.
-    """
-    if not user.is_authenticated or not user.is_active:
-        return Project.objects.none().values("pk")
-    return Project.objects.filter(
-        Q(owner=user) | Q(memberships__user=user, memberships__role=MemberRole.EDITOR)
-    ).values("pk")
 
 
 # --- Project scoping ---------------------------------------------------------------------------
