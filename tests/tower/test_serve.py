@@ -25,10 +25,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from generation.models import Backend
+from generation.models import Backend, WorkflowTemplate
 from tower.embedded import socket_path
 from tower.management.commands.ensure_admin import ensure_admin
-from tower.management.commands.serve import seed_backends
+from tower.management.commands.serve import seed_backends, sync_shipped_templates
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD_LINE = re.compile(r"Created the admin user 'admin' with password: (\S+)")
@@ -163,6 +163,36 @@ def test_a_bad_comfyui_url_is_refused_naming_it(url):
         seed_backends([url])
 
     assert not Backend.objects.exists()
+
+
+# --- Shipped workflow templates ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_start_up_loads_the_shipped_templates_in_one_line():
+    line = sync_shipped_templates()
+
+    shipped = WorkflowTemplate.objects.filter(project__isnull=True, source=WorkflowTemplate.Source.SHIPPED)
+    assert shipped.filter(slug="txt2img-sd15").exists()
+    assert line == f"{shipped.count()} shipped templates ({shipped.count()} new, 0 updated)"
+    assert sync_shipped_templates() == f"{shipped.count()} shipped templates"  # nothing new the second time
+
+
+@pytest.mark.django_db
+def test_an_invalid_template_file_is_named_and_the_others_still_load(tmp_path):
+    (tmp_path / "weightless-image.json").write_text((ROOT / "workflows" / "weightless-image.json").read_text())
+    (tmp_path / "broken.json").write_text("{ not json")
+
+    line = sync_shipped_templates(tmp_path)
+
+    assert "\n" not in line
+    assert line.startswith("1 shipped templates (1 new, 0 updated); 1 invalid, skipped: broken.json")
+    assert WorkflowTemplate.objects.filter(slug="weightless-image").exists()
+
+
+@pytest.mark.django_db
+def test_a_missing_workflows_folder_does_not_stop_start_up(tmp_path):
+    assert sync_shipped_templates(tmp_path / "gone").startswith("not loaded: no workflows folder at")
 
 
 # --- The real command ------------------------------------------------------------------------------------
@@ -373,6 +403,7 @@ def test_first_run_prints_the_url_the_admin_login_and_where_data_lives(first_run
     assert str(var_dir) in output
     assert output.count(first_run.password) == 1
     assert "Traceback" not in output
+    assert re.search(r"Workflows: \d+ shipped templates \(\d+ new, 0 updated\)$", output, re.MULTILINE)
     assert len([line for line in output.splitlines() if line.strip()]) < 30  # short
 
 

@@ -33,6 +33,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from generation.models import Backend
+from generation.services.templates import TemplateError, template_sync_shipped
 from tower.embedded import EmbeddedRedis, EmbeddedRedisError, supervised_popen_kwargs
 from tower.env import env_int, env_str
 from tower.management.commands.ensure_admin import describe, ensure_admin
@@ -137,6 +138,7 @@ class Supervisor:
         self._start_redis()
         if migrate:
             self._migrate()
+        self.out.say(f"  Workflows: {sync_shipped_templates()}")
         for line in describe(ensure_admin(), admin_url=f"{self.url}admin/"):
             self.out.say(f"  {line}")
         self._seed_backends()
@@ -314,6 +316,23 @@ def seed_backends(urls: list[str]) -> list[str]:
             backend.save()
             names.append(name)
     return names
+
+
+def sync_shipped_templates(folder: Path | None = None) -> str:
+    """Load the shipped workflow templates; one line saying how it went. Never fails start-up:
+    an invalid file is named and skipped, and the other templates still load."""
+    try:
+        report = template_sync_shipped(folder=folder)
+    except TemplateError as exc:
+        return " ".join(f"not loaded: {exc}".split())
+    loaded = len(report.created) + len(report.updated) + len(report.unchanged)
+    line = f"{loaded} shipped templates"
+    if report.created or report.updated:
+        line += f" ({len(report.created)} new, {len(report.updated)} updated)"
+    if report.invalid:
+        names = ", ".join(name for name, _ in report.invalid)
+        line += f"; {len(report.invalid)} invalid, skipped: {names} (manage.py sync_workflows says why)"
+    return line
 
 
 def _describe_database() -> str:
