@@ -10,4 +10,5 @@ urlpatterns = [
     path("api/health", health.health_view, name="health"),
     path("api/", include("tower.api_urls")),
     path("media/<path:path>", media.media_view, name="media"),
+    path("", include("tower.page_urls")),
 ]

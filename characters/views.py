@@ -1,0 +1,166 @@
+"""Character pages: list, create, and one page for design, references, versions and variations.
+
+The resolved-prompt preview is generation's (characters may not import generation); the page
+loads it from ``character-preview``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_http_methods, require_POST
+
+from characters.forms import CharacterForm, ReferenceForm, VariationForm, VersionForm
+from characters.models import Character
+from characters.selectors import character_get_for_user, characters_with_summary_visible_to
+from characters.services import (
+    CharacterError,
+    character_add_reference,
+    character_create,
+    character_update,
+    variation_create,
+    version_create,
+)
+from projects.selectors import project_get_for_user, project_user_can_write, projects_visible_to
+from tower.views import (
+    form_add_service_errors,
+    page_login_required,
+    paginate,
+    querystring_without_page,
+    render_page,
+)
+
+
+@page_login_required
+def character_list(request: HttpRequest) -> HttpResponse:
+    characters = characters_with_summary_visible_to(request.user)
+    project_id = request.GET.get("project", "")
+    if project_id.isdigit():
+        characters = characters.filter(project_id=int(project_id))
+    context = {
+        "section": "characters",
+        "page_obj": paginate(request, characters),
+        "projects": list(projects_visible_to(request.user).order_by("name")[:200]),
+        "project_id": project_id,
+        "querystring_base": querystring_without_page(request),
+    }
+    return render_page(request, "characters/list.html", "characters/_list.html", context)
+
+
+@page_login_required
+@require_http_methods(["GET", "POST"])
+def character_create_view(request: HttpRequest, pk: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, pk=pk, write=request.method == "POST")
+    form = CharacterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        fields = form.character_fields()
+        try:
+            character = character_create(
+                project=project, name=fields.pop("name"), design_prompt=fields.pop("design_prompt"), **fields
+            )
+        except (ValidationError, CharacterError) as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Character “{character.name}” created.")
+            return redirect("character-detail", pk=character.pk)
+    context = {"section": "characters", "project": project, "form": form}
+    return render_page(request, "characters/create.html", None, context, status=400 if form.errors else 200)
+
+
+def _detail_context(request: HttpRequest, character: Character, **forms: Any) -> dict[str, Any]:
+    return {
+        "section": "characters",
+        "character": character,
+        "project": character.project,
+        "can_write": project_user_can_write(project=character.project, user=request.user),
+        "form": forms.get("form") or CharacterForm(instance=character),
+        "reference_form": forms.get("reference_form") or ReferenceForm(),
+        "version_form": forms.get("version_form") or VersionForm(),
+        "variation_form": forms.get("variation_form") or VariationForm(),
+        "references": list(character.references.all()[:48]),
+        "versions": list(character.versions.all()),
+        "variations": list(character.variations.all()),
+    }
+
+
+@page_login_required
+@require_http_methods(["GET", "POST"])
+def character_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET the character page; POST saves the design (prompt, attributes, palette, threshold)."""
+    character = character_get_for_user(user=request.user, pk=pk, write=request.method == "POST")
+    form = None
+    if request.method == "POST":
+        form = CharacterForm(request.POST, instance=character)
+        if form.is_valid():
+            try:
+                character_update(character=character, **form.character_fields())
+            except (ValidationError, CharacterError) as exc:
+                form_add_service_errors(form, exc)
+            else:
+                messages.success(request, "Character saved.")
+                return redirect("character-detail", pk=character.pk)
+        character = character_get_for_user(user=request.user, pk=pk)  # as stored, not as typed
+    context = _detail_context(request, character, form=form)
+    return render_page(request, "characters/detail.html", None, context, status=400 if form else 200)
+
+
+@page_login_required
+@require_POST
+def reference_add(request: HttpRequest, pk: int) -> HttpResponse:
+    character = character_get_for_user(user=request.user, pk=pk, write=True)
+    form = ReferenceForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["image"]
+        try:
+            character_add_reference(
+                character=character,
+                upload=upload,
+                original_name=upload.name,
+                note=form.cleaned_data["note"],
+                primary=True if form.cleaned_data["primary"] else None,
+            )
+        except (ValidationError, CharacterError) as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "Reference added.")
+            return redirect("character-detail", pk=character.pk)
+    context = _detail_context(request, character, reference_form=form)
+    return render_page(request, "characters/detail.html", None, context, status=400)
+
+
+@page_login_required
+@require_POST
+def version_add(request: HttpRequest, pk: int) -> HttpResponse:
+    character = character_get_for_user(user=request.user, pk=pk, write=True)
+    form = VersionForm(request.POST)
+    if form.is_valid():
+        try:
+            version_create(character=character, **form.cleaned_data)
+        except (ValidationError, CharacterError) as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "Version added.")
+            return redirect("character-detail", pk=character.pk)
+    context = _detail_context(request, character, version_form=form)
+    return render_page(request, "characters/detail.html", None, context, status=400)
+
+
+@page_login_required
+@require_POST
+def variation_add(request: HttpRequest, pk: int) -> HttpResponse:
+    character = character_get_for_user(user=request.user, pk=pk, write=True)
+    form = VariationForm(request.POST)
+    if form.is_valid():
+        try:
+            variation_create(character=character, **form.cleaned_data)
+        except (ValidationError, CharacterError) as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "Variation added.")
+            return redirect("character-detail", pk=character.pk)
+    context = _detail_context(request, character, variation_form=form)
+    return render_page(request, "characters/detail.html", None, context, status=400)

@@ -1,0 +1,283 @@
+"""Generation pages: Generate, Jobs (list, detail, actions), Gallery, and the resolved-prompt preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
+from django.templatetags.static import static
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from characters.models import Character
+from characters.selectors import character_get_for_user, variations_visible_to, versions_visible_to
+from generation.forms import GalleryFilterForm, GenerateForm, JobFilterForm
+from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, WorkflowTemplate
+from generation.selectors import assets_visible_to, jobs_visible_to
+from generation.services.jobs import JobError
+from generation.services.requests import submit_request
+from generation.services.resolve import Resolved, ResolveError, resolve_job_parameters
+from generation.services.submit import job_cancel, job_reproduce, job_retry
+from generation.services.thumbnails import asset_thumbnail_ensure
+from generation.workflow import WorkflowError, apply, preflight
+from projects.models import Project
+from projects.selectors import project_user_can_write
+from tower.views import page_login_required, paginate, querystring_without_page, render_page
+
+GALLERY_PAGE_SIZE = 48
+JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
+
+
+# --- Resolved prompt and pre-flight -------------------------------------------------------------
+
+
+def preflight_report(template: WorkflowTemplate, resolved: Resolved, seed: int | None) -> dict[str, Any]:
+    """What each enabled backend (by its cached ``/object_info``) would say about this graph."""
+    params = resolved.as_workflow_params()
+    if seed is not None:
+        params["seed"] = seed
+    try:
+        applied = apply(template.graph, template.bindings, params)
+    except WorkflowError as exc:
+        return {"error": f"the template cannot take these parameters: {exc}", "backends": []}
+    infos = BackendObjectInfo.objects.filter(backend__enabled=True).select_related("backend").order_by("backend__name")
+    backends = [
+        {"name": info.backend.name, "problems": preflight(applied.graph, info.data)[:8], "fetched_at": info.fetched_at}
+        for info in infos
+    ]
+    return {
+        "error": "",
+        "backends": backends,
+        "ignored": applied.ignored,
+        "runnable": any(not b["problems"] for b in backends) if backends else None,
+    }
+
+
+def _resolve(**kwargs: Any) -> tuple[Resolved | None, str]:
+    try:
+        return resolve_job_parameters(**kwargs), ""
+    except ResolveError as exc:
+        return None, str(exc)
+
+
+@page_login_required
+@require_GET
+def character_preview(request: HttpRequest, pk: int) -> HttpResponse:
+    """The prompt a character resolves to with a version / variation / mode (the character page's panel)."""
+    character: Character = character_get_for_user(user=request.user, pk=pk)
+    version = versions_visible_to(request.user).filter(character=character, pk=_int(request.GET.get("version"))).first()
+    variation = (
+        variations_visible_to(request.user).filter(character=character, pk=_int(request.GET.get("variation"))).first()
+    )
+    mode = request.GET.get("mode") if request.GET.get("mode") in ("draft", "production") else "draft"
+    resolved, error = _resolve(
+        project=character.project, mode=mode, character=character, version=version, variation=variation
+    )
+    context = {"character": character, "resolved": resolved, "resolve_error": error, "section": "characters"}
+    return render_page(request, "generation/character_preview.html", "generation/_resolved.html", context)
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, str) and value.isdigit() else -1
+
+
+# --- Generate -------------------------------------------------------------------------------------
+
+
+@page_login_required
+@require_http_methods(["GET", "POST"])
+def generate(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = GenerateForm(request.POST, user=request.user)
+        if form.is_valid():
+            try:
+                jobs = submit_request(user=request.user, data=form.request_data())
+            except JobError as exc:
+                form.add_error(None, str(exc))
+            else:
+                if len(jobs) == 1:
+                    messages.success(request, f"Job #{jobs[0].pk} queued.")
+                    return redirect("job-detail", pk=jobs[0].pk)
+                messages.success(request, f"{len(jobs)} jobs queued.")
+                return HttpResponseRedirect(f"{_url('job-list')}?batch={jobs[0].batch}")
+    elif request.GET:
+        form = GenerateForm(request.GET, user=request.user, lenient=True)
+        form.is_valid()  # for cleaned_data; a GET shows choices, not errors
+        form.errors.clear()
+    else:
+        form = GenerateForm(user=request.user, initial={"count": 1, "mode": "draft"})
+    context = {"section": "generate", "form": form, **_generate_preview(request, form)}
+    status = 400 if request.method == "POST" else 200
+    return render_page(request, "generation/generate.html", "generation/_generate_form.html", context, status=status)
+
+
+def _generate_preview(request: HttpRequest, form: GenerateForm) -> dict[str, Any]:
+    data = getattr(form, "cleaned_data", {}) or {}
+    project: Project | None = data.get("project")
+    if project is None:
+        return {"resolved": None}
+    resolved, error = _resolve(
+        project=project,
+        mode=data.get("mode") or "draft",
+        character=data.get("character"),
+        version=data.get("version"),
+        variation=data.get("variation"),
+        prompt=data.get("prompt") or "",
+        negative=data.get("negative") or "",
+    )
+    context: dict[str, Any] = {"resolved": resolved, "resolve_error": error, "preview_project": project}
+    template = data.get("template")
+    if resolved is not None and template is not None:
+        context["preflight"] = preflight_report(template, resolved, data.get("seed"))
+    context["can_write"] = project_user_can_write(project=project, user=request.user)
+    return context
+
+
+def _url(name: str, *args: Any) -> str:
+    from django.urls import reverse
+
+    return reverse(name, args=args)
+
+
+# --- Jobs -----------------------------------------------------------------------------------------
+
+
+@page_login_required
+@require_GET
+def job_list(request: HttpRequest) -> HttpResponse:
+    form = JobFilterForm(request.GET or None, user=request.user)
+    jobs: QuerySet[Job] = jobs_visible_to(request.user).order_by("-created_at", "-pk")
+    filtered = False
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        for field, lookup in (("project", "project"), ("status", "status"), ("kind", "kind"), ("batch", "batch")):
+            if data.get(field):
+                jobs = jobs.filter(**{lookup: data[field]})
+                filtered = True
+    page_obj = paginate(request, jobs)
+    context = {
+        "section": "jobs",
+        "form": form,
+        "page_obj": page_obj,
+        "jobs": list(page_obj),
+        "live_insert": not filtered and page_obj.number == 1,
+        "querystring_base": querystring_without_page(request),
+    }
+    return render_page(request, "generation/jobs.html", "generation/_jobs.html", context)
+
+
+def _job_for(request: HttpRequest, pk: int) -> Job:
+    return get_object_or_404(jobs_visible_to(request.user), pk=pk)
+
+
+def node_rows(job: Job) -> list[dict[str, Any]]:
+    """One row per graph node: done (with seconds), running (the current node) or waiting."""
+    seconds = (job.timings or {}).get("nodes") or {}
+    rows = []
+    for node_id, node in sorted((job.graph or {}).items(), key=lambda kv: (len(kv[0]), kv[0])):
+        if not isinstance(node, dict):
+            continue
+        title = (node.get("_meta") or {}).get("title") or node.get("class_type", "?")
+        label = f"{title} (#{node_id})"
+        if node_id in seconds:
+            state = "done"
+        elif job.current_node and (job.current_node == label or job.current_node.endswith(f"(#{node_id})")):
+            state = "running"
+        elif job.error_node and (job.error_node.endswith(f"#{node_id}") or f"#{node_id} " in job.error_node + " "):
+            state = "failed"
+        else:
+            state = "done" if job.status == "succeeded" else "waiting"
+        rows.append({"id": node_id, "label": label, "state": state, "seconds": seconds.get(node_id)})
+    return rows
+
+
+def job_context(job: Job, *, user: Any, preview: str | None = None) -> dict[str, Any]:
+    """What the job's live fragments render: shared by the page and the page consumer."""
+    return {
+        "job": job,
+        "nodes": node_rows(job),
+        "preview_url": preview,
+        "can_write": project_user_can_write(project=job.project, user=user),
+    }
+
+
+@page_login_required
+@require_GET
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _job_for(request, pk)
+    context = {
+        "section": "jobs",
+        **job_context(job, user=request.user),
+        "job_assets": list(Asset.objects.filter(job=job).order_by("pk")),
+        "log_lines": list(JobLogLine.objects.filter(job=job).order_by("id")[:500]),
+    }
+    return render_page(request, "generation/job_detail.html", "generation/_job_detail_live.html", context)
+
+
+@page_login_required
+@require_POST
+def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    if action not in JOB_ACTIONS:
+        raise Http404("No such action")
+    job = _job_for(request, pk)
+    if not project_user_can_write(project=job.project, user=request.user):
+        raise PermissionDenied("You have read-only access to this project")
+    try:
+        result = JOB_ACTIONS[action](job=job, user=request.user)
+    except JobError as exc:
+        messages.error(request, str(exc))
+        return redirect("job-detail", pk=job.pk)
+    if action == "cancel":
+        messages.success(request, f"Job #{job.pk} cancelled.")
+        return redirect("job-detail", pk=job.pk)
+    messages.success(request, f"Job #{result.pk} queued ({action} of #{job.pk}).")
+    return redirect("job-detail", pk=result.pk)
+
+
+# --- Gallery --------------------------------------------------------------------------------------
+
+
+@page_login_required
+@require_GET
+def gallery(request: HttpRequest) -> HttpResponse:
+    form = GalleryFilterForm(request.GET or None, user=request.user)
+    assets = assets_visible_to(request.user).select_related("job__character").order_by("-created_at", "-pk")
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        if data.get("project"):
+            assets = assets.filter(project=data["project"])
+        if data.get("character"):
+            assets = assets.filter(job__character=data["character"])
+        if data.get("kind"):
+            assets = assets.filter(kind=data["kind"])
+    context = {
+        "section": "gallery",
+        "form": form,
+        "page_obj": paginate(request, assets, per_page=GALLERY_PAGE_SIZE),
+        "querystring_base": querystring_without_page(request),
+    }
+    return render_page(request, "generation/gallery.html", "generation/_gallery_grid.html", context)
+
+
+@page_login_required
+@require_GET
+def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    asset = get_object_or_404(assets_visible_to(request.user).select_related("job__character"), pk=pk)
+    context = {"section": "gallery", "asset": asset}
+    return render_page(request, "generation/asset_detail.html", "generation/_asset_view.html", context)
+
+
+@page_login_required
+@require_GET
+def asset_thumb(request: HttpRequest, pk: int) -> HttpResponse:
+    """The asset's thumbnail, made on first request and then served from storage."""
+    asset = get_object_or_404(assets_visible_to(request.user).select_related(None).only("pk", "thumbnail"), pk=pk)
+    name = asset.thumbnail.name if asset.thumbnail else asset_thumbnail_ensure(asset_id=asset.pk)
+    if not name:
+        return HttpResponseRedirect(static("img/no-thumbnail.svg"))
+    from django.core.files.storage import default_storage
+
+    return HttpResponseRedirect(default_storage.url(name))

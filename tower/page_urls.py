@@ -1,0 +1,35 @@
+"""The studio's HTML pages (the REST API lives under /api/, the admin under /admin/)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from characters import views as character_views
+from generation import views as generation_views
+from projects import views as project_views
+from tower import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("login/", views.login_view, name="login"),
+    path("logout/", views.logout_view, name="logout"),
+    path("projects/", project_views.project_list, name="project-list"),
+    path("projects/new/", project_views.project_create_view, name="project-create"),
+    path("projects/<int:pk>/", project_views.project_detail, name="project-detail"),
+    path("projects/<int:pk>/style/", project_views.project_style, name="project-style"),
+    path("projects/<int:pk>/bible/", project_views.project_bible, name="project-bible"),
+    path("projects/<int:pk>/characters/new/", character_views.character_create_view, name="character-create"),
+    path("characters/", character_views.character_list, name="character-list"),
+    path("characters/<int:pk>/", character_views.character_detail, name="character-detail"),
+    path("characters/<int:pk>/references/", character_views.reference_add, name="character-reference-add"),
+    path("characters/<int:pk>/versions/", character_views.version_add, name="character-version-add"),
+    path("characters/<int:pk>/variations/", character_views.variation_add, name="character-variation-add"),
+    path("characters/<int:pk>/preview/", generation_views.character_preview, name="character-preview"),
+    path("generate/", generation_views.generate, name="generate"),
+    path("jobs/", generation_views.job_list, name="job-list"),
+    path("jobs/<int:pk>/", generation_views.job_detail, name="job-detail"),
+    path("jobs/<int:pk>/<str:action>/", generation_views.job_action, name="job-action"),
+    path("gallery/", generation_views.gallery, name="gallery"),
+    path("assets/<int:pk>/", generation_views.asset_detail, name="asset-detail"),
+    path("assets/<int:pk>/thumb/", generation_views.asset_thumb, name="asset-thumb"),
+]
