@@ -7,14 +7,16 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from generation import selectors
-from generation.models import Asset, AssetKind, Job, JobKind, JobStatus
+from generation.models import Asset, AssetKind, Job, JobKind, JobStatus, WorkflowTemplate
 from generation.services.requests import submit_request
 from generation.services.submit import job_cancel, job_reproduce, job_retry
+from generation.services.templates import TemplateError, template_delete, template_import
 from projects.selectors import project_get_for_user
 
 # --- Serializers ----------------------------------------------------------------------------
@@ -149,6 +151,36 @@ class JobDebugSerializer(serializers.Serializer):
     reproduction = ReproductionSerializer(allow_null=True)
 
 
+class TemplateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WorkflowTemplate
+        fields = [
+            "id",
+            "project",
+            "name",
+            "slug",
+            "kind",
+            "description",
+            "source",
+            "weightless",
+            "required_nodes",
+            "bindings",
+            "graph",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class TemplateImportSerializer(serializers.Serializer):
+    project = serializers.IntegerField()
+    name = serializers.CharField(max_length=200)
+    kind = serializers.ChoiceField(choices=JobKind.choices)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    graph = serializers.JSONField(help_text="the API-format export (Workflow → Export (API))")
+    bindings = serializers.JSONField(required=False, allow_null=True, default=None, help_text="inferred when absent")
+
+
 # --- Filters --------------------------------------------------------------------------------
 
 
@@ -240,3 +272,43 @@ class AssetViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[Asset]:
         return selectors.assets_visible_to(self.request.user)
+
+
+class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
+    """Workflow templates: the shipped ones and those imported into your projects. POST imports
+    a ComfyUI API-format export (bindings inferred unless given); DELETE removes an imported one."""
+
+    serializer_class = TemplateSerializer
+    filterset_fields = ["kind", "project"]
+    search_fields = ["name", "slug"]
+
+    def get_queryset(self) -> QuerySet[WorkflowTemplate]:
+        return selectors.templates_visible_to(self.request.user)
+
+    @extend_schema(request=TemplateImportSerializer, responses={201: TemplateSerializer})
+    def create(self, request: Request) -> Response:
+        data = TemplateImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_get_for_user(user=request.user, pk=data.validated_data["project"], write=True)
+        try:
+            template = template_import(
+                project=project,
+                name=data.validated_data["name"],
+                graph_json=data.validated_data["graph"],
+                kind=data.validated_data["kind"],
+                user=request.user,
+                bindings=data.validated_data["bindings"],
+                description=data.validated_data["description"],
+            )
+        except TemplateError as exc:
+            raise serializers.ValidationError({"graph": [str(exc)]}) from None
+        return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        template = self.get_object()
+        if template.project_id is None:
+            raise PermissionDenied("shipped templates cannot be deleted; they are reloaded on every start")
+        project_get_for_user(user=request.user, pk=template.project_id, write=True)
+        template_delete(template=template)
+        return Response(status=status.HTTP_204_NO_CONTENT)

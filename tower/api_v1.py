@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 
 from characters.api import CharacterViewSet, ReferenceViewSet, VariationViewSet, VersionViewSet
-from generation.api import AssetViewSet, JobViewSet
+from generation.api import AssetViewSet, JobViewSet, TemplateViewSet
 from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
 from tower.api import Router
 from tower.models import ApiToken, hash_token, new_raw_token
@@ -102,6 +102,7 @@ router.register("versions", VersionViewSet, basename="version")
 router.register("variations", VariationViewSet, basename="variation")
 router.register("jobs", JobViewSet, basename="job")
 router.register("assets", AssetViewSet, basename="asset")
+router.register("templates", TemplateViewSet, basename="template")
 router.register("tokens", TokenViewSet, basename="token")
 
 urlpatterns = router.urls

@@ -233,6 +233,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Several models have a "kind"; name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "JobKindEnum": "generation.models.JobKind",
+        "AssetKindEnum": "generation.models.AssetKind",
+        "VariationKindEnum": "characters.models.VariationKind",
+    },
 }
 
 # --- Misc ----------------------------------------------------------------------------------

@@ -5,15 +5,31 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from generation.comfyui.errors import ComfyProtocolError, ComfyUnreachable
 
 
+def redact(url: str) -> str:
+    """The URL without user:password, for messages that get stored and shown."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _clean(exc: Exception, secret_url: str, public_url: str) -> str:
+    return str(exc).replace(secret_url, public_url)
+
+
 class Http:
     def __init__(self, base_url: str, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.public_url = redact(self.base_url)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout),
@@ -28,9 +44,11 @@ class Http:
         try:
             return await self._client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise ComfyUnreachable(f"ComfyUI at {self.base_url} did not answer {method} {path} in time") from exc
+            raise ComfyUnreachable(f"ComfyUI at {self.public_url} did not answer {method} {path} in time") from exc
         except httpx.TransportError as exc:
-            raise ComfyUnreachable(f"ComfyUI at {self.base_url} is unreachable: {exc}") from exc
+            raise ComfyUnreachable(
+                f"ComfyUI at {self.public_url} is unreachable: {_clean(exc, self.base_url, self.public_url)}"
+            ) from exc
 
     async def get_json(self, path: str, **kwargs: Any) -> Any:
         response = await self.request("GET", path, **kwargs)
@@ -50,9 +68,11 @@ class Http:
             async with self._client.stream(method, path, **kwargs) as response:
                 yield response
         except httpx.TimeoutException as exc:
-            raise ComfyUnreachable(f"ComfyUI at {self.base_url} did not answer {method} {path} in time") from exc
+            raise ComfyUnreachable(f"ComfyUI at {self.public_url} did not answer {method} {path} in time") from exc
         except httpx.TransportError as exc:
-            raise ComfyUnreachable(f"ComfyUI at {self.base_url} is unreachable: {exc}") from exc
+            raise ComfyUnreachable(
+                f"ComfyUI at {self.public_url} is unreachable: {_clean(exc, self.base_url, self.public_url)}"
+            ) from exc
 
 
 def decode_json(response: httpx.Response, what: str) -> Any:

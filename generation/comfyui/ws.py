@@ -13,6 +13,7 @@ from websockets.exceptions import WebSocketException
 
 from generation.comfyui.errors import ComfyUnreachable
 from generation.comfyui.events import Disconnected, Event, parse_binary, parse_text
+from generation.comfyui.http import redact
 
 
 class EventStream:
@@ -72,7 +73,7 @@ class EventStream:
         if waiter not in done:
             waiter.cancel()
             await self.close()
-            raise ComfyUnreachable(f"could not open the ComfyUI WebSocket {self.url} in {self.open_timeout} s")
+            raise ComfyUnreachable(f"could not open the ComfyUI WebSocket {redact(self.url)} in {self.open_timeout} s")
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -119,7 +120,9 @@ class EventStream:
             down_since = down_since or now
             if now - down_since > self.reconnect_timeout:
                 self._queue.put_nowait(
-                    ComfyUnreachable(f"ComfyUI WebSocket {self.url} lost for over {self.reconnect_timeout} s: {reason}")
+                    ComfyUnreachable(
+                        f"ComfyUI WebSocket {redact(self.url)} lost for over {self.reconnect_timeout} s: {reason}"
+                    )
                 )
                 return
             await asyncio.sleep(min(self.max_backoff, 0.05 * 2**attempt))

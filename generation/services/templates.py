@@ -183,3 +183,11 @@ def _upsert_shipped(spec: TemplateSpec) -> str:
     else:
         template.save(update_fields=[*changed, "updated_at"])
     return outcome
+
+
+@transaction.atomic
+def template_delete(*, template: WorkflowTemplate) -> None:
+    """Remove an imported template; jobs keep the exact graph they ran, so nothing is lost."""
+    if template.source == WorkflowTemplate.Source.SHIPPED:
+        raise TemplateError("shipped templates cannot be deleted")
+    template.delete()

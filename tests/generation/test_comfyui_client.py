@@ -422,3 +422,19 @@ async def test_binary_previews_with_and_without_metadata(client: ComfyClient, me
     )
     with Image.open(io.BytesIO(previews[0].image)) as img:
         assert img.size == (24, 16)
+
+
+async def test_errors_never_carry_the_backend_password():
+    import socket
+
+    from generation.comfyui import ComfyClient
+    from generation.comfyui.errors import ComfyUnreachable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with ComfyClient(f"http://studio:s3cret-pw@127.0.0.1:{port}", timeout=1) as comfy:
+        with pytest.raises(ComfyUnreachable) as caught:
+            await comfy.system_stats()
+    assert "s3cret-pw" not in str(caught.value)
+    assert f"http://127.0.0.1:{port}" in str(caught.value)
