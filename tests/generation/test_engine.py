@@ -279,3 +279,22 @@ def test_two_backends_keep_each_checkpoint_where_it_is_loaded(project, owner, en
         # Each checkpoint is loaded once, on one backend; round-robin would load 7 times here.
         assert sum(loads.values()) == 2
         assert set(gpu1.counters.model_loads) != set(gpu2.counters.model_loads)
+
+
+def test_img2img_uploads_the_init_image_under_a_content_name_before_submitting(fake, project, owner, enqueued):
+    import io as _io
+
+    from characters.services import character_add_reference, character_create
+    from generation.services.submit import init_image_from
+    from tests.factories import png_bytes
+
+    backend_for(fake)
+    character = character_create(project=project, name="Kai", design_prompt="silver hair")
+    reference = character_add_reference(character=character, upload=_io.BytesIO(png_bytes(96, 80)))
+    [created] = create(project, owner, slug="weightless-img2img", init_image=init_image_from(reference))
+    assert created.params["init_image"] == f"tower-{reference.sha256[:24]}.png"
+    assert tasks.job_run(created.pk) == "succeeded", job(created.pk).error_message
+    uploaded = fake.input_dir / created.params["init_image"]
+    assert uploaded.read_bytes() == reference.image.open("rb").read()
+    # The stored graph names the uploaded file, so a reproduction uploads and uses the same input.
+    assert created.params["init_image"] in str(job(created.pk).graph)
