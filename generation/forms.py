@@ -58,6 +58,10 @@ class GenerateForm(forms.Form):
         )
         if lenient and self.is_bound:
             self.data = self.data.copy()
+            self.data.setdefault("count", "1")
+            self.data.setdefault("mode", Mode.DRAFT)
+            if not self.data.get("count"):
+                self.data["count"] = "1"
             for name in DEPENDENT:
                 value = self.data.get(name)
                 if value and not (value.isdigit() and fields[name].queryset.filter(pk=value).exists()):
