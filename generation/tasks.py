@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from django_q.tasks import async_task
+from django_q.brokers import Broker, get_broker
+from django_q.tasks import async_task as _async_task
 
 from generation.engine.driver import drive
 from generation.engine.identity import owner_is_dead, worker_name
@@ -16,6 +19,17 @@ from generation.services import execution
 from generation.services.reconcile import dispatch, reconcile
 
 logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _broker() -> Broker:
+    # django-q2 opens a new Redis connection for every async_task() without one; the engine
+    # enqueues after every job, so reuse one per process (redis-py reconnects after a fork).
+    return get_broker()
+
+
+def async_task(func: str, *args: Any, **kwargs: Any) -> Any:
+    return _async_task(func, *args, broker=_broker(), **kwargs)
 
 
 def enqueue_run(job_id: int) -> None:

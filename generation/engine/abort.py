@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 
-from generation.comfyui import ComfyClient
 from generation.comfyui.errors import ComfyError
+from generation.engine.driver import comfy_client
 from generation.models import Job, JobStatus
 from generation.services.jobs import job_log
 
@@ -27,7 +26,7 @@ async def abort_prompt(job_id: int) -> str:
     url, name, prompt_id = row
     log = sync_to_async(job_log)
     try:
-        async with ComfyClient(url, timeout=settings.COMFYUI_TIMEOUT) as comfy:
+        async with comfy_client(url) as comfy:
             queue = await comfy.queue()
             if prompt_id in queue.pending:
                 await comfy.delete_from_queue([prompt_id])

@@ -1,0 +1,379 @@
+"""Engine benchmark (issue 3): Tower's real workers against a minimal direct ComfyUI client.
+
+python bench/engine.py [--jobs N] [--workers W] [--comfyui URL ...]
+
+Sets up its own environment (temporary SQLite in WAL mode or DATABASE_URL, embedded Redis or
+REDIS_URL, one fake ComfyUI process per backend, ``manage.py qcluster`` workers), then measures,
+in one run: throughput with 200 ms of compute per job and with none, added submit latency, the
+GPU idle gap between consecutive jobs, model loads with checkpoint affinity against round-robin,
+and the delay from ComfyUI's end of a prompt to Tower's ``job_complete`` event. Prints one table
+and exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import (
+    EventRecorder,
+    FakeProcess,
+    Row,
+    TowerEnvironment,
+    median,
+    print_table,
+    shipped,
+)
+
+COMPUTE = 0.2  # seconds of "GPU" work per job in the compute rows
+SMALL = {"width": 64, "height": 64}
+CHECKPOINTS = ["alpha.safetensors", "beta.safetensors"]
+MAX_IN_FLIGHT = 2
+
+
+# --- the direct client ------------------------------------------------------------------------
+
+
+def reseed(graph: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The same graph with a new seed everywhere a seed is taken (so nothing comes from cache)."""
+    out = {}
+    for node_id, node in graph.items():
+        inputs = dict(node.get("inputs") or {})
+        for key in ("seed", "noise_seed"):
+            if isinstance(inputs.get(key), int):
+                inputs[key] = seed
+        out[node_id] = {**node, "inputs": inputs}
+    return out
+
+
+async def _fetch_outputs(comfy: Any, prompt_id: str) -> int:
+    entry = await comfy.history(prompt_id)
+    assert entry is not None, prompt_id
+    for f in entry.outputs:
+        await comfy.view(f.filename, f.subfolder, f.type)
+    return len(entry.outputs)
+
+
+async def _wait_end(stream: Any, prompt_ids: set[str], on_end: Any) -> None:
+    from generation.comfyui.events import ExecutionError, ExecutionSuccess
+
+    pending = set(prompt_ids)
+    while pending:
+        event = await stream.get(60)
+        if isinstance(event, ExecutionSuccess) and event.prompt_id in pending:
+            pending.discard(event.prompt_id)
+            on_end(event.prompt_id)
+        elif isinstance(event, ExecutionError) and event.prompt_id in pending:
+            raise RuntimeError(f"direct prompt failed: {event.exception_message}")
+
+
+async def direct_pipelined(url: str, graphs: list[dict[str, Any]]) -> float:
+    """Submit every prompt at once, fetch each one's outputs as it ends; seconds for all."""
+    from generation.comfyui import ComfyClient
+
+    async with ComfyClient(url, timeout=30) as comfy, comfy.events() as stream:
+        started = time.perf_counter()
+        ids = [(await comfy.submit(g, prompt_id=str(uuid.uuid4()))).prompt_id for g in graphs]
+        fetches: list[asyncio.Task[int]] = []
+        await _wait_end(stream, set(ids), lambda pid: fetches.append(asyncio.create_task(_fetch_outputs(comfy, pid))))
+        await asyncio.gather(*fetches)
+        return time.perf_counter() - started
+
+
+async def direct_sequential(url: str, graphs: list[dict[str, Any]]) -> list[dict[str, float | str]]:
+    """Submit, wait for the end, fetch the outputs, then the next: one record per prompt."""
+    from generation.comfyui import ComfyClient
+
+    records: list[dict[str, float | str]] = []
+    async with ComfyClient(url, timeout=30) as comfy, comfy.events() as stream:
+        for graph in graphs:
+            request = time.time()
+            accepted = await comfy.submit(graph, prompt_id=str(uuid.uuid4()))
+            posted = time.time()
+            await _wait_end(stream, {accepted.prompt_id}, lambda pid: None)
+            await _fetch_outputs(comfy, accepted.prompt_id)
+            records.append({"prompt_id": accepted.prompt_id, "request": request, "posted": posted, "have": time.time()})
+    return records
+
+
+async def server_times(url: str, prompt_ids: list[str]) -> dict[str, tuple[float, float]]:
+    """(execution_start, execution_success) of each prompt in seconds, from ComfyUI's history."""
+    from generation.comfyui import ComfyClient
+
+    out = {}
+    async with ComfyClient(url, timeout=30) as comfy:
+        for pid in prompt_ids:
+            data = await comfy._http.get_json(f"/history/{pid}")
+            stamps = {name: body.get("timestamp") for name, body in data[pid]["status"]["messages"]}
+            out[pid] = (stamps["execution_start"] / 1000, stamps["execution_success"] / 1000)
+    return out
+
+
+# --- Tower as producers run it ----------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, env: TowerEnvironment, recorder: EventRecorder, owner: Any, project: Any) -> None:
+        self.env, self.recorder, self.owner, self.project = env, recorder, owner, project
+        self.seed = random.randrange(1, 2**40)
+
+    def next_seeds(self, n: int) -> list[int]:
+        seeds = list(range(self.seed, self.seed + n))
+        self.seed += n
+        return seeds
+
+    def create(self, template: Any, n: int, **overrides: Any) -> list[int]:
+        from generation.services.submit import MAX_JOBS_PER_REQUEST, jobs_create
+
+        ids: list[int] = []
+        while len(ids) < n:
+            take = min(MAX_JOBS_PER_REQUEST, n - len(ids))
+            jobs = jobs_create(
+                user=self.owner,
+                project=self.project,
+                template=template,
+                overrides={**SMALL, **overrides},
+                seeds=self.next_seeds(take),
+            )
+            ids += [j.pk for j in jobs]
+        return ids
+
+    def run_jobs(self, template: Any, n: int, timeout: float = 120, **overrides: Any) -> tuple[list[int], float]:
+        """Create n jobs at once; seconds from the request to the last job_complete event."""
+        started = time.time()
+        ids = self.create(template, n, **overrides)
+        ends = self.recorder.wait_ended(set(ids), timeout)
+        failed = [job for job, (kind, _) in ends.items() if kind != "job_complete"]
+        if failed:
+            raise RuntimeError(f"jobs {failed} did not succeed (log: {self.env.log_path})")
+        return ids, max(at for _, at in ends.values()) - started
+
+    def sequential(self, template: Any, n: int, url: str) -> list[dict[str, float]]:
+        from generation.models import Job
+
+        records = []
+        for _ in range(n):
+            request = time.time()
+            [job_id] = self.create(template, 1)
+            [(kind, arrived)] = self.recorder.wait_ended({job_id}, 30).values()
+            assert kind == "job_complete", kind
+            prompt_id = Job.objects.values_list("prompt_id", flat=True).get(pk=job_id)
+            start, end = asyncio.run(server_times(url, [prompt_id]))[prompt_id]
+            records.append({"submit": start - request, "complete": arrived - end})
+        return records
+
+
+def graphs_like(job_id: int, seeds: list[int]) -> list[dict[str, Any]]:
+    from generation.models import Job
+
+    graph = Job.objects.values_list("graph", flat=True).get(pk=job_id)
+    return [reseed(graph, s) for s in seeds]
+
+
+def throughput_rows(bench: Bench, template: Any, url: str, jobs: int, label: str) -> list[Row]:
+    """Tower and the pipelined direct client on one backend, same graphs, same server."""
+    ids, tower_seconds = bench.run_jobs(template, jobs)
+    direct_seconds = asyncio.run(direct_pipelined(url, graphs_like(ids[0], bench.next_seeds(jobs))))
+    tower, direct = jobs / tower_seconds, jobs / direct_seconds
+    target = 0.95 if "compute" in label and "zero" not in label else 0.5
+    return [Row(f"throughput, {label}", tower, direct, "jobs/s", f"≥ {target}× direct", tower / direct >= target)]
+
+
+def latency_rows(bench: Bench, template: Any, url: str, n: int, label: str) -> list[Row]:
+    tower = bench.sequential(template, n, url)
+    last = bench.create(template, 1)
+    bench.recorder.wait_ended(set(last), 30)
+    direct = asyncio.run(direct_sequential(url, graphs_like(last[0], bench.next_seeds(n))))
+    times = asyncio.run(server_times(url, [str(r["prompt_id"]) for r in direct]))
+    direct_submit = [times[str(r["prompt_id"])][0] - float(r["request"]) for r in direct]
+    direct_post = [float(r["posted"]) - float(r["request"]) for r in direct]
+    direct_complete = [float(r["have"]) - times[str(r["prompt_id"])][1] for r in direct]
+    tower_submit = median([r["submit"] for r in tower]) * 1000
+    added = tower_submit - median(direct_submit) * 1000
+    return [
+        Row(
+            f"submit latency (request → running), {label}",
+            tower_submit,
+            median(direct_submit) * 1000,
+            "ms",
+            "added ≤ 50 ms",
+            added <= 50,
+        ),
+        Row(f"  added by Tower (direct POST {median(direct_post) * 1000:.1f} ms)", added, None, "ms"),
+        Row(
+            f"end of prompt → job_complete event, {label}",
+            median([r["complete"] for r in tower]) * 1000,
+            median(direct_complete) * 1000,
+            "ms",
+        ),
+    ]
+
+
+def idle_gap_rows(bench: Bench, template: Any, fake: FakeProcess, jobs: int) -> list[Row]:
+    fake.reset()
+    ids, _ = bench.run_jobs(template, jobs)
+    tower_gaps = fake.counters()["idle_gaps"]
+    fake.reset()
+    asyncio.run(direct_sequential(fake.url, graphs_like(ids[0], bench.next_seeds(max(4, jobs // 3)))))
+    direct_gaps = fake.counters()["idle_gaps"]
+    tower_ms, direct_ms = median(tower_gaps) * 1000, median(direct_gaps) * 1000
+    p90 = sorted(tower_gaps)[int(len(tower_gaps) * 0.9)] if tower_gaps else float("nan")
+    return [
+        Row(
+            "GPU idle gap between jobs (median)",
+            tower_ms,
+            direct_ms,
+            "ms",
+            "≤ 20 ms (vs submit-then-wait)",
+            tower_ms <= 20,
+        ),
+        Row(
+            "  GPU idle gap (p90)",
+            p90 * 1000,
+            None,
+            "ms",
+        ),
+    ]
+
+
+def affinity_rows(bench: Bench, fakes: list[FakeProcess], jobs: int) -> list[Row]:
+    """Checkpoints in pairs (a a b b a a b b …): alternating assignment reloads on every job."""
+    template = shipped("txt2img-sd15")
+    order = [CHECKPOINTS[(i // 2) % 2] for i in range(jobs)]
+    for fake in fakes:
+        fake.configure(delays={"KSampler": 0.05})
+        fake.reset()
+    ids: list[int] = []
+    started = time.time()
+    for checkpoint in order:
+        ids += bench.create(template, 1, checkpoint=checkpoint)
+    ends = bench.recorder.wait_ended(set(ids), 120)
+    assert all(kind == "job_complete" for kind, _ in ends.values()), ends
+    tower_seconds = max(at for _, at in ends.values()) - started
+    tower_loads = sum(sum(f.counters()["model_loads"].values()) for f in fakes)
+
+    for fake in fakes:
+        fake.reset()
+    from generation.models import Job
+
+    graphs = [
+        reseed(g, s)
+        for g, s in zip(
+            [Job.objects.values_list("graph", flat=True).get(pk=i) for i in ids], bench.next_seeds(jobs), strict=True
+        )
+    ]
+
+    async def round_robin() -> float:
+        began = time.perf_counter()
+        await asyncio.gather(*(direct_pipelined(f.url, graphs[k :: len(fakes)]) for k, f in enumerate(fakes)))
+        return time.perf_counter() - began
+
+    rr_seconds = asyncio.run(round_robin())
+    rr_loads = sum(sum(f.counters()["model_loads"].values()) for f in fakes)
+    for fake in fakes:
+        fake.configure(delays={})
+    return [
+        Row(
+            f"model loads, {len(fakes)} backends × {len(CHECKPOINTS)} checkpoints, {jobs} jobs",
+            tower_loads,
+            rr_loads,
+            "loads",
+            "≤ 1/3 of round-robin",
+            tower_loads * 3 <= rr_loads,
+        ),
+        Row("  wall time of that run", tower_seconds, rr_seconds, "s"),
+    ]
+
+
+# --- set-up -----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=40, help="jobs per throughput row (default 40)")
+    parser.add_argument("--workers", type=int, help="TOWER_WORKERS for the qcluster (default: Tower's default)")
+    parser.add_argument("--comfyui", action="append", default=[], help="also measure against this real ComfyUI")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    args = parser.parse_args()
+
+    env = TowerEnvironment()
+    fakes = [FakeProcess(env.tmp / f"comfy-{i}", checkpoints=CHECKPOINTS, model_load_delay=0.1) for i in range(2)]
+    rows: list[Row] = []
+    try:
+        env.setup()
+        for fake in fakes:
+            fake.wait_ready()
+        env.start_cluster(args.workers)
+        rows = run(env, fakes, args)
+    finally:
+        env.stop_cluster()
+        for fake in fakes:
+            fake.stop()
+        if args.keep:
+            print(f"kept {env.tmp}")
+        else:
+            env.teardown()
+    print_table(rows)
+    return 0 if all(r.passed is not False for r in rows) else 1
+
+
+def run(env: TowerEnvironment, fakes: list[FakeProcess], args: argparse.Namespace) -> list[Row]:
+    from django.contrib.auth import get_user_model
+
+    from generation.events import project_group
+    from generation.models import Backend
+    from generation.services.reconcile import backend_refresh
+    from projects.services import project_create
+
+    owner = get_user_model().objects.create_user("bench", password=None)
+    project = project_create(owner=owner, name="Bench")
+    backends = []
+    for i, fake in enumerate(fakes):
+        backend = Backend.objects.create(name=f"fake-{i}", url=fake.url, max_in_flight=MAX_IN_FLIGHT)
+        backend_refresh(backend=backend, force_object_info=True)
+        backends.append(backend)
+    recorder = EventRecorder([project_group(project.pk)])
+    recorder.start()
+    bench = Bench(env, recorder, owner, project)
+    weightless = shipped("weightless-image")
+
+    # One backend for throughput and latency: the direct client gets the same single server.
+    Backend.objects.filter(pk=backends[1].pk).update(enabled=False)
+    t0 = time.monotonic()
+    bench.run_jobs(weightless, 6, timeout=60)  # warm-up: workers imported, connections open
+    print(f"warm-up {time.monotonic() - t0:.1f} s", file=sys.stderr)
+
+    rows: list[Row] = []
+    fakes[0].configure(delays={"ImageAddNoise": COMPUTE})
+    compute_jobs = max(10, args.jobs // 2)
+    rows += throughput_rows(bench, weightless, fakes[0].url, compute_jobs, f"{COMPUTE * 1000:.0f} ms compute")
+    rows += idle_gap_rows(bench, weightless, fakes[0], compute_jobs)
+    fakes[0].configure(delays={})
+    rows += throughput_rows(bench, weightless, fakes[0].url, args.jobs, "zero compute")
+    rows += latency_rows(bench, weightless, fakes[0].url, 10, "idle backend")
+
+    Backend.objects.filter(pk=backends[1].pk).update(enabled=True)
+    rows += affinity_rows(bench, fakes, 16)
+
+    for url in args.comfyui:
+        Backend.objects.update(enabled=False)
+        real = Backend.objects.create(name=f"real-{uuid.uuid4().hex[:4]}", url=url, max_in_flight=MAX_IN_FLIGHT)
+        if not backend_refresh(backend=real, force_object_info=True):
+            raise SystemExit(f"{url} is not reachable")
+        rows += throughput_rows(bench, weightless, url, args.jobs, f"zero compute, {url}")
+        rows += latency_rows(bench, weightless, url, 10, url)
+        Backend.objects.filter(pk=real.pk).update(enabled=False)
+    recorder.stop()
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
