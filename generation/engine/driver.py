@@ -19,6 +19,7 @@ import functools
 import logging
 import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,8 +36,9 @@ from generation.comfyui.errors import (
     ComfyRejected,
     ComfyUnreachable,
 )
-from generation.comfyui.events import Executing, ExecutionCached, ExecutionStart, Progress
+from generation.comfyui.events import Executing, ExecutionCached, ExecutionStart, Preview, Progress
 from generation.comfyui.types import PromptStatus
+from generation.engine.preview import PreviewFile
 from generation.engine.progress import ProgressTracker
 from generation.models import JobStatus
 from generation.services import execution as svc
@@ -79,6 +81,13 @@ async def drive(claim: svc.Claim, *, worker: str) -> str:
             await _db(svc.backend_mark_down)(backend_id=claim.backend_id, error=reason)
             await _db(svc.job_requeue)(job_id=claim.job_id, reason=reason, count_attempt=False)
             return "requeued:unreachable"
+        finally:
+            # Whatever the outcome, the live frame is stale now (outputs replace it).
+            await asyncio.to_thread(_preview_file(claim.job_id).remove)
+
+
+def _preview_file(job_id: int) -> PreviewFile:
+    return PreviewFile(job_id=job_id, media_root=Path(settings.MEDIA_ROOT), media_url=settings.MEDIA_URL)
 
 
 async def _drive(comfy: ComfyClient, claim: svc.Claim, *, worker: str) -> str:
@@ -148,6 +157,7 @@ def _first_node(exc: ComfyRejected) -> str:
 
 async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: Any, *, worker: str) -> str:
     tracker = ProgressTracker(claim.graph)
+    preview = _preview_file(claim.job_id)
     last_write = 0.0
     started = False
     owned = True
@@ -172,11 +182,15 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
                 tracker.on_node(event.node)
             elif isinstance(event, Progress):
                 tracker.on_progress(event.value, event.max)
+            elif isinstance(event, Preview):
+                preview.offer(event)
             else:
                 continue
             now = time.monotonic()
             if now - last_write >= PROGRESS_WRITE_INTERVAL:
                 last_write = now
+                if preview.due(now):
+                    await asyncio.to_thread(preview.write, now)
                 owned = await _db(svc.job_progress)(
                     job_id=claim.job_id,
                     project_id=claim.project_id,
@@ -184,6 +198,7 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
                     node=tracker.node_label(tracker.current),
                     eta_seconds=tracker.eta_seconds(now),
                     worker=worker,
+                    preview=preview.url,
                 )
             if not owned:
                 # Cancelled meanwhile (the abort task stops the prompt) or adopted by another worker.

@@ -232,13 +232,35 @@ def job_started(*, job_id: int) -> None:
 
 
 def job_progress(
-    *, job_id: int, project_id: int, fraction: float, node: str, eta_seconds: float | None, worker: str
+    *,
+    job_id: int,
+    project_id: int,
+    fraction: float,
+    node: str,
+    eta_seconds: float | None,
+    worker: str,
+    preview: str | None = None,
 ) -> bool:
-    """Store live progress (also the heartbeat); False when the job is no longer ours to drive."""
+    """Store live progress (also the heartbeat); False when the job is no longer ours to drive.
+
+    ``preview`` is the media URL of the job's latest live frame (with a cache-busting counter).
+    """
     updated = Job.objects.filter(pk=job_id, status__in=LIVE, worker=worker).update(
         progress=round(fraction, 4), current_node=node[:200], eta_seconds=eta_seconds, heartbeat_at=timezone.now()
     )
-    if updated:
+    if updated and preview:
+        # The caller already limits progress writes to a few a second; every one carries the frame.
+        events.job_event(
+            "progress",
+            job_id=job_id,
+            project_id=project_id,
+            value=round(fraction, 4),
+            max=1.0,
+            node=node,
+            eta_seconds=eta_seconds,
+            preview=preview,
+        )
+    elif updated:
         events.progress_event(
             job_id=job_id,
             project_id=project_id,
