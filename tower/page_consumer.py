@@ -60,8 +60,11 @@ def render_event(*, user: Any, event: dict[str, Any], job_page: bool, csrf_token
         parts.append(render_to_string("partials/_job_row.html", context))
     if job_page:
         parts.append(render_to_string("partials/_job_live.html", context))
-        parts.append(render_to_string("partials/_job_actions.html", context))
         parts.append(render_to_string("partials/_job_milestones.html", context))
+        if kind in TERMINAL_EVENTS:
+            # Buttons change only when the job ends; not replacing them on every progress step
+            # keeps a click from landing on a button that is being swapped out.
+            parts.append(render_to_string("partials/_job_actions.html", context))
     if kind in TERMINAL_EVENTS:
         assets = list(Asset.objects.filter(job=job).order_by("pk"))
         context["job_assets"] = assets
