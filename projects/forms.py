@@ -44,6 +44,12 @@ class StyleForm(forms.ModelForm):
             "production_cfg",
             "production_denoise",
         ]
+        labels = {
+            "vae": "VAE",
+            "fps": "FPS",
+            "draft_cfg": "Draft CFG",
+            "production_cfg": "Production CFG",
+        }
         widgets = {
             "style_prompt": forms.Textarea(attrs={"rows": 2}),
             "negative_prompt": forms.Textarea(attrs={"rows": 2}),
