@@ -1,0 +1,219 @@
+"""Generation pages: Generate (preview, pre-flight, submit), jobs and their actions, gallery, thumbnails."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.files.base import ContentFile
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+
+from generation import thumbs
+from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, JobStatus
+from tests.factories import AssetFactory, BackendFactory, CharacterFactory, JobFactory, make_project, png_bytes
+from tests.generation.engine_helpers import shipped
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user, **kwargs) -> Client:
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+def form(project, template, **changes) -> dict:
+    return {"project": project.pk, "template": template.pk, "mode": "draft", "count": 1, "seed": "", **changes}
+
+
+def test_generate_shows_resolved_prompt_and_preflight_then_queues(owner, project, monkeypatch):
+    from generation import tasks
+
+    monkeypatch.setattr(tasks, "enqueue_run", lambda job_id: None)
+    template = shipped("weightless-image")
+    character = CharacterFactory(project=project, trigger_word="kaiSky", design_prompt="1boy")
+    backend = BackendFactory()
+    BackendObjectInfo.objects.create(backend=backend, data={}, fetched_at=timezone.now())
+    client = client_for(owner)
+
+    preview = client.get(
+        reverse("generate"), {**form(project, template), "character": character.pk}, HTTP_HX_REQUEST="true"
+    )
+    html = preview.content.decode()
+    assert "<html" not in html
+    assert "kaiSky, 1boy" in html
+    assert 'data-preflight="fail"' in html and "EmptyImage" in html  # the backend knows no nodes at all
+
+    response = client.post(
+        reverse("generate"), {**form(project, template, seed=42, count=2), "character": character.pk}
+    )
+    jobs = list(Job.objects.order_by("pk"))
+    assert [j.seed for j in jobs] == [42, 43] and all(j.character == character for j in jobs)
+    assert response.status_code == 302 and f"batch={jobs[0].batch}" in response.url
+
+
+def test_forged_ids_change_nothing(owner, outsider, project):
+    template = shipped("weightless-image")
+    elsewhere = make_project(outsider, name="Elsewhere")
+    foreign_character = CharacterFactory(project=elsewhere)
+    client = client_for(owner)
+    response = client.post(reverse("generate"), {**form(project, template), "character": foreign_character.pk})
+    assert response.status_code == 400 and b"Select a valid choice" in response.content
+    response = client.post(reverse("generate"), form(elsewhere, template))
+    assert response.status_code == 400
+    assert not Job.objects.exists()
+
+
+def test_bad_count_is_shown_inline_and_the_typed_prompt_stays(owner, project):
+    template = shipped("weightless-image")
+    response = client_for(owner).post(reverse("generate"), form(project, template, count=500, prompt="on the roof"))
+    assert response.status_code == 400
+    assert b"errorlist" in response.content and b"on the roof" in response.content
+    assert not Job.objects.exists()
+
+
+def test_viewer_cannot_queue(viewer, project):
+    template = shipped("weightless-image")
+    assert client_for(viewer).post(reverse("generate"), form(project, template)).status_code == 403
+    assert not Job.objects.exists()
+
+
+def test_job_list_filters_and_paginates(owner, project):
+    for _ in range(30):
+        JobFactory(project=project, status=JobStatus.SUCCEEDED)
+    failed = JobFactory(project=project, status=JobStatus.FAILED)
+    client = client_for(owner)
+    html = client.get(reverse("job-list"), {"status": "failed"}).content.decode()
+    assert f'id="job-row-{failed.pk}"' in html and html.count('id="job-row-') == 1
+    page_one = client.get(reverse("job-list")).content.decode()
+    assert page_one.count('id="job-row-') == 25 and "Page 1 of 2" in page_one and 'id="live-jobs"' in page_one
+
+
+def test_job_detail_shows_nodes_timeline_error_and_parameters(owner, project):
+    job = JobFactory(
+        project=project,
+        status=JobStatus.FAILED,
+        graph={"4": {"class_type": "ImageAddNoise", "inputs": {}, "_meta": {"title": "Grain"}}},
+        error_node="#4 ImageAddNoise",
+        error_type="RuntimeError",
+        error_message="CUDA out of memory",
+        params={"steps": 12, "cfg": 7.0},
+        finished_at=timezone.now(),
+    )
+    JobLogLine.objects.create(job=job, message="sent to gpu-1", level="info")
+    html = client_for(owner).get(reverse("job-detail", args=[job.pk])).content.decode()
+    assert "CUDA out of memory" in html and "#4 ImageAddNoise" in html and "Grain (#4)" in html
+    assert "sent to gpu-1" in html and 'data-action="retry"' in html and 'ws-connect="/ws/pages/?job=' in html
+
+
+def test_cancel_retry_reproduce_buttons_call_the_services(owner, project, monkeypatch):
+    from generation import tasks
+
+    monkeypatch.setattr(tasks, "enqueue_run", lambda job_id: None)
+    client = client_for(owner)
+    queued = JobFactory(project=project, status=JobStatus.QUEUED, graph={"1": {}})
+    assert client.post(reverse("job-action", args=[queued.pk, "cancel"])).status_code == 302
+    assert Job.objects.get(pk=queued.pk).status == JobStatus.CANCELLED
+
+    response = client.post(reverse("job-action", args=[queued.pk, "retry"]))
+    retry = Job.objects.get(parent=queued)
+    assert response.url == reverse("job-detail", args=[retry.pk])
+
+    done = JobFactory(project=project, status=JobStatus.SUCCEEDED, graph={"1": {}})
+    client.post(reverse("job-action", args=[done.pk, "reproduce"]))
+    assert Job.objects.filter(reproduce_of=done).count() == 1
+
+    again = client.post(reverse("job-action", args=[done.pk, "cancel"]), follow=True)
+    assert b"cannot be cancelled" in again.content
+    assert client.post(reverse("job-action", args=[done.pk, "explode"])).status_code == 404
+
+
+def test_outsiders_and_viewers_cannot_touch_jobs(outsider, viewer, project):
+    job = JobFactory(project=project, status=JobStatus.QUEUED)
+    asset = AssetFactory(project=project, job=job)
+    for name, args in (("job-detail", [job.pk]), ("asset-detail", [asset.pk]), ("asset-thumb", [asset.pk])):
+        assert client_for(outsider).get(reverse(name, args=args)).status_code == 404
+    assert client_for(outsider).post(reverse("job-action", args=[job.pk, "cancel"])).status_code == 404
+    assert client_for(viewer).post(reverse("job-action", args=[job.pk, "cancel"])).status_code == 403
+    csrf = client_for(project.owner, enforce_csrf_checks=True).post(reverse("job-action", args=[job.pk, "cancel"]))
+    assert csrf.status_code == 403
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    gallery = client_for(outsider).get(reverse("gallery")).content.decode()
+    assert f'data-asset="{asset.pk}"' not in gallery
+
+
+def test_gallery_filters_by_project_character_and_kind(owner, project):
+    kai = CharacterFactory(project=project)
+    other = make_project(owner, name="Other")
+    mine = AssetFactory(project=project, job=JobFactory(project=project, character=kai))
+    video = AssetFactory(project=project, kind="video", mime="video/webm")
+    elsewhere = AssetFactory(project=other)
+    client = client_for(owner)
+    by_character = client.get(reverse("gallery"), {"character": kai.pk}).content.decode()
+    assert f'data-asset="{mine.pk}"' in by_character and f'data-asset="{video.pk}"' not in by_character
+    by_kind = client.get(reverse("gallery"), {"kind": "video"}).content.decode()
+    assert f'data-asset="{video.pk}"' in by_kind and f'data-asset="{mine.pk}"' not in by_kind
+    by_project = client.get(reverse("gallery"), {"project": other.pk}).content.decode()
+    assert f'data-asset="{elsewhere.pk}"' in by_project and f'data-asset="{mine.pk}"' not in by_project
+    lightbox = client.get(reverse("asset-detail", args=[video.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert "<video" in lightbox and "<html" not in lightbox and "not available yet" in lightbox
+
+
+def test_thumbnail_is_made_once_as_webp_and_then_linked_directly(owner, project, monkeypatch):
+    asset = AssetFactory(project=project, file=ContentFile(png_bytes(640, 480), name="big.png"))
+    calls = []
+    real = thumbs.make_thumbnail
+
+    def counting(data, **kw):
+        calls.append(1)
+        return real(data, **kw)
+
+    monkeypatch.setattr("generation.services.thumbnails.make_thumbnail", counting)
+    client = client_for(owner)
+    first = client.get(reverse("asset-thumb", args=[asset.pk]))
+    second = client.get(reverse("asset-thumb", args=[asset.pk]))
+    assert first.status_code == second.status_code == 302 and first.url == second.url
+    assert len(calls) == 1
+    asset.refresh_from_db()
+    with Image.open(asset.thumbnail.open("rb")) as image:
+        assert image.format == "WEBP" and max(image.size) == 320
+    gallery = client.get(reverse("gallery")).content.decode()
+    assert f'src="{asset.thumbnail.url}"' in gallery and reverse("asset-thumb", args=[asset.pk]) not in gallery
+
+
+def test_broken_asset_gets_a_placeholder(owner, project):
+    asset = AssetFactory(project=project)  # "not-really-png"
+    response = client_for(owner).get(reverse("asset-thumb", args=[asset.pk]))
+    assert response.status_code == 302 and response.url.endswith("no-thumbnail.svg")
+    assert not Asset.objects.get(pk=asset.pk).thumbnail
+
+
+def test_animated_image_and_video_thumbnails_are_animated():
+    frames = [Image.new("RGB", (200, 100), (i * 20, 0, 0)) for i in range(10)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="WEBP", save_all=True, append_images=frames[1:], duration=80, loop=0)
+    thumb = thumbs.make_thumbnail(buffer.getvalue(), mime="image/webp", size=64, max_frames=5)
+    with Image.open(io.BytesIO(thumb)) as image:
+        assert image.n_frames == 5 and image.size == (64, 32)
+
+    import av
+
+    video = io.BytesIO()
+    with av.open(video, "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_image(Image.new("RGB", (64, 48), (0, i * 20, 0)))
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    thumb = thumbs.make_thumbnail(video.getvalue(), mime="video/webm", size=32, max_frames=6)
+    with Image.open(io.BytesIO(thumb)) as image:
+        assert image.format == "WEBP" and image.n_frames == 6
+
+    with pytest.raises(thumbs.ThumbnailError):
+        thumbs.make_thumbnail(b"nope", mime="image/png")
