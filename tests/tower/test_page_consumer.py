@@ -121,4 +121,3 @@ def test_a_forged_event_for_an_invisible_job_renders_nothing(owner, outsider):
     event = {"type": "progress", "job": job.pk, "project": job.project_id}
     assert render_event(user=outsider, event=event, job_page=True, csrf_token="") == ""
     assert f"job-live-{job.pk}" in render_event(user=owner, event=event, job_page=True, csrf_token="")
-
