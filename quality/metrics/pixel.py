@@ -94,7 +94,7 @@ def flow_magnitude(flow: np.ndarray) -> float:
 
 def sharpness(image: FrameLike) -> float:
     """Variance of the Laplacian of the luma: higher is sharper (a blur drops it sharply)."""
-    return float(cv2.Laplacian(gray(as_rgb(image)), cv2.CV_64F).var())
+    return float(cv2.Laplacian(gray(as_rgb(image)).astype(np.float64), cv2.CV_64F).var())
 
 
 # --- palette ----------------------------------------------------------------------------------

@@ -156,7 +156,12 @@ def embed_faces_batch(
                     )
                 else:
                     crops.append(cv2.resize(_crop(bgr, face.box, 0.0), recognizer.input_size))
-        vectors = recognizer.get_feat(crops) if crops else np.zeros((0, 512), np.float32)
+        if not crops:
+            vectors = np.zeros((0, 512), np.float32)
+        elif isinstance(recognizer.input_shape[0], int) and recognizer.input_shape[0] == 1:  # exported for batch 1
+            vectors = np.concatenate([recognizer.get_feat([c]) for c in crops])
+        else:
+            vectors = recognizer.get_feat(crops)
     else:
         for image in rgb:
             faces = detect_anime_faces(image)
