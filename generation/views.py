@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from characters.models import Character
 from characters.selectors import character_get_for_user, variations_visible_to, versions_visible_to
 from generation.forms import GalleryFilterForm, GenerateForm, JobFilterForm
-from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, WorkflowTemplate
+from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, JobStatus, WorkflowTemplate
 from generation.selectors import assets_visible_to, jobs_visible_to
 from generation.services.jobs import JobError
 from generation.services.requests import submit_request
@@ -174,24 +174,37 @@ def _job_for(request: HttpRequest, pk: int) -> Job:
 
 
 def node_rows(job: Job) -> list[dict[str, Any]]:
-    """One row per graph node: done (with seconds), running (the current node) or waiting."""
+    """One row per graph node: done (with seconds once recorded), running, failed or waiting.
+
+    Per-node seconds are recorded when the prompt ends; while it runs, nodes ordered before the
+    current one (ComfyUI runs simple graphs in id order) are shown as done.
+    """
     seconds = (job.timings or {}).get("nodes") or {}
+    nodes = sorted(
+        ((node_id, node) for node_id, node in (job.graph or {}).items() if isinstance(node, dict)),
+        key=lambda kv: (len(kv[0]), kv[0]),
+    )
+    current = next((i for i, (node_id, _) in enumerate(nodes) if _is_node(job.current_node, node_id)), None)
     rows = []
-    for node_id, node in sorted((job.graph or {}).items(), key=lambda kv: (len(kv[0]), kv[0])):
-        if not isinstance(node, dict):
-            continue
+    for index, (node_id, node) in enumerate(nodes):
         title = (node.get("_meta") or {}).get("title") or node.get("class_type", "?")
-        label = f"{title} (#{node_id})"
-        if node_id in seconds:
-            state = "done"
-        elif job.current_node and (job.current_node == label or job.current_node.endswith(f"(#{node_id})")):
-            state = "running"
-        elif job.error_node and (job.error_node.endswith(f"#{node_id}") or f"#{node_id} " in job.error_node + " "):
+        if job.status == JobStatus.FAILED and _is_node(job.error_node, node_id):
             state = "failed"
+        elif node_id in seconds or job.status == JobStatus.SUCCEEDED:
+            state = "done"
+        elif job.status == JobStatus.RUNNING and current is not None:
+            state = "running" if index == current else "done" if index < current else "waiting"
         else:
-            state = "done" if job.status == "succeeded" else "waiting"
-        rows.append({"id": node_id, "label": label, "state": state, "seconds": seconds.get(node_id)})
+            state = "waiting"
+        rows.append({"id": node_id, "label": f"{title} (#{node_id})", "state": state, "seconds": seconds.get(node_id)})
     return rows
+
+
+def _is_node(label: str, node_id: str) -> bool:
+    """Whether an engine label ("Grain (#4)" or "#4 ImageAddNoise") names this node."""
+    if not label:
+        return False
+    return label.endswith(f"(#{node_id})") or label.startswith(f"#{node_id} ") or label == f"#{node_id}"
 
 
 def job_context(job: Job, *, user: Any, preview: str | None = None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.core.files.base import ContentFile
@@ -107,6 +108,14 @@ def test_job_detail_shows_nodes_timeline_error_and_parameters(owner, project):
     html = client_for(owner).get(reverse("job-detail", args=[job.pk])).content.decode()
     assert "CUDA out of memory" in html and "#4 ImageAddNoise" in html and "Grain (#4)" in html
     assert "sent to gpu-1" in html and 'data-action="retry"' in html and 'ws-connect="/ws/pages/?job=' in html
+
+
+def test_running_job_marks_nodes_before_the_current_one_done(owner, project):
+    graph = {str(i): {"class_type": "X", "inputs": {}, "_meta": {"title": f"N{i}"}} for i in range(1, 4)}
+    job = JobFactory(project=project, status=JobStatus.RUNNING, graph=graph, current_node="N2 (#2)", progress=0.4)
+    html = client_for(owner).get(reverse("job-detail", args=[job.pk])).content.decode()
+    states = dict(re.findall(r'data-node="(\d+)" data-state="(\w+)"', html))
+    assert states == {"1": "done", "2": "running", "3": "waiting"}
 
 
 def test_cancel_retry_reproduce_buttons_call_the_services(owner, project, monkeypatch):
