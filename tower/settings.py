@@ -155,7 +155,10 @@ CHANNEL_LAYERS = {
 
 Q_CLUSTER = {
     "name": f"{REDIS_PREFIX}-q",
-    "workers": env_int("TOWER_WORKERS", 2, min_value=1, max_value=64),
+    # A worker drives one prompt from submit to stored outputs, so pipelining a backend (the next
+    # prompt already queued when one ends) takes max_in_flight workers per backend; one more keeps
+    # reconcile and cancel tasks from waiting behind long jobs. 3 = one backend at 2 in flight.
+    "workers": env_int("TOWER_WORKERS", 3, min_value=1, max_value=64),
     "timeout": env_int("TOWER_TASK_TIMEOUT", 3600, min_value=10),
     # django-q2 requires retry > timeout, or a long task is handed to a second worker.
     "retry": env_int("TOWER_TASK_TIMEOUT", 3600, min_value=10) + 120,

@@ -54,7 +54,9 @@ class Claim:
     fresh: bool = False  # bypass ComfyUI's cache (reproductions)
 
 
-def backend_states() -> list[BackendState]:
+def backend_states(*, with_last_used: bool = True) -> list[BackendState]:
+    """Every enabled backend with its prompts in flight; ``with_last_used`` adds when each last got
+    work (a max over all its jobs: only the claim's tie-break needs it, dispatch does not)."""
     counts = dict(
         Job.objects.filter(status__in=LIVE, backend__isnull=False)
         .values_list("backend")
@@ -62,7 +64,10 @@ def backend_states() -> list[BackendState]:
         .values_list("backend", "n")
     )
     states = []
-    for b in Backend.objects.filter(enabled=True).annotate(last_job=Max("jobs__submitted_at")):
+    backends = Backend.objects.filter(enabled=True)
+    if with_last_used:
+        backends = backends.annotate(last_job=Max("jobs__submitted_at"))
+    for b in backends:
         devices = (b.stats or {}).get("devices") or []
         total = sum(int(d.get("vram_total") or 0) for d in devices)
         free = sum(int(d.get("vram_free") or 0) for d in devices)
@@ -79,7 +84,7 @@ def backend_states() -> list[BackendState]:
                 vram_hold=b.vram_hold_threshold,
                 node_classes=frozenset(b.node_classes or []),
                 last_checkpoint=b.last_checkpoint,
-                last_used=b.last_job.timestamp() if b.last_job else 0.0,
+                last_used=b.last_job.timestamp() if getattr(b, "last_job", None) else 0.0,
             )
         )
     return states

@@ -79,17 +79,16 @@ def backend_refresh(*, backend: Backend, force_object_info: bool = False) -> boo
 
 def dispatch(*, enqueue: Callable[[int], None], limit: int | None = None) -> list[int]:
     """Hand the oldest queued jobs to workers, as many as there are free backend slots."""
-    free = sum(max(0, s.max_in_flight - s.in_flight) for s in backend_states() if s.enabled and s.healthy)
+    queued = Job.objects.filter(status=JobStatus.QUEUED).filter(Q(graph__isnull=False))
+    if not queued.exists():  # the common case after a job ends: skip the backend scan
+        return []
+    states = backend_states(with_last_used=False)
+    free = sum(max(0, s.max_in_flight - s.in_flight) for s in states if s.enabled and s.healthy)
     if limit is not None:
         free = min(free, limit)
     if free <= 0:
         return []
-    ids = list(
-        Job.objects.filter(status=JobStatus.QUEUED)
-        .filter(Q(graph__isnull=False))
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:free]
-    )
+    ids = list(queued.order_by("created_at").values_list("pk", flat=True)[:free])
     for job_id in ids:
         enqueue(job_id)
     return ids
