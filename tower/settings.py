@@ -199,7 +199,7 @@ COMFYUI_MAX_OUTPUT_BYTES = env_int("COMFYUI_MAX_OUTPUT_BYTES", 2 * 1024**3, min_
 TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min_value=5)
 
 # --- Auth and API ---------------------------------------------------------------------------
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

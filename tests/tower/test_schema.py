@@ -10,6 +10,7 @@ import pytest
 import yaml
 from django.conf import settings as django_settings
 from django.core.management import call_command
+from django.shortcuts import resolve_url
 
 from characters.services import character_add_reference, character_create
 from tests.factories import AssetFactory, JobFactory, png_bytes
@@ -76,7 +77,7 @@ def test_schema_needs_a_signed_in_user(api_anonymous, api_owner):
 def test_docs_page_uses_local_assets_only(client, owner):
     anonymous = client.get("/api/docs/")
     assert anonymous.status_code == 302
-    assert anonymous["Location"].startswith(django_settings.LOGIN_URL)
+    assert anonymous["Location"].startswith(resolve_url(django_settings.LOGIN_URL))
     owner.refresh_from_db()  # the factory does not save the hashed password; the session checks it
     client.force_login(owner)
     response = client.get("/api/docs/")
