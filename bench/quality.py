@@ -16,7 +16,9 @@ one run:
 - achieved GFLOP/s of the AlexNet trunk and ViT-L/14 (FLOPs from ``torch.utils.flop_counter``)
   against the CPU's peak, estimated as cores × clock × 2 FMA units × SIMD fp32 lanes × 2 FLOP.
 
-Prints one table; exits 1 when the temporal speed-up target (≥ 2.5×) or the 1e-5 equality fails.
+Tower and the loops run alternately ``--repeat`` times and each keeps its fastest run (other
+processes share the cores). Prints one table; exits 1 when the temporal speed-up target (≥ 2.5×)
+or the 1e-5 equality fails.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench._common import Row, print_table  # noqa: E402
+from bench._common import Row, print_table
 
 TARGET = 2.5
 
@@ -98,7 +100,7 @@ def make_clip(frames: int, size: int) -> list[np.ndarray]:
     clip = []
     for t in range(frames):
         source = base if t < frames // 2 else other
-        x = int(round(size / 2 * (1 - np.cos(2 * np.pi * t / frames)) / 2))  # eases out and back: a loop
+        x = round(size / 2 * (1 - np.cos(2 * np.pi * t / frames)) / 2)  # eases out and back: a loop
         clip.append(np.ascontiguousarray(source[:, x : x + size]))
     return clip
 
@@ -116,6 +118,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each temporal variant (fastest kept)")
     parser.add_argument("--skip-images", action="store_true", help="temporal metrics only")
     args = parser.parse_args()
 
@@ -148,8 +151,14 @@ def main() -> int:
         # warm-up (allocator, oneDNN kernels), then the measured runs
         temporal_metrics(clip[:4], models=models, loop=True)
         vbench.all_separately(clip[:4], lp, device, loop=True)
-        tower, t_tower, m_tower = timed(lambda: temporal_metrics(clip, models=models, joins=joins, loop=True))
-        base, t_base, m_base = timed(lambda: vbench.all_separately(clip, lp, device, joins=joins, loop=True))
+        # Alternate the two and keep each one's fastest run: other processes share these cores.
+        t_tower = t_base = float("inf")
+        m_tower = m_base = 0
+        for _ in range(args.repeat):
+            tower, t, m = timed(lambda: temporal_metrics(clip, models=models, joins=joins, loop=True))
+            t_tower, m_tower = min(t_tower, t), max(m_tower, m)
+            base, t, m = timed(lambda: vbench.all_separately(clip, lp, device, joins=joins, loop=True))
+            t_base, m_base = min(t_base, t), max(m_base, m)
         worst = max(abs(tower[k].value - v) for k, v in base.items())  # type: ignore[operator]
         if worst > 1e-5:
             failures.append(f"results differ by {worst:.2e}")
@@ -166,11 +175,13 @@ def main() -> int:
         frame = torch.zeros(1, 3, args.size, args.size)
         trunk_flops = flops_of(lambda: lp.net(lp.scaling_layer(frame)))
         batch = [pixel_frame for pixel_frame in clip[:16]]
+        t_trunk = float("inf")
         with torch.inference_mode():
-            start = time.perf_counter()
-            for f in batch:
-                trunk_features(lp, to_tensor([f], device))
-            t_trunk = (time.perf_counter() - start) / len(batch)
+            for _ in range(3):  # fastest of three: other processes share the cores
+                start = time.perf_counter()
+                for f in batch:
+                    trunk_features(lp, to_tensor([f], device))
+                t_trunk = min(t_trunk, (time.perf_counter() - start) / len(batch))
         gflops = trunk_flops / t_trunk / 1e9
         rows.append(
             Row(f"AlexNet trunk {args.size}²: GFLOP/s ({trunk_flops / 1e9:.1f} GFLOP/frame)", gflops, peak, "GF/s")
@@ -201,7 +212,7 @@ def main() -> int:
             if diff > 1e-4:
                 failures.append(f"aesthetic batch vs single differ by {diff:.2e}")
 
-            clip_model, preprocess = load_clip(models)
+            clip_model, _ = load_clip(models)
             x = torch.zeros(1, 3, 224, 224)
             vit_flops = flops_of(lambda: clip_model.encode_image(x))
             with torch.inference_mode():
@@ -229,9 +240,8 @@ def main() -> int:
 
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(
-        f"CPU peak estimate: {peak:.0f} GFLOP/s = {peak_how} (base clock, no turbo); torch threads: {torch.get_num_threads()}"
-    )
+    threads = torch.get_num_threads()
+    print(f"CPU peak estimate: {peak:.0f} GFLOP/s = {peak_how} (base clock, no turbo); torch threads: {threads}")
     print("baseline column: per-pair loops (temporal), one image at a time (aesthetic), the CPU peak (GFLOP/s rows)")
     print_table(rows)
     for failure in failures:
