@@ -41,16 +41,21 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
+async def _send_all(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
+    for group in groups:
+        await layer.group_send(group, message)
+
+
 def _send_now(groups: list[str], event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:  # pragma: no cover - settings always define one
         return
     message = {"type": CHANNEL_MESSAGE_TYPE, "event": event}
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, message)
-        except Exception:  # a dead broker must not fail the job; pages re-read the DB on reconnect
-            logger.warning("could not send %s to %s", event.get("type"), group, exc_info=True)
+    try:
+        # One event loop (and Redis connection) for all groups: each async_to_sync call makes its own.
+        async_to_sync(_send_all)(layer, groups, message)
+    except Exception:  # a dead broker must not fail the job; pages re-read the DB on reconnect
+        logger.warning("could not send %s to %s", event.get("type"), ", ".join(groups), exc_info=True)
 
 
 def job_event(event_type: str, *, job_id: int, project_id: int, user_id: int | None = None, **data: Any) -> None:

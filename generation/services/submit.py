@@ -13,7 +13,7 @@ from django.db import transaction
 
 from characters.models import Character, CharacterVersion, ReferenceImage, Variation
 from generation import events
-from generation.models import Asset, BackendObjectInfo, Job, JobStatus, LogLevel, WorkflowTemplate
+from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, JobStatus, LogLevel, WorkflowTemplate
 from generation.services.execution import job_fail
 from generation.services.jobs import JobError, job_log, job_transition
 from generation.services.resolve import ResolveError, resolve_job_parameters
@@ -63,19 +63,24 @@ def _grid_cells(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
-def _preflight_everywhere(graph: dict[str, Any]) -> str | None:
+def _known_object_infos() -> list[tuple[str, dict[str, Any]]]:
+    """(backend name, parsed /object_info) of enabled backends whose nodes are known."""
+    from generation.services.execution import backend_object_info
+
+    rows = BackendObjectInfo.objects.filter(backend__enabled=True).values_list("backend_id", "backend__name")
+    return [(name, info) for backend_id, name in rows if (info := backend_object_info(backend_id))]
+
+
+def _preflight_everywhere(graph: dict[str, Any], infos: list[tuple[str, dict[str, Any]]]) -> str | None:
     """A message when every backend we know the nodes of would refuse the graph, else None."""
-    infos = list(
-        BackendObjectInfo.objects.filter(backend__enabled=True).select_related("backend").only("data", "backend__name")
-    )
     if not infos:
         return None
     reports = []
-    for info in infos:
-        problems = preflight(graph, info.data)
+    for name, info in infos:
+        problems = preflight(graph, info)
         if not problems:
             return None
-        reports.append(f"{info.backend.name}: " + "; ".join(p.message for p in problems[:5]))
+        reports.append(f"{name}: " + "; ".join(p.message for p in problems[:5]))
     return " | ".join(reports)
 
 
@@ -142,63 +147,66 @@ def jobs_create(
         base_params["init_image"] = upload_name
         inputs.append({"name": upload_name, "path": init_image.path})
     batch = uuid.uuid4() if len(seed_list) * len(cells) > 1 else None
-    created: list[Job] = []
-    failed_now: list[tuple[int, str]] = []
+    pending: list[tuple[Job, list[str]]] = []
+    for cell in cells:
+        for seed in seed_list:
+            params = {**base_params, **cell}
+            if seed is not None:
+                params["seed"] = seed
+            try:
+                applied = apply(template.graph, template.bindings, params)
+            except WorkflowError as exc:
+                raise JobError(f"the template cannot take these parameters: {exc}") from None
+            stored = {**resolved.parameters, **cell, "seed": applied.seed}
+            if inputs:
+                stored["inputs"] = inputs
+                stored["init_image"] = base_params["init_image"]
+            job = Job(
+                project=project,
+                character=character,
+                version=version,
+                variation=variation,
+                scene=scene,
+                template=template,
+                created_by=user,
+                kind=kind or template.kind,
+                phase=project.phase,
+                mode=mode,
+                prompt=resolved.prompt,
+                negative_prompt=resolved.negative,
+                params=stored,
+                overrides={**resolved.overrides_applied, **cell},
+                graph=applied.graph,
+                seed=applied.seed,
+                batch=batch,
+                label=", ".join(f"{k}={v}" for k, v in cell.items()),
+                parent=parent,
+            )
+            # Field checks only: the database enforces the constraints, and asking it per job
+            # was most of the cost of a large batch.
+            job.full_clean(exclude=["graph"], validate_unique=False, validate_constraints=False)
+            pending.append((job, applied.ignored))
+    infos = _known_object_infos()
     with transaction.atomic():
-        for cell in cells:
-            for seed in seed_list:
-                params = {**base_params, **cell}
-                if seed is not None:
-                    params["seed"] = seed
-                try:
-                    applied = apply(template.graph, template.bindings, params)
-                except WorkflowError as exc:
-                    raise JobError(f"the template cannot take these parameters: {exc}") from None
-                stored = {**resolved.parameters, **cell, "seed": applied.seed}
-                if inputs:
-                    stored["inputs"] = inputs
-                    stored["init_image"] = base_params["init_image"]
-                job = Job(
-                    project=project,
-                    character=character,
-                    version=version,
-                    variation=variation,
-                    scene=scene,
-                    template=template,
-                    created_by=user,
-                    kind=kind or template.kind,
-                    phase=project.phase,
-                    mode=mode,
-                    prompt=resolved.prompt,
-                    negative_prompt=resolved.negative,
-                    params=stored,
-                    overrides={**resolved.overrides_applied, **cell},
-                    graph=applied.graph,
-                    seed=applied.seed,
-                    batch=batch,
-                    label=", ".join(f"{k}={v}" for k, v in cell.items()),
-                    parent=parent,
-                )
-                job.full_clean(exclude=["graph"])
-                job.save()
-                if applied.ignored:
-                    job_log(
-                        job_id=job.pk,
-                        message=f"the template does not use: {', '.join(applied.ignored)}",
-                        level=LogLevel.WARNING,
-                    )
-                created.append(job)
-                problem = _preflight_everywhere(applied.graph)
-                if problem:
-                    failed_now.append((job.pk, problem))
+        created = Job.objects.bulk_create([job for job, _ in pending])
+        JobLogLine.objects.bulk_create(
+            [
+                JobLogLine(job=job, level=LogLevel.WARNING, message=f"the template does not use: {', '.join(ignored)}")
+                for job, ignored in zip(created, (i for _, i in pending), strict=True)
+                if ignored
+            ]
+        )
+        failed_now = [(job.pk, problem) for job in created if (problem := _preflight_everywhere(job.graph, infos))]
         for job in created:
             events.job_event("job_queued", job_id=job.pk, project_id=project.pk, user_id=user.pk if user else None)
         for job_id, problem in failed_now:
             job_fail(job_id=job_id, error_type="preflight", message=f"pre-flight: {problem}", expect={JobStatus.QUEUED})
-        runnable = [j.pk for j in created if j.pk not in {f[0] for f in failed_now}]
+        refused = {job_id for job_id, _ in failed_now}
+        runnable = [j.pk for j in created if j.pk not in refused]
         transaction.on_commit(lambda: _enqueue(runnable))
-    for job in created:
-        job.refresh_from_db()
+    if refused:
+        failed = {j.pk: j for j in Job.objects.filter(pk__in=refused)}
+        created = [failed.get(j.pk, j) for j in created]
     return created
 
 
