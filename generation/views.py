@@ -1,4 +1,4 @@
-"""Generation pages: Generate, Jobs (list, detail, actions), Gallery, and the resolved-prompt preview."""
+"""Generation pages: Generate, Jobs (list, detail, actions), assets, and the resolved-prompt preview."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from characters.models import Character
 from characters.selectors import character_get_for_user, variations_visible_to, versions_visible_to
-from generation.forms import GalleryFilterForm, GenerateForm, JobFilterForm
+from generation.forms import GenerateForm, JobFilterForm
 from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, JobStatus, WorkflowTemplate
 from generation.selectors import assets_visible_to, jobs_visible_to
 from generation.services.jobs import JobError
@@ -27,7 +27,6 @@ from projects.models import Project
 from projects.selectors import project_user_can_write
 from tower.views import page_login_required, paginate, querystring_without_page, render_page
 
-GALLERY_PAGE_SIZE = 48
 JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
 
 
@@ -250,29 +249,7 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     return redirect("job-detail", pk=result.pk)
 
 
-# --- Gallery --------------------------------------------------------------------------------------
-
-
-@page_login_required
-@require_GET
-def gallery(request: HttpRequest) -> HttpResponse:
-    form = GalleryFilterForm(request.GET or None, user=request.user)
-    assets = assets_visible_to(request.user).select_related("job__character").order_by("-created_at", "-pk")
-    if form.is_bound and form.is_valid():
-        data = form.cleaned_data
-        if data.get("project"):
-            assets = assets.filter(project=data["project"])
-        if data.get("character"):
-            assets = assets.filter(job__character=data["character"])
-        if data.get("kind"):
-            assets = assets.filter(kind=data["kind"])
-    context = {
-        "section": "gallery",
-        "form": form,
-        "page_obj": paginate(request, assets, per_page=GALLERY_PAGE_SIZE),
-        "querystring_base": querystring_without_page(request),
-    }
-    return render_page(request, "generation/gallery.html", "generation/_gallery_grid.html", context)
+# --- Assets (the gallery itself is quality.views.gallery: it shows scores) ----------------------
 
 
 @page_login_required

@@ -7,6 +7,7 @@ from django.urls import path
 from characters import views as character_views
 from generation import views as generation_views
 from projects import views as project_views
+from quality import views as quality_views
 from tower import views
 
 urlpatterns = [
@@ -29,7 +30,7 @@ urlpatterns = [
     path("jobs/", generation_views.job_list, name="job-list"),
     path("jobs/<int:pk>/", generation_views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/<str:action>/", generation_views.job_action, name="job-action"),
-    path("gallery/", generation_views.gallery, name="gallery"),
+    path("gallery/", quality_views.gallery, name="gallery"),
     path("assets/<int:pk>/", generation_views.asset_detail, name="asset-detail"),
     path("assets/<int:pk>/thumb/", generation_views.asset_thumb, name="asset-thumb"),
 ]

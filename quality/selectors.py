@@ -1,0 +1,97 @@
+"""Reads for the score-aware gallery: assets with their current scores and verdict, in one query.
+
+An asset may be scored more than once (a metric re-run with a new model or threshold); only the
+newest row of each metric counts ("current"). Its verdict:
+
+- ``failed``: some current score has ``passed = False``;
+- ``passed``: some current score has ``passed = True`` and none failed;
+- ``unscored``: no current score carries a verdict (never scored, or only metrics that could not
+  run or have no threshold).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import Case, Exists, OuterRef, QuerySet, Subquery, Value, When
+
+from generation.models import Asset
+from generation.selectors import assets_visible_to
+from projects.selectors import AnyUser
+from quality.models import QualityScore
+
+AESTHETIC = "aesthetic"
+SIMILARITY = "character_similarity"
+
+
+class Verdict(models.TextChoices):
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    UNSCORED = "unscored", "Unscored"
+
+
+def _current_scores() -> QuerySet[QualityScore]:
+    """Scores of the outer asset that no later row of the same metric replaced."""
+    newer = QualityScore.objects.filter(asset=OuterRef("asset"), metric=OuterRef("metric"), pk__gt=OuterRef("pk"))
+    return QualityScore.objects.filter(asset=OuterRef("pk")).exclude(Exists(newer))
+
+
+def _latest_value(metric: str) -> Subquery:
+    rows = QualityScore.objects.filter(asset=OuterRef("pk"), metric=metric).order_by("-pk")
+    # The newest row decides; when it could not run (no value), the asset shows no number.
+    return Subquery(rows.values("value")[:1], output_field=models.FloatField())
+
+
+def assets_with_scores(queryset: QuerySet[Asset]) -> QuerySet[Asset]:
+    """Annotate ``aesthetic``, ``similarity`` (current values or None) and ``verdict``."""
+    return queryset.annotate(
+        aesthetic=_latest_value(AESTHETIC),
+        similarity=_latest_value(SIMILARITY),
+        verdict=Case(
+            When(Exists(_current_scores().filter(passed=False)), then=Value(Verdict.FAILED.value)),
+            When(Exists(_current_scores().filter(passed=True)), then=Value(Verdict.PASSED.value)),
+            default=Value(Verdict.UNSCORED.value),
+            output_field=models.CharField(),
+        ),
+    )
+
+
+def gallery_assets(
+    *,
+    user: AnyUser,
+    project: Any = None,
+    character: Any = None,
+    kind: str = "",
+    verdict: str = "",
+    min_aesthetic: float | None = None,
+    min_similarity: float | None = None,
+) -> QuerySet[Asset]:
+    """The assets ``user`` may see, newest first, filtered; one query per page whatever the rows.
+
+    A score threshold keeps only assets whose current value of that metric reaches it (an asset
+    without that score is left out).
+    """
+    assets = assets_with_scores(assets_visible_to(user).select_related("job__character"))
+    if project is not None:
+        assets = assets.filter(project=project)
+    if character is not None:
+        assets = assets.filter(job__character=character)
+    if kind:
+        assets = assets.filter(kind=kind)
+    if verdict:
+        assets = assets.filter(verdict=verdict)
+    if min_aesthetic is not None:
+        assets = assets.filter(aesthetic__gte=min_aesthetic)
+    if min_similarity is not None:
+        assets = assets.filter(similarity__gte=min_similarity)
+    return assets.order_by("-created_at", "-pk")
+
+
+def asset_scores(*, asset: Asset) -> list[QualityScore]:
+    """The asset's current score of each metric (for the lightbox), by metric name."""
+    rows = QualityScore.objects.filter(asset=asset).order_by("metric", "-pk")
+    current: dict[str, QualityScore] = {}
+    for row in rows:
+        current.setdefault(row.metric, row)
+    return list(current.values())
