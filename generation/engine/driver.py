@@ -159,6 +159,8 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
     tracker = ProgressTracker(claim.graph)
     preview = _preview_file(claim.job_id)
     last_write = 0.0
+    dirty = False  # the tracker moved since the last write
+    flusher: asyncio.Task[None] | None = None
     started = False
     owned = True
 
@@ -167,6 +169,33 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             owned = await _db(svc.job_heartbeat)(job_id=claim.job_id, worker=worker)
+
+    async def write_progress(now: float) -> bool:
+        # last_write is set before awaiting, so a write never starts within the interval of another.
+        nonlocal last_write, dirty
+        last_write, dirty = now, False
+        if preview.due(now):
+            await asyncio.to_thread(preview.write, now)
+        return await _db(svc.job_progress)(
+            job_id=claim.job_id,
+            project_id=claim.project_id,
+            fraction=tracker.fraction,
+            node=tracker.node_label(tracker.current),
+            eta_seconds=tracker.eta_seconds(now),
+            worker=worker,
+            preview=preview.url,
+        )
+
+    async def flush_later() -> None:
+        """The trailing write of a throttled update: without it, fast nodes followed by a long one
+        (which sends nothing while it runs) leave the page at the value before the fast ones."""
+        nonlocal owned
+        while dirty:
+            wait = last_write + PROGRESS_WRITE_INTERVAL - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            owned = await write_progress(time.monotonic())
 
     beat = asyncio.create_task(heartbeat())
     try:
@@ -188,18 +217,11 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
                 continue
             now = time.monotonic()
             if now - last_write >= PROGRESS_WRITE_INTERVAL:
-                last_write = now
-                if preview.due(now):
-                    await asyncio.to_thread(preview.write, now)
-                owned = await _db(svc.job_progress)(
-                    job_id=claim.job_id,
-                    project_id=claim.project_id,
-                    fraction=tracker.fraction,
-                    node=tracker.node_label(tracker.current),
-                    eta_seconds=tracker.eta_seconds(now),
-                    worker=worker,
-                    preview=preview.url,
-                )
+                owned = await write_progress(now)
+            else:
+                dirty = True
+                if flusher is None or flusher.done():
+                    flusher = asyncio.create_task(flush_later())
             if not owned:
                 # Cancelled meanwhile (the abort task stops the prompt) or adopted by another worker.
                 status = await _db(svc.job_status)(job_id=claim.job_id)
@@ -225,9 +247,11 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
             return "cancelled"
         return await _requeue(claim, f"{claim.backend_name} lost the prompt (restarted?)", "lost")
     finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
+        for task in (beat, flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     tracker.on_node(None)
     return await _collect(comfy, claim, prompt_id, tracker)
 
