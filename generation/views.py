@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -14,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from characters.models import Character
 from characters.selectors import character_get_for_user, variations_visible_to, versions_visible_to
+from generation.engine.preview import PreviewFile
 from generation.forms import GenerateForm, JobFilterForm
 from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, JobStatus, WorkflowTemplate
 from generation.selectors import assets_visible_to, jobs_visible_to
@@ -28,6 +31,8 @@ from projects.selectors import project_user_can_write
 from tower.views import page_login_required, paginate, querystring_without_page, render_page
 
 JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
+JOB_LOG_LINES = 100  # the job page's log shows (and keeps live) the newest lines
+PREVIEW_EXTENSIONS = ("jpg", "png")
 
 
 # --- Resolved prompt and pre-flight -------------------------------------------------------------
@@ -206,13 +211,41 @@ def _is_node(label: str, node_id: str) -> bool:
     return label.endswith(f"(#{node_id})") or label.startswith(f"#{node_id} ") or label == f"#{node_id}"
 
 
+def live_preview_url(job: Job) -> str | None:
+    """The URL of the job's current live frame on disk (the engine writes it while the job runs).
+
+    The file's modification time busts browser caches, as the engine's counter does for events.
+    """
+    if job.is_terminal:
+        return None
+    preview = PreviewFile(job_id=job.pk, media_root=Path(settings.MEDIA_ROOT), media_url=settings.MEDIA_URL)
+    for extension in PREVIEW_EXTENSIONS:
+        relative = preview.relative_path(extension)
+        try:
+            modified = (preview.media_root / relative).stat().st_mtime_ns
+        except OSError:
+            continue
+        return f"{settings.MEDIA_URL.rstrip('/')}/{relative}?v={modified}"
+    return None
+
+
+def job_log_lines(job: Job) -> list[JobLogLine]:
+    """The newest ``JOB_LOG_LINES`` log lines, oldest first (one query)."""
+    newest = list(JobLogLine.objects.filter(job=job).order_by("-id")[:JOB_LOG_LINES])
+    return newest[::-1]
+
+
 def job_context(job: Job, *, user: Any, preview: str | None = None) -> dict[str, Any]:
-    """What the job's live fragments render: shared by the page and the page consumer."""
+    """What the job's live fragments render: shared by the page and the page consumer.
+
+    Without a ``preview`` URL from an event, the frame on disk is shown (a reload mid-job).
+    """
     return {
         "job": job,
         "nodes": node_rows(job),
-        "preview_url": preview,
+        "preview_url": preview or live_preview_url(job),
         "can_write": project_user_can_write(project=job.project, user=user),
+        "log_limit": JOB_LOG_LINES,
     }
 
 
@@ -224,7 +257,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "section": "jobs",
         **job_context(job, user=request.user),
         "job_assets": list(Asset.objects.filter(job=job).order_by("pk")),
-        "log_lines": list(JobLogLine.objects.filter(job=job).order_by("id")[:500]),
+        "log_lines": job_log_lines(job),
     }
     return render_page(request, "generation/job_detail.html", "generation/_job_detail_live.html", context)
 

@@ -5,12 +5,14 @@ otherwise the groups of every visible project), and turns each engine event (see
 ``generation.events``) into HTML fragments that htmx swaps in by element id (``hx-swap-oob``).
 Each fragment is rendered from the job's row as the database has it now (one query, which is also
 the access check), never from the event's numbers, so a late or repeated event cannot show a
-state that is not true. Anonymous users and jobs the user may not see get a closed socket (4401,
-4404); the socket accepts nothing from the browser.
+state that is not true. Job pages also get the newest log lines, when a line was added since the
+socket last sent them (``LiveState``). Anonymous users and jobs the user may not see get a closed
+socket (4401, 4404); the socket accepts nothing from the browser.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,9 +21,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from generation.events import job_group, project_group
-from generation.models import Asset, Job
+from generation.models import Asset, Job, JobLogLine
 from generation.selectors import jobs_visible_to
-from generation.views import job_context
+from generation.views import job_context, job_log_lines
 from projects.selectors import project_ids_visible_to
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -37,7 +39,16 @@ def _groups_for(user: Any, job_id: str | None) -> list[str] | None:
     return [project_group(pk) for pk in project_ids_visible_to(user).values_list("pk", flat=True)]
 
 
-def render_event(*, user: Any, event: dict[str, Any], job_page: bool, csrf_token: str) -> str:
+@dataclass
+class LiveState:
+    """What one socket has already sent, so unchanged fragments are not sent again."""
+
+    log_last_id: int | None = None
+
+
+def render_event(
+    *, user: Any, event: dict[str, Any], job_page: bool, csrf_token: str, state: LiveState | None = None
+) -> str:
     """The HTML fragments (all out-of-band) for one event, or "" when the user may not see the job."""
     job: Job | None = jobs_visible_to(user).filter(pk=event.get("job")).first()
     if job is None:
@@ -65,6 +76,7 @@ def render_event(*, user: Any, event: dict[str, Any], job_page: bool, csrf_token
             # Buttons change only when the job ends; not replacing them on every progress step
             # keeps a click from landing on a button that is being swapped out.
             parts.append(render_to_string("partials/_job_actions.html", context))
+        parts.append(_render_log(job, context, state))
     if kind in TERMINAL_EVENTS:
         assets = list(Asset.objects.filter(job=job).order_by("pk"))
         context["job_assets"] = assets
@@ -73,6 +85,16 @@ def render_event(*, user: Any, event: dict[str, Any], job_page: bool, csrf_token
         elif assets:
             parts.append(render_to_string("partials/_recent_asset.html", context))
     return "".join(parts)
+
+
+def _render_log(job: Job, context: dict[str, Any], state: LiveState | None) -> str:
+    """The log fragment when a line was added since this socket last sent it ("" otherwise)."""
+    last_id = JobLogLine.objects.filter(job=job).order_by("-id").values_list("id", flat=True).first()
+    if state is not None and state.log_last_id == last_id:
+        return ""
+    if state is not None:
+        state.log_last_id = last_id
+    return render_to_string("partials/_job_log.html", {**context, "log_lines": job_log_lines(job)})
 
 
 class PageConsumer(AsyncWebsocketConsumer):
@@ -93,6 +115,7 @@ class PageConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.job_page = job_id is not None
+        self.live = LiveState()
         # The page's forms post with this token (Django accepts the unmasked cookie secret).
         self.csrf_token = (self.scope.get("cookies") or {}).get("csrftoken", "")
         for group in groups:
@@ -109,7 +132,11 @@ class PageConsumer(AsyncWebsocketConsumer):
 
     async def tower_event(self, message: dict[str, Any]) -> None:
         html = await database_sync_to_async(render_event)(
-            user=self.user, event=message["event"], job_page=self.job_page, csrf_token=self.csrf_token
+            user=self.user,
+            event=message["event"],
+            job_page=self.job_page,
+            csrf_token=self.csrf_token,
+            state=self.live,
         )
         if html:
             await self.send(text_data=html)

@@ -118,6 +118,33 @@ def test_running_job_marks_nodes_before_the_current_one_done(owner, project):
     assert states == {"1": "done", "2": "running", "3": "waiting"}
 
 
+def test_a_reload_mid_job_shows_the_live_preview_frame_on_disk(owner, project, settings):
+    from pathlib import Path
+
+    running = JobFactory(project=project, status=JobStatus.RUNNING, progress=0.3)
+    client = client_for(owner)
+    assert "data-preview" not in client.get(reverse("job-detail", args=[running.pk])).content.decode()
+    frame = Path(settings.MEDIA_ROOT) / "previews" / f"job-{running.pk}.jpg"
+    frame.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_bytes(png_bytes(fmt="JPEG"))
+    html = client.get(reverse("job-detail", args=[running.pk])).content.decode()
+    assert re.search(rf'src="/media/previews/job-{running.pk}\.jpg\?v=\d+"[^>]*data-preview', html)
+    # The HTMX resync after a reconnect shows it too; a finished job never does.
+    fragment = client.get(reverse("job-detail", args=[running.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert f"previews/job-{running.pk}.jpg" in fragment
+    Job.objects.filter(pk=running.pk).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    assert "data-preview" not in client.get(reverse("job-detail", args=[running.pk])).content.decode()
+
+
+def test_job_page_log_shows_the_newest_lines(owner, project):
+    job = JobFactory(project=project, status=JobStatus.RUNNING)
+    JobLogLine.objects.bulk_create(JobLogLine(job=job, message=f"line {i:03d}") for i in range(130))
+    html = client_for(owner).get(reverse("job-detail", args=[job.pk])).content.decode()
+    shown = re.findall(r"line (\d{3})", html)
+    assert shown == [f"{i:03d}" for i in range(30, 130)]  # the newest 100, oldest first
+    assert "Newest 100 lines." in html
+
+
 def test_cancel_retry_reproduce_buttons_call_the_services(owner, project, monkeypatch):
     from generation import tasks
 
