@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from generation.admin import asset_thumb
 from generation.models import Asset, Job
 from quality.models import PhaseGate, QualityGate, QualityScore
+from quality.services.phases import phase_gate_override
 from tower.admin import ProjectScopedAdmin, ReadOnlyAdminMixin, admin_link, pretty_json
 
 
@@ -162,6 +163,13 @@ class PhaseGateAdmin(ProjectScopedAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: PhaseGate, form: forms.ModelForm, change: bool) -> None:
-        if "is_open" in form.changed_data:
-            obj.overridden_by = request.user
-        super().save_model(request, obj, form, change)
+        if not form.changed_data:
+            return
+        phase_gate_override(
+            project=obj.project,
+            phase=obj.phase,
+            character=obj.character,
+            is_open=form.cleaned_data["is_open"],
+            reason=form.cleaned_data["override_reason"],
+            user=request.user,  # type: ignore[arg-type]
+        )

@@ -51,7 +51,7 @@ class GateStage(models.TextChoices):
 class QualityGate(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="gates")
     stage = models.CharField(max_length=10, choices=GateStage.choices)
-    passed = models.BooleanField()
+    passed = models.BooleanField(null=True, blank=True, help_text="empty: nothing could be evaluated")
     details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -62,7 +62,8 @@ class QualityGate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.stage} gate of job {self.job_id}: {'pass' if self.passed else 'fail'}"
+        verdict = {True: "pass", False: "fail"}.get(self.passed, "not evaluated")  # type: ignore[call-overload]
+        return f"{self.stage} gate of job {self.job_id}: {verdict}"
 
 
 class PhaseGate(models.Model):

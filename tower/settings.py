@@ -197,6 +197,9 @@ COMFYUI_STALL_TIMEOUT = env_float("COMFYUI_STALL_TIMEOUT", 15.0, min_value=0.1)
 COMFYUI_MAX_OUTPUT_BYTES = env_int("COMFYUI_MAX_OUTPUT_BYTES", 2 * 1024**3, min_value=1024)
 # A live job whose worker has not reported for this long is adopted by reconcile.
 TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min_value=5)
+# Tasks enqueued (dotted paths, each called with the job id) when a job succeeds: how apps above
+# generation subscribe to "job finished" without generation importing them. Not from the environment.
+TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.score_job"]
 
 # --- Auth and API ---------------------------------------------------------------------------
 LOGIN_URL = "login"

@@ -8,11 +8,13 @@ Events follow the commit.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Count, F, Max, Q
@@ -36,6 +38,7 @@ __all__ = ["job_log"]
 from generation.workflow import preflight, required_nodes
 
 LIVE = [JobStatus.SUBMITTED, JobStatus.RUNNING]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -441,7 +444,26 @@ def job_succeed(*, job_id: int) -> Job | None:
             assets=[{"id": a["pk"], "kind": a["kind"], "sha256": a["sha256"]} for a in assets],
             reproduced=reproduced,
         )
+        transaction.on_commit(lambda: announce_job_succeeded(job.pk))
     return job
+
+
+def announce_job_succeeded(job_id: int) -> None:
+    """Enqueue every task listed in ``settings.TOWER_ON_JOB_SUCCEEDED`` with the job's id.
+
+    This is how apps above generation (quality scores and gates outputs) learn that a job
+    finished, without generation importing them: the subscription is a visible list of dotted task
+    paths in settings, not a signal. Each path is a django-q2 task taking one ``job_id``. The job
+    is already SUCCEEDED (its outputs exist); subscribers must be idempotent. A broker that is down
+    loses the announcement (logged); ``quality.tasks.score_pending`` catches up on unscored jobs.
+    """
+    from generation import tasks  # tasks import the engine; keep services importable alone
+
+    for path in getattr(settings, "TOWER_ON_JOB_SUCCEEDED", ()):
+        try:
+            tasks.async_task(path, job_id, task_name=f"{path.rsplit('.', 1)[-1]}-{job_id}", group="quality")
+        except Exception:
+            logger.warning("could not enqueue %s for job %s", path, job_id, exc_info=True)
 
 
 def job_record_timings(*, job_id: int, node_seconds: dict[str, float]) -> None:

@@ -1,0 +1,7 @@
+"""Fixtures of the scoring, gate and quality API tests (see ``scoring_helpers``)."""
+
+from __future__ import annotations
+
+from tests.quality.scoring_helpers import engine, fake, models, models_without
+
+__all__ = ["engine", "fake", "models", "models_without"]
