@@ -50,8 +50,10 @@ class Server:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
-                self.wfile.write(body[start:])
+                # Counted before writing: the client may finish reading (and the test assert)
+                # before this handler thread runs another line.
                 outer.sent += len(body) - start
+                self.wfile.write(body[start:])
 
             def log_message(self, *args: object) -> None:
                 pass
