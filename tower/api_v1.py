@@ -12,6 +12,7 @@ from rest_framework import mixins, serializers, viewsets
 from characters.api import CharacterViewSet, ReferenceViewSet, VariationViewSet, VersionViewSet
 from generation.api import AssetViewSet, JobViewSet, TemplateViewSet
 from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
+from quality.api import JobQualityViewSet, QualityViewSet
 from tower.api import Router
 from tower.models import ApiToken, hash_token, new_raw_token
 
@@ -104,5 +105,7 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("assets", AssetViewSet, basename="asset")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("tokens", TokenViewSet, basename="token")
+router.register("quality", QualityViewSet, basename="quality")
+router.register(r"jobs/(?P<job_pk>[0-9]+)/quality", JobQualityViewSet, basename="job-quality")
 
 urlpatterns = router.urls

@@ -35,10 +35,12 @@ from typing import Any
 
 from django.db import transaction
 
+from characters.models import Character
 from generation import events
 from generation.models import Asset, Job, JobKind, JobStatus
 from generation.services.jobs import JobError, job_log
 from generation.services.regenerate import job_regenerate
+from projects.models import Project
 from quality.metrics import MetricModels, MetricResult, Status
 from quality.models import GateStage, QualityGate, QualityScore
 from quality.services import common
@@ -49,19 +51,18 @@ logger = logging.getLogger(__name__)
 ANIMATED_KINDS = {JobKind.LOOP, JobKind.VIDEO, JobKind.SEGMENT}
 
 
-def gate_thresholds(job: Job, *, animated: bool) -> dict[str, float]:
-    """The gated metrics of one output of ``job`` and their thresholds."""
-    project = job.project
+def gate_thresholds(project: Project, character: Character | None, *, animated: bool) -> dict[str, float]:
+    """The gated metrics of one output and their thresholds."""
     thresholds = {"aesthetic": project.threshold_aesthetic}
-    if job.character_id:
-        thresholds["character_similarity"] = job.character.consistency_threshold  # type: ignore[union-attr]
+    if character is not None:
+        thresholds["character_similarity"] = character.consistency_threshold
     if animated:
         thresholds["subject_consistency"] = project.threshold_temporal
         thresholds["motion_smoothness"] = project.threshold_motion
     return thresholds
 
 
-def _row(asset: Asset, job: Job, result: MetricResult, threshold: float | None) -> QualityScore:
+def score_row(asset: Asset, result: MetricResult, threshold: float | None, character_id: int | None) -> QualityScore:
     details = dict(result.details)
     details.pop("passed", None)
     details.pop("threshold", None)
@@ -80,7 +81,7 @@ def _row(asset: Asset, job: Job, result: MetricResult, threshold: float | None) 
         passed=passed,
         status=result.status.value,
         model_id=result.model_id,
-        character_id=job.character_id,
+        character_id=character_id,
         details=details,
     )
 
@@ -165,7 +166,12 @@ def job_score(*, job_id: int, models: MetricModels | None = None) -> QualityGate
     by_pk = {a.pk: a for a in assets}
     animated = {m.key: m.animated or job.kind in ANIMATED_KINDS for m in media}
     rows = [
-        _row(by_pk[key], job, result, gate_thresholds(job, animated=animated[key]).get(result.metric))  # type: ignore[index]
+        score_row(
+            by_pk[key],
+            result,
+            gate_thresholds(job.project, job.character, animated=animated[key]).get(result.metric),
+            job.character_id,
+        )  # type: ignore[index]
         for key, found in results.items()
         for result in found
     ]

@@ -1,0 +1,248 @@
+"""REST API v1 for quality: evaluate media on demand, a job's scores and gates, phase gates.
+
+- ``POST /quality/evaluate``: synchronous (see ``quality.services.evaluate`` for the bounds);
+  needs write access to the project (it may store scores), like submitting a job.
+- ``POST /quality/phase-gate/{phase}``: evaluate a phase gate now (write access).
+- ``GET /jobs/{id}/quality``: read access. Projects you cannot see answer 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from characters.selectors import characters_visible_to
+from generation.models import Job
+from generation.selectors import assets_visible_to, jobs_visible_to
+from projects.selectors import project_get_for_user
+from quality.models import PhaseGate, QualityGate, QualityScore
+from quality.services.common import QualityError
+from quality.services.evaluate import media_evaluate
+from quality.services.phases import phase_gate_evaluate
+from tower.api import parse_id
+
+# --- Serializers ----------------------------------------------------------------------------
+
+
+class EvaluateRequestSerializer(serializers.Serializer):
+    file = serializers.FileField(required=False, help_text="an image or video (checked by content)")
+    asset = serializers.IntegerField(required=False, help_text="a stored output, instead of a file")
+    project = serializers.IntegerField(required=False, help_text="required with a file")
+    character = serializers.IntegerField(required=False, allow_null=True, help_text="compare against its references")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("file" in attrs) == ("asset" in attrs):
+            raise serializers.ValidationError("give either a file or an asset")
+        if "file" in attrs and "project" not in attrs:
+            raise serializers.ValidationError({"project": ["required when evaluating an uploaded file"]})
+        return attrs
+
+
+class MetricResultSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    status = serializers.CharField(help_text="ok, unavailable (weights missing), no_subject (no face found) or error")
+    value = serializers.FloatField(allow_null=True)
+    model_id = serializers.CharField(allow_blank=True)
+    threshold = serializers.FloatField(allow_null=True)
+    passed = serializers.BooleanField(allow_null=True)
+    fix = serializers.CharField(allow_blank=True, help_text="the command that makes an unavailable metric available")
+    details = serializers.JSONField()
+
+
+class EvaluationSerializer(serializers.Serializer):
+    asset = serializers.IntegerField(allow_null=True)
+    character = serializers.IntegerField(allow_null=True)
+    frames = serializers.IntegerField()
+    results = MetricResultSerializer(many=True)
+
+
+class ScoreSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(
+        read_only=True, help_text="ok, unavailable (weights missing), no_subject (no face found) or error"
+    )
+
+    class Meta:
+        model = QualityScore
+        fields = [
+            "id",
+            "metric",
+            "value",
+            "threshold",
+            "passed",
+            "status",
+            "model_id",
+            "character",
+            "details",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class GateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = QualityGate
+        fields = ["id", "stage", "passed", "details", "created_at"]
+        read_only_fields = fields
+
+
+class AssetScoresSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    frames = serializers.IntegerField()
+    scores = ScoreSerializer(many=True)
+
+
+class JobQualitySerializer(serializers.Serializer):
+    job = serializers.IntegerField()
+    status = serializers.CharField()
+    gates = GateSerializer(many=True)
+    assets = AssetScoresSerializer(many=True)
+
+
+class PhaseGateRequestSerializer(serializers.Serializer):
+    project = serializers.IntegerField()
+    character = serializers.IntegerField(required=False, allow_null=True)
+
+
+class PhaseGateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PhaseGate
+        fields = [
+            "id",
+            "project",
+            "character",
+            "phase",
+            "is_open",
+            "pass_ratio",
+            "sample_size",
+            "evaluated_at",
+            "overridden_by",
+            "override_reason",
+        ]
+        read_only_fields = fields
+
+
+# --- Views ----------------------------------------------------------------------------------
+
+
+def _bad_request(exc: QualityError) -> serializers.ValidationError:
+    return serializers.ValidationError({"detail": [str(exc)]})
+
+
+class QualityViewSet(viewsets.ViewSet):
+    """Quality evaluation and phase gates."""
+
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(request={"multipart/form-data": EvaluateRequestSerializer}, responses={200: EvaluationSerializer})
+    @action(detail=False, methods=["post"])
+    def evaluate(self, request: Request) -> Response:
+        """Score an uploaded image or video, or a stored asset, now; 400 for media that cannot be scored."""
+        data = EvaluateRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        user = request.user
+        asset = None
+        if "asset" in values:
+            asset = assets_visible_to(user).filter(pk=values["asset"]).first()
+            if asset is None:
+                raise Http404("No such asset")
+            project = project_get_for_user(user=user, pk=asset.project_id, write=True)
+        else:
+            project = project_get_for_user(user=user, pk=values["project"], write=True)
+        character = None
+        if values.get("character") is not None:
+            character = characters_visible_to(user).filter(pk=values["character"], project=project).first()
+            if character is None:
+                raise Http404("No such character")
+        max_bytes = settings.UPLOAD_MAX_BYTES
+        if asset is not None:
+            with asset.file.open("rb") as handle:
+                content = handle.read(max_bytes + 1)
+        else:
+            content = values["file"].read(max_bytes + 1)
+        try:
+            evaluation = media_evaluate(
+                data=content, project=project, character=character, asset=asset, max_bytes=max_bytes
+            )
+        except QualityError as exc:
+            raise _bad_request(exc) from None
+        results = []
+        for r in evaluation.results:
+            threshold = evaluation.thresholds.get(r.metric)
+            passed = None if threshold is None or not r.ok else r.value >= threshold  # type: ignore[operator]
+            results.append(
+                {
+                    "metric": r.metric,
+                    "status": r.status.value,
+                    "value": r.value,
+                    "model_id": r.model_id,
+                    "threshold": threshold,
+                    "passed": passed,
+                    "fix": r.fix,
+                    "details": r.details,
+                }
+            )
+        body = {
+            "asset": asset.pk if asset else None,
+            "character": character.pk if character else None,
+            "frames": evaluation.frames,
+            "results": results,
+        }
+        return Response(EvaluationSerializer(body).data)
+
+    @extend_schema(
+        request=PhaseGateRequestSerializer,
+        responses={200: PhaseGateSerializer},
+        parameters=[OpenApiParameter("phase", int, OpenApiParameter.PATH, enum=[1, 2, 3])],
+    )
+    @action(detail=False, methods=["post"], url_path=r"phase-gate/(?P<phase>[0-9]+)")
+    def phase_gate(self, request: Request, phase: str) -> Response:
+        """Evaluate the gate that lets the project (or one character) leave ``phase`` now."""
+        data = PhaseGateRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_get_for_user(user=request.user, pk=data.validated_data["project"], write=True)
+        character = None
+        if data.validated_data.get("character") is not None:
+            character = (
+                characters_visible_to(request.user).filter(pk=data.validated_data["character"], project=project).first()
+            )
+            if character is None:
+                raise Http404("No such character")
+        try:
+            gate = phase_gate_evaluate(project=project, phase=int(phase), character=character)
+        except QualityError as exc:
+            raise _bad_request(exc) from None
+        return Response(PhaseGateSerializer(gate).data)
+
+
+class JobQualityViewSet(viewsets.ViewSet):
+    """The scores of a job's outputs and the job's gates."""
+
+    @extend_schema(
+        responses={200: JobQualitySerializer},
+        parameters=[OpenApiParameter("job_pk", int, OpenApiParameter.PATH, description="the job's id")],
+    )
+    def list(self, request: Request, job_pk: str) -> Response:
+        job: Job | None = jobs_visible_to(request.user).filter(pk=parse_id(job_pk)).first()
+        if job is None:
+            raise Http404("No such job")
+        assets = list(job.assets.order_by("pk").prefetch_related("scores"))
+        body = {
+            "job": job.pk,
+            "status": job.status,
+            "gates": list(job.gates.order_by("created_at", "pk")),
+            "assets": [
+                {"id": a.pk, "kind": a.kind, "frames": a.frames, "scores": sorted(a.scores.all(), key=lambda s: s.pk)}
+                for a in assets
+            ],
+        }
+        return Response(JobQualitySerializer(body).data)
