@@ -455,7 +455,7 @@ def announce_job_succeeded(job_id: int) -> None:
     finished, without generation importing them: the subscription is a visible list of dotted task
     paths in settings, not a signal. Each path is a django-q2 task taking one ``job_id``. The job
     is already SUCCEEDED (its outputs exist); subscribers must be idempotent. A broker that is down
-    loses the announcement (logged); ``quality.tasks.score_pending`` catches up on unscored jobs.
+    loses the announcement (logged); the subscriber's task can then be run again by hand.
     """
     from generation import tasks  # tasks import the engine; keep services importable alone
 
