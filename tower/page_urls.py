@@ -9,6 +9,7 @@ from generation import views as generation_views
 from projects import views as project_views
 from quality import views as quality_views
 from tower import views
+from training import views as training_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -33,4 +34,5 @@ urlpatterns = [
     path("gallery/", quality_views.gallery, name="gallery"),
     path("assets/<int:pk>/", generation_views.asset_detail, name="asset-detail"),
     path("assets/<int:pk>/thumb/", generation_views.asset_thumb, name="asset-thumb"),
+    path("assets/<int:pk>/add-to-dataset/", training_views.asset_add_to_dataset, name="asset-add-to-dataset"),
 ]

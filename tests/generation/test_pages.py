@@ -195,7 +195,11 @@ def test_gallery_filters_by_project_character_and_kind(owner, project):
     by_project = client.get(reverse("gallery"), {"project": other.pk}).content.decode()
     assert f'data-asset="{elsewhere.pk}"' in by_project and f'data-asset="{mine.pk}"' not in by_project
     lightbox = client.get(reverse("asset-detail", args=[video.pk]), HTTP_HX_REQUEST="true").content.decode()
-    assert "<video" in lightbox and "<html" not in lightbox and "not available yet" in lightbox
+    assert "<video" in lightbox and "<html" not in lightbox
+    # A video cannot join a training dataset as it is; a still image of the character can.
+    assert "add-to-dataset" not in lightbox
+    still = client.get(reverse("asset-detail", args=[mine.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert "add-to-dataset" in still
 
 
 def test_thumbnail_is_made_once_as_webp_and_then_linked_directly(owner, project, monkeypatch):
