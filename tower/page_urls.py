@@ -6,9 +6,8 @@ from django.urls import path
 
 from characters import views as character_views
 from generation import views as generation_views
-from projects import views as project_views
 from quality import views as quality_views
-from tower import views
+from tower import project_views, views
 from training import views as training_views
 
 urlpatterns = [

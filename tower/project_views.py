@@ -1,0 +1,133 @@
+"""Project pages: list, create, and one page that edits settings, style and story bible.
+
+They live in tower because a project page also shows its characters and jobs, and projects is
+the bottom of the app order (nothing below it may be imported from there).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_http_methods, require_POST
+
+from characters.selectors import characters_with_summary_visible_to
+from generation.models import JobStatus
+from generation.selectors import jobs_visible_to
+from projects.forms import ProjectForm, StoryBibleForm, StyleForm
+from projects.selectors import project_get_for_user, project_user_can_write, projects_visible_to
+from projects.services import ProjectError, project_create, project_update, style_update
+from tower.views import form_add_service_errors, page_login_required, paginate, render_page
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.SCORING)
+
+
+@page_login_required
+def project_list(request: HttpRequest) -> HttpResponse:
+    projects = (
+        projects_visible_to(request.user)
+        .annotate(
+            character_count=Count("characters", distinct=True),
+            job_count=Count("jobs", distinct=True),
+            active_count=Count("jobs", filter=Q(jobs__status__in=ACTIVE), distinct=True),
+        )
+        .order_by("name", "pk")
+    )
+    context = {"section": "projects", "page_obj": paginate(request, projects)}
+    return render_page(request, "projects/list.html", "projects/_list.html", context)
+
+
+@page_login_required
+@require_http_methods(["GET", "POST"])
+def project_create_view(request: HttpRequest) -> HttpResponse:
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = project_create(owner=request.user, **form.cleaned_data)
+        except (ValidationError, ProjectError) as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Project “{project.name}” created.")
+            return redirect("project-detail", pk=project.pk)
+    status = 400 if form.errors else 200
+    return render_page(request, "projects/create.html", None, {"section": "projects", "form": form}, status=status)
+
+
+def _detail_context(request: HttpRequest, project, **forms) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "section": "projects",
+        "project": project,
+        "can_write": project_user_can_write(project=project, user=request.user),
+        "settings_form": forms.get("settings_form") or ProjectForm(instance=project),
+        "style_form": forms.get("style_form") or StyleForm(instance=project.style),
+        "bible_form": forms.get("bible_form") or StoryBibleForm.from_bible(project.story_bible or {}),
+        "characters": list(characters_with_summary_visible_to(request.user).filter(project=project)[:12]),
+        "jobs": list(jobs_visible_to(request.user).filter(project=project).order_by("-created_at")[:10]),
+    }
+
+
+@page_login_required
+@require_http_methods(["GET", "POST"])
+def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET the project page; POST saves its name, description and art kind."""
+    project = project_get_for_user(user=request.user, pk=pk, write=request.method == "POST")
+    form = None
+    if request.method == "POST":
+        form = ProjectForm(request.POST, instance=project)
+        if form.is_valid():
+            try:
+                project_update(project=project, **form.cleaned_data)
+            except (ValidationError, ProjectError) as exc:
+                form_add_service_errors(form, exc)
+            else:
+                messages.success(request, "Project saved.")
+                return redirect("project-detail", pk=project.pk)
+        project.refresh_from_db()
+    context = _detail_context(request, project, settings_form=form)
+    return render_page(request, "projects/detail.html", None, context, status=400 if form else 200)
+
+
+@page_login_required
+@require_POST
+def project_style(request: HttpRequest, pk: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, pk=pk, write=True)
+    form = StyleForm(request.POST, instance=project.style)
+    if form.is_valid():
+        try:
+            style_update(project=project, **form.style_fields())
+        except (ValidationError, ProjectError) as exc:
+            form_add_service_errors(form, exc)
+        else:
+            if request.htmx:
+                project.style.refresh_from_db()
+                context = _detail_context(request, project, style_form=StyleForm(instance=project.style))
+                context["style_saved"] = True
+                return render_page(request, "projects/detail.html", "projects/_style_form.html", context)
+            messages.success(request, "Generation style saved.")
+            return redirect("project-detail", pk=project.pk)
+    project = project_get_for_user(user=request.user, pk=pk)  # the style as stored, not as typed
+    context = _detail_context(request, project, style_form=form)
+    return render_page(request, "projects/detail.html", "projects/_style_form.html", context, status=400)
+
+
+@page_login_required
+@require_POST
+def project_bible(request: HttpRequest, pk: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, pk=pk, write=True)
+    form = StoryBibleForm(request.POST)
+    if form.is_valid():
+        try:
+            project_update(project=project, story_bible=form.bible(project.story_bible or {}))
+        except (ValidationError, ProjectError) as exc:
+            form_add_service_errors(form, exc)
+        else:
+            if request.htmx:
+                context = _detail_context(request, project, bible_form=form)
+                context["bible_saved"] = True
+                return render_page(request, "projects/detail.html", "projects/_bible_form.html", context)
+            messages.success(request, "Story bible saved.")
+            return redirect("project-detail", pk=project.pk)
+    context = _detail_context(request, project, bible_form=form)
+    return render_page(request, "projects/detail.html", "projects/_bible_form.html", context, status=400)
