@@ -11,6 +11,12 @@ Gate (``QualityGate`` stage ``post_gen``), with the project's thresholds:
 - ``aesthetic`` ≥ ``project.threshold_aesthetic``;
 - clips only: ``subject_consistency`` (temporal coherence) ≥ ``project.threshold_temporal`` and
   ``motion_smoothness`` ≥ ``project.threshold_motion``;
+- loops (job kind ``loop``, phase 2) also: ``loop_seamlessness`` passes when its ``seamless`` flag is
+  set, i.e. the last → first step is at most ``SEAM_TOLERANCE`` (2) × the clip's median step + 1
+  grey level. Its stored threshold is :data:`LOOP_SEAM_THRESHOLD` = 1 / ``SEAM_TOLERANCE`` = 0.5:
+  with value = min(1, (median + 1) / (seam + 1)), ``value ≥ 0.5`` is the same rule, so the number
+  and the verdict never disagree. Not a project setting: a seam twice as large as any other step is
+  visible whatever the style;
 - an output that could not be read is a failed check (``media``).
 
 A gated metric that did not run (weights missing, no face, error) is *skipped*: listed in the
@@ -42,6 +48,7 @@ from generation.services.jobs import JobError, job_log
 from generation.services.regenerate import job_regenerate
 from projects.models import Project
 from quality.metrics import MetricModels, MetricResult, Status
+from quality.metrics.temporal import SEAM_TOLERANCE
 from quality.models import GateStage, QualityGate, QualityScore
 from quality.services import common
 from quality.services.measure import Media, measure, read_media
@@ -49,16 +56,21 @@ from quality.services.measure import Media, measure, read_media
 logger = logging.getLogger(__name__)
 
 ANIMATED_KINDS = {JobKind.LOOP, JobKind.VIDEO, JobKind.SEGMENT}
+LOOP_SEAM_THRESHOLD = 1.0 / SEAM_TOLERANCE
 
 
-def gate_thresholds(project: Project, character: Character | None, *, animated: bool) -> dict[str, float]:
-    """The gated metrics of one output and their thresholds."""
+def gate_thresholds(
+    project: Project, character: Character | None, *, animated: bool, loop: bool = False
+) -> dict[str, float]:
+    """The gated metrics of one output and their thresholds (``loop``: a phase-2 loop job)."""
     thresholds = {"aesthetic": project.threshold_aesthetic}
     if character is not None:
         thresholds["character_similarity"] = character.consistency_threshold
     if animated:
         thresholds["subject_consistency"] = project.threshold_temporal
         thresholds["motion_smoothness"] = project.threshold_motion
+        if loop:
+            thresholds["loop_seamlessness"] = LOOP_SEAM_THRESHOLD
     return thresholds
 
 
@@ -71,6 +83,8 @@ def score_row(asset: Asset, result: MetricResult, threshold: float | None, chara
     passed: bool | None = None
     if result.metric == "media":
         passed = False  # an output that cannot be read fails, with no value
+    elif result.metric == "loop_seamlessness" and threshold is not None and result.ok:
+        passed = bool(result.details.get("seamless"))  # the metric's own rule (module docstring)
     elif threshold is not None and result.ok:
         passed = bool(result.value >= threshold)  # type: ignore[operator]
     return QualityScore(
@@ -169,7 +183,9 @@ def job_score(*, job_id: int, models: MetricModels | None = None) -> QualityGate
         score_row(
             by_pk[key],
             result,
-            gate_thresholds(job.project, job.character, animated=animated[key]).get(result.metric),
+            gate_thresholds(job.project, job.character, animated=animated[key], loop=job.kind == JobKind.LOOP).get(
+                result.metric
+            ),
             job.character_id,
         )  # type: ignore[index]
         for key, found in results.items()
