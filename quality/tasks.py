@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from quality.services.catch_up import score_missing_enqueue
 from quality.services.scoring import job_score
 
 
@@ -11,3 +12,14 @@ def score_job(job_id: int) -> str:
     if gate is None:
         return "not scored"
     return str(gate.details.get("outcome", "scored"))
+
+
+def enqueue_score(job_id: int) -> None:
+    from generation import tasks  # the broker connection generation already keeps
+
+    tasks.async_task("quality.tasks.score_job", job_id, task_name=f"score_job-{job_id}", group="quality")
+
+
+def score_missing() -> list[int]:
+    """Re-enqueue scoring of recent succeeded jobs that have no gate (``settings.TOWER_ON_RECONCILE``)."""
+    return score_missing_enqueue(enqueue=enqueue_score)

@@ -200,6 +200,9 @@ TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min
 # Tasks enqueued (dotted paths, each called with the job id) when a job succeeds: how apps above
 # generation subscribe to "job finished" without generation importing them. Not from the environment.
 TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.score_job"]
+# Functions (dotted paths, no arguments) that generation's reconcile calls after each run (every
+# worker start, once a minute): catch-up steps of apps above generation. Not from the environment.
+TOWER_ON_RECONCILE = ["quality.tasks.score_missing"]
 
 # --- Auth and API ---------------------------------------------------------------------------
 LOGIN_URL = "login"

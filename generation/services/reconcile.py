@@ -3,6 +3,12 @@
 Runs as a task on every worker start (django-q2's ``post_spawn``), once a minute from the
 schedule, and dispatch also runs whenever a job ends. Every step is idempotent: two reconciles at
 once claim nothing twice, because claims are conditional updates.
+
+Apps above generation add their own catch-up steps through ``settings.TOWER_ON_RECONCILE``: a list
+of dotted paths to functions taking no arguments, called (in this process, in order) after
+dispatch; like ``TOWER_ON_JOB_SUCCEEDED``, a visible subscription rather than a signal. A hook that
+raises is logged and does not stop the others. (quality's ``score_missing`` re-enqueues scoring of
+jobs whose success announcement the broker lost.)
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from generation.comfyui import ComfyClient
 from generation.comfyui.errors import ComfyError
@@ -36,6 +43,7 @@ class ReconcileReport:
     backends_down: list[str] = field(default_factory=list)
     adopted: list[int] = field(default_factory=list)
     dispatched: list[int] = field(default_factory=list)
+    hooks: dict[str, object] = field(default_factory=dict)
 
 
 async def _poll(backend: Backend, want_object_info: bool) -> tuple[dict | None, dict | None, str]:
@@ -118,4 +126,10 @@ def reconcile(*, enqueue_run: Callable[[int], None], enqueue_adopt: Callable[[in
             enqueue_adopt(job_id)
             report.adopted.append(job_id)
     report.dispatched = dispatch(enqueue=enqueue_run)
+    for path in getattr(settings, "TOWER_ON_RECONCILE", ()):
+        try:
+            report.hooks[path] = import_string(path)()
+        except Exception as exc:  # one app's catch-up must not stop the engine's reconcile
+            logger.warning("reconcile hook %s failed", path, exc_info=True)
+            report.hooks[path] = f"failed: {exc.__class__.__name__}"
     return report
