@@ -11,15 +11,18 @@ newest row of each metric counts ("current"). Its verdict:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
-from django.db.models import Case, Exists, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, Exists, OuterRef, Prefetch, QuerySet, Subquery, Value, When
+from django.shortcuts import get_object_or_404
 
-from generation.models import Asset
-from generation.selectors import assets_visible_to
+from generation.models import Asset, Job
+from generation.selectors import assets_visible_to, jobs_visible_to
 from projects.selectors import AnyUser
-from quality.models import QualityScore
+from quality.charts import Sparkline, temporal_chart
+from quality.models import QualityGate, QualityScore
 
 AESTHETIC = "aesthetic"
 SIMILARITY = "character_similarity"
@@ -95,3 +98,48 @@ def asset_scores(*, asset: Asset) -> list[QualityScore]:
     for row in rows:
         current.setdefault(row.metric, row)
     return list(current.values())
+
+
+# --- the job page's quality panel ----------------------------------------------------------------
+
+
+@dataclass
+class OutputQuality:
+    asset: Asset
+    scores: list[QualityScore]  # current rows, gated metrics first
+    chart: Sparkline | None  # clips only
+
+
+@dataclass
+class JobQuality:
+    job: Job
+    outputs: list[OutputQuality]
+    gates: list[QualityGate]
+
+    @property
+    def scored(self) -> bool:
+        return bool(self.gates) or any(o.scores for o in self.outputs)
+
+
+def job_get_for_user(*, user: AnyUser, pk: int) -> Job:
+    """The job if ``user`` may see it (404 otherwise)."""
+    return get_object_or_404(jobs_visible_to(user).select_related("project"), pk=pk)
+
+
+def _current(rows: list[QualityScore]) -> list[QualityScore]:
+    current: dict[str, QualityScore] = {}
+    for row in sorted(rows, key=lambda r: -r.pk):
+        current.setdefault(row.metric, row)
+    return sorted(current.values(), key=lambda r: (r.threshold is None and r.metric != "media", r.metric))
+
+
+def job_quality(*, job: Job) -> JobQuality:
+    """Every output's current scores (and per-frame chart) and the job's gates: three queries."""
+    assets = Asset.objects.filter(job=job).order_by("pk").prefetch_related(Prefetch("scores"))
+    outputs = []
+    for asset in assets:
+        scores = _current(list(asset.scores.all()))
+        chart = temporal_chart({row.metric: row.details for row in scores})
+        outputs.append(OutputQuality(asset=asset, scores=scores, chart=chart))
+    gates = list(QualityGate.objects.filter(job=job).order_by("created_at", "pk"))
+    return JobQuality(job=job, outputs=outputs, gates=gates)

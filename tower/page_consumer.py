@@ -5,7 +5,9 @@ otherwise the groups of every visible project), and turns each engine event (see
 ``generation.events``) into HTML fragments that htmx swaps in by element id (``hx-swap-oob``).
 Each fragment is rendered from the job's row as the database has it now (one query, which is also
 the access check), never from the event's numbers, so a late or repeated event cannot show a
-state that is not true. Job pages also get the newest log lines, when a line was added since the
+state that is not true. A ``quality_evaluation`` event re-renders a job page's quality panel (from
+``quality.selectors.job_quality``; generation cannot render it, it does not know quality). Job
+pages also get the newest log lines, when a line was added since the
 socket last sent them (``LiveState``). Anonymous users and jobs the user may not see get a closed
 socket (4401, 4404); the socket accepts nothing from the browser.
 """
@@ -25,6 +27,7 @@ from generation.models import Asset, Job, JobLogLine
 from generation.selectors import jobs_visible_to
 from generation.views import job_context, job_log_lines
 from projects.selectors import project_ids_visible_to
+from quality.selectors import job_quality
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -77,6 +80,8 @@ def render_event(
             # keeps a click from landing on a button that is being swapped out.
             parts.append(render_to_string("partials/_job_actions.html", context))
         parts.append(_render_log(job, context, state))
+        if kind == "quality_evaluation":
+            parts.append(render_to_string("quality/_job_quality.html", {**context, "quality": job_quality(job=job)}))
     if kind in TERMINAL_EVENTS:
         assets = list(Asset.objects.filter(job=job).order_by("pk"))
         context["job_assets"] = assets

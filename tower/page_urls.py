@@ -29,6 +29,7 @@ urlpatterns = [
     path("generate/", generation_views.generate, name="generate"),
     path("jobs/", generation_views.job_list, name="job-list"),
     path("jobs/<int:pk>/", generation_views.job_detail, name="job-detail"),
+    path("jobs/<int:pk>/quality/", quality_views.job_quality_panel, name="job-quality"),
     path("jobs/<int:pk>/<str:action>/", generation_views.job_action, name="job-action"),
     path("gallery/", quality_views.gallery, name="gallery"),
     path("assets/<int:pk>/", generation_views.asset_detail, name="asset-detail"),
