@@ -164,7 +164,9 @@ Q_CLUSTER = {
     "retry": env_int("TOWER_TASK_TIMEOUT", 3600, min_value=10) + 120,
     "max_attempts": 1,
     "redis": REDIS_URL,
-    "save_limit": 1000,
+    # Jobs keep their own history; saving each successful task (and pruning the table on every
+    # save) cost the monitor process a write transaction per job. Failures are still saved.
+    "save_limit": -1,
     "ack_failures": True,
     "catch_up": False,
     "sync": env_bool("TOWER_TASKS_SYNC", False),
