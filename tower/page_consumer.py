@@ -7,8 +7,8 @@ Each fragment is rendered from the job's row as the database has it now (one que
 the access check), never from the event's numbers, so a late or repeated event cannot show a
 state that is not true. A ``quality_evaluation`` event re-renders a job page's quality panel (from
 ``quality.selectors.job_quality``; generation cannot render it, it does not know quality). Job
-pages also get the newest log lines, when a line was added since the
-socket last sent them (``LiveState``). Anonymous users and jobs the user may not see get a closed
+pages also get the newest log lines, when a line was added since the socket last sent them
+(``LiveState``). Anonymous users and jobs the user may not see get a closed
 socket (4401, 4404); the socket accepts nothing from the browser.
 """
 
