@@ -11,7 +11,6 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from generation import events
 from generation.models import Job
 from generation.services.jobs import JobError, job_log
 from generation.workflow import PARAMETERS, WorkflowError, apply, draw_seed
@@ -24,7 +23,7 @@ def job_regenerate(*, job: Job, seed: int | None = None, user: AbstractBaseUser 
     Raises :class:`JobError` when the job has no template any more or its template cannot take
     the stored parameters.
     """
-    from generation.services.submit import _enqueue
+    from generation.services.submit import job_copy
 
     if job.template is None:
         raise JobError("the job's workflow template was deleted; it cannot be regenerated")
@@ -36,30 +35,15 @@ def job_regenerate(*, job: Job, seed: int | None = None, user: AbstractBaseUser 
         applied = apply(job.template.graph, job.template.bindings, params)
     except WorkflowError as exc:
         raise JobError(f"the template cannot take this job's parameters: {exc}") from None
-    child = Job.objects.create(
-        project_id=job.project_id,
-        character_id=job.character_id,
-        version_id=job.version_id,
-        variation_id=job.variation_id,
-        scene_id=job.scene_id,
-        template_id=job.template_id,
-        created_by=user if user is not None else job.created_by,
-        kind=job.kind,
-        phase=job.phase,
-        mode=job.mode,
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        params={**(job.params or {}), "seed": applied.seed},
-        overrides=job.overrides,
+    child = job_copy(
+        job=job,
+        user=user if user is not None else job.created_by,
         graph=applied.graph,
         seed=applied.seed,
-        label=job.label,
         parent=job,
     )
     job_log(
         job_id=job.pk, message=f"regenerated as job {child.pk} (seed {child.seed})" + (f": {reason}" if reason else "")
     )
     job_log(job_id=child.pk, message=f"regeneration of job {job.pk}" + (f": {reason}" if reason else ""))
-    events.job_event("job_queued", job_id=child.pk, project_id=child.project_id, user_id=child.created_by_id)
-    transaction.on_commit(lambda: _enqueue([child.pk]))
     return child

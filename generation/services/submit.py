@@ -210,7 +210,21 @@ def jobs_create(
     return created
 
 
-def _copy_job(job: Job, *, user: AbstractBaseUser | None, **links: Any) -> Job:
+def job_copy(
+    *,
+    job: Job,
+    user: AbstractBaseUser | None,
+    graph: dict[str, Any] | None = None,
+    seed: int | None = None,
+    **links: Any,
+) -> Job:
+    """Queue a copy of ``job`` (the same request; optionally another graph and seed), after commit.
+
+    ``links`` set the lineage: ``parent=`` for a retry or a regeneration, ``reproduce_of=``.
+    """
+    params = dict(job.params or {})
+    if seed is not None:
+        params["seed"] = seed
     clone = Job.objects.create(
         project_id=job.project_id,
         character_id=job.character_id,
@@ -224,10 +238,10 @@ def _copy_job(job: Job, *, user: AbstractBaseUser | None, **links: Any) -> Job:
         mode=job.mode,
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
-        params=job.params,
+        params=params,
         overrides=job.overrides,
-        graph=job.graph,
-        seed=job.seed,
+        graph=job.graph if graph is None else graph,
+        seed=job.seed if seed is None else seed,
         label=job.label,
         **links,
     )
@@ -243,7 +257,7 @@ def job_retry(*, job: Job, user: AbstractBaseUser | None) -> Job:
         raise JobError(f"only failed or cancelled jobs can be retried; this one is {job.status}")
     if not job.graph:
         raise JobError("this job has no graph to run again")
-    return _copy_job(job, user=user, parent=job)
+    return job_copy(job=job, user=user, parent=job)
 
 
 @transaction.atomic
@@ -253,7 +267,7 @@ def job_reproduce(*, job: Job, user: AbstractBaseUser | None) -> Job:
         raise JobError("only a succeeded job can be reproduced")
     if not job.graph:
         raise JobError("this job has no stored graph")
-    return _copy_job(job, user=user, reproduce_of=job)
+    return job_copy(job=job, user=user, reproduce_of=job)
 
 
 @transaction.atomic
