@@ -132,35 +132,29 @@ def reference_add(request: HttpRequest, pk: int) -> HttpResponse:
     return render_page(request, "characters/detail.html", None, context, status=400)
 
 
-@page_login_required
-@require_POST
-def version_add(request: HttpRequest, pk: int) -> HttpResponse:
+def _add_child(request: HttpRequest, pk: int, form_class: type, create: Any, what: str, form_key: str) -> HttpResponse:
+    """Create a version or variation from its form; on error the page comes back with the form."""
     character = character_get_for_user(user=request.user, pk=pk, write=True)
-    form = VersionForm(request.POST)
+    form = form_class(request.POST)
     if form.is_valid():
         try:
-            version_create(character=character, **form.cleaned_data)
+            create(character=character, **form.cleaned_data)
         except (ValidationError, CharacterError) as exc:
             form_add_service_errors(form, exc)
         else:
-            messages.success(request, "Version added.")
+            messages.success(request, f"{what} added.")
             return redirect("character-detail", pk=character.pk)
-    context = _detail_context(request, character, version_form=form)
+    context = _detail_context(request, character, **{form_key: form})
     return render_page(request, "characters/detail.html", None, context, status=400)
+
+
+@page_login_required
+@require_POST
+def version_add(request: HttpRequest, pk: int) -> HttpResponse:
+    return _add_child(request, pk, VersionForm, version_create, "Version", "version_form")
 
 
 @page_login_required
 @require_POST
 def variation_add(request: HttpRequest, pk: int) -> HttpResponse:
-    character = character_get_for_user(user=request.user, pk=pk, write=True)
-    form = VariationForm(request.POST)
-    if form.is_valid():
-        try:
-            variation_create(character=character, **form.cleaned_data)
-        except (ValidationError, CharacterError) as exc:
-            form_add_service_errors(form, exc)
-        else:
-            messages.success(request, "Variation added.")
-            return redirect("character-detail", pk=character.pk)
-    context = _detail_context(request, character, variation_form=form)
-    return render_page(request, "characters/detail.html", None, context, status=400)
+    return _add_child(request, pk, VariationForm, variation_create, "Variation", "variation_form")

@@ -42,6 +42,7 @@ from generation.engine.preview import PreviewFile
 from generation.engine.progress import ProgressTracker
 from generation.models import JobStatus
 from generation.services import execution as svc
+from generation.services.jobs import job_log
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ async def _drive(comfy: ComfyClient, claim: svc.Claim, *, worker: str) -> str:
                     job_id=claim.job_id, prompt_id=prompt_id, backend_id=claim.backend_id, honoured=False
                 )
             if accepted.node_errors:
-                await _db(svc.job_log)(
+                await _db(job_log)(
                     job_id=claim.job_id,
                     message="some outputs were invalid and will be skipped by ComfyUI",
                     level="warning",
@@ -296,7 +297,7 @@ async def _collect(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, tracker
         await _db(svc.job_fail)(job_id=claim.job_id, error_type="output_invalid", message=str(exc))
         return "failed:outputs"
     if not fetched:
-        await _db(svc.job_log)(job_id=claim.job_id, message="the workflow produced no output files", level="warning")
+        await _db(job_log)(job_id=claim.job_id, message="the workflow produced no output files", level="warning")
     await _db(svc.job_store_outputs)(job_id=claim.job_id, outputs=fetched)
     if tracker.node_seconds:
         await _db(svc.job_record_timings)(job_id=claim.job_id, node_seconds=tracker.node_seconds)

@@ -33,8 +33,6 @@ from generation.models import (
 )
 from generation.pool import BackendState, choose_backend
 from generation.services.jobs import job_log, job_transition
-
-__all__ = ["job_log"]
 from generation.workflow import preflight, required_nodes
 
 LIVE = [JobStatus.SUBMITTED, JobStatus.RUNNING]
@@ -123,6 +121,22 @@ def _preflight_message(problems: list) -> str:
     return "; ".join(lines)
 
 
+def _claim(job: Job, backend: Backend, *, prompt_id: str, client_id: str, **flags: bool) -> Claim:
+    return Claim(
+        job_id=job.pk,
+        project_id=job.project_id,
+        user_id=job.created_by_id,
+        backend_id=backend.pk,
+        backend_name=backend.name,
+        backend_url=backend.url,
+        prompt_id=prompt_id,
+        client_id=client_id,
+        graph=job.graph or {},
+        inputs=list((job.params or {}).get("inputs") or []),
+        **flags,
+    )
+
+
 def job_claim(*, job_id: int, worker: str) -> Claim | None:
     """Take a queued job for a backend with room, or leave it queued (returns None).
 
@@ -177,19 +191,7 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
         if checkpoint and backend.last_checkpoint != checkpoint:
             Backend.objects.filter(pk=backend.pk).update(last_checkpoint=checkpoint)
         job_log(job_id=job.pk, message=f"sent to {backend.name} ({choice.reason}), attempt {moved.attempts}")
-    return Claim(
-        job_id=job.pk,
-        project_id=job.project_id,
-        user_id=job.created_by_id,
-        backend_id=backend.pk,
-        backend_name=backend.name,
-        backend_url=backend.url,
-        prompt_id=prompt_id,
-        client_id=client_id,
-        graph=graph,
-        inputs=list((job.params or {}).get("inputs") or []),
-        fresh=job.reproduce_of_id is not None,
-    )
+    return _claim(job, backend, prompt_id=prompt_id, client_id=client_id, fresh=job.reproduce_of_id is not None)
 
 
 def backend_mark_down(*, backend_id: int, error: str) -> None:
@@ -211,17 +213,11 @@ def job_claim_live(*, job_id: int, worker: str, stale_before: Any = None) -> Cla
         if not updated:
             return None
         job_log(job_id=job.pk, message=f"adopted by {worker} after its worker {job.worker or '?'} went away")
-    return Claim(
-        job_id=job.pk,
-        project_id=job.project_id,
-        user_id=job.created_by_id,
-        backend_id=job.backend_id,
-        backend_name=job.backend.name,
-        backend_url=job.backend.url,
+    return _claim(
+        job,
+        job.backend,
         prompt_id=job.prompt_id,
         client_id=job.client_id or f"tower-{uuid.uuid4().hex[:12]}",
-        graph=job.graph or {},
-        inputs=list((job.params or {}).get("inputs") or []),
         resume=True,
     )
 
