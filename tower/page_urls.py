@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from characters import views as character_views
 from generation import views as generation_views
@@ -35,4 +35,5 @@ urlpatterns = [
     path("assets/<int:pk>/", generation_views.asset_detail, name="asset-detail"),
     path("assets/<int:pk>/thumb/", generation_views.asset_thumb, name="asset-thumb"),
     path("assets/<int:pk>/add-to-dataset/", training_views.asset_add_to_dataset, name="asset-add-to-dataset"),
+    path("", include("training.urls")),
 ]

@@ -206,6 +206,37 @@ TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.score_job"]
 # worker start, once a minute): catch-up steps of apps above generation. Not from the environment.
 TOWER_ON_RECONCILE = ["quality.tasks.score_missing"]
 
+# --- Curation and training (issue 6) ------------------------------------------------------------
+# Vision LLM for classifying and captioning dataset images: any OpenAI-compatible chat API
+# (Ollama: http://127.0.0.1:11434/v1, vLLM, llama.cpp, Echo Brain). Empty = embedding similarity
+# against the characters' references instead, and captions from prompts/tags.
+TOWER_LLM_BASE_URL = env_str("TOWER_LLM_BASE_URL", "")
+TOWER_LLM_MODEL = env_str("TOWER_LLM_MODEL", "llava")
+TOWER_LLM_API_KEY = env_secret("TOWER_LLM_API_KEY", default="") or ""
+TOWER_LLM_TIMEOUT = env_float("TOWER_LLM_TIMEOUT", 60.0, min_value=1.0)
+# Smallest side (pixels) an image must have to join a dataset.
+TOWER_DATASET_MIN_SIDE = env_int("TOWER_DATASET_MIN_SIDE", 512, min_value=16)
+# Perceptual-hash distance (bits of 64) at or below which two images count as duplicates.
+TOWER_DATASET_PHASH_DISTANCE = env_int("TOWER_DATASET_PHASH_DISTANCE", 6, min_value=0, max_value=32)
+# Largest archive (bytes, after unpacking) and most members accepted from one zip upload.
+TOWER_INGEST_MAX_ARCHIVE_BYTES = env_int("TOWER_INGEST_MAX_ARCHIVE_BYTES", 2 * 1024**3, min_value=1024)
+TOWER_INGEST_MAX_ARCHIVE_MEMBERS = env_int("TOWER_INGEST_MAX_ARCHIVE_MEMBERS", 10_000, min_value=1)
+# Largest video accepted for frame extraction (upload or download), in bytes.
+TOWER_INGEST_MAX_VIDEO_BYTES = env_int("TOWER_INGEST_MAX_VIDEO_BYTES", 4 * 1024**3, min_value=1024)
+# Folders that "scan a ComfyUI output folder" may read (comma-separated); empty = none allowed.
+TOWER_COMFYUI_OUTPUT_DIRS = env_list("TOWER_COMFYUI_OUTPUT_DIRS", [])
+# Approved images a character needs before a LoRA can be trained.
+TOWER_TRAINING_MIN_IMAGES = env_int("TOWER_TRAINING_MIN_IMAGES", 10, min_value=1)
+# The trainer command (kohya sd-scripts' train_network.py or a wrapper), split like a shell would;
+# Tower appends `--config_file <job>/config.toml`. Empty = training cannot start (the page says so).
+TOWER_TRAINER_COMMAND = env_str("TOWER_TRAINER_COMMAND", "")
+# Base model path passed to the trainer (pretrained_model_name_or_path) unless a job names another.
+TOWER_TRAINER_BASE_MODEL = env_str("TOWER_TRAINER_BASE_MODEL", "")
+# Comma-separated GPU slots training jobs run on, one at a time each (e.g. 0,1).
+TOWER_TRAINING_GPUS = env_list("TOWER_TRAINING_GPUS", ["0"])
+# Where trained LoRAs are copied so ComfyUI lists them (its models/loras folder, shared or local).
+TOWER_COMFYUI_LORA_DIR = env_str("TOWER_COMFYUI_LORA_DIR", "")
+
 # --- Auth and API ---------------------------------------------------------------------------
 LOGIN_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [

@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from generation.models import Asset, Job
 from tower.admin import PREVIEW_PX, ProjectScopedAdmin, admin_link, pretty_json, thumbnail
-from training.models import DatasetImage, LoraModel, RejectionCategory, TrainingJob
+from training.models import DatasetImage, IngestBatch, LoraModel, RejectionCategory, TrainingJob
 from training.services import dataset_images_approve, dataset_images_reject, dataset_images_reset
 
 REJECT_PREVIEW_LIMIT = 24
@@ -331,3 +331,44 @@ class LoraModelAdmin(ProjectScopedAdmin):
     @admin.display(description="size", ordering="size_bytes")
     def size(self, obj: LoraModel) -> str:
         return filesizeformat(obj.size_bytes) if obj.size_bytes else "—"
+
+
+@admin.register(IngestBatch)
+class IngestBatchAdmin(ProjectScopedAdmin):
+    """An ingestion run and its report; started from the ingest page, so rows are read-only here."""
+
+    project_lookup = "project"
+    list_display = ["__str__", "project", "character", "source", "status", "progress", "created_at"]
+    list_select_related = ["project", "character"]
+    list_filter = ["status", "source", ("project", RelatedOnlyFieldListFilter)]
+    search_fields = ["=id", "source_ref"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    readonly_fields = [
+        "project",
+        "character",
+        "source",
+        "source_ref",
+        "source_file",
+        "options",
+        "status",
+        "stage",
+        "progress_done",
+        "progress_total",
+        "report",
+        "error_message",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a batch starts from an upload, a URL or a folder on the ingest page
+
+    @admin.display(description="progress")
+    def progress(self, obj: IngestBatch) -> str:
+        if obj.progress_total:
+            return f"{obj.progress_done}/{obj.progress_total}"
+        return str(obj.progress_done) if obj.progress_done else "—"

@@ -35,6 +35,71 @@ class RejectionCategory(models.TextChoices):
     OTHER = "other", "Other"
 
 
+class IngestStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+def ingest_upload_to(instance: IngestBatch, filename: str) -> str:
+    # The caller has already replaced the user's file name with a generated one.
+    return f"ingest/{instance.project_id}/{filename}"
+
+
+class IngestBatch(models.Model):
+    """One ingestion run: a source (upload, archive, video, URL, ComfyUI folder) turned into dataset images.
+
+    The source file is kept (``source_file``) until the batch is deleted, so nothing the user handed
+    over is lost when a step fails; ``report`` counts what happened to every candidate image.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ingest_batches")
+    character = models.ForeignKey(
+        Character,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="ingest_batches",
+        help_text="target character; empty = classify each image among the project's characters",
+    )
+    source = models.CharField(max_length=16, choices=DatasetSource.choices)
+    source_ref = models.CharField(max_length=1000, blank=True, help_text="URL, folder or original file name")
+    source_file = models.FileField(upload_to=ingest_upload_to, max_length=300, blank=True)
+    options = models.JSONField(default=dict, blank=True, help_text="frames per shot, minimum size…")
+    status = models.CharField(max_length=10, choices=IngestStatus.choices, default=IngestStatus.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
+    stage = models.CharField(max_length=120, blank=True, help_text="what the task is doing now")
+    report = models.JSONField(
+        default=dict, blank=True, help_text="{added, duplicate, too_small, unreadable, unclassified, messages: […]}"
+    )
+    error_message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=IngestStatus.values), name="ingest_status_valid"),
+            models.CheckConstraint(condition=Q(source__in=DatasetSource.values), name="ingest_source_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Ingest #{self.pk} ({self.get_source_display()}, {self.status})"
+
+
+class CaptionSource(models.TextChoices):
+    NONE = "", "None"
+    LLM = "llm", "Vision LLM"
+    TAGS = "tags", "From tags / prompt"
+    MANUAL = "manual", "Edited by hand"
+
+
 def dataset_upload_to(instance: DatasetImage, filename: str) -> str:
     return f"datasets/{instance.character_id}/{filename}"
 
@@ -52,6 +117,13 @@ class DatasetImage(models.Model):
     rejection_categories = models.JSONField(default=list, blank=True)
     rejection_note = models.TextField(blank=True)
     caption = models.TextField(blank=True)
+    caption_source = models.CharField(max_length=8, choices=CaptionSource.choices, blank=True, default="")
+    ingest_batch = models.ForeignKey(
+        IngestBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="images"
+    )
+    classification_method = models.CharField(
+        max_length=16, blank=True, help_text="llm, embedding or manual: how the character was decided"
+    )
     classified_character = models.ForeignKey(
         Character, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -90,11 +162,19 @@ class TrainingStatus(models.TextChoices):
 
 
 class TrainingJob(models.Model):
+    """One LoRA training run. Runs one at a time per ``gpu`` slot: the others wait in a queue."""
+
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="training_jobs")
     status = models.CharField(max_length=10, choices=TrainingStatus.choices, default=TrainingStatus.QUEUED)
     dataset_snapshot = models.JSONField(default=list, blank=True, help_text="[{image_id, sha256, caption}]")
     config = models.JSONField(default=dict, blank=True, help_text="trainer settings (kohya TOML as a dict)")
     base_model = models.CharField(max_length=255, blank=True)
+    trigger_word = models.CharField(max_length=64, blank=True)
+    class_word = models.CharField(max_length=64, blank=True, default="person")
+    repeats = models.PositiveSmallIntegerField(default=10)
+    gpu = models.CharField(max_length=32, default="0", help_text="GPU slot; one running training per slot")
+    pid = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    cancel_requested = models.BooleanField(default=False)
     work_dir = models.CharField(max_length=500, blank=True, editable=False)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(null=True, blank=True)
@@ -117,6 +197,7 @@ class TrainingJob(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=TrainingStatus.values), name="training_status_valid"),
+            models.UniqueConstraint(fields=["gpu"], condition=Q(status="running"), name="training_one_running_per_gpu"),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,1 @@
+"""The vision LLM (OpenAI-compatible chat API): classifying and captioning dataset images."""

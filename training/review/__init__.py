@@ -1,0 +1,1 @@
+"""Review: the keyboard approval queue, rejection feedback into prompts, promotion to references."""
