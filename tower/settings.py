@@ -205,6 +205,10 @@ TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.score_job"]
 # Functions (dotted paths, no arguments) that generation's reconcile calls after each run (every
 # worker start, once a minute): catch-up steps of apps above generation. Not from the environment.
 TOWER_ON_RECONCILE = ["quality.tasks.score_missing"]
+# A function (dotted path) that, given a Character, returns the LoRAs its generations must carry
+# ([{"name", "strength"}]): the character's active trained LoRA, which lives in training. Not from
+# the environment; empty = none.
+TOWER_CHARACTER_LORAS = "training.selectors.character_active_loras"
 
 # --- Curation and training (issue 6) ------------------------------------------------------------
 # Vision LLM for classifying and captioning dataset images: any OpenAI-compatible chat API
