@@ -1,8 +1,11 @@
-"""Curation writes: approving and rejecting dataset images."""
+"""Curation writes: approving and rejecting dataset images (rejections feed the learned negatives)."""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -15,15 +18,59 @@ from characters.models import Character
 from generation.models import Asset, AssetKind
 from tower.uploads import UploadError, check_image
 from training.models import DatasetImage, DatasetSource, RejectionCategory, ReviewStatus
+from training.review.feedback import learned_negatives_add, learned_negatives_remove, terms_for_image
 
 
 class CurationError(Exception):
     """A curation operation cannot be done as asked."""
 
 
+def _review_rows(image_ids: Iterable[int]) -> list[DatasetImage]:
+    """The images, locked, with what feedback needs (character and classified character)."""
+    return list(
+        DatasetImage.objects.select_for_update(of=("self",))
+        .select_related("character", "classified_character")
+        .filter(pk__in=list(image_ids))
+        .order_by("pk")
+    )
+
+
+def _withdraw_feedback(rows: Iterable[DatasetImage]) -> None:
+    """Take back what the current rejection of each row taught its character (see feedback)."""
+    per_character: dict[int, Counter[str]] = defaultdict(Counter)
+    for row in rows:
+        if row.status == ReviewStatus.REJECTED:
+            per_character[row.character_id].update(terms_for_image(row))
+    for character_id in sorted(per_character):
+        learned_negatives_remove(character_id=character_id, terms=per_character[character_id])
+
+
+def _teach_feedback(rows: Iterable[DatasetImage], categories: list[str]) -> None:
+    per_character: dict[int, Counter[str]] = defaultdict(Counter)
+    for row in rows:
+        per_character[row.character_id].update(terms_for_image(row, categories))
+    for character_id in sorted(per_character):
+        learned_negatives_add(character_id=character_id, terms=per_character[character_id])
+
+
+def validate_rejection(*, categories: list[str], note: str = "") -> list[str]:
+    """The categories, sorted and de-duplicated; ValidationError when the rejection is not valid."""
+    if not categories:
+        raise ValidationError({"categories": "choose at least one rejection category"})
+    unknown = set(categories) - set(RejectionCategory.values)
+    if unknown:
+        raise ValidationError({"categories": f"unknown categories: {', '.join(sorted(unknown))}"})
+    if RejectionCategory.OTHER in categories and not note.strip():
+        raise ValidationError({"note": "'other' needs a note saying what is wrong"})
+    return sorted(set(categories))
+
+
 @transaction.atomic
 def dataset_images_approve(*, image_ids: Iterable[int], reviewer: AbstractBaseUser | None) -> int:
-    return DatasetImage.objects.filter(pk__in=list(image_ids)).update(
+    """Approve; an earlier rejection is withdrawn (its learned terms taken back). Approval teaches nothing."""
+    rows = _review_rows(image_ids)
+    _withdraw_feedback(rows)
+    return DatasetImage.objects.filter(pk__in=[r.pk for r in rows]).update(
         status=ReviewStatus.APPROVED,
         rejection_categories=[],
         rejection_note="",
@@ -36,17 +83,16 @@ def dataset_images_approve(*, image_ids: Iterable[int], reviewer: AbstractBaseUs
 def dataset_images_reject(
     *, image_ids: Iterable[int], categories: list[str], reviewer: AbstractBaseUser | None, note: str = ""
 ) -> int:
-    if not categories:
-        raise ValidationError({"categories": "choose at least one rejection category"})
-    unknown = set(categories) - set(RejectionCategory.values)
-    if unknown:
-        raise ValidationError({"categories": f"unknown categories: {', '.join(sorted(unknown))}"})
-    if RejectionCategory.OTHER in categories and not note.strip():
-        raise ValidationError({"note": "'other' needs a note saying what is wrong"})
-    return DatasetImage.objects.filter(pk__in=list(image_ids)).update(
+    """Reject with categories; each image adds its categories' terms (weight 1 each) to its
+    character's learned negatives. Re-rejecting an image replaces what its earlier rejection taught."""
+    categories = validate_rejection(categories=categories, note=note)
+    rows = _review_rows(image_ids)
+    _withdraw_feedback(rows)
+    _teach_feedback(rows, categories)
+    return DatasetImage.objects.filter(pk__in=[r.pk for r in rows]).update(
         status=ReviewStatus.REJECTED,
-        rejection_categories=sorted(set(categories)),
-        rejection_note=note,
+        rejection_categories=categories,
+        rejection_note=note.strip(),
         reviewed_by=reviewer,
         reviewed_at=timezone.now(),
     )
@@ -54,10 +100,52 @@ def dataset_images_reject(
 
 @transaction.atomic
 def dataset_images_reset(*, image_ids: Iterable[int]) -> int:
-    """Back to pending (undo)."""
-    return DatasetImage.objects.filter(pk__in=list(image_ids)).update(
+    """Back to pending (undo); a rejection's learned terms are taken back."""
+    rows = _review_rows(image_ids)
+    _withdraw_feedback(rows)
+    return DatasetImage.objects.filter(pk__in=[r.pk for r in rows]).update(
         status=ReviewStatus.PENDING, rejection_categories=[], rejection_note="", reviewed_by=None, reviewed_at=None
     )
+
+
+@transaction.atomic
+def dataset_image_restore(*, image_id: int, state: dict[str, Any]) -> DatasetImage:
+    """Put an image back in a recorded review state (the review page's undo).
+
+    ``state`` is what :func:`review_state` returned before the action. The current rejection's
+    terms are taken back and the restored rejection's terms taught again, so the learned negatives
+    end exactly where they were.
+    """
+    rows = _review_rows([image_id])
+    if not rows:
+        raise CurationError("that image no longer exists")
+    row = rows[0]
+    status = state.get("status")
+    if status not in ReviewStatus.values:
+        raise CurationError(f"cannot restore an unknown status {status!r}")
+    categories = list(state.get("categories") or [])
+    _withdraw_feedback([row])
+    if status == ReviewStatus.REJECTED:
+        _teach_feedback([row], categories)
+    reviewed_at = state.get("reviewed_at")
+    row.status = status
+    row.rejection_categories = categories
+    row.rejection_note = state.get("note") or ""
+    row.reviewed_by_id = state.get("reviewed_by")
+    row.reviewed_at = datetime.fromisoformat(reviewed_at) if reviewed_at else None
+    row.save(update_fields=["status", "rejection_categories", "rejection_note", "reviewed_by", "reviewed_at"])
+    return row
+
+
+def review_state(image: DatasetImage) -> dict[str, Any]:
+    """The review fields of ``image`` as JSON (kept in the session for undo)."""
+    return {
+        "status": image.status,
+        "categories": list(image.rejection_categories or []),
+        "note": image.rejection_note,
+        "reviewed_by": image.reviewed_by_id,
+        "reviewed_at": image.reviewed_at.isoformat() if image.reviewed_at else None,
+    }
 
 
 def dataset_image_add_from_asset(*, asset: Asset, character: Character, user: AbstractBaseUser | None) -> DatasetImage:

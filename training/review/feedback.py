@@ -1,0 +1,137 @@
+"""Feedback into prompts: what a rejection teaches the character's negative prompt.
+
+Each rejection category stands for negative-prompt terms. A rejected image adds 1 to the weight of
+each of its terms in ``Character.learned_negatives`` (term → weight), so a weight counts how many
+currently rejected images asked for it; generation's resolve appends the heaviest terms to every
+prompt for that character. Withdrawing a rejection (undo, back to pending, approve) subtracts
+exactly what it added; a term whose weight reaches 0 is dropped.
+
+"duplicate" and "other" teach nothing: a duplicate is not a visual defect, and the note of "other"
+is free text meant for a person, not a prompt. "wrong character" teaches the *other* character's
+trigger word when the classifier named one (so the prompt steers away from it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from django.db import transaction
+
+from characters.models import Character
+from training.models import DatasetImage, RejectionCategory
+
+CATEGORY_TERMS: dict[str, tuple[str, ...]] = {
+    RejectionCategory.WRONG_CHARACTER: (),  # the other character's trigger word, see terms_for_image
+    RejectionCategory.OFF_MODEL_COLOURS: ("wrong hair colour", "wrong eye colour", "off-model colours"),
+    RejectionCategory.BAD_ANATOMY: ("bad anatomy", "bad hands", "extra fingers", "missing fingers"),
+    RejectionCategory.WRONG_OUTFIT: ("wrong outfit", "wrong clothes", "inconsistent clothing"),
+    RejectionCategory.LOW_QUALITY: ("low quality", "worst quality", "blurry", "out of focus"),
+    RejectionCategory.ARTIFACTS: ("artifacts", "jpeg artifacts", "glitch", "distorted"),
+    RejectionCategory.DUPLICATE: (),
+    RejectionCategory.STYLE_MISMATCH: ("3d", "realistic", "photorealistic", "western cartoon"),
+    RejectionCategory.OTHER: (),
+}
+
+MAX_TERM_LENGTH = 80
+
+
+def terms_for(
+    categories: Iterable[str], *, other_character: Character | None = None, character: Character | None = None
+) -> Counter[str]:
+    """The terms (with their weight) one rejection with ``categories`` adds to ``character``."""
+    added: Counter[str] = Counter()
+    for category in sorted(set(categories)):
+        for term in CATEGORY_TERMS.get(category, ()):
+            added[term] = 1
+        if (
+            category == RejectionCategory.WRONG_CHARACTER
+            and other_character is not None
+            and (character is None or other_character.pk != character.pk)
+            and other_character.trigger_word.strip()
+        ):
+            added[other_character.trigger_word.strip()] = 1
+    return added
+
+
+def terms_for_image(image: DatasetImage, categories: Iterable[str] | None = None) -> Counter[str]:
+    """What rejecting ``image`` (with its stored categories, unless given) teaches its character."""
+    return terms_for(
+        image.rejection_categories if categories is None else categories,
+        other_character=image.classified_character,
+        character=image.character,
+    )
+
+
+def _apply(character_id: int, delta: Mapping[str, int], sign: int) -> dict[str, int | float]:
+    """Add (sign=+1) or remove (-1) ``delta`` under the character's row lock; returns the new mapping."""
+    if not delta:
+        return {}
+    locked = Character.objects.select_for_update().get(pk=character_id)
+    learned = dict(locked.learned_negatives) if isinstance(locked.learned_negatives, dict) else {}
+    for term, weight in delta.items():
+        current = learned.get(term, 0)
+        if not isinstance(current, int | float) or isinstance(current, bool):
+            current = 0
+        value = current + sign * weight
+        if value > 0:
+            learned[term] = int(value) if float(value).is_integer() else value
+        else:
+            learned.pop(term, None)
+    locked.learned_negatives = learned
+    locked.save(update_fields=["learned_negatives", "updated_at"])
+    return learned
+
+
+@transaction.atomic
+def learned_negatives_add(*, character_id: int, terms: Mapping[str, int]) -> dict[str, int | float]:
+    return _apply(character_id, terms, +1)
+
+
+@transaction.atomic
+def learned_negatives_remove(*, character_id: int, terms: Mapping[str, int]) -> dict[str, int | float]:
+    """Remove exactly ``terms``' weights (never below zero; a term at zero is dropped)."""
+    return _apply(character_id, terms, -1)
+
+
+class LearnedNegativesError(ValueError):
+    """The edited terms are not a valid term → weight list."""
+
+
+def parse_learned_negatives(text: str) -> dict[str, int | float]:
+    """Parse the character page's editor: one ``term: weight`` per line (weight optional, default 1).
+
+    A weight of 0 removes the term. Raises :class:`LearnedNegativesError` naming the bad line.
+    """
+    parsed: dict[str, int | float] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        term, sep, raw_weight = line.rpartition(":")
+        if not sep:
+            term, raw_weight = line, "1"
+        term = " ".join(term.split())
+        if not term:
+            raise LearnedNegativesError(f"line {n}: a term is missing before the colon")
+        if "," in term:
+            raise LearnedNegativesError(f"line {n}: one term per line (no commas): {term!r}")
+        if len(term) > MAX_TERM_LENGTH:
+            raise LearnedNegativesError(f"line {n}: a term is at most {MAX_TERM_LENGTH} characters")
+        try:
+            weight = float(raw_weight.strip())
+        except ValueError:
+            raise LearnedNegativesError(f"line {n}: the weight must be a number, not {raw_weight.strip()!r}") from None
+        if weight < 0 or weight != weight or weight > 1_000_000:
+            raise LearnedNegativesError(f"line {n}: the weight must be between 0 and 1000000")
+        if weight > 0:
+            parsed[term] = int(weight) if weight.is_integer() else weight
+    return parsed
+
+
+def format_learned_negatives(learned: object) -> str:
+    """The editor's text: heaviest first, one ``term: weight`` per line."""
+    if not isinstance(learned, dict):
+        return ""
+    rows = [(t, w) for t, w in learned.items() if isinstance(w, int | float) and not isinstance(w, bool)]
+    rows.sort(key=lambda row: (-row[1], row[0]))
+    return "\n".join(f"{term}: {weight:g}" for term, weight in rows)
