@@ -71,7 +71,15 @@ def character_create_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render_page(request, "characters/create.html", None, context, status=400 if form.errors else 200)
 
 
+def _learned_negatives(character: Character) -> list[tuple[str, Any]]:
+    """Curation's learned negative terms, heaviest first (the order resolution appends them in)."""
+    learned = character.learned_negatives if isinstance(character.learned_negatives, dict) else {}
+    rows = [(t, w) for t, w in learned.items() if isinstance(w, int | float) and not isinstance(w, bool)]
+    return sorted(rows, key=lambda row: (-row[1], row[0]))
+
+
 def _detail_context(request: HttpRequest, character: Character, **forms: Any) -> dict[str, Any]:
+    learned = _learned_negatives(character)
     return {
         "section": "characters",
         "character": character,
@@ -84,6 +92,8 @@ def _detail_context(request: HttpRequest, character: Character, **forms: Any) ->
         "references": list(character.references.all()[:48]),
         "versions": list(character.versions.all()),
         "variations": list(character.variations.all()),
+        "learned_negatives": learned,
+        "learned_negatives_text": "\n".join(f"{term}: {weight:g}" for term, weight in learned),
     }
 
 
