@@ -1,5 +1,12 @@
+"""Ingestion: uploads, zip archives, videos, URLs (yt-dlp) and ComfyUI output folders → dataset images."""
+
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from training.ingest import views
+
+urlpatterns = [
+    path("ingest/", views.ingest, name="ingest"),
+    path("ingest/<int:pk>/", views.ingest_batch, name="ingest-batch"),
+]

@@ -1,0 +1,77 @@
+"""Ingest pages: start a batch (editors), follow one (progress polled by HTMX), the recent batches."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_GET, require_http_methods
+
+from projects.selectors import project_get_for_user
+from tower.views import form_add_service_errors, page_login_required, paginate, render_page
+from training.ingest.forms import IngestForm
+from training.ingest.selectors import batch_get_for_user, batches_visible_to
+from training.ingest.services import IngestError, ingest_batch_start
+from training.models import DatasetImage, IngestStatus
+
+
+@page_login_required
+@require_http_methods(["GET", "POST"])
+def ingest(request: HttpRequest) -> HttpResponse:
+    """GET the form and the recent batches; POST starts a batch (edit rights on the project)."""
+    form = IngestForm(request.POST or None, request.FILES or None, user=request.user)
+    if request.method == "POST":
+        # Access first: an outsider naming a project gets 404 and a viewer 403, whatever else is wrong.
+        project = project_get_for_user(user=request.user, pk=request.POST.get("project") or 0, write=True)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                batch = ingest_batch_start(
+                    project=project,
+                    user=request.user,
+                    character=data["character"],
+                    uploads=data["files"],
+                    url=data["url"] or "",
+                    folder_root=data["folder"] or "",
+                    subfolder=data["subfolder"] or "",
+                    frames_per_shot=data["frames_per_shot"],
+                    playlist=data["playlist"],
+                )
+            except IngestError as exc:
+                form_add_service_errors(form, exc)
+            else:
+                messages.success(request, f"Ingest #{batch.pk} queued.")
+                return redirect("ingest-batch", pk=batch.pk)
+    else:
+        project_id = request.GET.get("project", "")
+        if project_id.isdigit():
+            form.initial["project"] = int(project_id)
+        character_id = request.GET.get("character", "")
+        if character_id.isdigit():
+            form.initial["character"] = int(character_id)
+    context = {
+        "section": "ingest",
+        "form": form,
+        "page_obj": paginate(request, batches_visible_to(request.user)),
+    }
+    return render_page(request, "training/ingest/ingest.html", None, context, status=400 if form.errors else 200)
+
+
+@page_login_required
+@require_GET
+def ingest_batch(request: HttpRequest, pk: int) -> HttpResponse:
+    """The batch's stage, progress and report; the HTMX poll asks for the live fragment only."""
+    batch = batch_get_for_user(user=request.user, pk=pk)
+    running = batch.status in (IngestStatus.QUEUED, IngestStatus.RUNNING)
+    percent = None
+    if batch.progress_total:
+        percent = min(100, round(100 * batch.progress_done / batch.progress_total))
+    context = {
+        "section": "ingest",
+        "batch": batch,
+        "running": running,
+        "percent": percent,
+        "report": batch.report or {},
+        "images": list(DatasetImage.objects.filter(ingest_batch=batch).select_related("character")[:48]),
+    }
+    return render_page(request, "training/ingest/batch.html", "training/ingest/_batch_live.html", context)
