@@ -12,7 +12,8 @@ character negative, the character's learned negatives (heaviest first, at most
 
 LoRAs: the style's list (or ``overrides["loras"]``, which replaces it) followed by
 ``extra_loras``. The character's trained LoRA lives in ``training``, which generation may not
-import; the caller looks it up and passes it in ``extra_loras``.
+import: when ``extra_loras`` is None, the function named by ``settings.TOWER_CHARACTER_LORAS``
+(``training.selectors.character_active_loras``) supplies the character's active LoRA.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 from characters.models import Character, CharacterVersion, Variation
 from generation.workflow import ParameterError, coerce_parameter
@@ -182,6 +186,12 @@ def _check_belongs(
     return character
 
 
+def _character_loras(character: Character) -> list[dict[str, Any]]:
+    """The character's own LoRAs, from the function ``settings.TOWER_CHARACTER_LORAS`` names (empty = none)."""
+    path = getattr(settings, "TOWER_CHARACTER_LORAS", "")
+    return list(import_string(path)(character)) if path else []
+
+
 def resolve_job_parameters(
     *,
     project: Project,
@@ -212,11 +222,13 @@ def resolve_job_parameters(
             f"unknown override(s): {', '.join(unknown)}{hint}; allowed: {', '.join(sorted(ALLOWED_OVERRIDES))}"
         )
     applied = {name: _validate_override(name, value) for name, value in overrides.items()}
+    character = _check_belongs(project, character, version, variation, scene)
+    if extra_loras is None and character is not None:
+        extra_loras = _character_loras(character)
     try:
         extra = coerce_parameter("loras", list(extra_loras or []))
     except ParameterError as exc:
         raise ResolveError(f"extra {exc}") from exc
-    character = _check_belongs(project, character, version, variation, scene)
     try:
         style: GenerationStyle = project.style
     except GenerationStyle.DoesNotExist as exc:

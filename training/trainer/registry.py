@@ -22,6 +22,7 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
+from projects.models import GenerationStyle
 from projects.services import style_update
 from training.models import LoraModel, TrainingJob
 
@@ -160,12 +161,14 @@ def lora_deactivate(*, lora: LoraModel) -> LoraModel:
     return lora
 
 
+@transaction.atomic
 def lora_add_to_style(*, lora: LoraModel, strength: float | None = None) -> list[dict[str, Any]]:
     """List ``lora`` in its project's style (replacing an entry of the same name); the new list."""
     strength = lora.default_strength if strength is None else strength
     if isinstance(strength, bool) or not isinstance(strength, int | float) or not -5 <= strength <= 5:
         raise RegistryError(f"strength must be a number between -5 and 5, not {strength!r}")
-    style = lora.project.style
+    # Fresh and locked: the list is read, changed and written back.
+    style = GenerationStyle.objects.select_for_update().get(project_id=lora.project_id)
     loras = [
         dict(item) for item in (style.loras or []) if not (isinstance(item, dict) and item.get("name") == lora.name)
     ]
@@ -177,6 +180,7 @@ def lora_add_to_style(*, lora: LoraModel, strength: float | None = None) -> list
 
 
 def lora_remove_from_style(*, lora: LoraModel) -> list[dict[str, Any]]:
-    style = lora.project.style
+    # Fresh and locked: the list is read, changed and written back.
+    style = GenerationStyle.objects.select_for_update().get(project_id=lora.project_id)
     loras = [item for item in (style.loras or []) if not (isinstance(item, dict) and item.get("name") == lora.name)]
     return style_update(project=lora.project, loras=loras).loras
