@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter, helpers
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -15,7 +15,8 @@ from django.utils.html import format_html
 from generation.models import Asset, Job
 from tower.admin import PREVIEW_PX, ProjectScopedAdmin, admin_link, pretty_json, thumbnail
 from training.models import DatasetImage, IngestBatch, LoraModel, RejectionCategory, TrainingJob
-from training.services import dataset_images_approve, dataset_images_reject, dataset_images_reset
+from training.review.services import dataset_image_promote, dataset_image_regenerate
+from training.services import CurationError, dataset_images_approve, dataset_images_reject, dataset_images_reset
 
 REJECT_PREVIEW_LIMIT = 24
 CATEGORY_LABELS = dict(RejectionCategory.choices)
@@ -37,6 +38,25 @@ class RejectionCategoryFilter(admin.SimpleListFilter):
         return queryset.filter(rejection_categories__icontains=f'"{value}"')
 
 
+class ClassificationFilter(admin.SimpleListFilter):
+    """Where the classifier disagrees with the character an image was filed under: the likeliest mistakes."""
+
+    title = "classification"
+    parameter_name = "classified"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("disagrees", "Disagrees with the character"), ("agrees", "Agrees"), ("none", "Not classified")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[DatasetImage]) -> QuerySet[DatasetImage]:
+        if self.value() == "disagrees":
+            return queryset.filter(classified_character__isnull=False).exclude(classified_character=F("character"))
+        if self.value() == "agrees":
+            return queryset.filter(classified_character=F("character"))
+        if self.value() == "none":
+            return queryset.filter(classified_character__isnull=True)
+        return queryset
+
+
 class RejectForm(forms.Form):
     """The rules (at least one category, a note with "other") are the service's; see the action."""
 
@@ -47,6 +67,11 @@ class RejectForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         required=False,
         help_text="What is wrong; required with “Other”.",
+    )
+    regenerate = forms.BooleanField(
+        required=False,
+        label="Regenerate with the refined prompt",
+        help_text="For images Tower generated: queue the job again with the new learned negatives (bounded).",
     )
 
 
@@ -71,6 +96,7 @@ class DatasetImageAdmin(ProjectScopedAdmin):
     list_filter = [
         "status",
         RejectionCategoryFilter,
+        ClassificationFilter,
         "source",
         ("character__project", RelatedOnlyFieldListFilter),
         ("character", RelatedOnlyFieldListFilter),
@@ -79,7 +105,7 @@ class DatasetImageAdmin(ProjectScopedAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     autocomplete_fields = ["character"]
-    actions = ["approve", "reject", "reset_to_pending"]
+    actions = ["approve", "reject", "reset_to_pending", "promote_to_references", "regenerate"]
     fieldsets = [
         (None, {"fields": ["preview", "character", "caption"]}),
         (
@@ -189,6 +215,8 @@ class DatasetImageAdmin(ProjectScopedAdmin):
                     labels = ", ".join(CATEGORY_LABELS[c] for c in form.cleaned_data["categories"])
                     self.message_user(request, f"{count} image(s) rejected ({labels}).", messages.SUCCESS)
                     self.report_skipped(request, skipped)
+                    if form.cleaned_data["regenerate"]:
+                        self._regenerate(request, ids)
                     return None
         else:
             form = RejectForm()
@@ -208,6 +236,44 @@ class DatasetImageAdmin(ProjectScopedAdmin):
             "media": self.media + form.media,
         }
         return TemplateResponse(request, "admin/training/datasetimage/reject_confirmation.html", context)
+
+    def _regenerate(self, request: HttpRequest, ids: list[int]) -> None:
+        queued, refused = [], []
+        images = DatasetImage.objects.filter(pk__in=ids).order_by("pk")
+        for image in images:
+            try:
+                child = dataset_image_regenerate(image=image, user=request.user)
+            except CurationError as exc:
+                refused.append(f"#{image.pk}: {exc}")
+            else:
+                queued.append(f"#{image.pk} → job {child.pk}")
+        if queued:
+            self.message_user(request, f"Regenerating with the refined prompt: {', '.join(queued)}.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Not regenerated: {'; '.join(refused)}.", messages.WARNING)
+
+    @admin.action(description="Regenerate the selected rejected images with the refined prompt", permissions=["change"])
+    def regenerate(self, request: HttpRequest, queryset: QuerySet[DatasetImage]) -> None:
+        ids, skipped = self.writable_ids(request, queryset)
+        self._regenerate(request, ids)
+        self.report_skipped(request, skipped)
+
+    @admin.action(description="Promote the selected images to their character's references", permissions=["change"])
+    def promote_to_references(self, request: HttpRequest, queryset: QuerySet[DatasetImage]) -> None:
+        """Pending images are approved on the way; rejected ones and duplicates are refused, each named."""
+        ids, skipped = self.writable_ids(request, queryset)
+        promoted, refused = 0, []
+        for image in DatasetImage.objects.filter(pk__in=ids).order_by("pk"):
+            try:
+                dataset_image_promote(image=image, reviewer=request.user)
+            except CurationError as exc:
+                refused.append(f"#{image.pk}: {exc}")
+            else:
+                promoted += 1
+        self.message_user(request, f"{promoted} image(s) promoted to references.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Not promoted: {'; '.join(refused)}.", messages.WARNING)
+        self.report_skipped(request, skipped)
 
 
 # --- Training and LoRAs --------------------------------------------------------------------------
