@@ -27,7 +27,8 @@ def phash_int(value: str) -> int | None:
 @dataclass(frozen=True)
 class Match:
     ref: Any  # what the caller registered: a DatasetImage id, or a label of an image in this batch
-    distance: int  # 0 for the same SHA-256
+    distance: int  # Hamming distance of the pHashes (0 for the same bytes)
+    exact: bool = False  # the same bytes (SHA-256)
 
 
 class PhashIndex:
@@ -56,7 +57,7 @@ class PhashIndex:
     def find(self, *, phash: int | None, sha256: str) -> Match | None:
         """The closest registered image within ``max_distance``, the exact same bytes first."""
         if sha256 and sha256 in self._sha:
-            return Match(ref=self._sha[sha256], distance=0)
+            return Match(ref=self._sha[sha256], distance=0, exact=True)
         n = len(self._refs)
         if phash is None or n == 0:
             return None

@@ -208,7 +208,7 @@ class Ingestor:
         if match is None:
             return False
         self.report.duplicate += 1
-        what = "the same file as" if match.distance == 0 else f"a near-duplicate (distance {match.distance}) of"
+        what = "the same file as" if match.exact else f"a near-duplicate (distance {match.distance}) of"
         other = f"dataset image #{match.ref}" if where == "dataset" else f"{match.ref} in this batch"
         self.report.note(f"{candidate.label}: {what} {other}")
         return True
