@@ -43,7 +43,11 @@ def training_readiness(character: Character) -> Readiness:
 
 
 def approved_dataset(character: Character) -> QuerySet[DatasetImage]:
-    return DatasetImage.objects.filter(character=character, status=ReviewStatus.APPROVED).order_by("pk")
+    return (
+        DatasetImage.objects.filter(character=character, status=ReviewStatus.APPROVED)
+        .select_related("character")
+        .order_by("pk")
+    )
 
 
 def training_jobs_visible_to(user: AnyUser) -> QuerySet[TrainingJob]:

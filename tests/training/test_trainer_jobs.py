@@ -191,3 +191,13 @@ def test_dispatch_task_runs_the_queue_in_order(
     assert tasks.training_dispatch() == "nothing to run"
     names = list(LoraModel.objects.order_by("pk").values_list("name", flat=True))
     assert names == [f"kai-lora-{first.pk}.safetensors", f"kai-lora-{second.pk}.safetensors"]
+
+
+def test_captions_carry_the_trigger_word_once_and_first(ready_character, owner, enqueued, trainer):
+    from training.models import DatasetImage
+
+    DatasetImage.objects.filter(character=ready_character).update(caption="1boy, kaiSTY, smiling")
+    job = training_job_create(character=ready_character, user=owner, options={})
+    assert {row["caption"] for row in job.dataset_snapshot} == {"kaiSTY, 1boy, smiling"}
+    renamed = training_job_create(character=ready_character, user=owner, options={"trigger_word": "kaiV2"})
+    assert {row["caption"].split(", ")[0] for row in renamed.dataset_snapshot} == {"kaiV2"}

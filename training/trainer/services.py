@@ -22,6 +22,7 @@ from django.utils.text import slugify
 
 from characters.models import Character
 from generation.engine.identity import owner_is_dead
+from training.llm.captions import caption_with_trigger, training_caption
 from training.models import DatasetImage, TrainingJob, TrainingStatus
 from training.selectors import approved_dataset, training_readiness
 from training.trainer.config import ConfigError, build_config
@@ -44,21 +45,10 @@ class TrainingError(Exception):
 
 
 def _caption_for(image: DatasetImage, trigger_word: str) -> str:
-    """The image's training caption, trigger word first (the caption module's when it exists)."""
-    try:
-        from training.llm.caption import training_caption
-    except ImportError:
-        text = image.caption
-    else:
-        text = training_caption(image)
-    return caption_with_trigger(text, trigger_word)
-
-
-def caption_with_trigger(caption: str, trigger_word: str) -> str:
-    """``trigger, tag, tag…`` with the trigger word exactly once, first."""
-    tags = [t.strip() for t in caption.replace("\n", ",").split(",")]
-    rest = [t for t in tags if t and t.lower() != trigger_word.lower()]
-    return ", ".join([trigger_word, *rest])
+    """The image's kohya caption, trigger word first (the job's trigger word may differ from the character's)."""
+    if trigger_word == image.character.trigger_word:
+        return training_caption(image)
+    return caption_with_trigger(image.caption, trigger_word)
 
 
 def work_dir_for(job_id: int) -> Path:
