@@ -133,6 +133,16 @@ def test_missing_weights_are_named_with_the_command_that_fetches_them(settings, 
     assert "buffalo_l" in result.note and "python manage.py fetch_models buffalo_l" in result.note
 
 
+def test_anime_projects_name_the_missing_clip_weights(settings, project, cast, no_weights):
+    settings.TOWER_LLM_BASE_URL = ""
+    for character, colour in zip(cast, (PINK, SKY), strict=True):
+        add_reference(character, png(colour, size=128, square=48))
+    result = classify_image(project=project, data=png(PINK, size=128, square=48))
+    assert result.character_id is None and result.method == ""
+    assert "no LLM configured" in result.note
+    assert "clip-vit-l-14" in result.note and "run: python manage.py fetch_models clip-vit-l-14" in result.note
+
+
 def test_a_server_error_falls_back_to_embedding_similarity(fake_llm, project, cast, models):
     """The LLM fails (500); the quality engine's embeddings against the references decide."""
     project.art_kind = "photoreal"  # the tiny face detector sees bright squares as faces

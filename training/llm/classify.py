@@ -27,7 +27,16 @@ import numpy as np
 
 from characters.models import Character
 from projects.models import Project
-from quality.metrics import MetricInputError, Status, WeightsMissing, embed_faces, load_frames
+from quality import weights
+from quality.metrics import (
+    MetricInputError,
+    MetricModels,
+    Status,
+    WeightsMissing,
+    embed_faces,
+    embedding_model_id,
+    load_frames,
+)
 from quality.services import common
 from quality.services.references import character_embed_references
 from training.llm.client import LLMClient, LLMError, LLMUnavailable, parse_json_answer
@@ -134,6 +143,10 @@ class Classifier:
         if self._references is None:
             self._references = {}
             models = common.metric_models()
+            missing = _missing_weights(self.project.art_kind, models)
+            if missing:
+                self._reference_problem = missing
+                return self._references
             problems = []
             for character in self.candidates:
                 embedded = character_embed_references(character=character, models=models)
@@ -194,6 +207,20 @@ def _confidence(value: Any) -> float:
     if not 0 <= value <= 1:
         raise LLMError(f"the confidence should be from 0 to 1, got {value!r}")
     return float(value)
+
+
+def _missing_weights(art_kind: str, models: MetricModels) -> str:
+    """Which embedding model this art kind needs and is not on disk, with the command that fetches it."""
+    try:
+        model_id = embedding_model_id(art_kind, models)  # type: ignore[arg-type]
+    except MetricInputError as exc:
+        return str(exc)
+    status = weights.model_status(model_id, models.root, verify=False)
+    if status.usable:
+        return ""
+    return (
+        f"character similarity needs the {model_id} weights ({status.detail}); run: {weights.fetch_command(model_id)}"
+    )
 
 
 def _unavailable_note(model_id: str, details: dict[str, Any], fix: str) -> str:
