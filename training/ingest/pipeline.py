@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from characters.models import Character
 from tower.uploads import UploadError
@@ -190,14 +190,15 @@ class Ingestor:
                 return
         try:
             image = self._store(candidate, result, character, verdict)
-        except ValidationError as exc:
+        except (ValidationError, IntegrityError) as exc:
             # Another batch (or the gallery) added the same bytes meanwhile: the unique constraint says so.
             if DatasetImage.objects.filter(character=character, sha256=checked.sha256).exists():
                 report.duplicate += 1
                 report.note(f"{candidate.label}: already in {character.name}'s dataset")
             else:
                 report.unreadable += 1
-                report.note(f"{candidate.label}: refused ({'; '.join(exc.messages)})")
+                detail = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+                report.note(f"{candidate.label}: refused ({detail})")
             return
         self.batch_index.add(phash=result.phash, sha256=checked.sha256, ref=candidate.label)
         self._index(character.pk).add(phash=result.phash, sha256=checked.sha256, ref=image.pk)
@@ -252,7 +253,9 @@ class Ingestor:
                 image.image.save(checked.storage_name(), ContentFile(checked.data), save=False)
                 stored.append(image.image.name)
                 stored.append(storage.save(thumbnail_name(image.image.name), ContentFile(result.thumbnail)))
-                image.full_clean(exclude=["image"])
+                # Constraints are left to the database: validating them here costs four queries an image,
+                # and the one that can fail (the same bytes twice) is caught as an IntegrityError.
+                image.full_clean(exclude=["image"], validate_constraints=False)
                 image.save()
         except BaseException:
             for name in stored:
