@@ -10,6 +10,7 @@ from django.urls import reverse
 from tests.factories import CharacterFactory, make_project
 from tests.training.test_ingest import FakeClassifier, png, texture
 from training.ingest import services, tasks
+from training.ingest.pipeline import thumbnail_name
 from training.models import DatasetImage, IngestBatch, IngestStatus
 
 
@@ -71,6 +72,8 @@ def test_editor_starts_a_batch_and_follows_it_to_the_report(
     assert done.status_code == 200 and "<html" not in done.text  # the fragment only
     assert "every 1s" not in done.text  # polling stops
     assert 'data-count="added">1<' in done.text and "Succeeded" in done.text
+    image = DatasetImage.objects.get()
+    assert f'src="/media/{thumbnail_name(image.image.name)}"' in done.text  # the thumbnail, not the full image
     assert f'href="{response.url}"' in client.get(reverse("ingest")).text  # in the recent batches
 
 

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from projects.selectors import project_get_for_user
 from tower.views import form_add_service_errors, page_login_required, paginate, render_page
 from training.ingest.forms import IngestForm
+from training.ingest.pipeline import thumbnail_name
 from training.ingest.selectors import batch_get_for_user, batches_visible_to
 from training.ingest.services import IngestError, ingest_batch_start
 from training.models import DatasetImage, IngestStatus
@@ -72,6 +73,9 @@ def ingest_batch(request: HttpRequest, pk: int) -> HttpResponse:
         "running": running,
         "percent": percent,
         "report": batch.report or {},
-        "images": list(DatasetImage.objects.filter(ingest_batch=batch).select_related("character")[:48]),
+        "images": [
+            (image, image.image.storage.url(thumbnail_name(image.image.name)))
+            for image in DatasetImage.objects.filter(ingest_batch=batch).select_related("character")[:48]
+        ],
     }
     return render_page(request, "training/ingest/batch.html", "training/ingest/_batch_live.html", context)
