@@ -8,12 +8,14 @@ page consumer turns them into HTML fragments. Progress is throttled per job (at 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
@@ -46,14 +48,48 @@ async def _send_all(layer: Any, groups: list[str], message: dict[str, Any]) -> N
         await layer.group_send(group, message)
 
 
+SEND_TIMEOUT = 10.0  # seconds one send may take before it is given up (and logged)
+
+
+class _Sender:
+    """One event loop thread per process that sends every event.
+
+    The Redis channel layer keeps a connection pool per event loop; ``async_to_sync`` made a new
+    loop, and so a new Redis connection, for every event (a fifth of a job's CPU time in the
+    worker, bench/engine.py). A long-lived loop keeps one. Created lazily per process id, since
+    django-q forks its workers.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="tower-events", daemon=True)
+        self.thread.start()
+
+    def submit(self, coro: Any) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+
+_sender: _Sender | None = None
+_sender_lock = threading.Lock()
+
+
+def _get_sender() -> _Sender:
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender.pid != os.getpid():
+            _sender = _Sender()
+        return _sender
+
+
 def _send_now(groups: list[str], event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:  # pragma: no cover - settings always define one
         return
     message = {"type": CHANNEL_MESSAGE_TYPE, "event": event}
     try:
-        # One event loop (and Redis connection) for all groups: each async_to_sync call makes its own.
-        async_to_sync(_send_all)(layer, groups, message)
+        # Waits for the send: events keep their order, and a task's events are out when it returns.
+        _get_sender().submit(_send_all(layer, groups, message)).result(timeout=SEND_TIMEOUT)
     except Exception:  # a dead broker must not fail the job; pages re-read the DB on reconnect
         logger.warning("could not send %s to %s", event.get("type"), ", ".join(groups), exc_info=True)
 

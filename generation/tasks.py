@@ -8,13 +8,15 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.tasks import async_task as _async_task
 
-from generation.engine.driver import drive
+from generation.engine.driver import comfy_client, drive
 from generation.engine.identity import owner_is_dead, worker_name
+from generation.engine.session import Session
 from generation.services import execution
 from generation.services.reconcile import dispatch, reconcile
 
@@ -41,15 +43,47 @@ def enqueue_adopt(job_id: int) -> None:
 
 
 def job_run(job_id: int) -> str:
-    """Claim a queued job and drive it; a job already taken (re-delivered task) is left alone."""
+    """Claim a queued job and drive it; a job already taken (re-delivered task) is left alone.
+
+    While it has room, the task also claims and drives further queued jobs (a session, see
+    generation/engine/session.py); it returns the outcome of the job it was given.
+    """
     worker = worker_name()
-    claim = execution.job_claim(job_id=job_id, worker=worker)
+    client_id = execution.new_client_id()
+    claim = execution.job_claim(job_id=job_id, worker=worker, client_id=client_id)
     if claim is None:
         return "not claimed"
     try:
-        return asyncio.run(drive(claim, worker=worker))
+        if settings.TOWER_ENGINE_SESSION_JOBS <= 1:
+            return asyncio.run(drive(claim, worker=worker))
+        return asyncio.run(_session(claim, worker=worker, client_id=client_id))
     finally:
         dispatch(enqueue=enqueue_run, limit=1)
+
+
+async def _session(first: execution.Claim, *, worker: str, client_id: str) -> str:
+    claim_next = sync_to_async(execution.job_claim_next, thread_sensitive=True)
+
+    async def next_claim(client_id: str) -> execution.Claim | None:
+        return await claim_next(worker=worker, client_id=client_id)
+
+    async def drive_one(claim: execution.Claim, connection: Any) -> str:
+        return await drive(claim, worker=worker, connection=connection)
+
+    session = Session(
+        connect=lambda url, cid: comfy_client(url, client_id=cid),
+        claim_next=next_claim,
+        drive=drive_one,
+        concurrency=settings.TOWER_ENGINE_SESSION_CONCURRENCY,
+        max_jobs=settings.TOWER_ENGINE_SESSION_JOBS,
+        # Stop taking work well before django-q's timeout would kill the task mid-job.
+        max_seconds=min(600.0, settings.Q_CLUSTER["timeout"] / 4),
+        client_id=client_id,
+    )
+    outcomes = await session.run(first)
+    if len(outcomes) > 1:
+        logger.info("session %s drove %d jobs", client_id, len(outcomes))
+    return outcomes[first.job_id]
 
 
 def job_adopt(job_id: int) -> str:

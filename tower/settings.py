@@ -197,6 +197,11 @@ COMFYUI_VRAM_HOLD = env_float("COMFYUI_VRAM_HOLD", 0.80, min_value=0.0, max_valu
 # Silence on the WebSocket for this long makes the engine ask /queue and /history instead.
 COMFYUI_STALL_TIMEOUT = env_float("COMFYUI_STALL_TIMEOUT", 15.0, min_value=0.1)
 COMFYUI_MAX_OUTPUT_BYTES = env_int("COMFYUI_MAX_OUTPUT_BYTES", 2 * 1024**3, min_value=1024)
+# A worker task drives the job it was given and, while it has room, claims the next queued ones
+# itself, up to this many in all (0 = one job per task), sharing one client and WebSocket per backend.
+TOWER_ENGINE_SESSION_JOBS = env_int("TOWER_ENGINE_SESSION_JOBS", 200, min_value=0)
+# Most jobs one worker task drives at the same time (bounded anyway by the backends' max_in_flight).
+TOWER_ENGINE_SESSION_CONCURRENCY = env_int("TOWER_ENGINE_SESSION_CONCURRENCY", 16, min_value=1)
 # A live job whose worker has not reported for this long is adopted by reconcile.
 TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min_value=5)
 # Tasks enqueued (dotted paths, each called with the job id) when a job succeeds: how apps above

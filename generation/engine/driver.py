@@ -40,6 +40,7 @@ from generation.comfyui.events import Executing, ExecutionCached, ExecutionStart
 from generation.comfyui.types import PromptStatus
 from generation.engine.preview import PreviewFile
 from generation.engine.progress import ProgressTracker
+from generation.engine.session import Connection
 from generation.models import JobStatus
 from generation.services import execution as svc
 from generation.services.jobs import job_log
@@ -72,11 +73,20 @@ def comfy_client(url: str, *, timeout: float | None = None, client_id: str | Non
     )
 
 
-async def drive(claim: svc.Claim, *, worker: str) -> str:
-    """Run a claimed job to its end; returns the job's final engine outcome (for logs and tests)."""
-    async with comfy_client(claim.backend_url, client_id=claim.client_id) as comfy:
+async def drive(claim: svc.Claim, *, worker: str, connection: Connection | None = None) -> str:
+    """Run a claimed job to its end; returns the job's final engine outcome (for logs and tests).
+
+    ``connection`` is a session's shared client and WebSocket for the backend; without one, the
+    job gets its own for its lifetime.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if connection is None:
+            comfy = await stack.enter_async_context(comfy_client(claim.backend_url, client_id=claim.client_id))
+            events: Any = comfy.events
+        else:
+            comfy, events = connection.comfy, connection.events.subscribe
         try:
-            return await _drive(comfy, claim, worker=worker)
+            return await _drive(comfy, events, claim, worker=worker)
         except ComfyUnreachable as exc:
             reason = f"{claim.backend_name} unreachable: {exc}"
             await _db(svc.backend_mark_down)(backend_id=claim.backend_id, error=reason)
@@ -91,9 +101,9 @@ def _preview_file(job_id: int) -> PreviewFile:
     return PreviewFile(job_id=job_id, media_root=Path(settings.MEDIA_ROOT), media_url=settings.MEDIA_URL)
 
 
-async def _drive(comfy: ComfyClient, claim: svc.Claim, *, worker: str) -> str:
+async def _drive(comfy: ComfyClient, events: Any, claim: svc.Claim, *, worker: str) -> str:
     prompt_id = claim.prompt_id
-    async with comfy.events() as stream:
+    async with events() as stream:
         if claim.resume:
             try:
                 status = await comfy.prompt_status(prompt_id, expect_known=True)

@@ -137,12 +137,18 @@ def _claim(job: Job, backend: Backend, *, prompt_id: str, client_id: str, **flag
     )
 
 
-def job_claim(*, job_id: int, worker: str) -> Claim | None:
+def new_client_id() -> str:
+    return f"tower-{uuid.uuid4().hex[:12]}"
+
+
+def job_claim(*, job_id: int, worker: str, client_id: str | None = None, note_waiting: bool = True) -> Claim | None:
     """Take a queued job for a backend with room, or leave it queued (returns None).
 
     The backend choice and the queued → submitted update happen in one transaction, so two
     workers never put more than ``max_in_flight`` prompts on one backend. A job whose graph fails
     pre-flight against the chosen backend's ``/object_info`` fails here, before any GPU time.
+    ``client_id`` is the WebSocket identity the prompt is submitted under (a session's shared one);
+    ``note_waiting`` records on the job why it must wait when no backend can take it.
     """
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.QUEUED).first()
@@ -153,7 +159,7 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
         checkpoint = str((job.params or {}).get("checkpoint") or "")
         choice = choose_backend(backend_states(), required_nodes=required_nodes(graph), checkpoint=checkpoint)
         if choice.backend_id is None:
-            if job.error_message != f"waiting: {choice.reason}":
+            if note_waiting and job.error_message != f"waiting: {choice.reason}":
                 Job.objects.filter(pk=job.pk).update(error_message=f"waiting: {choice.reason}")
                 job_log(job_id=job.pk, message=f"waiting: {choice.reason}", level=LogLevel.WARNING)
             return None
@@ -172,7 +178,7 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
             )
             return None
         prompt_id = str(uuid.uuid4())
-        client_id = f"tower-{uuid.uuid4().hex[:12]}"
+        client_id = client_id or new_client_id()
         moved = job_transition(
             job_id=job.pk,
             to=JobStatus.SUBMITTED,
@@ -192,6 +198,39 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
             Backend.objects.filter(pk=backend.pk).update(last_checkpoint=checkpoint)
         job_log(job_id=job.pk, message=f"sent to {backend.name} ({choice.reason}), attempt {moved.attempts}")
     return _claim(job, backend, prompt_id=prompt_id, client_id=client_id, fresh=job.reproduce_of_id is not None)
+
+
+def job_claim_next(*, worker: str, client_id: str, look_at: int = 32) -> Claim | None:
+    """Claim a queued job some backend has room for (a session taking more work).
+
+    Checkpoint affinity applied to the order in which work is taken: first the oldest job whose
+    checkpoint a free backend has loaded, then one whose checkpoint no busy backend holds (a
+    free GPU loads something new rather than a second copy of a model another GPU is running),
+    then the oldest of the rest (an idle GPU still beats waiting).
+    """
+    states = [s for s in backend_states(with_last_used=False) if s.healthy]
+    free = [s for s in states if s.in_flight < s.max_in_flight]
+    if not free:
+        return None
+    on_free = {s.last_checkpoint for s in free if s.last_checkpoint}
+    on_busy = {s.last_checkpoint for s in states if s.last_checkpoint and s not in free}
+    rows = list(
+        Job.objects.filter(status=JobStatus.QUEUED, graph__isnull=False)
+        .order_by("created_at", "pk")
+        .values_list("pk", "params__checkpoint")[:look_at]
+    )
+
+    def tier(checkpoint: str | None) -> int:
+        if checkpoint and checkpoint in on_free:
+            return 0
+        return 2 if checkpoint and checkpoint in on_busy else 1
+
+    ordered = [pk for *_, pk in sorted((tier(ckpt), i, pk) for i, (pk, ckpt) in enumerate(rows))]
+    for job_id in ordered[:4]:
+        claim = job_claim(job_id=job_id, worker=worker, client_id=client_id, note_waiting=False)
+        if claim is not None:
+            return claim
+    return None
 
 
 def backend_mark_down(*, backend_id: int, error: str) -> None:
@@ -217,7 +256,7 @@ def job_claim_live(*, job_id: int, worker: str, stale_before: Any = None) -> Cla
         job,
         job.backend,
         prompt_id=job.prompt_id,
-        client_id=job.client_id or f"tower-{uuid.uuid4().hex[:12]}",
+        client_id=job.client_id or new_client_id(),
         resume=True,
     )
 

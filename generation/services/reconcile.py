@@ -85,13 +85,18 @@ def backend_refresh(*, backend: Backend, force_object_info: bool = False) -> boo
     return True
 
 
+def free_slots() -> int:
+    """Prompts the enabled, healthy backends can still take."""
+    states = backend_states(with_last_used=False)
+    return sum(max(0, s.max_in_flight - s.in_flight) for s in states if s.enabled and s.healthy)
+
+
 def dispatch(*, enqueue: Callable[[int], None], limit: int | None = None) -> list[int]:
     """Hand the oldest queued jobs to workers, as many as there are free backend slots."""
     queued = Job.objects.filter(status=JobStatus.QUEUED).filter(Q(graph__isnull=False))
     if not queued.exists():  # the common case after a job ends: skip the backend scan
         return []
-    states = backend_states(with_last_used=False)
-    free = sum(max(0, s.max_in_flight - s.in_flight) for s in states if s.enabled and s.healthy)
+    free = free_slots()
     if limit is not None:
         free = min(free, limit)
     if free <= 0:

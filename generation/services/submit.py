@@ -42,8 +42,12 @@ def _enqueue(job_ids: list[int]) -> None:
     """Hand new jobs to the workers. If the broker is down the jobs stay queued in the database,
     and the next reconcile (on worker start, and every minute) dispatches them: nothing is lost."""
     from generation import tasks  # tasks import the engine; keep services importable alone
+    from generation.services.reconcile import free_slots
 
-    for job_id in job_ids:
+    # One task per free backend slot: a worker task claims further queued jobs itself as slots
+    # free up (a session), so a task per job would mostly find its job taken. At least one, so a
+    # job that cannot be placed says why ("waiting: …") at once.
+    for job_id in job_ids[: max(1, free_slots())]:
         try:
             tasks.enqueue_run(job_id)
         except Exception:

@@ -38,6 +38,7 @@ def build_app(srv: FakeServer) -> web.Application:
         hub.sockets.pop(sid, None)
         hub.sockets[sid] = ws
         hub.flags[sid] = {}
+        srv.counters.websockets_opened += 1
         srv.notify()
         try:
             await hub.send_json("status", {"status": srv.state.queue_info(), "sid": sid}, sid)

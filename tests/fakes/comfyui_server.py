@@ -98,6 +98,7 @@ class FakeServer:
         async with self.state.cond:
             self.state.put(item)
             self.state.cond.notify_all()
+            self.counters.max_queued = max(self.counters.max_queued, len(self.state.queue) + len(self.state.running))
         self.counters.prompts_queued += 1
         await self.executor.broadcast_status()
 

@@ -55,6 +55,8 @@ class Counters:
     prompts_rejected: int = 0
     jobs_started: int = 0
     jobs_finished: int = 0
+    websockets_opened: int = 0
+    max_queued: int = 0  # most prompts pending or running at once
     model_loads: Counter = field(default_factory=Counter)
     node_runs: Counter = field(default_factory=Counter)
     gpu_idle_seconds: float = 0.0

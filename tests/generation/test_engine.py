@@ -20,6 +20,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 SMALL = {"width": 64, "height": 64}
 
 
+@pytest.fixture(autouse=True)
+def one_job_per_task(settings):
+    # These tests follow one job per task; a task taking on more queued jobs is test_sessions.py's.
+    settings.TOWER_ENGINE_SESSION_JOBS = 1
+
+
 @pytest.fixture
 def enqueued(monkeypatch) -> Enqueued:
     recorder = Enqueued()

@@ -1,0 +1,145 @@
+"""A worker task that takes on more queued jobs (a session) against the fake ComfyUI on a real port."""
+
+from __future__ import annotations
+
+import pytest
+
+from generation import tasks
+from generation.models import Asset, JobStatus
+from generation.services.submit import job_cancel, jobs_create
+from tests.factories import make_project
+from tests.fakes.comfyui import FakeComfy
+from tests.generation.engine_helpers import Enqueued, backend_for, job, run_in_thread, shipped
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
+
+SMALL = {"width": 64, "height": 64}
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> Enqueued:
+    recorder = Enqueued()
+    monkeypatch.setattr(tasks, "enqueue_run", recorder)
+    monkeypatch.setattr(tasks, "enqueue_abort", lambda job_id: None)
+    return recorder
+
+
+@pytest.fixture
+def fake(tmp_path):
+    with FakeComfy(root=tmp_path / "comfy", checkpoints=["anime_v1.safetensors"]) as server:
+        yield server
+
+
+@pytest.fixture
+def project(owner):
+    return make_project(owner)
+
+
+def create(project, owner, slug="weightless-image", count=1, **overrides):
+    return jobs_create(
+        user=owner, project=project, template=shipped(slug), overrides={**SMALL, **overrides}, count=count
+    )
+
+
+def statuses(jobs) -> list[str]:
+    return [job(j.pk).status for j in jobs]
+
+
+def test_one_task_drives_a_whole_batch_over_one_websocket(fake, project, owner, enqueued):
+    backend_for(fake, max_in_flight=2)
+    fake.configure(holds={"ImageAddNoise"})
+    jobs = create(project, owner, count=6)
+    thread, result = run_in_thread(lambda: tasks.job_run(jobs[0].pk))
+    # Pipelined: the next prompt already waits on the server, but never more than the backend allows.
+    fake.wait_for(lambda: fake.held_nodes() and len(fake.queue_ids()[1]) == 1, what="one running, one pending")
+    assert fake.counters.prompts_received == 2
+    fake.configure(holds=set())
+    fake.release()
+    thread.join(timeout=30)
+    assert result == ["succeeded"]
+    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 6
+    assert Asset.objects.filter(job__in=[j.pk for j in jobs]).count() == 6
+    assert fake.counters.websockets_opened == 1
+    assert fake.counters.max_queued == 2
+    # The producer enqueued one task per free slot; the second finds nothing left to do.
+    assert enqueued.take() == [jobs[0].pk, jobs[1].pk]
+    assert tasks.job_run(jobs[1].pk) == "not claimed"
+
+
+def test_a_session_stops_taking_work_at_its_limit_and_hands_the_rest_on(fake, project, owner, enqueued, settings):
+    settings.TOWER_ENGINE_SESSION_JOBS = 3
+    backend_for(fake, max_in_flight=1)
+    jobs = create(project, owner, count=5)
+    # The producer hands the batch to as many tasks as the backend has free slots: one.
+    assert enqueued.take() == [jobs[0].pk]
+    assert tasks.job_run(jobs[0].pk) == "succeeded"
+    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 3 + [JobStatus.QUEUED] * 2
+    # The next queued job is handed to a fresh task, which carries on with the rest.
+    assert enqueued.take() == [jobs[3].pk]
+    assert tasks.job_run(jobs[3].pk) == "succeeded"
+    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 5
+
+
+def test_a_failing_job_does_not_stop_the_others_in_its_session(fake, project, owner, enqueued):
+    backend_for(fake, max_in_flight=2)
+    fake.configure(failures={"KSampler": ("RuntimeError", "CUDA out of memory")})
+    good = create(project, owner, count=2)
+    [bad] = create(project, owner, slug="txt2img-sd15", checkpoint="anime_v1.safetensors")
+    more = create(project, owner, count=2)
+    assert tasks.job_run(good[0].pk) == "succeeded"
+    assert statuses(good + more) == [JobStatus.SUCCEEDED] * 4
+    failed = job(bad.pk)
+    assert failed.status == JobStatus.FAILED
+    assert "CUDA out of memory" in failed.error_message
+
+
+def test_cancelling_one_job_of_a_session_leaves_the_others_running(fake, project, owner, enqueued, settings):
+    settings.COMFYUI_STALL_TIMEOUT = 1.0  # the removed prompt sends nothing; the queue tells
+    backend_for(fake, max_in_flight=2)
+    fake.configure(holds={"ImageAddNoise"})
+    first, second, third = create(project, owner, count=3)
+    thread, result = run_in_thread(lambda: tasks.job_run(first.pk))
+    fake.wait_for(lambda: fake.held_nodes(), what="the first job to reach its held node")
+    fake.wait_for(lambda: len(fake.queue_ids()[1]) == 1, what="the second prompt to wait in the queue")
+    job_cancel(job=job(second.pk), user=owner)
+    assert tasks.job_abort(second.pk) == "removed"
+    fake.configure(holds=set())
+    fake.release()
+    thread.join(timeout=30)
+    assert result == ["succeeded"]
+    assert statuses([first, second, third]) == [JobStatus.SUCCEEDED, JobStatus.CANCELLED, JobStatus.SUCCEEDED]
+    assert not Asset.objects.filter(job_id=second.pk).exists()
+
+
+def test_a_session_survives_a_dropped_websocket(fake, project, owner, enqueued, settings):
+    settings.COMFYUI_STALL_TIMEOUT = 1.0
+    backend_for(fake, max_in_flight=2)
+    fake.configure(holds={"ImageAddNoise"})
+    jobs = create(project, owner, count=3)
+    thread, result = run_in_thread(lambda: tasks.job_run(jobs[0].pk))
+    fake.wait_for(lambda: fake.held_nodes(), what="the first job to reach its held node")
+    fake.drop_websockets()
+    fake.configure(holds=set())
+    fake.release()
+    thread.join(timeout=30)
+    assert result == ["succeeded"]
+    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 3
+
+
+def test_a_session_keeps_each_checkpoint_on_the_gpu_that_has_it_loaded(project, owner, enqueued, tmp_path):
+    checkpoints = ["anime_v1.safetensors", "anime_v2.safetensors"]
+    with (
+        FakeComfy(root=tmp_path / "a", checkpoints=checkpoints, model_load_delay=0.05) as gpu1,
+        FakeComfy(root=tmp_path / "b", checkpoints=checkpoints, model_load_delay=0.05) as gpu2,
+    ):
+        backend_for(gpu1, name="gpu-1", max_in_flight=1)
+        backend_for(gpu2, name="gpu-2", max_in_flight=1)
+        jobs = []
+        for letter in "AABBAABBAABB":
+            jobs += create(project, owner, slug="txt2img-sd15", checkpoint=checkpoints[letter == "B"])
+        assert tasks.job_run(jobs[0].pk) == "succeeded"
+        assert statuses(jobs) == [JobStatus.SUCCEEDED] * 12
+        loads = gpu1.counters.model_loads + gpu2.counters.model_loads
+        # Taking jobs in plain queue order would reload on nearly every job here.
+        assert sum(loads.values()) == 2
+        assert set(gpu1.counters.model_loads) != set(gpu2.counters.model_loads)
