@@ -209,7 +209,7 @@ TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min
 TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.score_job"]
 # Functions (dotted paths, no arguments) that generation's reconcile calls after each run (every
 # worker start, once a minute): catch-up steps of apps above generation. Not from the environment.
-TOWER_ON_RECONCILE = ["quality.tasks.score_missing"]
+TOWER_ON_RECONCILE = ["quality.tasks.score_missing", "training.trainer.tasks.training_reconcile"]
 # A function (dotted path) that, given a Character, returns the LoRAs its generations must carry
 # ([{"name", "strength"}]): the character's active trained LoRA, which lives in training. Not from
 # the environment; empty = none.
@@ -243,6 +243,13 @@ TOWER_TRAINER_COMMAND = env_str("TOWER_TRAINER_COMMAND", "")
 TOWER_TRAINER_BASE_MODEL = env_str("TOWER_TRAINER_BASE_MODEL", "")
 # Comma-separated GPU slots training jobs run on, one at a time each (e.g. 0,1).
 TOWER_TRAINING_GPUS = env_list("TOWER_TRAINING_GPUS", ["0"])
+# Where training jobs build their kohya folders (images, captions, config, output); empty = under
+# MEDIA_ROOT/training (not served).
+TOWER_TRAINING_WORK_DIR = env_str("TOWER_TRAINING_WORK_DIR", "")
+# Seconds one training run may take before it is stopped (default 7 days).
+TOWER_TRAINING_TIMEOUT = env_int("TOWER_TRAINING_TIMEOUT", 7 * 24 * 3600, min_value=60)
+# Seconds a cancelled trainer gets after SIGTERM before SIGKILL.
+TOWER_TRAINER_KILL_GRACE = env_float("TOWER_TRAINER_KILL_GRACE", 10.0, min_value=0.1)
 # Where trained LoRAs are copied so ComfyUI lists them (its models/loras folder, shared or local).
 TOWER_COMFYUI_LORA_DIR = env_str("TOWER_COMFYUI_LORA_DIR", "")
 

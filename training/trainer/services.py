@@ -52,7 +52,7 @@ def _caption_for(image: DatasetImage, trigger_word: str) -> str:
 
 
 def work_dir_for(job_id: int) -> Path:
-    root = getattr(settings, "TOWER_TRAINING_WORK_DIR", "") or Path(settings.MEDIA_ROOT) / "training"
+    root = settings.TOWER_TRAINING_WORK_DIR or Path(settings.MEDIA_ROOT) / "training"
     return Path(root) / str(job_id)
 
 
@@ -143,7 +143,7 @@ def enqueue_dispatch() -> None:
     from generation.tasks import async_task
 
     # The dispatcher runs the training in its worker: give it the time a training takes.
-    timeout = int(getattr(settings, "TOWER_TRAINING_TIMEOUT", 7 * 24 * 3600))
+    timeout = int(settings.TOWER_TRAINING_TIMEOUT)
     async_task(
         "training.trainer.tasks.training_dispatch", task_name="training-dispatch", group="training", timeout=timeout
     )
@@ -333,7 +333,7 @@ def _run(job: TrainingJob, writer: _ProgressWriter, *, poll_interval: float, gra
         on_idle=writer.maybe_flush,
         should_cancel=should_cancel,
         poll_interval=poll_interval,
-        grace=float(grace if grace is not None else getattr(settings, "TOWER_TRAINER_KILL_GRACE", 10.0)),
+        grace=float(grace if grace is not None else settings.TOWER_TRAINER_KILL_GRACE),
     )
     writer.flush()
     if result.error:
