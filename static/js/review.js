@@ -5,9 +5,12 @@
   var armed = false; // R was pressed: the next digit picks the category
 
   function card() { return document.getElementById("review-card"); }
+  // A key can come while htmx is still settling a new card, before it has wired the card's forms;
+  // wiring them first (idempotent) keeps the press an HTMX swap rather than a full page post.
+  function wire(form) { if (form && window.htmx) { window.htmx.process(form); } }
   function press(key) {
     var button = card() && card().querySelector('button[data-key="' + key + '"]');
-    if (button && !button.disabled) { button.click(); return true; }
+    if (button && !button.disabled) { wire(button.form); button.click(); return true; }
     return false;
   }
   function rejectForm() { return document.getElementById("review-reject"); }
@@ -30,6 +33,7 @@
       var note = document.getElementById("review-note");
       if (note) { note.focus(); return; } // Enter in the note sends the form
     }
+    wire(form);
     form.requestSubmit();
   }
 
@@ -58,7 +62,13 @@
       e.detail.isError = false;
     }
   });
+  // htmx gives the focus back to an element with the same id during the swap: the new card's note
+  // field would then swallow the next keys. A new card starts with the keys live (unless an error
+  // asks for the note). afterSwap comes right after that, before the person can press anything.
   document.addEventListener("htmx:afterSwap", function (e) {
-    if (e.detail.target && e.detail.target.id === "review-card") { arm(false); }
+    if (!e.detail.target || e.detail.target.id !== "review-card") { return; }
+    arm(false);
+    var active = document.activeElement;
+    if (active && card().contains(active) && !card().querySelector("[data-error]")) { active.blur(); }
   });
 })();
