@@ -44,3 +44,43 @@ def test_approve_clears_an_earlier_rejection(images, owner):
     dataset_images_approve(image_ids=[images[0].pk], reviewer=owner)
     image = DatasetImage.objects.get(pk=images[0].pk)
     assert (image.status, image.rejection_categories, image.rejection_note) == ("approved", [], "")
+
+
+@pytest.mark.django_db
+def test_bulk_rejection_teaches_each_images_own_character(images, owner):
+    from characters.models import Character
+
+    mei = character_create(project=images[0].character.project, name="Mei", design_prompt="x")
+    theirs = DatasetImage.objects.create(character=mei, image="datasets/m.png", sha256="f" * 64, source="upload")
+    ids = [images[0].pk, images[1].pk, theirs.pk]
+    dataset_images_reject(image_ids=ids, categories=["wrong_outfit"], reviewer=owner)
+
+    assert Character.objects.get(pk=images[0].character_id).learned_negatives["wrong outfit"] == 2
+    assert Character.objects.get(pk=mei.pk).learned_negatives["wrong outfit"] == 1
+
+
+@pytest.mark.django_db
+def test_restore_puts_back_an_earlier_rejection_and_its_terms(images, owner):
+    from training.services import dataset_image_restore, review_state
+
+    dataset_images_reject(image_ids=[images[0].pk], categories=["style_mismatch"], reviewer=owner)
+    image = DatasetImage.objects.get(pk=images[0].pk)
+    before, learned_before = review_state(image), dict(image.character.__class__.objects.get().learned_negatives)
+
+    dataset_images_approve(image_ids=[image.pk], reviewer=owner)
+    assert image.character.__class__.objects.get().learned_negatives == {}
+
+    restored = dataset_image_restore(image_id=image.pk, state=before)
+    assert (restored.status, restored.rejection_categories) == ("rejected", ["style_mismatch"])
+    assert restored.reviewed_by == owner
+    assert restored.reviewed_at == image.reviewed_at
+    assert (
+        image.character.__class__.objects.get().learned_negatives
+        == learned_before
+        == {
+            "3d": 1,
+            "realistic": 1,
+            "photorealistic": 1,
+            "western cartoon": 1,
+        }
+    )
