@@ -200,8 +200,10 @@ COMFYUI_MAX_OUTPUT_BYTES = env_int("COMFYUI_MAX_OUTPUT_BYTES", 2 * 1024**3, min_
 # A worker task drives the job it was given and, while it has room, claims the next queued ones
 # itself, up to this many in all (0 = one job per task), sharing one client and WebSocket per backend.
 TOWER_ENGINE_SESSION_JOBS = env_int("TOWER_ENGINE_SESSION_JOBS", 200, min_value=0)
-# Most jobs one worker task drives at the same time (bounded anyway by the backends' max_in_flight).
-TOWER_ENGINE_SESSION_CONCURRENCY = env_int("TOWER_ENGINE_SESSION_CONCURRENCY", 16, min_value=1)
+# Most jobs one worker task drives at the same time. 1 (the default) spreads a backend's pipeline
+# over as many worker processes as it has slots, so Tower's own per-job work runs on several cores;
+# more lets one worker keep several prompts in flight (fewer processes, one Python core).
+TOWER_ENGINE_SESSION_CONCURRENCY = env_int("TOWER_ENGINE_SESSION_CONCURRENCY", 1, min_value=1)
 # A live job whose worker has not reported for this long is adopted by reconcile.
 TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min_value=5)
 # Tasks enqueued (dotted paths, each called with the job id) when a job succeeds: how apps above
@@ -315,4 +317,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # httpx logs every request at INFO: a line per ComfyUI call, most of a busy worker's log (and
+    # a tenth of its CPU time per job). Failures still surface through Tower's own messages.
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

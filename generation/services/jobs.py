@@ -65,7 +65,8 @@ def job_transition(*, job_id: int, to: str, expect: str | set[str] | None = None
                 raise IllegalTransition(job_id, current, to)
             return None
         JobLogLine.objects.create(job_id=job_id, level=LogLevel.INFO, message=f"status → {to}")
-    return Job.objects.get(pk=job_id)
+    # The graph is the largest column and no caller of a transition reads it: leave it deferred.
+    return Job.objects.defer("graph").get(pk=job_id)
 
 
 def job_log(*, job_id: int, message: str, level: str = LogLevel.INFO, data: dict | None = None) -> None:

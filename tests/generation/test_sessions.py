@@ -45,7 +45,8 @@ def statuses(jobs) -> list[str]:
     return [job(j.pk).status for j in jobs]
 
 
-def test_one_task_drives_a_whole_batch_over_one_websocket(fake, project, owner, enqueued):
+def test_one_task_drives_a_whole_batch_over_one_websocket(fake, project, owner, enqueued, settings):
+    settings.TOWER_ENGINE_SESSION_CONCURRENCY = 2
     backend_for(fake, max_in_flight=2)
     fake.configure(holds={"ImageAddNoise"})
     jobs = create(project, owner, count=6)
@@ -80,7 +81,8 @@ def test_a_session_stops_taking_work_at_its_limit_and_hands_the_rest_on(fake, pr
     assert statuses(jobs) == [JobStatus.SUCCEEDED] * 5
 
 
-def test_a_failing_job_does_not_stop_the_others_in_its_session(fake, project, owner, enqueued):
+def test_a_failing_job_does_not_stop_the_others_in_its_session(fake, project, owner, enqueued, settings):
+    settings.TOWER_ENGINE_SESSION_CONCURRENCY = 2
     backend_for(fake, max_in_flight=2)
     fake.configure(failures={"KSampler": ("RuntimeError", "CUDA out of memory")})
     good = create(project, owner, count=2)
@@ -94,6 +96,7 @@ def test_a_failing_job_does_not_stop_the_others_in_its_session(fake, project, ow
 
 
 def test_cancelling_one_job_of_a_session_leaves_the_others_running(fake, project, owner, enqueued, settings):
+    settings.TOWER_ENGINE_SESSION_CONCURRENCY = 2
     settings.COMFYUI_STALL_TIMEOUT = 1.0  # the removed prompt sends nothing; the queue tells
     backend_for(fake, max_in_flight=2)
     fake.configure(holds={"ImageAddNoise"})
@@ -112,6 +115,7 @@ def test_cancelling_one_job_of_a_session_leaves_the_others_running(fake, project
 
 
 def test_a_session_survives_a_dropped_websocket(fake, project, owner, enqueued, settings):
+    settings.TOWER_ENGINE_SESSION_CONCURRENCY = 2
     settings.COMFYUI_STALL_TIMEOUT = 1.0
     backend_for(fake, max_in_flight=2)
     fake.configure(holds={"ImageAddNoise"})
@@ -143,3 +147,14 @@ def test_a_session_keeps_each_checkpoint_on_the_gpu_that_has_it_loaded(project, 
         # Taking jobs in plain queue order would reload on nearly every job here.
         assert sum(loads.values()) == 2
         assert set(gpu1.counters.model_loads) != set(gpu2.counters.model_loads)
+
+
+def test_with_one_job_at_a_time_a_session_works_through_the_queue_in_order(fake, project, owner, enqueued):
+    backend_for(fake, max_in_flight=2)
+    jobs = create(project, owner, count=4)
+    assert tasks.job_run(jobs[0].pk) == "succeeded"
+    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 4
+    # One prompt at a time: the second slot is left for another worker process's task.
+    assert fake.counters.max_queued == 1
+    submitted = sorted(jobs, key=lambda j: job(j.pk).submitted_at)
+    assert [j.pk for j in submitted] == [j.pk for j in jobs]
