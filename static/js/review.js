@@ -71,4 +71,14 @@
     var active = document.activeElement;
     if (active && card().contains(active) && !card().querySelector("[data-error]")) { active.blur(); }
   });
+  // The card is ready for keys once htmx has settled it (attributes swapped, focus handled):
+  // marked for anyone who needs to know (the browser test waits on it).
+  function ready() { var c = card(); if (c) { c.setAttribute("data-ready", "1"); } }
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    if (e.detail.target && e.detail.target.id === "review-card") { e.detail.target.removeAttribute("data-ready"); }
+  });
+  document.addEventListener("htmx:afterSettle", function (e) {
+    if (e.detail.target && e.detail.target.id === "review-card") { ready(); }
+  });
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", ready); } else { ready(); }
 })();

@@ -39,7 +39,7 @@ def current(page) -> int:
 
 def wait_for_card(page, pk: int) -> None:
     page.wait_for_function(
-        "pk => document.querySelector('#review-card [data-image]')?.dataset.image == pk",
+        "pk => document.querySelector('#review-card[data-ready] [data-image]')?.dataset.image == pk",
         arg=str(pk),
     )
 
