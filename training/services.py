@@ -164,11 +164,19 @@ def dataset_image_add_from_asset(*, asset: Asset, character: Character, user: Ab
             checked = check_image(handle, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS)
         except UploadError as exc:
             raise CurationError(f"this output cannot be used: {exc}") from None
-    if DatasetImage.objects.filter(character=character, sha256=checked.sha256).exists():
-        raise CurationError(f"this image is already in {character.name}'s dataset")
+    from training.ingest.dedupe import dataset_duplicate_of
+    from training.ingest.imaging import decode_small, phash_of
+
+    duplicate = dataset_duplicate_of(character_id=character.pk, data=checked.data)
+    if duplicate is not None:
+        other, distance = duplicate
+        same = DatasetImage.objects.filter(pk=other, sha256=checked.sha256).exists()
+        how = "this image" if same else f"a near-identical image (#{other}, {distance} bits apart)"
+        raise CurationError(f"{how} is already in {character.name}'s dataset")
     image = DatasetImage(
         character=character,
         sha256=checked.sha256,
+        phash=f"{phash_of(decode_small(checked.data)):016x}",
         width=checked.width,
         height=checked.height,
         source=DatasetSource.GENERATED,

@@ -64,3 +64,30 @@ def test_the_asset_page_offers_the_form_only_to_editors(client, owner, viewer, w
     assert "add-to-dataset" in client.get(f"/assets/{world['asset'].pk}/").content.decode()
     client.force_login(viewer)
     assert "add-to-dataset" not in client.get(f"/assets/{world['asset'].pk}/").content.decode()
+
+
+def test_a_near_identical_output_is_refused_as_a_duplicate(project, owner):
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.factories import AssetFactory, CharacterFactory
+    from training.services import CurationError, dataset_image_add_from_asset
+
+    kai = CharacterFactory(project=project, name="Kai")
+    rng = np.random.default_rng(5)
+    picture = np.kron((rng.random((8, 8, 3)) * 255).astype("uint8"), np.ones((16, 16, 1), "uint8"))
+
+    def asset_of(array):
+        out = BytesIO()
+        Image.fromarray(array).save(out, format="PNG")
+        asset = AssetFactory(project=project, job=JobFactory(project=project))
+        asset.file.save("out.png", ContentFile(out.getvalue()))
+        return asset
+
+    first = dataset_image_add_from_asset(asset=asset_of(picture), character=kai, user=owner)
+    assert len(first.phash) == 16
+    brighter = np.clip(picture.astype(int) + 4, 0, 255).astype("uint8")
+    with pytest.raises(CurationError, match=r"near-identical image \(#\d+, \d bits apart\) is already in Kai"):
+        dataset_image_add_from_asset(asset=asset_of(brighter), character=kai, user=owner)
