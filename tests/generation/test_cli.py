@@ -20,8 +20,7 @@ from generation import tasks
 from generation.management.commands import generate as generate_command
 from generation.models import Asset, Backend, Job, JobStatus
 from tests.factories import CharacterFactory, UserFactory
-from tests.fakes.comfyui import FakeComfy
-from tests.generation.engine_helpers import Enqueued, backend_for, run_in_thread, shipped
+from tests.generation.engine_helpers import backend_for, run_in_thread, shipped
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
 
@@ -59,21 +58,6 @@ def workers(monkeypatch) -> Iterator[Workers]:
     monkeypatch.setattr(tasks, "enqueue_abort", lambda job_id: None)
     yield pool
     pool.join()
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> Enqueued:
-    """No workers: jobs stay queued, their ids recorded."""
-    recorder = Enqueued()
-    monkeypatch.setattr(tasks, "enqueue_run", recorder)
-    monkeypatch.setattr(tasks, "enqueue_abort", lambda job_id: None)
-    return recorder
-
-
-@pytest.fixture
-def fake(tmp_path) -> Iterator[FakeComfy]:
-    with FakeComfy(root=tmp_path / "comfy", checkpoints=["anime_v1.safetensors"]) as server:
-        yield server
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from generation.models import Asset, Backend, Job, JobStatus
 from generation.services.submit import job_cancel, job_reproduce, job_retry, jobs_create
 from tests.factories import make_project
 from tests.fakes.comfyui import FakeComfy
-from tests.generation.engine_helpers import Enqueued, backend_for, job, run_in_thread, shipped
+from tests.generation.engine_helpers import backend_for, job, run_in_thread, shipped
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
 
@@ -24,20 +24,6 @@ SMALL = {"width": 64, "height": 64}
 def one_job_per_task(settings):
     # These tests follow one job per task; a task taking on more queued jobs is test_sessions.py's.
     settings.TOWER_ENGINE_SESSION_JOBS = 1
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> Enqueued:
-    recorder = Enqueued()
-    monkeypatch.setattr(tasks, "enqueue_run", recorder)
-    monkeypatch.setattr(tasks, "enqueue_abort", lambda job_id: None)
-    return recorder
-
-
-@pytest.fixture
-def fake(tmp_path):
-    with FakeComfy(root=tmp_path / "comfy", checkpoints=["anime_v1.safetensors"]) as server:
-        yield server
 
 
 @pytest.fixture

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from generation import tasks
 from generation.models import Job, JobStatus
 from generation.services.jobs import job_transition
-from tests.generation.engine_helpers import Enqueued, shipped
+from tests.generation.engine_helpers import shipped
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> Enqueued:
-    recorder = Enqueued()
-    monkeypatch.setattr(tasks, "enqueue_run", recorder)
-    monkeypatch.setattr(tasks, "enqueue_abort", lambda job_id: None)
-    return recorder
 
 
 @pytest.fixture

@@ -14,19 +14,11 @@ from generation.services import execution
 from generation.services.submit import jobs_create
 from tests.factories import make_project
 from tests.fakes.comfyui import FakeComfy
-from tests.generation.engine_helpers import Enqueued, backend_for, job, run_in_thread, shipped
+from tests.generation.engine_helpers import backend_for, job, run_in_thread, shipped
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
 
 INTERVAL = 0.5  # wide enough that the fast nodes surely all finish inside one throttle window
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> Enqueued:
-    recorder = Enqueued()
-    monkeypatch.setattr(tasks, "enqueue_run", recorder)
-    monkeypatch.setattr(tasks, "enqueue_abort", lambda job_id: None)
-    return recorder
 
 
 @pytest.fixture

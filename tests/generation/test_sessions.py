@@ -9,25 +9,11 @@ from generation.models import Asset, JobStatus
 from generation.services.submit import job_cancel, jobs_create
 from tests.factories import make_project
 from tests.fakes.comfyui import FakeComfy
-from tests.generation.engine_helpers import Enqueued, backend_for, job, run_in_thread, shipped
+from tests.generation.engine_helpers import backend_for, job, run_in_thread, shipped
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
 
 SMALL = {"width": 64, "height": 64}
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> Enqueued:
-    recorder = Enqueued()
-    monkeypatch.setattr(tasks, "enqueue_run", recorder)
-    monkeypatch.setattr(tasks, "enqueue_abort", lambda job_id: None)
-    return recorder
-
-
-@pytest.fixture
-def fake(tmp_path):
-    with FakeComfy(root=tmp_path / "comfy", checkpoints=["anime_v1.safetensors"]) as server:
-        yield server
 
 
 @pytest.fixture
