@@ -22,6 +22,8 @@ from generation.services.reconcile import dispatch, reconcile
 
 logger = logging.getLogger(__name__)
 
+SESSION_SECONDS = 60.0  # how long a worker task keeps claiming more jobs
+
 
 @functools.cache
 def _broker() -> Broker:
@@ -76,8 +78,9 @@ async def _session(first: execution.Claim, *, worker: str, client_id: str) -> st
         drive=drive_one,
         concurrency=settings.TOWER_ENGINE_SESSION_CONCURRENCY,
         max_jobs=settings.TOWER_ENGINE_SESSION_JOBS,
-        # Stop taking work well before django-q's timeout would kill the task mid-job.
-        max_seconds=min(600.0, settings.Q_CLUSTER["timeout"] / 4),
+        # Stop taking work after a minute (so scoring, ingest and other tasks queued meanwhile get a
+        # worker between sessions) and well before django-q's timeout would kill the task mid-job.
+        max_seconds=min(SESSION_SECONDS, settings.Q_CLUSTER["timeout"] / 4),
         client_id=client_id,
     )
     outcomes = await session.run(first)

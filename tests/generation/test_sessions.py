@@ -144,3 +144,15 @@ def test_with_one_job_at_a_time_a_session_works_through_the_queue_in_order(fake,
     assert fake.counters.max_queued == 1
     submitted = sorted(jobs, key=lambda j: job(j.pk).submitted_at)
     assert [j.pk for j in submitted] == [j.pk for j in jobs]
+
+
+def test_a_session_stops_claiming_after_its_time_so_other_tasks_get_a_worker(
+    fake, project, owner, enqueued, monkeypatch
+):
+    monkeypatch.setattr(tasks, "SESSION_SECONDS", 0.0)
+    backend_for(fake, max_in_flight=1)
+    jobs = create(project, owner, count=3)
+    enqueued.take()
+    assert tasks.job_run(jobs[0].pk) == "succeeded"
+    assert statuses(jobs) == [JobStatus.SUCCEEDED, JobStatus.QUEUED, JobStatus.QUEUED]
+    assert enqueued.take() == [jobs[1].pk]  # the queue goes on in a fresh task
