@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from generation.models import Asset, Job
 from tower.admin import PREVIEW_PX, ProjectScopedAdmin, admin_link, pretty_json, thumbnail
-from training.models import DatasetImage, IngestBatch, LoraModel, RejectionCategory, TrainingJob
+from training.models import CaptionRun, DatasetImage, IngestBatch, LoraModel, RejectionCategory, TrainingJob
 from training.review.services import dataset_image_promote, dataset_image_regenerate
 from training.services import CurationError, dataset_images_approve, dataset_images_reject, dataset_images_reset
 
@@ -438,3 +438,37 @@ class IngestBatchAdmin(ProjectScopedAdmin):
         if obj.progress_total:
             return f"{obj.progress_done}/{obj.progress_total}"
         return str(obj.progress_done) if obj.progress_done else "—"
+
+
+@admin.register(CaptionRun)
+class CaptionRunAdmin(ProjectScopedAdmin):
+    """A bulk auto-captioning run; started on the captions page, so rows are read-only here."""
+
+    project_lookup = "character__project"
+    list_display = ["__str__", "character", "method", "status", "done", "total", "created_at"]
+    list_select_related = ["character"]
+    list_filter = ["status", "method", ("character__project", RelatedOnlyFieldListFilter)]
+    search_fields = ["=id", "character__name", "run_id"]
+    show_full_result_count = False
+    readonly_fields = [
+        "character",
+        "run_id",
+        "status",
+        "method",
+        "style",
+        "statuses",
+        "overwrite",
+        "done",
+        "total",
+        "report",
+        "error",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "updated_at",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a run starts from the character's captions page

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from characters.models import Character
 from generation.models import Asset, Job
@@ -98,6 +99,45 @@ class CaptionSource(models.TextChoices):
     LLM = "llm", "Vision LLM"
     TAGS = "tags", "From tags / prompt"
     MANUAL = "manual", "Edited by hand"
+
+
+class CaptionRunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class CaptionRun(models.Model):
+    """One bulk auto-captioning run over a character's dataset (started on the captions page)."""
+
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="caption_runs")
+    run_id = models.CharField(max_length=32, unique=True, editable=False)
+    status = models.CharField(max_length=10, choices=CaptionRunStatus.choices, default=CaptionRunStatus.QUEUED)
+    method = models.CharField(max_length=8, help_text="llm or tags")
+    style = models.CharField(max_length=16, default="tags", help_text="tags or sentence")
+    statuses = models.JSONField(default=list, help_text="review statuses of the images captioned")
+    overwrite = models.BooleanField(default=False)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now, help_text="last progress; a still run is stale")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=CaptionRunStatus.values), name="caption_run_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Caption run #{self.pk} of {self.character} ({self.status})"
 
 
 def dataset_upload_to(instance: DatasetImage, filename: str) -> str:

@@ -35,7 +35,7 @@ from tests.factories import (
 )
 from tower.admin import ProjectScopedAdmin
 from tower.models import ApiToken, hash_token, new_raw_token
-from training.models import DatasetImage, IngestBatch, LoraModel, TrainingJob
+from training.models import CaptionRun, DatasetImage, IngestBatch, LoraModel, TrainingJob
 
 OUR_APPS = ("tower", "projects", "characters", "generation", "quality", "training")
 # Edited inside their project's page, never on their own.
@@ -93,6 +93,7 @@ def build_world(owner, *, tag: str) -> dict[type[models.Model], models.Model]:
     dataset_image.image.save("d.png", ContentFile(png_bytes(colour=(1, 2, 3))), save=False)
     dataset_image.save()
     training = TrainingJob.objects.create(character=character, config={"lr": 1e-4}, log="step 1: loss 0.1")
+    caption_run = CaptionRun.objects.create(character=character, run_id=f"{tag:0>32}", method="tags", total=3)
     batch = IngestBatch.objects.create(
         project=project, character=character, source="upload", source_ref=f"shots-{tag}.zip", report={"added": 1}
     )
@@ -104,7 +105,7 @@ def build_world(owner, *, tag: str) -> dict[type[models.Model], models.Model]:
     rows = [
         project, episode, scene, character, reference, embedding, VersionFactory(character=character),
         VariationFactory(character=character), backend, object_info, template, job, log_line, asset, score, gate,
-        phase_gate, dataset_image, training, lora, token, batch,
+        phase_gate, dataset_image, training, lora, token, batch, caption_run,
     ]  # fmt: skip
     return {type(row): row for row in rows}
 
@@ -131,7 +132,7 @@ def test_every_model_of_ours_is_registered_or_edited_inline():
     ours = {m._meta.label_lower for app in OUR_APPS for m in apps.get_app_config(app).get_models()}
     registered = {m._meta.label_lower for m in our_registered_models()}
     assert ours - INLINE_ONLY == registered
-    assert len(registered) == 22
+    assert len(registered) == 23
 
 
 @pytest.fixture

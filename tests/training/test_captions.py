@@ -263,3 +263,24 @@ def test_a_caption_run_is_queued_after_commit_and_runs_once_with_progress(fake_l
     final = runs.caption_run_get(character_id=aiko.pk)
     assert final["status"] == "succeeded" and final["report"]["captioned"] == 3 and not final["active"]
     assert len(fake_llm.requests) == 3
+
+
+@pytest.mark.django_db
+def test_a_run_whose_worker_stopped_is_stale_and_can_be_replaced(aiko):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from training.models import CaptionRun
+
+    add_image(aiko, 0)
+    first = runs.caption_run_start(character=aiko, method="tags", enqueue=lambda *a: None)
+    assert runs.caption_run_get(character_id=aiko.pk)["active"]
+    gone = timezone.now() - timedelta(seconds=runs.stale_after_seconds() + 1)
+    CaptionRun.objects.filter(run_id=first["run_id"]).update(status="running", updated_at=gone)
+    state = runs.caption_run_get(character_id=aiko.pk)
+    assert state["stale"] and not state["active"]
+    second = runs.caption_run_start(character=aiko, method="tags", enqueue=lambda *a: None)
+    assert second["run_id"] != first["run_id"] and second["status"] == "queued"
+    # The old run's task, if it ever comes back, finds itself superseded and does nothing.
+    assert runs.caption_run_execute(character_id=aiko.pk, run_id=first["run_id"]) == "superseded"

@@ -1,21 +1,15 @@
 """Bulk auto-captioning runs: started from the page, executed by a django-q2 task, polled by the page.
 
-A run's state (queued → running → succeeded | failed, images done of total, the final report) is
-a small JSON file per character under ``MEDIA_ROOT/caption-runs/``: the dataset schema is shared
-and has no row for a bulk run, and the media folder is what the web process and every worker
-already share. Writes are atomic (write, then rename); a task claims its run with an exclusive
-create of a claim file, so a re-delivered task never captions twice. One run per character at a
-time; a run whose worker died is considered stale after a bound and can be replaced.
+A run is a :class:`training.models.CaptionRun` row (queued → running → succeeded | failed, images
+done of total, the final report); the functions here hand it around as a plain dict. A task claims
+its run with a conditional update, so a re-delivered task never captions twice. One run per
+character at a time; a run whose worker died is considered stale after a bound and can be replaced.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -26,14 +20,10 @@ from django.utils import timezone
 
 from characters.models import Character
 from training.llm.captions import CAPTION_METHODS, CAPTION_STYLES, AutoCaptionReport, captions_auto
-from training.models import DatasetImage, ReviewStatus
+from training.models import CaptionRun, CaptionRunStatus, DatasetImage, ReviewStatus
 
-ACTIVE = ("queued", "running")
-RUNS_DIR = "caption-runs"
-
-
-def _path(character_id: int) -> Path:
-    return Path(settings.MEDIA_ROOT) / RUNS_DIR / f"character-{int(character_id)}.json"
+ACTIVE = (CaptionRunStatus.QUEUED, CaptionRunStatus.RUNNING)
+_FIELDS = ("status", "method", "style", "statuses", "overwrite", "done", "total", "report", "error")
 
 
 def stale_after_seconds() -> float:
@@ -41,30 +31,38 @@ def stale_after_seconds() -> float:
     return float(settings.TOWER_LLM_TIMEOUT) * 3 + 120
 
 
-def caption_run_get(*, character_id: int) -> dict[str, Any] | None:
-    """The character's latest run, with ``stale`` set when an active run stopped moving."""
-    try:
-        state = json.loads(_path(character_id).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    if not isinstance(state, dict):
-        return None
-    updated = datetime.fromisoformat(state.get("updated_at") or "1970-01-01T00:00:00+00:00")
-    state["stale"] = state.get("status") in ACTIVE and (timezone.now() - updated).total_seconds() > (
+def _as_dict(run: CaptionRun) -> dict[str, Any]:
+    state: dict[str, Any] = {name: getattr(run, name) for name in _FIELDS}
+    state.update(
+        run_id=run.run_id,
+        created_by=run.created_by.get_username() if run.created_by_id and run.created_by else "",
+        created_at=run.created_at.isoformat() if run.created_at else "",
+        started_at=run.started_at.isoformat() if run.started_at else "",
+        finished_at=run.finished_at.isoformat() if run.finished_at else "",
+        updated_at=run.updated_at.isoformat(),
+    )
+    state["stale"] = run.status in ACTIVE and (timezone.now() - run.updated_at).total_seconds() > (
         stale_after_seconds()
     )
-    state["active"] = state.get("status") in ACTIVE and not state["stale"]
+    state["active"] = run.status in ACTIVE and not state["stale"]
     return state
 
 
+def caption_run_get(*, character_id: int) -> dict[str, Any] | None:
+    """The character's latest run, with ``stale`` set when an active run stopped moving."""
+    run = CaptionRun.objects.filter(character_id=character_id).select_related("created_by").first()
+    return _as_dict(run) if run else None
+
+
 def _write(character_id: int, state: dict[str, Any]) -> None:
-    path = _path(character_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v for k, v in state.items() if k not in ("stale", "active")}
-    state["updated_at"] = timezone.now().isoformat()
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
+    """Store ``state`` (progress, outcome) on the run it names."""
+    values = {name: state[name] for name in _FIELDS if name in state}
+    for stamp in ("started_at", "finished_at"):
+        if state.get(stamp):
+            values[stamp] = state[stamp]
+    CaptionRun.objects.filter(character_id=character_id, run_id=state["run_id"]).update(
+        **values, updated_at=timezone.now()
+    )
 
 
 def caption_run_start(
@@ -87,57 +85,53 @@ def caption_run_start(
         raise ValidationError({"status": f"unknown status: {', '.join(sorted(unknown))}"})
     if method == "llm" and not settings.TOWER_LLM_BASE_URL:
         raise ValidationError({"method": "no vision LLM is configured (TOWER_LLM_BASE_URL); caption from tags instead"})
-    current = caption_run_get(character_id=character.pk)
-    if current and current["active"]:
-        raise ValidationError(
-            f"a caption run is already {current['status']} for {character.name} "
-            f"({current.get('done', 0)} of {current.get('total', 0)} images)"
+    with transaction.atomic():
+        # One run per character at a time: two clicks racing each other queue one run.
+        Character.objects.select_for_update().filter(pk=character.pk).first()
+        current = caption_run_get(character_id=character.pk)
+        if current and current["active"]:
+            raise ValidationError(
+                f"a caption run is already {current['status']} for {character.name} "
+                f"({current.get('done', 0)} of {current.get('total', 0)} images)"
+            )
+        total = DatasetImage.objects.filter(character=character, status__in=list(statuses)).count()
+        if not total:
+            raise ValidationError(f"{character.name} has no {' or '.join(statuses)} images to caption")
+        run = CaptionRun.objects.create(
+            character=character,
+            run_id=uuid.uuid4().hex,
+            method=method,
+            style=style,
+            statuses=list(statuses),
+            overwrite=overwrite,
+            total=total,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
         )
-    total = DatasetImage.objects.filter(character=character, status__in=list(statuses)).count()
-    if not total:
-        raise ValidationError(f"{character.name} has no {' or '.join(statuses)} images to caption")
-    state = {
-        "run_id": uuid.uuid4().hex,
-        "status": "queued",
-        "method": method,
-        "style": style,
-        "statuses": list(statuses),
-        "overwrite": overwrite,
-        "done": 0,
-        "total": total,
-        "report": {},
-        "error": "",
-        "created_by": getattr(user, "username", "") or "",
-        "created_at": timezone.now().isoformat(),
-    }
-    _write(character.pk, state)
+    state = _as_dict(run)
     if enqueue is None:
         from training.llm.tasks import enqueue_caption_run as enqueue
-    run_id = state["run_id"]
+    run_id = run.run_id
     transaction.on_commit(lambda: enqueue(character.pk, run_id))
-    return caption_run_get(character_id=character.pk) or state
+    return state
 
 
 def caption_run_execute(*, character_id: int, run_id: str) -> str:
-    """Run a queued caption run once (the claim file makes a re-delivered task a no-op)."""
+    """Run a queued caption run once (the conditional claim makes a re-delivered task a no-op)."""
     state = caption_run_get(character_id=character_id)
     if state is None or state.get("run_id") != run_id:
         return "superseded"
-    if state.get("status") != "queued":
+    if state.get("status") != CaptionRunStatus.QUEUED:
         return f"already {state.get('status')}"
-    claim = _path(character_id).with_name(f"character-{int(character_id)}.{run_id}.claim")
-    try:
-        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
+    claimed = CaptionRun.objects.filter(run_id=run_id, status=CaptionRunStatus.QUEUED).update(
+        status=CaptionRunStatus.RUNNING, started_at=timezone.now(), updated_at=timezone.now()
+    )
+    if not claimed:
         return "already claimed"
-    try:
-        return _execute(character_id, state)
-    finally:
-        claim.unlink(missing_ok=True)
+    return _execute(character_id, state)
 
 
 def _execute(character_id: int, state: dict[str, Any]) -> str:
-    state.update(status="running", started_at=timezone.now().isoformat())
+    state.update(status="running", started_at=timezone.now())
     _write(character_id, state)
 
     def progress(report: AutoCaptionReport) -> None:
@@ -156,11 +150,11 @@ def _execute(character_id: int, state: dict[str, Any]) -> str:
         )
     except (Character.DoesNotExist, ValidationError) as exc:
         messages = exc.messages if isinstance(exc, ValidationError) else ["the character was deleted"]
-        state.update(status="failed", error="; ".join(messages), finished_at=timezone.now().isoformat())
+        state.update(status="failed", error="; ".join(messages), finished_at=timezone.now())
         _write(character_id, state)
         return "failed"
     except BaseException as exc:  # record why, then let the worker log it
-        state.update(status="failed", error=f"captioning stopped: {exc}", finished_at=timezone.now().isoformat())
+        state.update(status="failed", error=f"captioning stopped: {exc}", finished_at=timezone.now())
         _write(character_id, state)
         raise
     failed_all = report.total and report.failed == report.total
@@ -170,7 +164,7 @@ def _execute(character_id: int, state: dict[str, Any]) -> str:
         total=report.total,
         report=report.as_dict(),
         error=report.errors[0] if failed_all and report.errors else "",
-        finished_at=timezone.now().isoformat(),
+        finished_at=timezone.now(),
     )
     _write(character_id, state)
     return str(state["status"])
