@@ -101,11 +101,7 @@ class CaptionSource(models.TextChoices):
     MANUAL = "manual", "Edited by hand"
 
 
-class CaptionRunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
+CaptionRunStatus = IngestStatus  # a bulk caption run goes through the same four states as an ingest batch
 
 
 class CaptionRun(models.Model):
