@@ -14,6 +14,11 @@ def score_job(job_id: int) -> str:
     return str(gate.details.get("outcome", "scored"))
 
 
+def job_succeeded(job_id: int) -> None:
+    """generation's ``TOWER_ON_JOB_SUCCEEDED`` hook: have the job scored by a worker."""
+    enqueue_score(job_id)
+
+
 def enqueue_score(job_id: int) -> None:
     from generation import tasks  # the broker connection generation already keeps
 

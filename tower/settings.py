@@ -206,9 +206,10 @@ TOWER_ENGINE_SESSION_JOBS = env_int("TOWER_ENGINE_SESSION_JOBS", 200, min_value=
 TOWER_ENGINE_SESSION_CONCURRENCY = env_int("TOWER_ENGINE_SESSION_CONCURRENCY", 1, min_value=1)
 # A live job whose worker has not reported for this long is adopted by reconcile.
 TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min_value=5)
-# Tasks enqueued (dotted paths, each called with the job id) when a job succeeds: how apps above
-# generation subscribe to "job finished" without generation importing them. Not from the environment.
-TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.score_job"]
+# Functions (dotted paths, each called with the job id in the engine's process after the success
+# commits; they enqueue work, never do it) when a job succeeds: how apps above generation subscribe
+# to "job finished" without generation importing them. Not from the environment.
+TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.job_succeeded"]
 # Functions (dotted paths, no arguments) that generation's reconcile calls after each run (every
 # worker start, once a minute): catch-up steps of apps above generation. Not from the environment.
 TOWER_ON_RECONCILE = ["quality.tasks.score_missing", "training.trainer.tasks.training_reconcile"]

@@ -19,6 +19,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from generation import events
 from generation.media import MediaError, png_add_text, probe
@@ -484,21 +485,20 @@ def job_succeed(*, job_id: int) -> Job | None:
 
 
 def announce_job_succeeded(job_id: int) -> None:
-    """Enqueue every task listed in ``settings.TOWER_ON_JOB_SUCCEEDED`` with the job's id.
+    """Call every function listed in ``settings.TOWER_ON_JOB_SUCCEEDED`` with the job's id.
 
     This is how apps above generation (quality scores and gates outputs) learn that a job
-    finished, without generation importing them: the subscription is a visible list of dotted task
-    paths in settings, not a signal. Each path is a django-q2 task taking one ``job_id``. The job
-    is already SUCCEEDED (its outputs exist); subscribers must be idempotent. A broker that is down
-    loses the announcement (logged); the subscriber's task can then be run again by hand.
+    finished, without generation importing them: the subscription is a visible list of dotted
+    paths in settings, not a signal. Each is called in the engine's process after the success
+    commits (the job is SUCCEEDED and its outputs exist), so it must be quick: enqueue work, never
+    do it. A subscriber that raises is logged and does not stop the others; subscribers must be
+    idempotent, and catch up on announcements they lost (quality's ``score_missing``).
     """
-    from generation import tasks  # tasks import the engine; keep services importable alone
-
     for path in getattr(settings, "TOWER_ON_JOB_SUCCEEDED", ()):
         try:
-            tasks.async_task(path, job_id, task_name=f"{path.rsplit('.', 1)[-1]}-{job_id}", group="quality")
+            import_string(path)(job_id)
         except Exception:
-            logger.warning("could not enqueue %s for job %s", path, job_id, exc_info=True)
+            logger.warning("%s failed for job %s", path, job_id, exc_info=True)
 
 
 def job_record_timings(*, job_id: int, node_seconds: dict[str, float]) -> None:

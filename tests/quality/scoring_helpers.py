@@ -63,7 +63,7 @@ def models_without(monkeypatch, tmp_path):
 
 @pytest.fixture
 def engine(monkeypatch, settings) -> tuple[Enqueued, Announced]:
-    settings.TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.score_job"]
+    settings.TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.job_succeeded"]
     runs = Enqueued()
     announced = Announced()
     monkeypatch.setattr(tasks, "enqueue_run", runs)
