@@ -29,6 +29,9 @@ class Backend(models.Model):
     node_classes = models.JSONField(default=list, blank=True, editable=False)
     object_info_fetched_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_checkpoint = models.CharField(max_length=255, blank=True, editable=False)
+    last_assigned_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="when the engine last sent it a prompt"
+    )
     supports_prompt_id = models.BooleanField(
         null=True, blank=True, editable=False, help_text="honours a client-chosen prompt_id (newer ComfyUI)"
     )

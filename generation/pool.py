@@ -30,6 +30,7 @@ class BackendState:
     node_classes: frozenset[str] = field(default_factory=frozenset)
     last_checkpoint: str = ""
     last_used: float = 0.0
+    url: str = ""
 
 
 @dataclass(frozen=True)

@@ -213,8 +213,8 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
         async for event in comfy.follow(prompt_id, stream=stream, stall_timeout=settings.COMFYUI_STALL_TIMEOUT):
             if isinstance(event, ExecutionStart) and not started:
                 started = True
-                await _db(svc.job_started)(job_id=claim.job_id)
-                tracker.started = time.monotonic()
+                await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id)
+                tracker.started = last_write = time.monotonic()
                 continue
             if isinstance(event, ExecutionCached):
                 tracker.on_cached(event.nodes)
@@ -269,7 +269,7 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
 
 async def _finish_from_history(comfy: ComfyClient, claim: svc.Claim, status: PromptStatus) -> str:
     if status is PromptStatus.DONE:
-        await _db(svc.job_started)(job_id=claim.job_id)
+        await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id)
         return await _collect(comfy, claim, claim.prompt_id, ProgressTracker(claim.graph))
     entry = await comfy.history(claim.prompt_id)
     failure = (entry.failure if entry else None) or {}
@@ -308,11 +308,10 @@ async def _collect(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, tracker
         return "failed:outputs"
     if not fetched:
         await _db(job_log)(job_id=claim.job_id, message="the workflow produced no output files", level="warning")
-    await _db(svc.job_store_outputs)(job_id=claim.job_id, outputs=fetched)
-    if tracker.node_seconds:
-        await _db(svc.job_record_timings)(job_id=claim.job_id, node_seconds=tracker.node_seconds)
-    job = await _db(svc.job_succeed)(job_id=claim.job_id)
-    return "succeeded" if job is not None else "cancelled"
+    done = await _db(svc.job_complete)(
+        job_id=claim.job_id, outputs=fetched, node_seconds=tracker.node_seconds or None, graph=claim.graph
+    )
+    return "succeeded" if done else "cancelled"
 
 
 def _node_label(graph: dict[str, Any], node_id: str | None) -> str:

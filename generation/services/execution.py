@@ -16,8 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
-from django.db.models import Count, F, Max, Q
+from django.db import connection, transaction
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -29,11 +29,12 @@ from generation.models import (
     Backend,
     BackendObjectInfo,
     Job,
+    JobLogLine,
     JobStatus,
     LogLevel,
 )
 from generation.pool import BackendState, choose_backend
-from generation.services.jobs import job_log, job_transition
+from generation.services.jobs import job_log, job_move, job_transition
 from generation.workflow import preflight, required_nodes
 
 LIVE = [JobStatus.SUBMITTED, JobStatus.RUNNING]
@@ -56,9 +57,28 @@ class Claim:
     fresh: bool = False  # bypass ComfyUI's cache (reproductions)
 
 
-def backend_states(*, with_last_used: bool = True) -> list[BackendState]:
-    """Every enabled backend with its prompts in flight; ``with_last_used`` adds when each last got
-    work (a max over all its jobs: only the claim's tie-break needs it, dispatch does not)."""
+def backend_states(*, lock: bool = False) -> list[BackendState]:
+    """Every enabled backend with its prompts in flight.
+
+    ``lock`` takes the backends' row locks (PostgreSQL) for the rest of the transaction, so two
+    workers claiming at once never put more than ``max_in_flight`` prompts on one backend. SQLite
+    runs every write transaction IMMEDIATE: the database lock already serializes claims.
+    """
+    backends = Backend.objects.filter(enabled=True).only(
+        "name",
+        "url",
+        "enabled",
+        "healthy",
+        "max_in_flight",
+        "vram_hold_threshold",
+        "stats",
+        "node_classes",
+        "last_checkpoint",
+        "last_assigned_at",
+    )
+    if lock and connection.features.has_select_for_update:
+        backends = backends.select_for_update()
+    backends = list(backends)
     counts = dict(
         Job.objects.filter(status__in=LIVE, backend__isnull=False)
         .values_list("backend")
@@ -66,9 +86,6 @@ def backend_states(*, with_last_used: bool = True) -> list[BackendState]:
         .values_list("backend", "n")
     )
     states = []
-    backends = Backend.objects.filter(enabled=True)
-    if with_last_used:
-        backends = backends.annotate(last_job=Max("jobs__submitted_at"))
     for b in backends:
         devices = (b.stats or {}).get("devices") or []
         total = sum(int(d.get("vram_total") or 0) for d in devices)
@@ -78,18 +95,34 @@ def backend_states(*, with_last_used: bool = True) -> list[BackendState]:
             BackendState(
                 id=b.pk,
                 name=b.name,
+                url=b.url,
                 enabled=b.enabled,
                 healthy=b.healthy,
                 in_flight=counts.get(b.pk, 0),
                 max_in_flight=b.max_in_flight,
                 vram_used_fraction=used,
                 vram_hold=b.vram_hold_threshold,
-                node_classes=frozenset(b.node_classes or []),
+                node_classes=_node_classes(b.node_classes),
                 last_checkpoint=b.last_checkpoint,
-                last_used=b.last_job.timestamp() if getattr(b, "last_job", None) else 0.0,
+                last_used=b.last_assigned_at.timestamp() if b.last_assigned_at else 0.0,
             )
         )
     return states
+
+
+_node_class_sets: dict[int, tuple[list[str], frozenset[str]]] = {}
+
+
+def _node_classes(names: list[str] | None) -> frozenset[str]:
+    """The set of a backend's node classes, built once per distinct list (hundreds of names)."""
+    names = names or []
+    key = len(names)
+    cached = _node_class_sets.get(key)
+    if cached is not None and cached[0] == names:
+        return cached[1]
+    built = frozenset(names)
+    _node_class_sets[key] = (names, built)
+    return built
 
 
 _object_infos: dict[int, tuple[tuple[str, Any], dict[str, Any]]] = {}
@@ -122,12 +155,12 @@ def _preflight_message(problems: list) -> str:
     return "; ".join(lines)
 
 
-def _claim(job: Job, backend: Backend, *, prompt_id: str, client_id: str, **flags: bool) -> Claim:
+def _claim(job: Job, backend: Backend | BackendState, *, prompt_id: str, client_id: str, **flags: bool) -> Claim:
     return Claim(
         job_id=job.pk,
         project_id=job.project_id,
         user_id=job.created_by_id,
-        backend_id=backend.pk,
+        backend_id=backend.pk if isinstance(backend, Backend) else backend.id,
         backend_name=backend.name,
         backend_url=backend.url,
         prompt_id=prompt_id,
@@ -142,6 +175,19 @@ def new_client_id() -> str:
     return f"tower-{uuid.uuid4().hex[:12]}"
 
 
+# What a claim reads of a job (not its results, log or timings).
+_CLAIM_FIELDS = (
+    "project_id",
+    "created_by_id",
+    "graph",
+    "params",
+    "reproduce_of_id",
+    "error_message",
+    "status",
+    "attempts",
+)
+
+
 def job_claim(*, job_id: int, worker: str, client_id: str | None = None, note_waiting: bool = True) -> Claim | None:
     """Take a queued job for a backend with room, or leave it queued (returns None).
 
@@ -152,53 +198,79 @@ def job_claim(*, job_id: int, worker: str, client_id: str | None = None, note_wa
     ``note_waiting`` records on the job why it must wait when no backend can take it.
     """
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.QUEUED).first()
+        # Backends first, then the job: the order every claim takes its locks in.
+        states = backend_states(lock=True)
+        job = _lock_queued(job_id)
         if job is None:
             return None
-        list(Backend.objects.select_for_update().filter(enabled=True).values_list("pk", flat=True))
-        graph = job.graph or {}
-        checkpoint = str((job.params or {}).get("checkpoint") or "")
-        choice = choose_backend(backend_states(), required_nodes=required_nodes(graph), checkpoint=checkpoint)
-        if choice.backend_id is None:
-            if note_waiting and job.error_message != f"waiting: {choice.reason}":
-                Job.objects.filter(pk=job.pk).update(error_message=f"waiting: {choice.reason}")
-                job_log(job_id=job.pk, message=f"waiting: {choice.reason}", level=LogLevel.WARNING)
-            return None
-        backend = Backend.objects.get(pk=choice.backend_id)
-        info = backend_object_info(backend.pk)
-        problems = preflight(graph, info) if info else []
-        if problems:
-            message = f"pre-flight on {backend.name}: {_preflight_message(problems)}"
-            job_fail(
-                job_id=job.pk,
-                error_type="preflight",
-                message=message,
-                node=problems[0].node_id,
-                details={"problems": [p.__dict__ for p in problems[:50]]},
-                expect={JobStatus.QUEUED},
-            )
-            return None
-        prompt_id = str(uuid.uuid4())
-        client_id = client_id or new_client_id()
-        moved = job_transition(
+        return _claim_locked(job, states, worker=worker, client_id=client_id, note_waiting=note_waiting)
+
+
+def _lock_queued(job_id: int) -> Job | None:
+    query = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).only(*_CLAIM_FIELDS)
+    if connection.features.has_select_for_update:
+        query = query.select_for_update(of=("self",))
+    return query.first()
+
+
+def _claim_locked(
+    job: Job, states: list[BackendState], *, worker: str, client_id: str | None, note_waiting: bool
+) -> Claim | None:
+    """The claim itself, inside the caller's transaction with the backends and the job locked."""
+    graph = job.graph or {}
+    checkpoint = str((job.params or {}).get("checkpoint") or "")
+    choice = choose_backend(states, required_nodes=required_nodes(graph), checkpoint=checkpoint)
+    if choice.backend_id is None:
+        if note_waiting and job.error_message != f"waiting: {choice.reason}":
+            Job.objects.filter(pk=job.pk).update(error_message=f"waiting: {choice.reason}")
+            job_log(job_id=job.pk, message=f"waiting: {choice.reason}", level=LogLevel.WARNING)
+        return None
+    backend = next(s for s in states if s.id == choice.backend_id)
+    info = backend_object_info(backend.id)
+    problems = preflight(graph, info) if info else []
+    if problems:
+        message = f"pre-flight on {backend.name}: {_preflight_message(problems)}"
+        job_fail(
             job_id=job.pk,
-            to=JobStatus.SUBMITTED,
-            expect=JobStatus.QUEUED,
-            backend=backend,
-            prompt_id=prompt_id,
-            client_id=client_id,
-            worker=worker,
-            heartbeat_at=timezone.now(),
-            attempts=F("attempts") + 1,
-            error_message="",
-            queue_position=None,
+            error_type="preflight",
+            message=message,
+            node=problems[0].node_id,
+            details={"problems": [p.__dict__ for p in problems[:50]]},
+            expect={JobStatus.QUEUED},
         )
-        if moved is None:
-            return None
-        if checkpoint and backend.last_checkpoint != checkpoint:
-            Backend.objects.filter(pk=backend.pk).update(last_checkpoint=checkpoint)
-        job_log(job_id=job.pk, message=f"sent to {backend.name} ({choice.reason}), attempt {moved.attempts}")
-    return _claim(job, backend, prompt_id=prompt_id, client_id=client_id, fresh=job.reproduce_of_id is not None)
+        return None
+    prompt_id = str(uuid.uuid4())
+    client_id = client_id or new_client_id()
+    now = timezone.now()
+    attempts = job.attempts
+    moved = job_move(
+        job_id=job.pk,
+        to=JobStatus.SUBMITTED,
+        expect=JobStatus.QUEUED,
+        log=[(LogLevel.INFO, f"sent to {backend.name} ({choice.reason}), attempt {attempts + 1}", None)],
+        backend_id=backend.id,
+        prompt_id=prompt_id,
+        client_id=client_id,
+        worker=worker,
+        heartbeat_at=now,
+        submitted_at=now,
+        attempts=attempts + 1,
+        error_message="",
+        queue_position=None,
+    )
+    if not moved:
+        return None
+    assigned: dict[str, Any] = {"last_assigned_at": now}
+    if checkpoint and backend.last_checkpoint != checkpoint:
+        assigned["last_checkpoint"] = checkpoint
+    Backend.objects.filter(pk=backend.id).update(**assigned)
+    return _claim(
+        job,
+        backend,
+        prompt_id=prompt_id,
+        client_id=client_id,
+        fresh=job.reproduce_of_id is not None,
+    )
 
 
 def job_claim_next(*, worker: str, client_id: str, look_at: int = 32) -> Claim | None:
@@ -207,30 +279,36 @@ def job_claim_next(*, worker: str, client_id: str, look_at: int = 32) -> Claim |
     Checkpoint affinity applied to the order in which work is taken: first the oldest job whose
     checkpoint a free backend has loaded, then one whose checkpoint no busy backend holds (a
     free GPU loads something new rather than a second copy of a model another GPU is running),
-    then the oldest of the rest (an idle GPU still beats waiting).
+    then the oldest of the rest (an idle GPU still beats waiting). One transaction: the backend
+    states read under their locks are the ones the claim decides with.
     """
-    states = [s for s in backend_states(with_last_used=False) if s.healthy]
-    free = [s for s in states if s.in_flight < s.max_in_flight]
-    if not free:
-        return None
-    on_free = {s.last_checkpoint for s in free if s.last_checkpoint}
-    on_busy = {s.last_checkpoint for s in states if s.last_checkpoint and s not in free}
-    rows = list(
-        Job.objects.filter(status=JobStatus.QUEUED, graph__isnull=False)
-        .order_by("created_at", "pk")
-        .values_list("pk", "params__checkpoint")[:look_at]
-    )
+    with transaction.atomic():
+        states = backend_states(lock=True)
+        healthy = [s for s in states if s.healthy]
+        free = [s for s in healthy if s.in_flight < s.max_in_flight]
+        if not free:
+            return None
+        on_free = {s.last_checkpoint for s in free if s.last_checkpoint}
+        on_busy = {s.last_checkpoint for s in healthy if s.last_checkpoint and s not in free}
+        rows = list(
+            Job.objects.filter(status=JobStatus.QUEUED, graph__isnull=False)
+            .order_by("created_at", "pk")
+            .values_list("pk", "params__checkpoint")[:look_at]
+        )
 
-    def tier(checkpoint: str | None) -> int:
-        if checkpoint and checkpoint in on_free:
-            return 0
-        return 2 if checkpoint and checkpoint in on_busy else 1
+        def tier(checkpoint: str | None) -> int:
+            if checkpoint and checkpoint in on_free:
+                return 0
+            return 2 if checkpoint and checkpoint in on_busy else 1
 
-    ordered = [pk for *_, pk in sorted((tier(ckpt), i, pk) for i, (pk, ckpt) in enumerate(rows))]
-    for job_id in ordered[:4]:
-        claim = job_claim(job_id=job_id, worker=worker, client_id=client_id, note_waiting=False)
-        if claim is not None:
-            return claim
+        ordered = [pk for *_, pk in sorted((tier(ckpt), i, pk) for i, (pk, ckpt) in enumerate(rows))]
+        for job_id in ordered[:4]:
+            job = _lock_queued(job_id)
+            if job is None:
+                continue
+            claim = _claim_locked(job, states, worker=worker, client_id=client_id, note_waiting=False)
+            if claim is not None:
+                return claim
     return None
 
 
@@ -269,10 +347,13 @@ def job_record_prompt_id(*, job_id: int, prompt_id: str, backend_id: int, honour
         Backend.objects.filter(pk=backend_id).update(supports_prompt_id=honoured)
 
 
-def job_started(*, job_id: int) -> None:
-    job = job_transition(job_id=job_id, to=JobStatus.RUNNING, expect=JobStatus.SUBMITTED)
-    if job is not None:
-        events.job_event("progress", job_id=job.pk, project_id=job.project_id, value=0, max=1, node=None)
+def job_started(*, job_id: int, project_id: int | None = None) -> None:
+    """submitted → running (ComfyUI began executing the prompt); a progress event at 0."""
+    if not job_move(job_id=job_id, to=JobStatus.RUNNING, expect=JobStatus.SUBMITTED):
+        return
+    if project_id is None:
+        project_id = Job.objects.filter(pk=job_id).values_list("project_id", flat=True).get()
+    events.job_event("progress", job_id=job_id, project_id=project_id, value=0, max=1, node=None)
 
 
 def job_progress(
@@ -393,15 +474,86 @@ class FetchedOutput:
     data: bytes
 
 
-def job_store_outputs(*, job_id: int, outputs: list[FetchedOutput]) -> list[int]:
-    """Write each output under a generated name and create its Asset; idempotent per job.
+def job_complete(
+    *,
+    job_id: int,
+    outputs: list[FetchedOutput],
+    node_seconds: dict[str, float] | None = None,
+    graph: dict[str, Any] | None = None,
+) -> bool:
+    """Store the outputs as Assets and mark the job succeeded, in one transaction; False when the
+    job had left the engine meanwhile (cancelled: its outputs are kept all the same).
 
-    PNGs get the submitted graph as ComfyUI's ``prompt`` chunk when the file lacks it, and Tower's
+    Each output is written under a generated name. PNGs get the submitted graph as ComfyUI's
+    ``prompt`` chunk (so an output dragged back into ComfyUI restores its graph) and Tower's
     parameters as a ``tower`` chunk: deterministic, so a reproduction has the same sha256.
+    Idempotent: a job that already has assets (a worker died after storing them) keeps those.
+    ``graph`` is the submitted graph when the caller holds it (the claim), saving its read.
+    ``node_seconds`` (per-node timings) join the job's timings in the same write.
     """
-    job = Job.objects.get(pk=job_id)
-    if job.assets.exists():
-        return list(job.assets.values_list("pk", flat=True))
+    fields = ["project_id", "created_by_id", "prompt", "negative_prompt", "seed", "mode", "params"]
+    fields += ["reproduce_of_id", "timings", "template__slug"]
+    if graph is None:
+        fields.append("graph")
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            job = (
+                Job.objects.filter(pk=job_id)
+                .select_related("template")
+                .only(*fields)
+                .annotate(stored=Exists(Asset.objects.filter(job=OuterRef("pk"))))
+                .get()
+            )
+            if graph is None:
+                graph = job.graph or {}
+            log: list[tuple[str, str, dict | None]] = []
+            if job.stored:
+                assets = list(Asset.objects.filter(job_id=job_id).values("pk", "kind", "sha256"))
+            else:
+                assets = _store_outputs(job, graph, outputs, written, log)
+            timings = {**(job.timings or {}), "nodes": node_seconds} if node_seconds else job.timings
+            reproduced = None
+            if job.reproduce_of_id:
+                original = sorted(Asset.objects.filter(job_id=job.reproduce_of_id).values_list("sha256", flat=True))
+                reproduced = original == sorted(a["sha256"] for a in assets) and bool(original)
+                verdict = "identical outputs (sha256 equal)" if reproduced else "outputs differ from the original"
+                log.append((LogLevel.INFO, f"reproduction of job {job.reproduce_of_id}: {verdict}", None))
+            moved = job_move(
+                job_id=job_id,
+                to=JobStatus.SUCCEEDED,
+                expect={JobStatus.SUBMITTED, JobStatus.RUNNING},
+                log=log,
+                worker="",
+                current_node="",
+                error_message="",
+                timings=timings,
+            )
+            if not moved:
+                lines = [JobLogLine(job_id=job_id, level=lv, message=m, data=d) for lv, m, d in log]
+                JobLogLine.objects.bulk_create(lines)
+                return False
+            events.job_event(
+                "job_complete",
+                job_id=job_id,
+                project_id=job.project_id,
+                user_id=job.created_by_id,
+                assets=[{"id": a["pk"], "kind": a["kind"], "sha256": a["sha256"]} for a in assets],
+                reproduced=reproduced,
+            )
+            transaction.on_commit(lambda: announce_job_succeeded(job_id))
+    except BaseException:
+        for name in written:
+            Asset.file.field.storage.delete(name)
+        raise
+    return True
+
+
+def _store_outputs(
+    job: Job, graph: dict[str, Any], outputs: list[FetchedOutput], written: list[str], log: list
+) -> list[dict[str, Any]]:
+    """Write each output's file and insert its Asset row; ``written`` collects the file names (so
+    the caller can remove them if the transaction fails), ``log`` the outputs skipped and why."""
     tower_meta = {
         "prompt": job.prompt,
         "negative": job.negative_prompt,
@@ -411,77 +563,36 @@ def job_store_outputs(*, job_id: int, outputs: list[FetchedOutput]) -> list[int]
         "template": job.template.slug if job.template_id else None,
     }
     created: list[Asset] = []
-    written: list[str] = []
-    try:
-        with transaction.atomic():
-            for index, out in enumerate(outputs):
-                try:
-                    info = probe(out.data, filename=out.filename)
-                except MediaError as exc:
-                    job_log(job_id=job_id, message=f"output {out.filename} skipped: {exc}", level=LogLevel.WARNING)
-                    continue
-                data = out.data
-                if info.extension == "png":
-                    data = png_add_text(data, {"prompt": job.graph or {}, "tower": tower_meta})
-                asset = Asset(
-                    project_id=job.project_id,
-                    job=job,
-                    kind=info.kind,
-                    mime=info.mime,
-                    size_bytes=len(data),
-                    width=info.width,
-                    height=info.height,
-                    frames=info.frames,
-                    fps=info.fps,
-                    duration_seconds=info.duration_seconds,
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    node_id=out.node_id,
-                    comfy_filename=out.filename[:300],
-                    metadata=tower_meta,
-                )
-                asset.file.save(f"job{job_id}-{index + 1}.{info.extension}", ContentFile(data), save=False)
-                written.append(asset.file.name)
-                asset.save()
-                created.append(asset)
-    except BaseException:
-        for name in written:
-            Asset.file.field.storage.delete(name)
-        raise
-    return [a.pk for a in created]
-
-
-def job_succeed(*, job_id: int) -> Job | None:
-    with transaction.atomic():
-        job = job_transition(
-            job_id=job_id,
-            to=JobStatus.SUCCEEDED,
-            expect={JobStatus.SUBMITTED, JobStatus.RUNNING},
-            worker="",
-            current_node="",
-            error_message="",
-        )
-        if job is None:
-            return None
-        assets = list(job.assets.values("pk", "file", "kind", "sha256"))
-        reproduced = None
-        if job.reproduce_of_id:
-            original = sorted(Asset.objects.filter(job_id=job.reproduce_of_id).values_list("sha256", flat=True))
-            reproduced = original == sorted(a["sha256"] for a in assets) and bool(original)
-            job_log(
-                job_id=job.pk,
-                message=f"reproduction of job {job.reproduce_of_id}: "
-                + ("identical outputs (sha256 equal)" if reproduced else "outputs differ from the original"),
-            )
-        events.job_event(
-            "job_complete",
-            job_id=job.pk,
+    for index, out in enumerate(outputs):
+        try:
+            info = probe(out.data, filename=out.filename)
+        except MediaError as exc:
+            log.append((LogLevel.WARNING, f"output {out.filename} skipped: {exc}", None))
+            continue
+        data = out.data
+        if info.extension == "png":
+            data = png_add_text(data, {"prompt": graph, "tower": tower_meta})
+        asset = Asset(
             project_id=job.project_id,
-            user_id=job.created_by_id,
-            assets=[{"id": a["pk"], "kind": a["kind"], "sha256": a["sha256"]} for a in assets],
-            reproduced=reproduced,
+            job_id=job.pk,
+            kind=info.kind,
+            mime=info.mime,
+            size_bytes=len(data),
+            width=info.width,
+            height=info.height,
+            frames=info.frames,
+            fps=info.fps,
+            duration_seconds=info.duration_seconds,
+            sha256=hashlib.sha256(data).hexdigest(),
+            node_id=out.node_id,
+            comfy_filename=out.filename[:300],
+            metadata=tower_meta,
         )
-        transaction.on_commit(lambda: announce_job_succeeded(job.pk))
-    return job
+        asset.file.save(f"job{job.pk}-{index + 1}.{info.extension}", ContentFile(data), save=False)
+        written.append(asset.file.name)
+        created.append(asset)
+    Asset.objects.bulk_create(created)
+    return [{"pk": a.pk, "kind": a.kind, "sha256": a.sha256} for a in created]
 
 
 def announce_job_succeeded(job_id: int) -> None:
@@ -499,11 +610,6 @@ def announce_job_succeeded(job_id: int) -> None:
             import_string(path)(job_id)
         except Exception:
             logger.warning("%s failed for job %s", path, job_id, exc_info=True)
-
-
-def job_record_timings(*, job_id: int, node_seconds: dict[str, float]) -> None:
-    job = Job.objects.only("timings").get(pk=job_id)
-    Job.objects.filter(pk=job_id).update(timings={**(job.timings or {}), "nodes": node_seconds})
 
 
 def stale_live_jobs(*, older_than: timedelta) -> list[tuple[int, str]]:

@@ -34,6 +34,28 @@ def job_transition(*, job_id: int, to: str, expect: str | set[str] | None = None
     first: a re-delivered task, a cancel racing a completion). Raises :class:`IllegalTransition`
     when the status machine forbids the move from the job's current status.
     """
+    if not job_move(job_id=job_id, to=to, expect=expect, **fields):
+        return None
+    # The graph is the largest column and no caller of a transition reads it: leave it deferred.
+    return Job.objects.defer("graph").get(pk=job_id)
+
+
+LogEntry = tuple[str, str, dict | None]  # (level, message, data)
+
+
+def job_move(
+    *,
+    job_id: int,
+    to: str,
+    expect: str | set[str] | None = None,
+    log: list[LogEntry] | tuple[LogEntry, ...] = (),
+    **fields: Any,
+) -> bool:
+    """:func:`job_transition` without reading the job back: True when the job moved.
+
+    The engine's hot path knows what it needs of the job already; ``log`` adds further lines to
+    the job's log in the same insert as the status line.
+    """
     if to not in JobStatus.values:
         raise JobError(f"unknown status {to!r}")
     allowed_from = {s for s, targets in ALLOWED_TRANSITIONS.items() if to in targets}
@@ -55,18 +77,22 @@ def job_transition(*, job_id: int, to: str, expect: str | set[str] | None = None
         values.setdefault("queue_position", None)
         if to == JobStatus.SUCCEEDED:
             values.setdefault("progress", 1.0)
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (two statements saved per move); nothing in the
+    # block raises on purpose, so the caller's transaction is never left marked for rollback.
+    with transaction.atomic(savepoint=False):
         updated = Job.objects.filter(pk=job_id, status__in=sources).update(**values)
-        if not updated:
-            current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-            if current is None:
-                raise JobError(f"job {job_id} does not exist")
-            if expect is None:
-                raise IllegalTransition(job_id, current, to)
-            return None
-        JobLogLine.objects.create(job_id=job_id, level=LogLevel.INFO, message=f"status → {to}")
-    # The graph is the largest column and no caller of a transition reads it: leave it deferred.
-    return Job.objects.defer("graph").get(pk=job_id)
+        if updated:
+            lines = [JobLogLine(job_id=job_id, level=LogLevel.INFO, message=f"status → {to}")]
+            lines += [JobLogLine(job_id=job_id, level=lv, message=m, data=d) for lv, m, d in log]
+            JobLogLine.objects.bulk_create(lines)
+    if updated:
+        return True
+    current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    if current is None:
+        raise JobError(f"job {job_id} does not exist")
+    if expect is None:
+        raise IllegalTransition(job_id, current, to)
+    return False
 
 
 def job_log(*, job_id: int, message: str, level: str = LogLevel.INFO, data: dict | None = None) -> None:

@@ -87,7 +87,7 @@ def backend_refresh(*, backend: Backend, force_object_info: bool = False) -> boo
 
 def free_slots() -> int:
     """Prompts the enabled, healthy backends can still take."""
-    states = backend_states(with_last_used=False)
+    states = backend_states()
     return sum(max(0, s.max_in_flight - s.in_flight) for s in states if s.enabled and s.healthy)
 
 
