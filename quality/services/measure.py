@@ -9,7 +9,7 @@ was found, and "no face found" when there is none in any of them.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,7 @@ from quality.metrics import (
     sharpness,
     temporal_metrics,
 )
-from quality.services.references import character_embed_references
+from quality.services.references import EmbeddedReferences, character_embed_references
 
 SAMPLE_FRAMES = 8
 
@@ -91,8 +91,13 @@ def measure(
     models: MetricModels,
     character: Character | None,
     loop: bool = False,
+    references: Callable[[Character], EmbeddedReferences] | None = None,
 ) -> dict[Hashable, list[MetricResult]]:
-    """Every applicable metric of every readable item, by item key (unreadable items: one error)."""
+    """Every applicable metric of every readable item, by item key (unreadable items: one error).
+
+    ``references`` gives the character's embedded references (default: embed them now); a batch
+    of jobs passes one that embeds each character once.
+    """
     out: dict[Hashable, list[MetricResult]] = {m.key: [] for m in media}
     readable = [m for m in media if m.frames]
     for m in media:
@@ -112,7 +117,10 @@ def measure(
     aesthetic = aesthetic_scores(images, models=models)
     similarity: list[MetricResult] | None = None
     if character is not None:
-        embedded = character_embed_references(character=character, models=models)
+        if references is None:
+            embedded = character_embed_references(character=character, models=models)
+        else:
+            embedded = references(character)
         problem = embedded.unusable()
         if problem is not None:
             similarity = [problem] * len(images)

@@ -14,9 +14,17 @@ the person set it.
 Auto-advance. When the project-wide gate of phase N (not a character's) is open, by evaluation
 or override, and the project is in phase N < 3, the project moves to phase N+1. It never moves
 back on its own: closing a gate stops the next advance, it does not undo one.
+
+After scoring (:func:`phase_gates_after_scoring`), the gates of a batch of newly scored jobs are
+evaluated once each, with the outcome of evaluating after every job: one query reads the latest
+window plus the batch's own verdicts, the window after each job is a slice of it, the project
+advances if the gate was open after any of them, and the row keeps the state after the last.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -41,30 +49,40 @@ def _check(project: Project, phase: int, character: Character | None) -> None:
         raise QualityError("that character belongs to another project")
 
 
-def _advance(project: Project, gate: PhaseGate) -> None:
-    if gate.character_id is None and gate.is_open and gate.phase < Phase.VIDEO:
+def _advance(project: Project, gate: PhaseGate, *, was_open: bool | None = None) -> None:
+    opened = gate.is_open if was_open is None else was_open
+    if gate.character_id is None and opened and gate.phase < Phase.VIDEO:
         Project.objects.filter(pk=project.pk, phase=gate.phase).update(phase=gate.phase + 1)
+
+
+def _verdicts(project: Project, phase: int, character: Character | None, count: int) -> list[bool]:
+    """The ``count`` latest evaluated post-generation verdicts of the phase's jobs, newest first."""
+    jobs = Job.objects.filter(project=project, phase=phase)
+    if character is not None:
+        jobs = jobs.filter(character=character)
+    return list(
+        QualityGate.objects.filter(job__in=jobs, stage=GateStage.POST_GEN, passed__isnull=False)
+        .order_by("-created_at", "-pk")
+        .values_list("passed", flat=True)[:count]
+    )
+
+
+def _opens(project: Project, verdicts: Sequence[bool]) -> bool:
+    ratio = sum(verdicts) / len(verdicts) if verdicts else None
+    return len(verdicts) >= project.phase_window and (ratio or 0.0) >= project.phase_pass_ratio
 
 
 @transaction.atomic
 def phase_gate_evaluate(*, project: Project, phase: int, character: Character | None = None) -> PhaseGate:
     """Recompute the gate of ``phase`` from recent scored outputs; see the module docstring."""
     _check(project, phase, character)
-    jobs = Job.objects.filter(project=project, phase=phase)
-    if character is not None:
-        jobs = jobs.filter(character=character)
-    window = project.phase_window
-    verdicts = list(
-        QualityGate.objects.filter(job__in=jobs, stage=GateStage.POST_GEN, passed__isnull=False)
-        .order_by("-created_at", "-pk")
-        .values_list("passed", flat=True)[:window]
-    )
+    verdicts = _verdicts(project, phase, character, project.phase_window)
     gate = _gate_row(project, phase, character)
     gate.sample_size = len(verdicts)
     gate.pass_ratio = sum(verdicts) / len(verdicts) if verdicts else None
     gate.evaluated_at = timezone.now()
     if gate.overridden_by_id is None:
-        gate.is_open = len(verdicts) >= window and (gate.pass_ratio or 0.0) >= project.phase_pass_ratio
+        gate.is_open = _opens(project, verdicts)
     gate.save(update_fields=["sample_size", "pass_ratio", "evaluated_at", "is_open"])
     _advance(project, gate)
     return gate
@@ -97,9 +115,49 @@ def phase_gate_override(
     return gate
 
 
-def phase_gates_after_scoring(*, job: Job) -> list[PhaseGate]:
-    """The project's gate (and the character's) for the job's phase, after its scoring."""
-    gates = [phase_gate_evaluate(project=job.project, phase=job.phase)]
-    if job.character_id:
-        gates.append(phase_gate_evaluate(project=job.project, phase=job.phase, character=job.character))
-    return gates
+@dataclass
+class _Scored:
+    """One phase gate's newly scored jobs: their verdicts in the order they were gated."""
+
+    project: Project
+    phase: int
+    character: Character | None
+    verdicts: list[bool | None] = field(default_factory=list)
+
+
+def phase_gates_after_scoring(*, scored: Sequence[tuple[Job, QualityGate]]) -> list[PhaseGate]:
+    """The project's gate (and each character's) of the phases of newly scored jobs, given as
+    (job, its new post-generation gate) in the order they were gated; see the module docstring."""
+    groups: dict[tuple[int, int, int | None], _Scored] = {}
+    for job, post_gen in scored:
+        for character in (None, job.character) if job.character_id else (None,):
+            key = (job.project_id, job.phase, character.pk if character else None)
+            group = groups.setdefault(key, _Scored(job.project, job.phase, character))
+            group.verdicts.append(post_gen.passed)
+    return [_evaluate_after(group) for group in groups.values()]
+
+
+@transaction.atomic
+def _evaluate_after(scored: _Scored) -> PhaseGate:
+    project, phase, character = scored.project, scored.phase, scored.character
+    _check(project, phase, character)
+    new = sum(v is not None for v in scored.verdicts)
+    # Newest first: the batch's ``new`` verdicts (unless another worker's came in between, which
+    # only blurs the intermediate windows), then the window before the batch.
+    latest = _verdicts(project, phase, character, project.phase_window + new)
+    windows, given = [], 0
+    for verdict in scored.verdicts:
+        given += verdict is not None
+        windows.append(latest[new - given : new - given + project.phase_window])
+    verdicts = windows[-1]  # = latest[:window], what phase_gate_evaluate reads now
+    gate = _gate_row(project, phase, character)
+    gate.sample_size = len(verdicts)
+    gate.pass_ratio = sum(verdicts) / len(verdicts) if verdicts else None
+    gate.evaluated_at = timezone.now()
+    was_open = gate.is_open
+    if gate.overridden_by_id is None:
+        gate.is_open = _opens(project, verdicts)
+        was_open = any(_opens(project, w) for w in windows)
+    gate.save(update_fields=["sample_size", "pass_ratio", "evaluated_at", "is_open"])
+    _advance(project, gate, was_open=was_open)
+    return gate

@@ -1,9 +1,17 @@
 """Scoring a finished job's outputs, its post-generation gate, and bounded regeneration.
 
-Flow (``quality.tasks.score_job``, enqueued by generation's ``TOWER_ON_JOB_SUCCEEDED`` hook):
-the job stays SUCCEEDED while it is scored (its outputs exist; SCORING is not used, so the engine
-and its status machine are untouched). Every asset is measured (one batch per network), one
-``QualityScore`` row per metric is stored exactly as the metric returned it, with its model id.
+Flow (:func:`jobs_score`, run by ``quality.tasks.score_pending`` for the jobs generation
+announced, or :func:`job_score` for one job by ``quality.tasks.score_job``): the job stays
+SUCCEEDED while it is scored (its outputs exist; SCORING is not used, so the engine and its status
+machine are untouched). Every asset is measured (one batch per network), one ``QualityScore`` row
+per metric is stored exactly as the metric returned it, with its model id.
+
+Cost. Scoring without model weights is ORM-bound, so a job's writes are one short transaction of
+five statements (lock-and-check, the scores, the log line, the gate, commit): the gate is inserted
+once with its final details, never updated after. A batch loads its jobs (with project and
+character) and their outputs in two queries, shares the models and each character's reference
+embeddings, and evaluates the phase gates once per gate every :data:`PHASE_EVERY` jobs with the
+outcome evaluating after each job would have had (``phases.phase_gates_after_scoring``).
 
 Gate (``QualityGate`` stage ``post_gen``), with the project's thresholds:
 
@@ -36,10 +44,13 @@ chain records ``kept_job`` and the best one ``kept: true``.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from characters.models import Character
 from generation import events
@@ -52,11 +63,17 @@ from quality.metrics.temporal import SEAM_TOLERANCE
 from quality.models import GateStage, QualityGate, QualityScore
 from quality.services import common
 from quality.services.measure import Media, measure, read_media
+from quality.services.phases import phase_gates_after_scoring
+from quality.services.references import EmbeddedReferences, character_embed_references
 
 logger = logging.getLogger(__name__)
 
 ANIMATED_KINDS = {JobKind.LOOP, JobKind.VIDEO, JobKind.SEGMENT}
 LOOP_SEAM_THRESHOLD = 1.0 / SEAM_TOLERANCE
+PHASE_EVERY = 20  # newly gated jobs of a batch between two evaluations of their phase gates
+# Job columns scoring never reads: JSON (the submitted graph runs to tens of kB) and free text.
+# Regenerating, which needs them, loads the whole job again.
+UNREAD_JOB_FIELDS = ("graph", "params", "overrides", "timings", "error_details", "prompt", "negative_prompt")
 
 
 def gate_thresholds(
@@ -157,52 +174,150 @@ def _read_asset(asset: Asset) -> Media:
     return read_media(asset.pk, data)
 
 
+@dataclass
+class BatchScore:
+    """What :func:`jobs_score` did, by job id: the post-generation gate (None for a job that is
+    missing or not succeeded), or the exception that stopped the job's scoring."""
+
+    gates: dict[int, QualityGate | None] = field(default_factory=dict)
+    failed: dict[int, Exception] = field(default_factory=dict)
+
+
+class _Shared:
+    """What the jobs of one batch share: the models, and each character's embedded references."""
+
+    def __init__(self, models: MetricModels) -> None:
+        self.models = models
+        self._references: dict[int, EmbeddedReferences] = {}
+
+    def references(self, character: Character) -> EmbeddedReferences:
+        found = self._references.get(character.pk)
+        if found is None:
+            found = character_embed_references(character=character, models=self.models)
+            self._references[character.pk] = found
+        return found
+
+
 def job_score(*, job_id: int, models: MetricModels | None = None) -> QualityGate | None:
     """Score a succeeded job's outputs, gate them, regenerate if needed; idempotent.
 
     Returns the post-generation gate (the existing one when the job was scored before), or None
-    for a job that is missing or not succeeded.
+    for a job that is missing or not succeeded. What raised while scoring is raised here.
     """
-    job = Job.objects.select_related("project", "character__project", "template").filter(pk=job_id).first()
-    if job is None or job.status != JobStatus.SUCCEEDED:
-        return None
-    existing = QualityGate.objects.filter(job=job, stage=GateStage.POST_GEN).first()
-    if existing is not None:
-        return existing
-    assets = list(Asset.objects.filter(job=job).order_by("pk"))
+    batch = jobs_score(job_ids=[job_id], models=models)
+    if job_id in batch.failed:
+        raise batch.failed[job_id]
+    return batch.gates.get(job_id)
+
+
+def jobs_score(*, job_ids: Sequence[int], models: MetricModels | None = None) -> BatchScore:
+    """:func:`job_score` for several jobs, in the order given, sharing what they can (see the
+    module docstring: Cost); each job is written in its own transaction as soon as it is measured.
+
+    A job whose scoring raises is reported in ``failed`` and the others are still scored; the
+    caller decides what to say about it.
+    """
+    ids = list(dict.fromkeys(job_ids))
+    gated = QualityGate.objects.filter(job=OuterRef("pk"), stage=GateStage.POST_GEN)
+    jobs = {
+        job.pk: job
+        for job in Job.objects.select_related("project", "character__project")
+        .defer(*UNREAD_JOB_FIELDS)
+        .annotate(gated=Exists(gated))
+        .filter(pk__in=ids)
+        .order_by()
+    }
+    batch = BatchScore()
+    todo = []
+    for pk in ids:
+        job = jobs.get(pk)
+        if job is None or job.status != JobStatus.SUCCEEDED:
+            batch.gates[pk] = None
+        elif not job.gated:  # type: ignore[attr-defined]
+            todo.append(job)
+    batch.gates.update(_existing_gates([pk for pk, job in jobs.items() if job.gated and pk not in batch.gates]))  # type: ignore[attr-defined]
+    if not todo:
+        return batch
+    assets: dict[int, list[Asset]] = defaultdict(list)
+    for asset in Asset.objects.filter(job__in=[job.pk for job in todo]).only("pk", "job_id", "file").order_by("pk"):
+        assets[asset.job_id].append(asset)  # type: ignore[index]
+    shared = _Shared(models or common.metric_models())
+    fresh: list[tuple[Job, QualityGate]] = []
+    for job in todo:
+        try:
+            gate, new = _job_score(job, assets[job.pk], shared)
+        except Exception as exc:  # one job's failure must not cost the others their scores
+            batch.failed[job.pk] = exc
+            continue
+        batch.gates[job.pk] = gate
+        if new:
+            fresh.append((job, gate))  # type: ignore[arg-type]
+        if len(fresh) >= PHASE_EVERY:
+            phase_gates_after_scoring(scored=fresh)
+            fresh = []
+    if fresh:
+        phase_gates_after_scoring(scored=fresh)
+    return batch
+
+
+def _existing_gates(job_ids: Sequence[int]) -> dict[int, QualityGate]:
+    """Each job's post-generation gate (the first, should a job have two)."""
+    found: dict[int, QualityGate] = {}
+    if job_ids:
+        for gate in QualityGate.objects.filter(job__in=job_ids, stage=GateStage.POST_GEN).order_by("created_at", "pk"):
+            found.setdefault(gate.job_id, gate)  # type: ignore[arg-type]
+    return found
+
+
+def _score_rows(
+    job: Job, assets: Sequence[Asset], media: Sequence[Media], results: dict[Any, list[MetricResult]]
+) -> list[QualityScore]:
+    by_pk = {a.pk: a for a in assets}
+    loop = job.kind == JobKind.LOOP
+    rows = []
+    for m in media:
+        animated = m.animated or job.kind in ANIMATED_KINDS
+        thresholds = gate_thresholds(job.project, job.character, animated=animated, loop=loop)
+        rows.extend(
+            score_row(by_pk[m.key], result, thresholds.get(result.metric), job.character_id)  # type: ignore[index]
+            for result in results.get(m.key, ())
+        )
+    return rows
+
+
+def _job_score(job: Job, assets: list[Asset], shared: _Shared) -> tuple[QualityGate | None, bool]:
+    """(the job's gate, whether this call made it); the gate is None when the job was deleted."""
     media = [_read_asset(a) for a in assets]
     # The heavy part runs outside any transaction; the writes below are short.
     results = (
-        measure(media, models=models or common.metric_models(), character=job.character, loop=job.kind == JobKind.LOOP)
+        measure(
+            media,
+            models=shared.models,
+            character=job.character,
+            loop=job.kind == JobKind.LOOP,
+            references=shared.references,
+        )
         if media
         else {}
     )
-    by_pk = {a.pk: a for a in assets}
-    animated = {m.key: m.animated or job.kind in ANIMATED_KINDS for m in media}
-    rows = [
-        score_row(
-            by_pk[key],
-            result,
-            gate_thresholds(job.project, job.character, animated=animated[key], loop=job.kind == JobKind.LOOP).get(
-                result.metric
-            ),
-            job.character_id,
-        )  # type: ignore[index]
-        for key, found in results.items()
-        for result in found
-    ]
+    rows = _score_rows(job, assets, media, results)
+    gated = QualityGate.objects.filter(job=OuterRef("pk"), stage=GateStage.POST_GEN)
     with transaction.atomic():
-        locked = Job.objects.select_for_update().filter(pk=job.pk).first()
-        if locked is None:
-            return None
-        existing = QualityGate.objects.filter(job=job, stage=GateStage.POST_GEN).first()
-        if existing is not None:  # a re-delivered task got here first
-            return existing
+        locked = list(
+            Job.objects.select_for_update()
+            .filter(pk=job.pk)
+            .annotate(gated=Exists(gated))
+            .values_list("gated", flat=True)
+        )
+        if not locked:
+            return None, False
+        if locked[0]:  # a re-delivered task got here first
+            return _existing_gates([job.pk])[job.pk], False
         QualityScore.objects.bulk_create(rows)
         details = gate_details(rows)
         if not assets:
             details["reason"] = "the job has no outputs"
-        gate = QualityGate.objects.create(
+        gate = QualityGate(
             job=job,
             stage=GateStage.POST_GEN,
             passed={"passed": True, "failed": False}.get(details["outcome"]),
@@ -210,6 +325,7 @@ def job_score(*, job_id: int, models: MetricModels | None = None) -> QualityGate
         )
         job_log(job_id=job.pk, message=_summary(details))
         _after_gate(job, gate)
+        gate.save(force_insert=True)  # once, with its final details
         events.job_event(
             "quality_evaluation",
             job_id=job.pk,
@@ -227,10 +343,7 @@ def job_score(*, job_id: int, models: MetricModels | None = None) -> QualityGate
                 for r in rows
             ],
         )
-    from quality.services.phases import phase_gates_after_scoring
-
-    phase_gates_after_scoring(job=job)
-    return gate
+    return gate, True
 
 
 def _summary(details: dict[str, Any]) -> str:
@@ -244,16 +357,24 @@ def _summary(details: dict[str, Any]) -> str:
 # --- regeneration chain -------------------------------------------------------------------------
 
 
-def regeneration_chain(job: Job) -> list[tuple[Job, QualityGate]]:
-    """(job, gate) from the original attempt to ``job``, following ``regenerated_as`` links."""
+def regeneration_chain(job: Job, gate: QualityGate | None = None) -> list[tuple[Job, QualityGate]]:
+    """(job, gate) from the original attempt to ``job``, following ``regenerated_as`` links.
+
+    ``gate``: the job's own post-generation gate when the caller holds it (it may not be saved yet).
+    """
     chain: list[tuple[Job, QualityGate]] = []
     current: Job | None = job
     child_pk: int | None = None
     while current is not None:
-        gate = QualityGate.objects.filter(job=current, stage=GateStage.POST_GEN).first()
-        if gate is None or (child_pk is not None and gate.details.get("regenerated_as") != child_pk):
+        if current is job and gate is not None:
+            found: QualityGate | None = gate
+        else:
+            found = (
+                QualityGate.objects.filter(job=current, stage=GateStage.POST_GEN).order_by("created_at", "pk").first()
+            )
+        if found is None or (child_pk is not None and found.details.get("regenerated_as") != child_pk):
             break
-        chain.append((current, gate))
+        chain.append((current, found))
         child_pk = current.pk
         current = Job.objects.filter(pk=current.parent_id).first() if current.parent_id else None
     chain.reverse()
@@ -261,29 +382,30 @@ def regeneration_chain(job: Job) -> list[tuple[Job, QualityGate]]:
 
 
 def _after_gate(job: Job, gate: QualityGate) -> None:
-    chain = regeneration_chain(job)
-    chain[-1] = (job, gate)  # the same instance the caller holds, not a second copy of the row
+    """Regenerate after a failure, or end the chain keeping its best attempt: ``gate`` (not saved
+    yet) gets its final details here; the chain's earlier gates are saved."""
+    chain = regeneration_chain(job, gate)
     outcome = gate.details["outcome"]
     regenerations = len(chain) - 1
     limit = job.project.max_regenerations
     if outcome == "failed" and regenerations < limit:
         failing = ", ".join(sorted({c["metric"] for c in gate.details["checks"] if not c["passed"]}))
         try:
-            child = job_regenerate(job=job, reason=f"post-generation gate failed ({failing})")
+            # The batch loaded the job without the columns a copy needs.
+            whole = Job.objects.select_related("project", "character__project", "template").get(pk=job.pk)
+            child = job_regenerate(job=whole, reason=f"post-generation gate failed ({failing})")
         except JobError as exc:
             gate.details["regeneration"] = f"not possible: {exc}"
         else:
             gate.details.update(regenerated_as=child.pk, attempt=regenerations + 1, max_regenerations=limit)
-            gate.save(update_fields=["details"])
             return
     elif outcome == "failed":
         gate.details["regeneration"] = f"limit reached ({limit} regenerations)"
     gate.details.update(attempt=regenerations + 1, max_regenerations=limit)
-    gate.save(update_fields=["details"])
-    _keep_best(chain)
+    _keep_best(chain, current=gate)
 
 
-def _keep_best(chain: list[tuple[Job, QualityGate]]) -> None:
+def _keep_best(chain: list[tuple[Job, QualityGate]], *, current: QualityGate) -> None:
     def rank(item: tuple[Job, QualityGate]) -> tuple[bool, float]:
         details = item[1].details
         return (details["outcome"] == "passed", details.get("combined_score") or 0.0)
@@ -291,6 +413,7 @@ def _keep_best(chain: list[tuple[Job, QualityGate]]) -> None:
     best_job, _ = max(chain, key=rank)
     for attempt, gate in chain:
         gate.details.update(kept_job=best_job.pk, kept=attempt.pk == best_job.pk)
-        gate.save(update_fields=["details"])
+        if gate is not current:
+            gate.save(update_fields=["details"])
     if len(chain) > 1:
         job_log(job_id=best_job.pk, message=f"kept as the best of {len(chain)} attempts")
