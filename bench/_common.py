@@ -52,6 +52,40 @@ def wait_until(condition: Callable[[], Any], *, timeout: float, what: str, inter
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
+# --- CPU accounting ---------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> tuple[int, int, float] | None:
+    """(parent pid, process group, CPU seconds) of a live process, from /proc (Linux)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return int(fields[1]), int(fields[2]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def cpu_seconds(groups: dict[str, Callable[[int, int, int], bool]]) -> dict[str, float]:
+    """CPU seconds used so far by each named group of processes: ``groups[name](pid, ppid, pgrp)``
+    says whether a process belongs (first match wins). Processes that have exited are not counted,
+    so take readings while the processes of interest are alive."""
+    totals = dict.fromkeys(groups, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = _proc_stat(int(entry.name))
+        if stat is None:
+            continue
+        ppid, pgrp, seconds = stat
+        for name, member in groups.items():
+            if member(int(entry.name), ppid, pgrp):
+                totals[name] += seconds
+                break
+    return totals
+
+
 # --- fake ComfyUI processes -------------------------------------------------------------------
 
 

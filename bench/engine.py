@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
     EventRecorder,
+    cpu_seconds,
     FakeProcess,
     Row,
     TowerEnvironment,
@@ -121,8 +123,10 @@ async def server_times(url: str, prompt_ids: list[str]) -> dict[str, tuple[float
 
 
 class Bench:
-    def __init__(self, env: TowerEnvironment, recorder: EventRecorder, owner: Any, project: Any) -> None:
-        self.env, self.recorder, self.owner, self.project = env, recorder, owner, project
+    def __init__(
+        self, env: TowerEnvironment, recorder: EventRecorder, owner: Any, project: Any, fakes: list[FakeProcess]
+    ) -> None:
+        self.env, self.recorder, self.owner, self.project, self.fakes = env, recorder, owner, project, fakes
         self.seed = random.randrange(1, 2**40)
 
     def next_seeds(self, n: int) -> list[int]:
@@ -192,10 +196,29 @@ def graphs_like(job_id: int, seeds: list[int]) -> list[dict[str, Any]]:
     return [reseed(graph, s) for s in seeds]
 
 
+def cpu_groups(bench: Bench, fakes: list[FakeProcess]) -> dict[str, Any]:
+    """Who used the CPU: Tower's workers, the fake ComfyUI servers, Redis, this process."""
+    cluster = bench.env.cluster.pid if bench.env.cluster else -1
+    fake_pids = {f.process.pid for f in fakes}
+    redis = bench.env.redis.process.pid if bench.env.redis and bench.env.redis.process else -1
+    me = os.getpid()
+    return {
+        "workers": lambda pid, ppid, pgrp: pgrp == cluster,
+        "ComfyUI": lambda pid, ppid, pgrp: pid in fake_pids,
+        "Redis": lambda pid, ppid, pgrp: pid == redis,
+        "web/bench": lambda pid, ppid, pgrp: pid == me,
+    }
+
+
 def throughput_rows(bench: Bench, template: Any, url: str, jobs: int, label: str) -> list[Row]:
     """Tower and the pipelined direct client on one backend, same graphs, same server."""
+    groups = cpu_groups(bench, bench.fakes)
+    before = cpu_seconds(groups)
     started = time.time()
     ids, tower_seconds = bench.run_jobs(template, jobs)
+    time.sleep(2.0)  # work that follows each job (scoring) is part of its cost
+    after = cpu_seconds(groups)
+    cpu_ms = {name: 1000 * (after[name] - before[name]) / jobs for name in groups}
     from generation.models import Job
 
     prompts = list(Job.objects.filter(pk__in=ids).values_list("prompt_id", flat=True))
@@ -215,6 +238,7 @@ def throughput_rows(bench: Bench, template: Any, url: str, jobs: int, label: str
         Row(f"throughput, {label}", tower, direct, "jobs/s", f"≥ {target}× direct", tower / direct >= target),
         Row("  request → first prompt running (the batch request)", 1000 * (first_start - started), None, "ms"),
         Row("  throughput from the first prompt running", engine, direct, "jobs/s"),
+        *(Row(f"  CPU per job: {name}", ms, None, "ms") for name, ms in cpu_ms.items()),
     ]
 
 
@@ -373,7 +397,7 @@ def run(env: TowerEnvironment, fakes: list[FakeProcess], args: argparse.Namespac
         backends.append(backend)
     recorder = EventRecorder([project_group(project.pk)])
     recorder.start()
-    bench = Bench(env, recorder, owner, project)
+    bench = Bench(env, recorder, owner, project, fakes)
     weightless = shipped("weightless-image")
 
     # One backend for throughput and latency: the direct client gets the same single server.

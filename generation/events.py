@@ -9,11 +9,11 @@ page consumer turns them into HTML fragments. Progress is throttled per job (at 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
 import time
-from concurrent.futures import Future
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -43,31 +43,123 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
-async def _send_all(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
+SEND_TIMEOUT = 10.0  # seconds a flush waits for the events before it is given up (and logged)
+
+# ARGV: one message per key, then one capacity per key, then the time and the expiry (the same
+# script channels_redis runs for a group_send).
+_DELIVER_LUA = """
+local over_capacity = 0
+local current_time = ARGV[#ARGV - 1]
+local expiry = ARGV[#ARGV]
+for i=1,#KEYS do
+    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+        redis.call('ZADD', KEYS[i], current_time, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+
+
+async def _send_batch(layer: Any, batch: list[tuple[list[str], dict[str, Any]]]) -> None:
+    """Deliver several events, each to its groups, in two Redis round trips.
+
+    ``group_send`` costs four round trips per group, and an event goes to three groups (job,
+    project, user): a tenth of a job's CPU time in the engine (bench/engine.py). Here one pipeline
+    reads every group's members, and a second delivers each event once to every channel of its
+    groups (a socket that joined both the job's and the project's group gets it once), with the
+    layer's own expiry and capacity rules. A layer other than channels_redis' (a test's in-memory
+    one) gets plain ``group_send`` calls.
+    """
+    if not all(hasattr(layer, name) for name in ("_group_key", "_map_channel_keys_to_connection", "connection")):
+        for groups, message in batch:
+            for group in groups:
+                await layer.group_send(group, message)
+        return
+    now = int(time.time())
+    groups = sorted({g for gs, _ in batch for g in gs})
+    by_connection: dict[int, list[str]] = {}
     for group in groups:
-        await layer.group_send(group, message)
-
-
-SEND_TIMEOUT = 10.0  # seconds one send may take before it is given up (and logged)
+        by_connection.setdefault(layer.consistent_hash(group), []).append(group)
+    members: dict[str, list[str]] = {}
+    for index, names in by_connection.items():
+        pipe = layer.connection(index).pipeline(transaction=False)
+        for group in names:
+            pipe.zremrangebyscore(layer._group_key(group), min=0, max=now - layer.group_expiry)
+            pipe.zrange(layer._group_key(group), 0, -1)
+        replies = await pipe.execute()
+        for group, channels in zip(names, replies[1::2], strict=True):
+            members[group] = [c.decode() for c in channels]
+    pipes: dict[int, Any] = {}
+    for event_groups, message in batch:
+        channels = list(dict.fromkeys(c for g in event_groups for c in members[g]))
+        if not channels:
+            continue
+        keys_by_connection, key_message, key_capacity = layer._map_channel_keys_to_connection(channels, message)
+        for index, keys in keys_by_connection.items():
+            pipe = pipes.get(index)
+            if pipe is None:
+                pipe = pipes[index] = layer.connection(index).pipeline(transaction=False)
+            for key in keys:
+                pipe.zremrangebyscore(key, min=0, max=now - int(layer.expiry))
+            args = [key_message[k] for k in keys] + [key_capacity[k] for k in keys] + [now, int(layer.expiry)]
+            pipe.eval(_DELIVER_LUA, len(keys), *keys, *args)
+    for pipe in pipes.values():
+        await pipe.execute()
 
 
 class _Sender:
-    """One event loop thread per process that sends every event.
+    """One event loop thread per process that sends every event, in order, without the caller
+    waiting.
 
     The Redis channel layer keeps a connection pool per event loop; ``async_to_sync`` made a new
-    loop, and so a new Redis connection, for every event (a fifth of a job's CPU time in the
-    worker, bench/engine.py). A long-lived loop keeps one. Created lazily per process id, since
-    django-q forks its workers.
+    loop, and so a new Redis connection, for every event. A long-lived loop keeps one. Events go
+    into a queue that one coroutine drains, sending whatever has gathered meanwhile as one batch
+    (:func:`_send_batch`), so the order of events is kept and a burst (a batch of jobs queued at
+    once) costs a few round trips. :func:`flush` waits until everything queued is out: tasks call
+    it before they return, and it runs at exit. Created lazily per process id, since django-q
+    forks its workers.
     """
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
+        self.pending: list[tuple[list[str], dict[str, Any]]] = []
+        self.wake = asyncio.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+        self._guard = threading.Lock()
         self.thread = threading.Thread(target=self.loop.run_forever, name="tower-events", daemon=True)
         self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._drain(), self.loop)
 
-    def submit(self, coro: Any) -> Future:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+    def put(self, groups: list[str], message: dict[str, Any]) -> None:
+        with self._guard:
+            self.pending.append((groups, message))
+            self.idle.clear()
+        self.loop.call_soon_threadsafe(self.wake.set)
+
+    async def _drain(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            with self._guard:
+                batch, self.pending = self.pending, []
+            if batch:
+                layer = get_channel_layer()
+                try:
+                    await asyncio.wait_for(_send_batch(layer, batch), SEND_TIMEOUT)
+                except Exception:  # a dead broker must not fail a job; pages re-read the DB on reconnect
+                    kinds = sorted({str(m["event"].get("type")) for _, m in batch})
+                    logger.warning("could not send %d event(s) (%s)", len(batch), ", ".join(kinds), exc_info=True)
+            with self._guard:
+                if not self.pending:
+                    self.idle.set()
+
+    def flush(self, timeout: float) -> bool:
+        return self.idle.wait(timeout)
 
 
 _sender: _Sender | None = None
@@ -82,16 +174,18 @@ def _get_sender() -> _Sender:
         return _sender
 
 
+def flush(timeout: float = SEND_TIMEOUT) -> None:
+    """Wait until every event this process queued has been sent (or given up on)."""
+    sender = _sender
+    if sender is not None and sender.pid == os.getpid() and not sender.flush(timeout):
+        logger.warning("events still unsent after %.0f s", timeout)
+
+
+atexit.register(flush)
+
+
 def _send_now(groups: list[str], event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:  # pragma: no cover - settings always define one
-        return
-    message = {"type": CHANNEL_MESSAGE_TYPE, "event": event}
-    try:
-        # Waits for the send: events keep their order, and a task's events are out when it returns.
-        _get_sender().submit(_send_all(layer, groups, message)).result(timeout=SEND_TIMEOUT)
-    except Exception:  # a dead broker must not fail the job; pages re-read the DB on reconnect
-        logger.warning("could not send %s to %s", event.get("type"), ", ".join(groups), exc_info=True)
+    _get_sender().put(groups, {"type": CHANNEL_MESSAGE_TYPE, "event": event})
 
 
 def job_event(event_type: str, *, job_id: int, project_id: int, user_id: int | None = None, **data: Any) -> None:

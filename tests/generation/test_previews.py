@@ -47,7 +47,7 @@ def test_a_running_job_shows_its_latest_frame_and_the_file_goes_when_it_ends(
         root=tmp_path / "comfy",
         checkpoints=["anime_v1.safetensors"],
         sampler_previews=True,
-        delays={"KSampler": 1.2},
+        delays={"KSampler": 2.0},
     ) as fake:
         backend_for(fake)
         [created] = jobs_create(
@@ -79,7 +79,7 @@ def test_a_running_job_shows_its_latest_frame_and_the_file_goes_when_it_ends(
     prefix = f"{settings.MEDIA_URL}previews/job-{created.pk}.png?v="
     assert all(u.startswith(prefix) for u in urls)
     counters = [int(u.removeprefix(prefix)) for u in urls]
-    assert counters == sorted(counters) and counters[-1] >= 2  # a new URL for every new frame
-    # Throttled: 12 frames came in 1.2 s, at most about two a second were written.
-    assert counters[-1] <= 4
+    assert counters == sorted(counters) and counters[-1] >= 2, events  # a new URL for every new frame
+    # Throttled: 12 frames came in 2 s, at most about two a second were written.
+    assert counters[-1] <= 5
     assert events[-1]["type"] == "job_complete"
