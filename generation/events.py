@@ -104,10 +104,22 @@ async def _send_batch(layer: Any, batch: list[tuple[list[str], dict[str, Any]]])
                 pipe = pipes[index] = layer.connection(index).pipeline(transaction=False)
             for key in keys:
                 pipe.zremrangebyscore(key, min=0, max=now - int(layer.expiry))
-            args = [key_message[k] for k in keys] + [key_capacity[k] for k in keys] + [now, int(layer.expiry)]
+            score = _next_score()  # the receiver reads a channel in score order: one per event
+            args = [key_message[k] for k in keys] + [key_capacity[k] for k in keys] + [score, int(layer.expiry)]
             pipe.eval(_DELIVER_LUA, len(keys), *keys, *args)
     for pipe in pipes.values():
         await pipe.execute()
+
+
+_last_score = 0.0
+
+
+def _next_score() -> float:
+    """A strictly increasing timestamp. Messages on a channel are ordered by this score, and ties
+    fall back to the (randomly prefixed) message bytes: two events with one score could swap."""
+    global _last_score
+    _last_score = max(time.time(), _last_score + 1e-5)
+    return _last_score
 
 
 class _Sender:

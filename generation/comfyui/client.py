@@ -11,7 +11,7 @@ async with ComfyClient("http://gpu-1:8188") as comfy:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -219,5 +219,6 @@ class ComfyClient:
         stream: EventStream | None = None,
         stall_timeout: float = 15.0,
         timeout: float | None = None,
+        on_gap: Callable[[], None] | None = None,
     ) -> AsyncIterator[Event]:
-        return _follow(self, prompt_id, stream=stream, stall_timeout=stall_timeout, timeout=timeout)
+        return _follow(self, prompt_id, stream=stream, stall_timeout=stall_timeout, timeout=timeout, on_gap=on_gap)

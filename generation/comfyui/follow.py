@@ -8,7 +8,7 @@ reconnects, the prompt's fate is asked over HTTP.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from generation.comfyui.errors import ComfyExecutionError, ComfyInterrupted, ComfyUnreachable
@@ -55,13 +55,16 @@ async def follow(
     stream: EventStream | None = None,
     stall_timeout: float = 15.0,
     timeout: float | None = None,
+    on_gap: Callable[[], None] | None = None,
 ) -> AsyncIterator[Event]:
     """Yield the prompt's events until it ends; raise if it fails, is interrupted or is lost.
 
     The last event of a success is ExecutionSuccess (then the Executing end marker when it
     arrives). When the end was learnt over HTTP, an ExecutionSuccess with timestamp None is
     yielded; read the outputs with ``client.history(prompt_id)``. Pass the ``stream`` that was
-    open before submitting to miss nothing; otherwise one is opened here.
+    open before submitting to miss nothing; otherwise one is opened here. ``on_gap`` is called
+    whenever the socket dropped meanwhile (messages may have been missed: the caller should not
+    rely on having seen every ``executed``).
     """
     own = stream is None
     if stream is None:
@@ -96,6 +99,8 @@ async def follow(
             if event is not None:
                 if isinstance(event, Disconnected):
                     reconnected = True
+                    if on_gap is not None:
+                        on_gap()
                     continue
                 if isinstance(event, Status):
                     if event.sid is None or not reconnected:

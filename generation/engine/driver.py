@@ -36,8 +36,16 @@ from generation.comfyui.errors import (
     ComfyRejected,
     ComfyUnreachable,
 )
-from generation.comfyui.events import Executing, ExecutionCached, ExecutionStart, Preview, Progress
-from generation.comfyui.types import PromptStatus
+from generation.comfyui.events import (
+    Executed,
+    Executing,
+    ExecutionCached,
+    ExecutionStart,
+    ExecutionSuccess,
+    Preview,
+    Progress,
+)
+from generation.comfyui.types import OutputFile, PromptStatus
 from generation.engine.preview import PreviewFile
 from generation.engine.progress import ProgressTracker
 from generation.engine.session import Connection
@@ -174,6 +182,13 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
     flusher: asyncio.Task[None] | None = None
     started = False
     owned = True
+    # Outputs as the socket reported them (``executed``, sent for cached nodes too). They are the
+    # prompt's outputs only if the socket saw it whole: start and end, and no drop in between.
+    reported: list[OutputFile] = []
+    whole = {"start": False, "end": False, "gap": False}
+
+    def gap() -> None:
+        whole["gap"] = True
 
     async def heartbeat() -> None:
         nonlocal owned
@@ -210,8 +225,17 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
 
     beat = asyncio.create_task(heartbeat())
     try:
-        async for event in comfy.follow(prompt_id, stream=stream, stall_timeout=settings.COMFYUI_STALL_TIMEOUT):
+        async for event in comfy.follow(
+            prompt_id, stream=stream, stall_timeout=settings.COMFYUI_STALL_TIMEOUT, on_gap=gap
+        ):
+            if isinstance(event, Executed):
+                reported.extend(event.files)
+                continue
+            if isinstance(event, ExecutionSuccess):
+                whole["end"] = event.timestamp is not None
+                continue
             if isinstance(event, ExecutionStart) and not started:
+                whole["start"] = True
                 started = True
                 await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id)
                 tracker.started = last_write = time.monotonic()
@@ -264,7 +288,8 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
     tracker.on_node(None)
-    return await _collect(comfy, claim, prompt_id, tracker)
+    seen_whole = whole["start"] and whole["end"] and not whole["gap"] and bool(reported)
+    return await _collect(comfy, claim, prompt_id, tracker, reported=reported if seen_whole else None)
 
 
 async def _finish_from_history(comfy: ComfyClient, claim: svc.Claim, status: PromptStatus) -> str:
@@ -288,11 +313,24 @@ async def _finish_from_history(comfy: ComfyClient, claim: svc.Claim, status: Pro
     return "failed:execution"
 
 
-async def _collect(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, tracker: ProgressTracker) -> str:
-    entry = await comfy.history(prompt_id)
-    if entry is None:
-        return await _requeue(claim, "finished prompt missing from history", "lost")
-    files = [f for f in entry.outputs if f.type == "output"] or list(entry.outputs)
+async def _collect(
+    comfy: ComfyClient,
+    claim: svc.Claim,
+    prompt_id: str,
+    tracker: ProgressTracker,
+    *,
+    reported: list[OutputFile] | None = None,
+) -> str:
+    """Fetch and store the outputs: those the socket reported when it saw the whole prompt (one
+    request fewer per job), else the ones ``/history`` lists."""
+    if reported:
+        outputs = reported
+    else:
+        entry = await comfy.history(prompt_id)
+        if entry is None:
+            return await _requeue(claim, "finished prompt missing from history", "lost")
+        outputs = entry.outputs
+    files = [f for f in outputs if f.type == "output"] or list(outputs)
     fetched = []
     try:
         for f in files:

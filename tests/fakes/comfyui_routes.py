@@ -27,7 +27,14 @@ mimetypes.add_type("video/webm", ".webm")
 
 def build_app(srv: FakeServer) -> web.Application:
     routes = web.RouteTableDef()
-    app = web.Application(client_max_size=FEATURES["max_upload_size"])
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        srv.counters.requests[f"{request.method} {route.canonical if route else request.path}"] += 1
+        return await handler(request)
+
+    app = web.Application(client_max_size=FEATURES["max_upload_size"], middlewares=[count])
 
     @routes.get("/ws")
     async def websocket(request: web.Request) -> web.WebSocketResponse:

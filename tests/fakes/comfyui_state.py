@@ -59,6 +59,7 @@ class Counters:
     max_queued: int = 0  # most prompts pending or running at once
     model_loads: Counter = field(default_factory=Counter)
     node_runs: Counter = field(default_factory=Counter)
+    requests: Counter = field(default_factory=Counter)  # "GET /history/{prompt_id}" → how many
     gpu_idle_seconds: float = 0.0
     idle_gaps: list[float] = field(default_factory=list)
     last_job_end: float | None = None

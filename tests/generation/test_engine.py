@@ -61,6 +61,9 @@ def test_success_with_several_outputs_stores_assets_with_metadata(fake, project,
         assert json.loads(chunks["tower"])["seed"] == done.seed
     messages = list(done.log_lines.values_list("message", flat=True))
     assert any(m.startswith("sent to gpu-1") for m in messages)
+    # The socket saw the whole prompt, so its `executed` messages named the files: no /history.
+    assert fake.counters.requests["GET /history/{prompt_id}"] == 0
+    assert fake.counters.requests["GET /view"] == 3
 
 
 def test_identical_graph_runs_from_cache_and_still_yields_outputs(fake, project, owner, enqueued):
@@ -70,8 +73,10 @@ def test_identical_graph_runs_from_cache_and_still_yields_outputs(fake, project,
     executed_before = sum(fake.counters.node_runs.values())
     [second] = create(project, owner, seeds=[7])
     assert tasks.job_run(second.pk) == "succeeded"
-    # Every node came from ComfyUI's cache: nothing ran again, and the files are the same.
+    # Every node came from ComfyUI's cache: nothing ran again, and the files are the same (named
+    # by the `executed` messages ComfyUI sends for cached nodes too).
     assert sum(fake.counters.node_runs.values()) == executed_before
+    assert fake.counters.requests["GET /history/{prompt_id}"] == 0
     sha = lambda pk: sorted(Asset.objects.filter(job_id=pk).values_list("sha256", flat=True))  # noqa: E731
     assert sha(first.pk) == sha(second.pk)
 
@@ -179,6 +184,8 @@ def test_websocket_dropped_mid_job_still_completes(fake, project, owner, enqueue
     thread.join(timeout=30)
     assert result == ["succeeded"]
     assert Asset.objects.filter(job_id=created.pk).count() == 1
+    # Messages may have been missed while the socket was down: the outputs came from /history.
+    assert fake.counters.requests["GET /history/{prompt_id}"] >= 1
 
 
 def test_backend_restart_mid_job_resubmits_once(fake, project, owner, enqueued, settings):
