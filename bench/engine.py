@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
     EventRecorder,
-    cpu_seconds,
     FakeProcess,
     Row,
     TowerEnvironment,
+    cpu_seconds,
     median,
     print_table,
     shipped,
