@@ -6,12 +6,12 @@ SUCCEEDED while it is scored (its outputs exist; SCORING is not used, so the eng
 machine are untouched). Every asset is measured (one batch per network), one ``QualityScore`` row
 per metric is stored exactly as the metric returned it, with its model id.
 
-Cost. Scoring without model weights is ORM-bound, so a job's writes are one short transaction of
-five statements (lock-and-check, the scores, the log line, the gate, commit): the gate is inserted
-once with its final details, never updated after. A batch loads its jobs (with project and
+Cost. Without model weights scoring is ORM-bound, so a batch loads its jobs (with project and
 character) and their outputs in two queries, shares the models and each character's reference
-embeddings, and evaluates the phase gates once per gate every :data:`PHASE_EVERY` jobs with the
-outcome evaluating after each job would have had (``phases.phase_gates_after_scoring``).
+embeddings, writes a chunk of jobs in one transaction (the lock-and-check, the scores, the gates,
+a log line per job; each gate inserted once with its final details, never updated after) and
+evaluates each phase gate once a chunk, with the outcome evaluating it after every job would have
+had (``phases.phase_gates_after_scoring``).
 
 Gate (``QualityGate`` stage ``post_gen``), with the project's thresholds:
 
@@ -44,13 +44,14 @@ chain records ``kept_job`` and the best one ``kept: true``.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 
 from characters.models import Character
 from generation import events
@@ -70,7 +71,10 @@ logger = logging.getLogger(__name__)
 
 ANIMATED_KINDS = {JobKind.LOOP, JobKind.VIDEO, JobKind.SEGMENT}
 LOOP_SEAM_THRESHOLD = 1.0 / SEAM_TOLERANCE
-PHASE_EVERY = 20  # newly gated jobs of a batch between two evaluations of their phase gates
+# A batch is written (one transaction) and its phase gates evaluated every CHUNK_JOBS jobs, or
+# sooner when measuring them takes CHUNK_SECONDS (models on a CPU), so gates appear as it goes.
+CHUNK_JOBS = 20
+CHUNK_SECONDS = 2.0
 # Job columns scoring never reads: JSON (the submitted graph runs to tens of kB) and free text.
 # Regenerating, which needs them, loads the whole job again.
 UNREAD_JOB_FIELDS = ("graph", "params", "overrides", "timings", "error_details", "prompt", "negative_prompt")
@@ -212,18 +216,19 @@ def job_score(*, job_id: int, models: MetricModels | None = None) -> QualityGate
 
 def jobs_score(*, job_ids: Sequence[int], models: MetricModels | None = None) -> BatchScore:
     """:func:`job_score` for several jobs, in the order given, sharing what they can (see the
-    module docstring: Cost); each job is written in its own transaction as soon as it is measured.
+    module docstring: Cost).
 
-    A job whose scoring raises is reported in ``failed`` and the others are still scored; the
-    caller decides what to say about it.
+    Jobs are measured a chunk at a time (:data:`CHUNK_JOBS` jobs, fewer when measuring them takes
+    over :data:`CHUNK_SECONDS`), then the chunk is written in one transaction and its phase gates
+    evaluated, so gates appear as the batch goes. A job whose scoring raises is reported in
+    ``failed`` and the others are still scored; the caller decides what to say about it.
     """
     ids = list(dict.fromkeys(job_ids))
-    gated = QualityGate.objects.filter(job=OuterRef("pk"), stage=GateStage.POST_GEN)
     jobs = {
         job.pk: job
         for job in Job.objects.select_related("project", "character__project")
         .defer(*UNREAD_JOB_FIELDS)
-        .annotate(gated=Exists(gated))
+        .annotate(gated=Exists(_gated()))
         .filter(pk__in=ids)
         .order_by()
     }
@@ -242,22 +247,22 @@ def jobs_score(*, job_ids: Sequence[int], models: MetricModels | None = None) ->
     for asset in Asset.objects.filter(job__in=[job.pk for job in todo]).only("pk", "job_id", "file").order_by("pk"):
         assets[asset.job_id].append(asset)  # type: ignore[index]
     shared = _Shared(models or common.metric_models())
-    fresh: list[tuple[Job, QualityGate]] = []
-    for job in todo:
+    chunk: list[_Measured] = []
+    started = time.monotonic()
+    for index, job in enumerate(todo):
         try:
-            gate, new = _job_score(job, assets[job.pk], shared)
+            chunk.append(_measure(job, assets[job.pk], shared))
         except Exception as exc:  # one job's failure must not cost the others their scores
             batch.failed[job.pk] = exc
-            continue
-        batch.gates[job.pk] = gate
-        if new:
-            fresh.append((job, gate))  # type: ignore[arg-type]
-        if len(fresh) >= PHASE_EVERY:
-            phase_gates_after_scoring(scored=fresh)
-            fresh = []
-    if fresh:
-        phase_gates_after_scoring(scored=fresh)
+        last = index == len(todo) - 1
+        if chunk and (last or len(chunk) >= CHUNK_JOBS or time.monotonic() - started >= CHUNK_SECONDS):
+            _write_chunk(chunk, batch)
+            chunk, started = [], time.monotonic()
     return batch
+
+
+def _gated() -> QuerySet[QualityGate]:
+    return QualityGate.objects.filter(job=OuterRef("pk"), stage=GateStage.POST_GEN)
 
 
 def _existing_gates(job_ids: Sequence[int]) -> dict[int, QualityGate]:
@@ -269,11 +274,25 @@ def _existing_gates(job_ids: Sequence[int]) -> dict[int, QualityGate]:
     return found
 
 
-def _score_rows(
-    job: Job, assets: Sequence[Asset], media: Sequence[Media], results: dict[Any, list[MetricResult]]
-) -> list[QualityScore]:
-    by_pk = {a.pk: a for a in assets}
+@dataclass
+class _Measured:
+    """A job measured and its score rows made, not written yet."""
+
+    job: Job
+    assets: list[Asset]
+    rows: list[QualityScore]
+
+
+def _measure(job: Job, assets: list[Asset], shared: _Shared) -> _Measured:
+    media = [_read_asset(a) for a in assets]
+    # The heavy part runs outside any transaction; the writes are short.
     loop = job.kind == JobKind.LOOP
+    results = (
+        measure(media, models=shared.models, character=job.character, loop=loop, references=shared.references)
+        if media
+        else {}
+    )
+    by_pk = {a.pk: a for a in assets}
     rows = []
     for m in media:
         animated = m.animated or job.kind in ANIMATED_KINDS
@@ -282,68 +301,103 @@ def _score_rows(
             score_row(by_pk[m.key], result, thresholds.get(result.metric), job.character_id)  # type: ignore[index]
             for result in results.get(m.key, ())
         )
-    return rows
+    return _Measured(job, assets, rows)
 
 
-def _job_score(job: Job, assets: list[Asset], shared: _Shared) -> tuple[QualityGate | None, bool]:
-    """(the job's gate, whether this call made it); the gate is None when the job was deleted."""
-    media = [_read_asset(a) for a in assets]
-    # The heavy part runs outside any transaction; the writes below are short.
-    results = (
-        measure(
-            media,
-            models=shared.models,
-            character=job.character,
-            loop=job.kind == JobKind.LOOP,
-            references=shared.references,
-        )
-        if media
-        else {}
-    )
-    rows = _score_rows(job, assets, media, results)
-    gated = QualityGate.objects.filter(job=OuterRef("pk"), stage=GateStage.POST_GEN)
+def _write_chunk(chunk: list[_Measured], batch: BatchScore) -> None:
+    """Write a chunk at once; should that fail, each job on its own, so one bad job costs only itself."""
+    try:
+        written = _write(chunk)
+    except Exception as exc:
+        if len(chunk) == 1:
+            batch.failed[chunk[0].job.pk] = exc
+            return
+        written = {}
+        for measured in chunk:
+            try:
+                written.update(_write([measured]))
+            except Exception as exc:  # as in jobs_score: reported, the others go on
+                batch.failed[measured.job.pk] = exc
+    fresh = []
+    for measured in chunk:
+        if measured.job.pk in written:
+            gate, new = written[measured.job.pk]
+            batch.gates[measured.job.pk] = gate
+            if new:
+                fresh.append((measured.job, gate))
+    if fresh:
+        phase_gates_after_scoring(scored=fresh)  # type: ignore[arg-type]
+
+
+def _write(chunk: list[_Measured]) -> dict[int, tuple[QualityGate | None, bool]]:
+    """One transaction: (gate, whether this call made it) by job id; None for a deleted job.
+
+    The jobs are locked first, so a re-delivered task that got to one of them first wins and its
+    gate is returned instead.
+    """
+    out: dict[int, tuple[QualityGate | None, bool]] = {}
     with transaction.atomic():
-        locked = list(
+        locked = dict(
             Job.objects.select_for_update()
-            .filter(pk=job.pk)
-            .annotate(gated=Exists(gated))
-            .values_list("gated", flat=True)
+            .filter(pk__in=[m.job.pk for m in chunk])
+            .order_by("pk")
+            .annotate(gated=Exists(_gated()))
+            .values_list("pk", "gated")
         )
-        if not locked:
-            return None, False
-        if locked[0]:  # a re-delivered task got here first
-            return _existing_gates([job.pk])[job.pk], False
-        QualityScore.objects.bulk_create(rows)
-        details = gate_details(rows)
-        if not assets:
-            details["reason"] = "the job has no outputs"
-        gate = QualityGate(
-            job=job,
-            stage=GateStage.POST_GEN,
-            passed={"passed": True, "failed": False}.get(details["outcome"]),
-            details=details,
-        )
-        job_log(job_id=job.pk, message=_summary(details))
-        _after_gate(job, gate)
-        gate.save(force_insert=True)  # once, with its final details
-        events.job_event(
-            "quality_evaluation",
-            job_id=job.pk,
-            project_id=job.project_id,
-            user_id=job.created_by_id,
-            stage=gate.stage,
-            outcome=gate.details["outcome"],
-            passed=gate.passed,
-            combined_score=gate.details["combined_score"],
-            skipped=gate.details["skipped_metrics"],
-            regenerated_as=gate.details.get("regenerated_as"),
-            kept_job=gate.details.get("kept_job"),
-            scores=[
-                {"asset": r.asset_id, "metric": r.metric, "value": r.value, "status": r.status, "passed": r.passed}
-                for r in rows
-            ],
-        )
-    return gate, True
+        existing = _existing_gates([pk for pk, gated in locked.items() if gated])
+        fresh = []
+        for m in chunk:
+            if m.job.pk not in locked:
+                out[m.job.pk] = (None, False)
+            elif m.job.pk in existing:
+                out[m.job.pk] = (existing[m.job.pk], False)
+            else:
+                fresh.append(m)
+        QualityScore.objects.bulk_create([row for m in fresh for row in m.rows])
+        gates = [_gate(m) for m in fresh]
+        QualityGate.objects.bulk_create(gates)  # once each, with its final details
+        for m, gate in zip(fresh, gates, strict=True):
+            _announce(m, gate)
+            out[m.job.pk] = (gate, True)
+    return out
+
+
+def _gate(measured: _Measured) -> QualityGate:
+    """The job's gate with its final details (not saved): logged, regenerated or chain ended."""
+    job = measured.job
+    details = gate_details(measured.rows)
+    if not measured.assets:
+        details["reason"] = "the job has no outputs"
+    gate = QualityGate(
+        job=job,
+        stage=GateStage.POST_GEN,
+        passed={"passed": True, "failed": False}.get(details["outcome"]),
+        details=details,
+    )
+    job_log(job_id=job.pk, message=_summary(details))
+    _after_gate(job, gate)
+    return gate
+
+
+def _announce(measured: _Measured, gate: QualityGate) -> None:
+    job = measured.job
+    events.job_event(
+        "quality_evaluation",
+        job_id=job.pk,
+        project_id=job.project_id,
+        user_id=job.created_by_id,
+        stage=gate.stage,
+        outcome=gate.details["outcome"],
+        passed=gate.passed,
+        combined_score=gate.details["combined_score"],
+        skipped=gate.details["skipped_metrics"],
+        regenerated_as=gate.details.get("regenerated_as"),
+        kept_job=gate.details.get("kept_job"),
+        scores=[
+            {"asset": r.asset_id, "metric": r.metric, "value": r.value, "status": r.status, "passed": r.passed}
+            for r in measured.rows
+        ],
+    )
 
 
 def _summary(details: dict[str, Any]) -> str:

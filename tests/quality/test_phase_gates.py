@@ -1,4 +1,5 @@
-"""Phase gates open at ≥ phase_pass_ratio of the last phase_window scored outputs; overrides need a reason."""
+"""Phase gates open at ≥ phase_pass_ratio of the last phase_window scored outputs; overrides need a reason;
+evaluating them once after a batch of scored jobs has the outcome of evaluating after each."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import pytest
 from characters.services import character_create
 from quality.models import PhaseGate, QualityGate
 from quality.services.common import QualityError
-from quality.services.phases import phase_gate_evaluate, phase_gate_override
-from tests.factories import JobFactory
+from quality.services.phases import phase_gate_evaluate, phase_gate_override, phase_gates_after_scoring
+from tests.factories import JobFactory, make_project
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +88,62 @@ def test_an_override_needs_staff_and_a_reason_and_survives_evaluation(project, o
     gate = phase_gate_evaluate(project=project, phase=1)
     assert gate.is_open and gate.pass_ratio == 0.0  # recorded, but the person's decision stands
     assert PhaseGate.objects.filter(project=project, phase=1).count() == 1
+
+
+def twins(owner, **fields):
+    """Two projects alike, each with a character alike."""
+    out = []
+    for name in ("One at a time", "In a batch"):
+        project = make_project(owner, name=name, **fields)
+        out.append((project, character_create(project=project, name="Kai", design_prompt="1boy")))
+    return out
+
+
+def state(project):
+    project.refresh_from_db()
+    gates = PhaseGate.objects.filter(project=project).order_by("character_id", "phase")
+    return project.phase, [(g.character_id is None, g.phase, g.is_open, g.sample_size, g.pass_ratio) for g in gates]
+
+
+@pytest.mark.parametrize(
+    "verdicts",
+    [
+        [True, True, True, False, False, None],  # opens after the third, closed again by the end
+        [False, None, True, True, True],  # opens only with the last
+        [None, None],  # nothing evaluated
+    ],
+)
+def test_a_batch_leaves_the_phase_gates_as_evaluating_after_each_job_does(owner, verdicts):
+    (alone, kai), (batched, kai2) = twins(owner, phase_window=3, phase_pass_ratio=1.0)
+    for project, character in ((alone, kai), (batched, kai2)):
+        scored(project, [False, True], character=character)  # history before the batch
+    made = []
+    for passed in verdicts:
+        job = JobFactory(project=alone, phase=1, character=kai)
+        QualityGate.objects.create(job=job, stage="post_gen", passed=passed, details={})
+        phase_gate_evaluate(project=alone, phase=1)
+        phase_gate_evaluate(project=alone, phase=1, character=kai)
+        job = JobFactory(project=batched, phase=1, character=kai2)
+        made.append((job, QualityGate.objects.create(job=job, stage="post_gen", passed=passed, details={})))
+
+    phase_gates_after_scoring(scored=made)
+
+    assert state(batched) == state(alone)
+
+
+def test_an_overridden_gate_keeps_its_state_through_a_batch(owner, admin_user):
+    (alone, _), (batched, _) = twins(owner, phase_window=2)
+    made = []
+    for project in (alone, batched):
+        phase_gate_override(project=project, phase=1, is_open=False, reason="not yet", user=admin_user)
+    for passed in (True, True, True):
+        job = JobFactory(project=alone, phase=1)
+        QualityGate.objects.create(job=job, stage="post_gen", passed=passed, details={})
+        phase_gate_evaluate(project=alone, phase=1)
+        job = JobFactory(project=batched, phase=1)
+        made.append((job, QualityGate.objects.create(job=job, stage="post_gen", passed=passed, details={})))
+
+    phase_gates_after_scoring(scored=made)
+
+    assert state(batched) == state(alone)
+    assert state(batched)[0] == 1  # closed by hand: no advance
