@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from quality.services import pending
 from quality.services.catch_up import score_missing_enqueue
 from quality.services.scoring import job_score
 
+logger = logging.getLogger(__name__)
+
 
 def score_job(job_id: int) -> str:
-    """Score a succeeded job (enqueued by ``settings.TOWER_ON_JOB_SUCCEEDED``); safe to re-deliver."""
+    """Score one succeeded job (``score_missing``, or by hand); safe to re-deliver."""
     gate = job_score(job_id=job_id)
     if gate is None:
         return "not scored"
@@ -15,8 +21,29 @@ def score_job(job_id: int) -> str:
 
 
 def job_succeeded(job_id: int) -> None:
-    """generation's ``TOWER_ON_JOB_SUCCEEDED`` hook: have the job scored by a worker."""
-    enqueue_score(job_id)
+    """generation's ``TOWER_ON_JOB_SUCCEEDED`` hook: make sure a ``score_pending`` run is pending.
+
+    Runs in the engine's process: a Redis ``SET NX`` per job, an enqueue per burst of jobs
+    (``quality.services.pending``). An unreachable broker is logged, never raised.
+    """
+    try:
+        pending.score_pending_request(redis=_redis(), enqueue=_enqueue_pending)
+    except pending.BROKER_ERRORS as exc:
+        logger.warning("could not have job %s scored (%s); score_missing will catch up", job_id, exc)
+
+
+def score_pending() -> str:
+    """Score every announced job not scored yet, oldest first, at most a limit a run."""
+    run = pending.score_pending_run(redis=_redis(), enqueue=_enqueue_pending)
+    summary = f"{len(run.scored)} scored"
+    if run.failed:
+        summary += f", {len(run.failed)} failed"
+    return summary + (", more pending" if run.more else "")
+
+
+def score_missing() -> list[int]:
+    """Re-enqueue scoring of recent succeeded jobs that have no gate (``settings.TOWER_ON_RECONCILE``)."""
+    return score_missing_enqueue(enqueue=enqueue_score)
 
 
 def enqueue_score(job_id: int) -> None:
@@ -25,6 +52,14 @@ def enqueue_score(job_id: int) -> None:
     tasks.async_task("quality.tasks.score_job", job_id, task_name=f"score_job-{job_id}", group="quality")
 
 
-def score_missing() -> list[int]:
-    """Re-enqueue scoring of recent succeeded jobs that have no gate (``settings.TOWER_ON_RECONCILE``)."""
-    return score_missing_enqueue(enqueue=enqueue_score)
+def _enqueue_pending() -> None:
+    from generation import tasks
+
+    tasks.async_task("quality.tasks.score_pending", task_name="score_pending", group="quality")
+
+
+def _redis() -> Any:
+    """The broker's redis-py client: one connection pool per process, reused for the flag."""
+    from generation import tasks
+
+    return tasks._broker().connection

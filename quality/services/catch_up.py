@@ -1,9 +1,11 @@
 """Catching up on jobs that were never scored, because their announcement was lost.
 
-Generation announces a succeeded job by enqueueing ``quality.tasks.score_job``; a broker that is
-down at that moment loses the announcement. ``quality.tasks.score_missing`` runs wherever
-generation's reconcile runs (``settings.TOWER_ON_RECONCILE``: every worker start and once a
-minute) and enqueues ``score_job`` again for such jobs.
+Generation announces a succeeded job to ``quality.tasks.job_succeeded``, which has a
+``score_pending`` run enqueued (``quality.services.pending``); a broker that is down at that
+moment loses the announcement, and a run that crashes leaves its jobs unscored.
+``quality.tasks.score_missing`` runs wherever generation's reconcile runs
+(``settings.TOWER_ON_RECONCILE``: every worker start and once a minute) and enqueues
+``score_job`` for such jobs, one task each.
 
 Which jobs: succeeded, finished within the last :data:`CATCH_UP_HOURS` hours (older ones were
 seen by earlier runs; a deployment that was down longer can run ``score_job`` by hand), with at
@@ -16,7 +18,7 @@ idempotent, so a job enqueued twice (two workers starting at once) is scored onc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
 from django.db.models import Exists, OuterRef
@@ -32,21 +34,27 @@ CATCH_UP_LIMIT = 20
 GRACE = timedelta(minutes=5)
 
 
-def jobs_missing_scores(*, hours: int = CATCH_UP_HOURS, limit: int = CATCH_UP_LIMIT) -> list[int]:
-    """Ids of succeeded jobs with outputs and no post-generation gate (see the module docstring)."""
+def jobs_missing_scores(
+    *,
+    hours: int = CATCH_UP_HOURS,
+    limit: int = CATCH_UP_LIMIT,
+    grace: timedelta | None = GRACE,
+    exclude: Collection[int] = (),
+) -> list[int]:
+    """Ids of succeeded jobs with outputs and no post-generation gate (see the module docstring).
+
+    ``grace=None``: however recently they finished (the pending run scores what was just
+    announced); ``exclude``: ids to leave out.
+    """
     now = timezone.now()
     gated = QualityGate.objects.filter(job=OuterRef("pk"), stage=GateStage.POST_GEN)
     has_assets = Asset.objects.filter(job=OuterRef("pk"))
-    rows = (
-        Job.objects.filter(
-            status=JobStatus.SUCCEEDED,
-            finished_at__gte=now - timedelta(hours=hours),
-            finished_at__lte=now - GRACE,
-        )
-        .filter(Exists(has_assets))
-        .exclude(Exists(gated))
-        .order_by("finished_at", "pk")
-    )
+    rows = Job.objects.filter(status=JobStatus.SUCCEEDED, finished_at__gte=now - timedelta(hours=hours))
+    if grace is not None:
+        rows = rows.filter(finished_at__lte=now - grace)
+    if exclude:
+        rows = rows.exclude(pk__in=list(exclude))
+    rows = rows.filter(Exists(has_assets)).exclude(Exists(gated)).order_by("finished_at", "pk")
     return list(rows.values_list("pk", flat=True)[:limit])
 
 

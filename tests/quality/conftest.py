@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.quality.scoring_helpers import engine, fake, models, models_without
+from tests.quality.scoring_helpers import broker, engine, fake, models, models_without
 
-__all__ = ["engine", "fake", "models", "models_without"]
+__all__ = ["broker", "engine", "fake", "models", "models_without"]

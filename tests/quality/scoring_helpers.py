@@ -1,4 +1,5 @@
-"""Shared set-up for scoring tests: tiny models as the installation's, a job run on the fake ComfyUI.
+"""Shared set-up for scoring tests: tiny models as the installation's, a job run on the fake ComfyUI,
+generation's broker connection on the test Redis.
 
 The fixtures are re-exported by ``tests/quality/conftest.py``."""
 
@@ -6,9 +7,13 @@ from __future__ import annotations
 
 import io
 import shutil
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
+from django_q.brokers import Broker, get_broker
 from PIL import Image
 
 from generation import tasks
@@ -23,17 +28,29 @@ SMALL = {"width": 64, "height": 64}
 
 
 class Announced:
-    """Stands in for the broker behind generation's TOWER_ON_JOB_SUCCEEDED hook."""
+    """Stands in for django-q's push (``generation.tasks.async_task``): records (task, *args)."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
+        self.calls: list[tuple[Any, ...]] = []
 
-    def __call__(self, path: str, job_id: int, **kwargs: Any) -> None:
-        self.calls.append((path, job_id))
+    def __call__(self, path: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((path, *args))
 
-    def take(self) -> list[tuple[str, int]]:
+    def take(self) -> list[tuple[Any, ...]]:
         calls, self.calls = self.calls, []
         return calls
+
+
+@pytest.fixture
+def broker(monkeypatch, settings, redis_url) -> Iterator[Broker]:
+    """generation's broker, connected to the test Redis (embedded, or CI's), keys under a prefix of
+    this test's own. Pushing tasks is still up to ``engine`` (nothing runs them)."""
+    settings.REDIS_PREFIX = f"test-{uuid.uuid4().hex[:8]}"
+    real = get_broker()
+    real.connection = redis.Redis.from_url(redis_url)
+    monkeypatch.setattr(tasks, "_broker", lambda: real)
+    yield real
+    real.connection.close()
 
 
 @pytest.fixture
@@ -62,7 +79,7 @@ def models_without(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def engine(monkeypatch, settings) -> tuple[Enqueued, Announced]:
+def engine(monkeypatch, settings, broker) -> tuple[Enqueued, Announced]:
     settings.TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.job_succeeded"]
     runs = Enqueued()
     announced = Announced()

@@ -1,10 +1,12 @@
-"""A job that succeeded while the broker was down is scored after the next reconcile."""
+"""A job that succeeded while Redis was down is scored after the next reconcile."""
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 
 import pytest
+import redis
 from django.utils import timezone
 
 from generation import tasks
@@ -15,7 +17,7 @@ from quality.tasks import score_job
 from tests.factories import AssetFactory, JobFactory, make_project
 from tests.quality.scoring_helpers import submit
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
 
 @pytest.fixture
@@ -23,23 +25,31 @@ def project(owner):
     return make_project(owner, threshold_aesthetic=0.0)
 
 
-def broker_down(path: str, job_id: int, **kwargs) -> None:
-    raise ConnectionError("redis is down")
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def finished_ago(job: Job, minutes: float) -> None:
     Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(minutes=minutes))
 
 
-def test_a_job_whose_announcement_was_lost_is_scored_after_the_next_reconcile(
-    fake, project, owner, engine, models, monkeypatch
+def test_a_job_announced_while_redis_was_down_is_scored_after_the_next_reconcile(
+    fake, project, owner, engine, models, broker, caplog
 ):
     _, announced = engine
-    monkeypatch.setattr(tasks, "async_task", broker_down)
+    working = broker.connection
+    broker.connection = redis.Redis.from_url(f"redis://127.0.0.1:{closed_port()}/0")  # Redis is down
     job = submit(project, owner)
-    assert tasks.job_run(job.pk) == "succeeded"  # the lost announcement does not fail the job
+    try:
+        assert tasks.job_run(job.pk) == "succeeded"  # the lost announcement does not fail the job
+    finally:
+        broker.connection.close()
+        broker.connection = working  # Redis is back
+    assert announced.take() == []
+    assert f"could not have job {job.pk} scored" in caplog.text
     finished_ago(job, 10)
-    monkeypatch.setattr(tasks, "async_task", announced)  # the broker is back
 
     report = tasks.reconcile_all()
 

@@ -11,7 +11,7 @@ from quality.tasks import score_job
 from tests.factories import make_project
 from tests.quality.scoring_helpers import submit
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.usefixtures("channel_layer")]
 
 
 def run_and_score(job_id: int) -> str:

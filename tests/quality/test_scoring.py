@@ -10,11 +10,11 @@ from generation import tasks
 from generation.models import JobStatus
 from quality import weights
 from quality.models import QualityGate, QualityScore
-from quality.tasks import score_job
+from quality.tasks import score_job, score_pending
 from tests.factories import make_project
 from tests.quality.scoring_helpers import listen, png, submit, wait_for_event
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.usefixtures("channel_layer")]
 
 
 @pytest.fixture
@@ -36,11 +36,11 @@ def test_a_finished_job_is_scored_gated_and_announced(fake, project, owner, engi
     _, announced = engine
     job = submit(project, owner, overrides={"batch_size": 2})
     assert tasks.job_run(job.pk) == "succeeded"
-    # Generation only announces; the quality task is what was enqueued.
-    assert announced.take() == [("quality.tasks.score_job", job.pk)]
+    # Generation only announces; a scoring run for the pending jobs is what was enqueued.
+    assert announced.take() == [("quality.tasks.score_pending",)]
     channel = listen(channel_layer, f"job.{job.pk}")
 
-    assert score_job(job.pk) == "passed"
+    assert score_pending() == "1 scored"  # what the worker runs
 
     rows = QualityScore.objects.filter(asset__job=job)
     aesthetic = list(rows.filter(metric="aesthetic"))

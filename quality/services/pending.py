@@ -1,0 +1,129 @@
+"""Scoring announced jobs in batches: one pending ``score_pending`` task for a burst of successes.
+
+Generation calls ``quality.tasks.job_succeeded(job_id)`` in the engine's process after each
+success commits. A task per job cost a pusher, a worker and Redis round trips per job, so the
+announcement only makes sure that *one* run is pending, with a flag in Redis
+(``<REDIS_PREFIX>:quality:score-pending``):
+
+- announce (:func:`score_pending_request`): ``SET flag NX EX ttl``; if this set it, enqueue
+  ``quality.tasks.score_pending``; if it was set already, do nothing: a run is pending.
+- run (:func:`score_pending_run`): clear the flag *first*, then score every succeeded job that has
+  outputs and no post-generation gate, oldest first, at most :data:`PENDING_LIMIT`; when more
+  remain, request another run as an announcement would.
+
+Why no announced job is left unscored. A job is announced after its success committed. If its
+``SET`` finds the flag set, the run that set it has not cleared it yet (clearing is the first thing
+a run does), so that run's query starts after the job committed and sees it. If its ``SET`` sets
+the flag, it enqueues a run of its own, whose query also starts later. So a job committed before a
+run clears the flag is seen by the query that follows; one committed after sets the flag again
+(nothing else clears it) and enqueues a new run. Extra runs are harmless: scoring is idempotent,
+and a run that finds nothing does nothing.
+
+When things go wrong:
+
+- the flag carries a TTL (:data:`PENDING_TTL`), so a run that never starts (its worker was killed,
+  the queue was lost) holds scoring back for at most that long: the next announcement after it
+  expires enqueues a run, whose query also takes the jobs announced meanwhile;
+- an enqueue that fails after the ``SET`` deletes the flag again (or the TTL does);
+- Redis unreachable at announcement: ``job_succeeded`` logs a warning and returns, never raising
+  into the engine; ``quality.tasks.score_missing`` (reconcile, every minute) catches up;
+- a job whose scoring raises is logged and the others are still scored; this process's runs leave
+  it out for :data:`RETRY_AFTER` seconds (so a job that always fails cannot keep a run busy, or
+  requesting runs, forever), while ``score_missing`` keeps retrying it alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from quality.metrics import MetricModels
+from quality.services.catch_up import jobs_missing_scores
+from quality.services.scoring import jobs_score
+
+logger = logging.getLogger(__name__)
+
+PENDING_TTL = 60  # seconds the flag outlives a run that never started
+PENDING_LIMIT = 100  # jobs one run scores
+RETRY_AFTER = 3600.0  # seconds this process's runs leave out a job whose scoring raised
+BROKER_ERRORS = (RedisError, OSError)  # what an unreachable broker raises (redis-py, sockets)
+
+_failed: dict[int, float] = {}  # job id → when its scoring raised in this process (monotonic)
+
+
+def pending_key() -> str:
+    return f"{settings.REDIS_PREFIX}:quality:score-pending"
+
+
+def score_pending_request(*, redis: Any, enqueue: Callable[[], None]) -> bool:
+    """Make sure a run is pending: enqueue one unless one is already; True when this call did.
+
+    ``redis``: a redis-py client (the broker's connection). Raises :data:`BROKER_ERRORS` when
+    Redis or the queue cannot be reached.
+    """
+    key = pending_key()
+    if not redis.set(key, "1", nx=True, ex=PENDING_TTL):
+        return False
+    try:
+        enqueue()
+    except BaseException:
+        # No run is pending after all: let the next announcement enqueue one (or the TTL).
+        with contextlib.suppress(*BROKER_ERRORS):
+            redis.delete(key)
+        raise
+    return True
+
+
+@dataclass
+class PendingRun:
+    """What one run did: job ids scored (or found scored), whose scoring raised, and whether
+    another run was requested for the rest."""
+
+    scored: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    more: bool = False
+
+
+def score_pending_run(
+    *,
+    redis: Any,
+    enqueue: Callable[[], None],
+    limit: int | None = None,
+    models: MetricModels | None = None,
+) -> PendingRun:
+    """Clear the flag, then score what is pending, at most ``limit`` (:data:`PENDING_LIMIT`) jobs
+    (see the module docstring)."""
+    limit = limit or PENDING_LIMIT
+    try:
+        redis.delete(pending_key())
+    except BROKER_ERRORS as exc:
+        # Scoring goes on; the flag expires by itself and score_missing covers what it held back.
+        logger.warning("could not clear the pending-scoring flag (%s); it expires within %d s", exc, PENDING_TTL)
+    ids = jobs_missing_scores(limit=limit + 1, grace=None, exclude=_recently_failed())
+    batch = jobs_score(job_ids=ids[:limit], models=models)
+    run = PendingRun(scored=[pk for pk in ids[:limit] if batch.gates.get(pk) is not None])
+    for job_id, exc in batch.failed.items():
+        _failed[job_id] = time.monotonic()
+        run.failed.append(job_id)
+        logger.error("scoring job %s failed; score_missing will retry it", job_id, exc_info=exc)
+    if len(ids) > limit:
+        run.more = True
+        try:
+            score_pending_request(redis=redis, enqueue=enqueue)
+        except BROKER_ERRORS as exc:
+            logger.warning("could not request another scoring run (%s); score_missing will catch up", exc)
+    return run
+
+
+def _recently_failed() -> list[int]:
+    cutoff = time.monotonic() - RETRY_AFTER
+    for job_id in [pk for pk, at in _failed.items() if at < cutoff]:
+        del _failed[job_id]
+    return list(_failed)

@@ -1,0 +1,191 @@
+"""Jobs that succeed are scored by one pending run, not one task each, and none is left unscored."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from generation import tasks
+from generation.models import Job, JobStatus
+from generation.services.execution import announce_job_succeeded
+from quality.models import QualityGate
+from quality.services import pending, scoring
+from quality.tasks import job_succeeded, score_job, score_pending
+from tests.factories import AssetFactory, JobFactory, make_project
+from tests.quality.scoring_helpers import png, submit
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+RUN = ("quality.tasks.score_pending",)
+
+
+@pytest.fixture
+def project(owner):
+    return make_project(owner, threshold_aesthetic=0.0)
+
+
+@pytest.fixture(autouse=True)
+def _no_failures_remembered(monkeypatch):
+    monkeypatch.setattr(pending, "_failed", {})
+
+
+def succeeded(project, owner) -> Job:
+    """A job that has just succeeded with one output, announced as the engine announces it."""
+    job = JobFactory(project=project, created_by=owner, status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    AssetFactory(project=project, job=job, file=ContentFile(png(), name="out.png"))
+    announce_job_succeeded(job.pk)
+    return job
+
+
+def gated(*jobs: Job) -> list[bool]:
+    ids = set(QualityGate.objects.filter(job__in=jobs, stage="post_gen").values_list("job_id", flat=True))
+    return [job.pk in ids for job in jobs]
+
+
+def broker_down(path: str, *args, **kwargs) -> None:
+    raise ConnectionError("redis is down")
+
+
+def test_a_burst_of_successes_has_one_run_pending_and_every_job_gated(fake, project, owner, engine, models):
+    _, announced = engine
+    jobs = [submit(project, owner) for _ in range(5)]
+    for job in jobs:
+        tasks.job_run(job.pk)  # the first session may drive them all
+    assert set(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", flat=True)) == {"succeeded"}
+
+    assert announced.take() == [RUN]  # five announcements, one task
+
+    assert score_pending() == "5 scored"
+    assert gated(*jobs) == [True] * 5
+    assert announced.take() == []  # nothing was left for another run
+
+
+def test_a_job_announced_while_a_run_is_pending_is_scored_by_that_run(project, owner, engine, models):
+    _, announced = engine
+    first = succeeded(project, owner)
+    assert announced.take() == [RUN]
+    second = succeeded(project, owner)  # the run has not started
+    assert announced.take() == []
+
+    assert score_pending() == "2 scored"
+
+    assert gated(first, second) == [True, True]
+
+
+def test_a_job_that_succeeds_while_a_run_is_scoring_gets_a_run_of_its_own(project, owner, engine, models, monkeypatch):
+    _, announced = engine
+    first = succeeded(project, owner)
+    assert announced.take() == [RUN]
+    late: list[Job] = []
+    real = pending.jobs_score
+
+    def meanwhile(**kwargs):  # the run has cleared the flag and read what is pending
+        late.append(succeeded(project, owner))
+        return real(**kwargs)
+
+    monkeypatch.setattr(pending, "jobs_score", meanwhile)
+    assert score_pending() == "1 scored"
+    monkeypatch.setattr(pending, "jobs_score", real)
+
+    assert gated(first, late[0]) == [True, False]
+    assert announced.take() == [RUN]  # its announcement found no run pending
+    assert score_pending() == "1 scored"  # what the worker runs next
+    assert gated(late[0]) == [True]
+
+
+def test_a_job_that_succeeds_between_clearing_and_reading_is_scored_once(project, owner, engine, models, monkeypatch):
+    _, announced = engine
+    first = succeeded(project, owner)
+    announced.take()
+    late: list[Job] = []
+    real = pending.jobs_missing_scores
+
+    def meanwhile(**kwargs):
+        late.append(succeeded(project, owner))
+        return real(**kwargs)
+
+    monkeypatch.setattr(pending, "jobs_missing_scores", meanwhile)
+    assert score_pending() == "2 scored"
+    monkeypatch.setattr(pending, "jobs_missing_scores", real)
+
+    assert gated(first, late[0]) == [True, True]
+    assert announced.take() == [RUN]  # a spare run: it finds nothing and does nothing
+    assert score_pending() == "0 scored"
+    assert QualityGate.objects.filter(job=late[0]).count() == 1
+
+
+def test_a_run_scores_at_most_its_limit_oldest_first_and_asks_for_another(project, owner, engine, models, monkeypatch):
+    _, announced = engine
+    monkeypatch.setattr(pending, "PENDING_LIMIT", 2)
+    jobs = [succeeded(project, owner) for _ in range(5)]
+    assert announced.take() == [RUN]
+
+    assert score_pending() == "2 scored, more pending"
+    assert gated(*jobs) == [True, True, False, False, False]
+    assert announced.take() == [RUN]
+    assert score_pending() == "2 scored, more pending"
+    assert announced.take() == [RUN]
+    assert score_pending() == "1 scored"
+
+    assert gated(*jobs) == [True] * 5
+    assert announced.take() == []
+
+
+def test_a_flag_left_by_a_run_that_never_started_expires_and_scoring_resumes(project, owner, engine, models, broker):
+    _, announced = engine
+    lost = succeeded(project, owner)  # its task is lost: the worker died before it started
+    assert announced.take() == [RUN]
+    meanwhile = succeeded(project, owner)
+    assert announced.take() == []  # a run looks pending
+    redis, key = broker.connection, pending.pending_key()
+    assert 0 < redis.ttl(key) <= pending.PENDING_TTL
+
+    redis.pexpire(key, 1)  # PENDING_TTL has passed
+    deadline = time.monotonic() + 5
+    while redis.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not redis.exists(key)
+    later = succeeded(project, owner)
+
+    assert announced.take() == [RUN]
+    assert score_pending() == "3 scored"
+    assert gated(lost, meanwhile, later) == [True, True, True]
+
+
+def test_a_failed_push_leaves_no_flag_behind(project, owner, engine, models, monkeypatch):
+    _, announced = engine
+    monkeypatch.setattr(tasks, "async_task", broker_down)
+    first = JobFactory(project=project, status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    AssetFactory(project=project, job=first, file=ContentFile(png(), name="out.png"))
+
+    job_succeeded(first.pk)  # logged, not raised into the engine
+
+    monkeypatch.setattr(tasks, "async_task", announced)
+    second = succeeded(project, owner)
+    assert announced.take() == [RUN]  # not held back by a flag without a task
+    assert score_pending() == "2 scored"
+    assert gated(first, second) == [True, True]
+
+
+def test_a_job_whose_scoring_raises_does_not_hold_back_the_others(project, owner, engine, models, monkeypatch):
+    bad, good = succeeded(project, owner), succeeded(project, owner)
+    real = scoring._measure
+
+    def crashes_on_bad(job, assets, shared):
+        if job.pk == bad.pk:
+            raise RuntimeError("the decoder crashed")
+        return real(job, assets, shared)
+
+    monkeypatch.setattr(scoring, "_measure", crashes_on_bad)
+    assert score_pending() == "1 scored, 1 failed"
+    assert gated(bad, good) == [False, True]
+
+    later = succeeded(project, owner)
+    assert score_pending() == "1 scored"  # this process does not try the bad job again and again
+    assert gated(bad, later) == [False, True]
+
+    monkeypatch.setattr(scoring, "_measure", real)  # whatever broke is fixed
+    assert score_job(bad.pk) == "passed"  # score_missing's retry, one task for the job
