@@ -19,12 +19,14 @@ import functools
 import logging
 import ssl
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from generation.comfyui import ComfyClient
 from generation.comfyui.errors import (
@@ -56,6 +58,9 @@ from generation.services.jobs import job_log
 logger = logging.getLogger(__name__)
 
 PROGRESS_WRITE_INTERVAL = 0.25  # seconds between progress writes to the database
+# A prompt that ends within this long of starting goes from submitted to succeeded in one write
+# (its start time in the same update); a longer one is marked running after this delay.
+RUNNING_WRITE_DELAY = 0.1
 HEARTBEAT_INTERVAL = 5.0
 
 
@@ -190,6 +195,15 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
     def gap() -> None:
         whole["gap"] = True
 
+    began: datetime | None = None  # when ComfyUI started the prompt, until that is written
+    marker: asyncio.Task[None] | None = None
+
+    async def mark_running(at: datetime) -> None:
+        nonlocal began
+        await asyncio.sleep(RUNNING_WRITE_DELAY)
+        await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id, started_at=at)
+        began = None
+
     async def heartbeat() -> None:
         nonlocal owned
         while True:
@@ -237,7 +251,8 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
             if isinstance(event, ExecutionStart) and not started:
                 whole["start"] = True
                 started = True
-                await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id)
+                began = timezone.now()
+                marker = asyncio.create_task(mark_running(began))
                 tracker.started = last_write = time.monotonic()
                 continue
             if isinstance(event, ExecutionCached):
@@ -282,14 +297,16 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
             return "cancelled"
         return await _requeue(claim, f"{claim.backend_name} lost the prompt (restarted?)", "lost")
     finally:
-        for task in (beat, flusher):
+        for task in (beat, flusher, marker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
     tracker.on_node(None)
     seen_whole = whole["start"] and whole["end"] and not whole["gap"] and bool(reported)
-    return await _collect(comfy, claim, prompt_id, tracker, reported=reported if seen_whole else None)
+    return await _collect(
+        comfy, claim, prompt_id, tracker, reported=reported if seen_whole else None, started_at=began
+    )
 
 
 async def _finish_from_history(comfy: ComfyClient, claim: svc.Claim, status: PromptStatus) -> str:
@@ -320,6 +337,7 @@ async def _collect(
     tracker: ProgressTracker,
     *,
     reported: list[OutputFile] | None = None,
+    started_at: datetime | None = None,
 ) -> str:
     """Fetch and store the outputs: those the socket reported when it saw the whole prompt (one
     request fewer per job), else the ones ``/history`` lists."""
@@ -347,7 +365,11 @@ async def _collect(
     if not fetched:
         await _db(job_log)(job_id=claim.job_id, message="the workflow produced no output files", level="warning")
     done = await _db(svc.job_complete)(
-        job_id=claim.job_id, outputs=fetched, node_seconds=tracker.node_seconds or None, graph=claim.graph
+        job_id=claim.job_id,
+        outputs=fetched,
+        node_seconds=tracker.node_seconds or None,
+        graph=claim.graph,
+        started_at=started_at,
     )
     return "succeeded" if done else "cancelled"
 

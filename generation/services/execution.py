@@ -11,7 +11,7 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -260,10 +260,14 @@ def _claim_locked(
     )
     if not moved:
         return None
-    assigned: dict[str, Any] = {"last_assigned_at": now}
+    # The pool's tie-break ("longest without work") needs a second's precision, not a write per claim.
+    assigned: dict[str, Any] = {}
+    if backend.last_used < now.timestamp() - 1.0:
+        assigned["last_assigned_at"] = now
     if checkpoint and backend.last_checkpoint != checkpoint:
         assigned["last_checkpoint"] = checkpoint
-    Backend.objects.filter(pk=backend.id).update(**assigned)
+    if assigned:
+        Backend.objects.filter(pk=backend.id).update(**assigned)
     return _claim(
         job,
         backend,
@@ -347,9 +351,11 @@ def job_record_prompt_id(*, job_id: int, prompt_id: str, backend_id: int, honour
         Backend.objects.filter(pk=backend_id).update(supports_prompt_id=honoured)
 
 
-def job_started(*, job_id: int, project_id: int | None = None) -> None:
-    """submitted → running (ComfyUI began executing the prompt); a progress event at 0."""
-    if not job_move(job_id=job_id, to=JobStatus.RUNNING, expect=JobStatus.SUBMITTED):
+def job_started(*, job_id: int, project_id: int | None = None, started_at: datetime | None = None) -> None:
+    """submitted → running (ComfyUI began executing the prompt, at ``started_at``); a progress
+    event at 0."""
+    stamp = {"started_at": started_at} if started_at is not None else {}
+    if not job_move(job_id=job_id, to=JobStatus.RUNNING, expect=JobStatus.SUBMITTED, **stamp):
         return
     if project_id is None:
         project_id = Job.objects.filter(pk=job_id).values_list("project_id", flat=True).get()
@@ -480,6 +486,7 @@ def job_complete(
     outputs: list[FetchedOutput],
     node_seconds: dict[str, float] | None = None,
     graph: dict[str, Any] | None = None,
+    started_at: datetime | None = None,
 ) -> bool:
     """Store the outputs as Assets and mark the job succeeded, in one transaction; False when the
     job had left the engine meanwhile (cancelled: its outputs are kept all the same).
@@ -489,7 +496,8 @@ def job_complete(
     parameters as a ``tower`` chunk: deterministic, so a reproduction has the same sha256.
     Idempotent: a job that already has assets (a worker died after storing them) keeps those.
     ``graph`` is the submitted graph when the caller holds it (the claim), saving its read.
-    ``node_seconds`` (per-node timings) join the job's timings in the same write.
+    ``node_seconds`` (per-node timings) join the job's timings in the same write, and so does
+    ``started_at`` for a prompt that ended before the engine marked it running.
     """
     fields = ["project_id", "created_by_id", "prompt", "negative_prompt", "seed", "mode", "params"]
     fields += ["reproduce_of_id", "timings", "template__slug"]
@@ -528,6 +536,7 @@ def job_complete(
                 current_node="",
                 error_message="",
                 timings=timings,
+                **({"started_at": started_at} if started_at is not None else {}),
             )
             if not moved:
                 lines = [JobLogLine(job_id=job_id, level=lv, message=m, data=d) for lv, m, d in log]
