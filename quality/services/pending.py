@@ -19,6 +19,12 @@ run clears the flag is seen by the query that follows; one committed after sets 
 (nothing else clears it) and enqueues a new run. Extra runs are harmless: scoring is idempotent,
 and a run that finds nothing does nothing.
 
+Runs at the same time (a job announced while a run is scoring has a run of its own, which another
+worker may start at once) do not score the same jobs twice: a run claims the jobs it found in a
+sorted set (``<REDIS_PREFIX>:quality:scoring``, job id → when), leaves out those another run has
+claimed, and releases its claims when they are scored. A job seen by a run but claimed by another
+is scored by that other run, which saw it too.
+
 When things go wrong:
 
 - the flag carries a TTL (:data:`PENDING_TTL`), so a run that never starts (its worker was killed,
@@ -26,10 +32,12 @@ When things go wrong:
   expires enqueues a run, whose query also takes the jobs announced meanwhile;
 - an enqueue that fails after the ``SET`` deletes the flag again (or the TTL does);
 - Redis unreachable at announcement: ``job_succeeded`` logs a warning and returns, never raising
-  into the engine; ``quality.tasks.score_missing`` (reconcile, every minute) catches up;
-- a job whose scoring raises is logged and the others are still scored; this process's runs leave
-  it out for :data:`RETRY_AFTER` seconds (so a job that always fails cannot keep a run busy, or
-  requesting runs, forever), while ``score_missing`` keeps retrying it alone.
+  into the engine; ``quality.tasks.score_missing`` (reconcile, every minute) catches up. A run
+  that cannot reach Redis scores what it finds without claims;
+- a job whose scoring raises is logged, the others are still scored, and its claim is kept for
+  :data:`CLAIM_TTL`: runs leave it alone for that long (a job that always fails cannot keep runs
+  busy, or requesting runs, forever), while ``score_missing`` retries it alone. A run that dies
+  leaves its claims to expire the same way.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,14 +60,16 @@ logger = logging.getLogger(__name__)
 
 PENDING_TTL = 60  # seconds the flag outlives a run that never started
 PENDING_LIMIT = 100  # jobs one run scores
-RETRY_AFTER = 3600.0  # seconds this process's runs leave out a job whose scoring raised
+CLAIM_TTL = 600  # seconds a claim holds: longer than a run, and how long a failed job is left alone
 BROKER_ERRORS = (RedisError, OSError)  # what an unreachable broker raises (redis-py, sockets)
-
-_failed: dict[int, float] = {}  # job id → when its scoring raised in this process (monotonic)
 
 
 def pending_key() -> str:
     return f"{settings.REDIS_PREFIX}:quality:score-pending"
+
+
+def claims_key() -> str:
+    return f"{settings.REDIS_PREFIX}:quality:scoring"
 
 
 def score_pending_request(*, redis: Any, enqueue: Callable[[], None]) -> bool:
@@ -98,21 +108,18 @@ def score_pending_run(
     limit: int | None = None,
     models: MetricModels | None = None,
 ) -> PendingRun:
-    """Clear the flag, then score what is pending, at most ``limit`` (:data:`PENDING_LIMIT`) jobs
-    (see the module docstring)."""
+    """Clear the flag, then score what is pending and not claimed by another run, at most
+    ``limit`` (:data:`PENDING_LIMIT`) jobs (see the module docstring)."""
     limit = limit or PENDING_LIMIT
-    try:
-        redis.delete(pending_key())
-    except BROKER_ERRORS as exc:
-        # Scoring goes on; the flag expires by itself and score_missing covers what it held back.
-        logger.warning("could not clear the pending-scoring flag (%s); it expires within %d s", exc, PENDING_TTL)
-    ids = jobs_missing_scores(limit=limit + 1, grace=None, exclude=_recently_failed())
-    batch = jobs_score(job_ids=ids[:limit], models=models)
-    run = PendingRun(scored=[pk for pk in ids[:limit] if batch.gates.get(pk) is not None])
+    claimed = _clear_flag_and_read_claims(redis)
+    ids = jobs_missing_scores(limit=limit + 1, grace=None, exclude=claimed or ())
+    mine = ids[:limit] if claimed is None else _claim(redis, ids[:limit])
+    batch = jobs_score(job_ids=mine, models=models)
+    run = PendingRun(scored=[pk for pk in mine if batch.gates.get(pk) is not None], failed=list(batch.failed))
     for job_id, exc in batch.failed.items():
-        _failed[job_id] = time.monotonic()
-        run.failed.append(job_id)
         logger.error("scoring job %s failed; score_missing will retry it", job_id, exc_info=exc)
+    if claimed is not None:
+        _release(redis, [pk for pk in mine if pk not in batch.failed])
     if len(ids) > limit:
         run.more = True
         try:
@@ -122,8 +129,41 @@ def score_pending_run(
     return run
 
 
-def _recently_failed() -> list[int]:
-    cutoff = time.monotonic() - RETRY_AFTER
-    for job_id in [pk for pk, at in _failed.items() if at < cutoff]:
-        del _failed[job_id]
-    return list(_failed)
+def _clear_flag_and_read_claims(redis: Any) -> list[int] | None:
+    """Clear the flag (first, in the same round trip), drop expired claims and return the others;
+    None when Redis cannot be reached: the run goes on without claims and the flag expires."""
+    claims = claims_key()
+    try:
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.delete(pending_key())
+            pipe.zremrangebyscore(claims, "-inf", time.time() - CLAIM_TTL)
+            pipe.zrange(claims, 0, -1)
+            *_, members = pipe.execute()
+    except BROKER_ERRORS as exc:
+        logger.warning("could not clear the pending-scoring flag (%s); it expires within %d s", exc, PENDING_TTL)
+        return None
+    return [int(member) for member in members]
+
+
+def _claim(redis: Any, ids: Sequence[int]) -> list[int]:
+    """The ids this run claimed (``ZADD NX``): those no other run claimed since it read the claims."""
+    if not ids:
+        return []
+    now = time.time()
+    try:
+        with redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.zadd(claims_key(), {str(job_id): now}, nx=True)
+            added = pipe.execute()
+    except BROKER_ERRORS as exc:
+        logger.warning("could not claim jobs to score (%s); scoring them unclaimed", exc)
+        return list(ids)
+    return [job_id for job_id, new in zip(ids, added, strict=True) if new]
+
+
+def _release(redis: Any, ids: Sequence[int]) -> None:
+    if ids:
+        try:
+            redis.zrem(claims_key(), *map(str, ids))
+        except BROKER_ERRORS as exc:  # they expire after CLAIM_TTL; scored jobs are not found again anyway
+            logger.warning("could not release scoring claims (%s)", exc)

@@ -32,13 +32,9 @@ details with its reason and the command that fixes it. Outcome ``passed`` when e
 check passed, ``failed`` when one failed, ``not_evaluated`` (``passed`` is NULL) when nothing could
 be evaluated: never a pass by default.
 
-Regeneration: a failed gate queues the same job with a new seed
-(``generation.services.regenerate.job_regenerate``, parent = the failed job) while the chain of
-regenerations from the original is shorter than ``project.max_regenerations``. The gate's
-``details["regenerated_as"]`` links the attempts. When a chain ends (a pass, a not-evaluated
-attempt, or the limit), the best attempt (passing first, then highest ``combined_score``: the mean
-over evaluated checks of value / threshold, 0 for unreadable media) is kept: every gate of the
-chain records ``kept_job`` and the best one ``kept: true``.
+Regeneration (``quality.services.regeneration``): a failed gate queues the same job with a new
+seed while the chain of regenerations is shorter than ``project.max_regenerations``; when a chain
+ends, its best attempt is kept.
 """
 
 from __future__ import annotations
@@ -56,8 +52,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from characters.models import Character
 from generation import events
 from generation.models import Asset, Job, JobKind, JobStatus
-from generation.services.jobs import JobError, job_log
-from generation.services.regenerate import job_regenerate
+from generation.services.jobs import job_log
 from projects.models import Project
 from quality.metrics import MetricModels, MetricResult, Status
 from quality.metrics.temporal import SEAM_TOLERANCE
@@ -66,6 +61,7 @@ from quality.services import common
 from quality.services.measure import Media, measure, read_media
 from quality.services.phases import phase_gates_after_scoring
 from quality.services.references import EmbeddedReferences, character_embed_references
+from quality.services.regeneration import gate_conclude
 
 logger = logging.getLogger(__name__)
 
@@ -314,6 +310,9 @@ def _write_chunk(chunk: list[_Measured], batch: BatchScore) -> None:
             return
         written = {}
         for measured in chunk:
+            for row in measured.rows:  # the rolled-back insert numbered them
+                row.pk = None
+                row._state.adding = True
             try:
                 written.update(_write([measured]))
             except Exception as exc:  # as in jobs_score: reported, the others go on
@@ -375,7 +374,7 @@ def _gate(measured: _Measured) -> QualityGate:
         details=details,
     )
     job_log(job_id=job.pk, message=_summary(details))
-    _after_gate(job, gate)
+    gate_conclude(job=job, gate=gate)
     return gate
 
 
@@ -406,68 +405,3 @@ def _summary(details: dict[str, Any]) -> str:
         text += f" (skipped: {', '.join(details['skipped_metrics'])}"
         text += f"; fix: {' ; '.join(details['fix'])})" if details["fix"] else ")"
     return text
-
-
-# --- regeneration chain -------------------------------------------------------------------------
-
-
-def regeneration_chain(job: Job, gate: QualityGate | None = None) -> list[tuple[Job, QualityGate]]:
-    """(job, gate) from the original attempt to ``job``, following ``regenerated_as`` links.
-
-    ``gate``: the job's own post-generation gate when the caller holds it (it may not be saved yet).
-    """
-    chain: list[tuple[Job, QualityGate]] = []
-    current: Job | None = job
-    child_pk: int | None = None
-    while current is not None:
-        if current is job and gate is not None:
-            found: QualityGate | None = gate
-        else:
-            found = (
-                QualityGate.objects.filter(job=current, stage=GateStage.POST_GEN).order_by("created_at", "pk").first()
-            )
-        if found is None or (child_pk is not None and found.details.get("regenerated_as") != child_pk):
-            break
-        chain.append((current, found))
-        child_pk = current.pk
-        current = Job.objects.filter(pk=current.parent_id).first() if current.parent_id else None
-    chain.reverse()
-    return chain
-
-
-def _after_gate(job: Job, gate: QualityGate) -> None:
-    """Regenerate after a failure, or end the chain keeping its best attempt: ``gate`` (not saved
-    yet) gets its final details here; the chain's earlier gates are saved."""
-    chain = regeneration_chain(job, gate)
-    outcome = gate.details["outcome"]
-    regenerations = len(chain) - 1
-    limit = job.project.max_regenerations
-    if outcome == "failed" and regenerations < limit:
-        failing = ", ".join(sorted({c["metric"] for c in gate.details["checks"] if not c["passed"]}))
-        try:
-            # The batch loaded the job without the columns a copy needs.
-            whole = Job.objects.select_related("project", "character__project", "template").get(pk=job.pk)
-            child = job_regenerate(job=whole, reason=f"post-generation gate failed ({failing})")
-        except JobError as exc:
-            gate.details["regeneration"] = f"not possible: {exc}"
-        else:
-            gate.details.update(regenerated_as=child.pk, attempt=regenerations + 1, max_regenerations=limit)
-            return
-    elif outcome == "failed":
-        gate.details["regeneration"] = f"limit reached ({limit} regenerations)"
-    gate.details.update(attempt=regenerations + 1, max_regenerations=limit)
-    _keep_best(chain, current=gate)
-
-
-def _keep_best(chain: list[tuple[Job, QualityGate]], *, current: QualityGate) -> None:
-    def rank(item: tuple[Job, QualityGate]) -> tuple[bool, float]:
-        details = item[1].details
-        return (details["outcome"] == "passed", details.get("combined_score") or 0.0)
-
-    best_job, _ = max(chain, key=rank)
-    for attempt, gate in chain:
-        gate.details.update(kept_job=best_job.pk, kept=attempt.pk == best_job.pk)
-        if gate is not current:
-            gate.save(update_fields=["details"])
-    if len(chain) > 1:
-        job_log(job_id=best_job.pk, message=f"kept as the best of {len(chain)} attempts")

@@ -27,11 +27,6 @@ def project(owner):
     return make_project(owner, threshold_aesthetic=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _no_failures_remembered(monkeypatch):
-    monkeypatch.setattr(pending, "_failed", {})
-
-
 def succeeded(project, owner) -> Job:
     """A job that has just succeeded with one output, announced as the engine announces it."""
     job = JobFactory(project=project, created_by=owner, status=JobStatus.SUCCEEDED, finished_at=timezone.now())
@@ -184,8 +179,39 @@ def test_a_job_whose_scoring_raises_does_not_hold_back_the_others(project, owner
     assert gated(bad, good) == [False, True]
 
     later = succeeded(project, owner)
-    assert score_pending() == "1 scored"  # this process does not try the bad job again and again
+    assert score_pending() == "1 scored"  # runs leave the bad job alone for a while
     assert gated(bad, later) == [False, True]
 
     monkeypatch.setattr(scoring, "_measure", real)  # whatever broke is fixed
     assert score_job(bad.pk) == "passed"  # score_missing's retry, one task for the job
+
+
+def test_runs_at_the_same_time_do_not_score_the_same_job_twice(project, owner, engine, models, monkeypatch):
+    _, announced = engine
+    early = [succeeded(project, owner), succeeded(project, owner)]
+    announced.take()
+    measured: list[int] = []
+    real_measure, real_score = scoring._measure, pending.jobs_score
+
+    def counting(job, assets, shared):
+        measured.append(job.pk)
+        return real_measure(job, assets, shared)
+
+    second: list[str] = []
+
+    def another_worker_meanwhile(**kwargs):  # the first run has claimed its jobs
+        late = succeeded(project, owner)
+        assert announced.take() == [RUN]
+        monkeypatch.setattr(pending, "jobs_score", real_score)
+        second.append(score_pending())  # another worker takes that run at once
+        early.append(late)
+        return real_score(**kwargs)
+
+    monkeypatch.setattr(scoring, "_measure", counting)
+    monkeypatch.setattr(pending, "jobs_score", another_worker_meanwhile)
+
+    assert score_pending() == "2 scored"
+    assert second == ["1 scored"]  # the late job only
+    assert sorted(measured) == sorted(job.pk for job in early)  # each measured once
+    assert gated(*early) == [True, True, True]
+    assert score_pending() == "0 scored"
