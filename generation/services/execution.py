@@ -17,7 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -57,72 +58,81 @@ class Claim:
     fresh: bool = False  # bypass ComfyUI's cache (reproductions)
 
 
+_STATE_COLUMNS = (
+    "pk",
+    "name",
+    "url",
+    "enabled",
+    "healthy",
+    "max_in_flight",
+    "vram_hold_threshold",
+    "last_checkpoint",
+    "last_assigned_at",
+    "last_seen_at",
+    "object_info_fetched_at",
+)
+
+
 def backend_states(*, lock: bool = False) -> list[BackendState]:
     """Every enabled backend with its prompts in flight.
 
     ``lock`` takes the backends' row locks (PostgreSQL) for the rest of the transaction, so two
     workers claiming at once never put more than ``max_in_flight`` prompts on one backend. SQLite
     runs every write transaction IMMEDIATE: the database lock already serializes claims.
+
+    A backend's node classes (hundreds of names) and VRAM figures change only when the health
+    poll stores them, which also moves its ``last_seen_at`` / ``object_info_fetched_at``: they
+    are decoded once per process per poll, not on every claim.
     """
-    backends = Backend.objects.filter(enabled=True).only(
-        "name",
-        "url",
-        "enabled",
-        "healthy",
-        "max_in_flight",
-        "vram_hold_threshold",
-        "stats",
-        "node_classes",
-        "last_checkpoint",
-        "last_assigned_at",
-    )
-    if lock and connection.features.has_select_for_update:
-        backends = backends.select_for_update()
-    backends = list(backends)
-    counts = dict(
-        Job.objects.filter(status__in=LIVE, backend__isnull=False)
-        .values_list("backend")
+    in_flight = (
+        Job.objects.filter(backend=OuterRef("pk"), status__in=LIVE)
+        .order_by()
+        .values("backend")
         .annotate(n=Count("pk"))
-        .values_list("backend", "n")
+        .values("n")
     )
+    rows = Backend.objects.filter(enabled=True).annotate(in_flight=Coalesce(Subquery(in_flight), 0))
+    if lock and connection.features.has_select_for_update:
+        rows = rows.select_for_update(of=("self",))
     states = []
-    for b in backends:
-        devices = (b.stats or {}).get("devices") or []
-        total = sum(int(d.get("vram_total") or 0) for d in devices)
-        free = sum(int(d.get("vram_free") or 0) for d in devices)
-        used = (total - free) / total if total > 0 else None
+    for row in rows.values_list(*_STATE_COLUMNS, "in_flight"):
+        (pk, name, url, enabled, healthy, max_in_flight, hold, checkpoint, assigned, seen, info_at, busy) = row
+        used, node_classes = _capabilities(pk, seen, info_at)
         states.append(
             BackendState(
-                id=b.pk,
-                name=b.name,
-                url=b.url,
-                enabled=b.enabled,
-                healthy=b.healthy,
-                in_flight=counts.get(b.pk, 0),
-                max_in_flight=b.max_in_flight,
+                id=pk,
+                name=name,
+                url=url,
+                enabled=enabled,
+                healthy=healthy,
+                in_flight=busy,
+                max_in_flight=max_in_flight,
                 vram_used_fraction=used,
-                vram_hold=b.vram_hold_threshold,
-                node_classes=_node_classes(b.node_classes),
-                last_checkpoint=b.last_checkpoint,
-                last_used=b.last_assigned_at.timestamp() if b.last_assigned_at else 0.0,
+                vram_hold=hold,
+                node_classes=node_classes,
+                last_checkpoint=checkpoint,
+                last_used=assigned.timestamp() if assigned else 0.0,
             )
         )
     return states
 
 
-_node_class_sets: dict[int, tuple[list[str], frozenset[str]]] = {}
+_capability_cache: dict[int, tuple[tuple[Any, Any], tuple[float | None, frozenset[str]]]] = {}
 
 
-def _node_classes(names: list[str] | None) -> frozenset[str]:
-    """The set of a backend's node classes, built once per distinct list (hundreds of names)."""
-    names = names or []
-    key = len(names)
-    cached = _node_class_sets.get(key)
-    if cached is not None and cached[0] == names:
+def _capabilities(backend_id: int, seen: Any, info_at: Any) -> tuple[float | None, frozenset[str]]:
+    """(fraction of VRAM in use, node classes) of a backend, as of its last poll."""
+    version = (seen, info_at)
+    cached = _capability_cache.get(backend_id)
+    if cached is not None and cached[0] == version and seen is not None:
         return cached[1]
-    built = frozenset(names)
-    _node_class_sets[key] = (names, built)
-    return built
+    stats, names = Backend.objects.filter(pk=backend_id).values_list("stats", "node_classes").get()
+    devices = (stats or {}).get("devices") or []
+    total = sum(int(d.get("vram_total") or 0) for d in devices)
+    free = sum(int(d.get("vram_free") or 0) for d in devices)
+    value = ((total - free) / total if total > 0 else None, frozenset(names or []))
+    _capability_cache[backend_id] = (version, value)
+    return value
 
 
 _object_infos: dict[int, tuple[tuple[str, Any], dict[str, Any]]] = {}
