@@ -56,6 +56,7 @@ BACKEND_HEALTH_FIELDS = [
     "comfyui_version",
     "supports_prompt_id",
     "last_checkpoint",
+    "last_assigned_at",
     "object_info_link",
     "node_count",
     "stats_json",
