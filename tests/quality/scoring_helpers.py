@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -100,6 +101,13 @@ def submit(project, user, slug: str = "weightless-image", **kw: Any):
     overrides = {**SMALL, **kw.pop("overrides", {})}
     [job] = jobs_create(user=user, project=project, template=shipped(slug), overrides=overrides, **kw)
     return job
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: a Redis there is a Redis that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def png(colour: tuple[int, int, int] = (200, 40, 40), size: int = 128, square: int = 0) -> bytes:

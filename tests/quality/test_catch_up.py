@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from quality.models import QualityGate
 from quality.services import catch_up
 from quality.tasks import score_job
 from tests.factories import AssetFactory, JobFactory, make_project
-from tests.quality.scoring_helpers import submit
+from tests.quality.scoring_helpers import closed_port, submit
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -23,12 +22,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 @pytest.fixture
 def project(owner):
     return make_project(owner, threshold_aesthetic=0.0)
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def finished_ago(job: Job, minutes: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis as redis_lib
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
@@ -15,7 +16,7 @@ from quality.models import QualityGate
 from quality.services import pending, scoring
 from quality.tasks import job_succeeded, score_job, score_pending
 from tests.factories import AssetFactory, JobFactory, make_project
-from tests.quality.scoring_helpers import png, submit
+from tests.quality.scoring_helpers import closed_port, png, submit
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -215,3 +216,17 @@ def test_runs_at_the_same_time_do_not_score_the_same_job_twice(project, owner, e
     assert sorted(measured) == sorted(job.pk for job in early)  # each measured once
     assert gated(*early) == [True, True, True]
     assert score_pending() == "0 scored"
+
+
+def test_a_run_that_cannot_reach_redis_still_scores_what_is_pending(project, owner, engine, models, broker, caplog):
+    jobs = [succeeded(project, owner), succeeded(project, owner)]
+    working = broker.connection
+    broker.connection = redis_lib.Redis.from_url(f"redis://127.0.0.1:{closed_port()}/0")  # Redis went down
+    try:
+        assert score_pending() == "2 scored"
+    finally:
+        broker.connection.close()
+        broker.connection = working
+
+    assert gated(*jobs) == [True, True]
+    assert "could not clear the pending-scoring flag" in caplog.text
