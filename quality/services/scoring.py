@@ -229,14 +229,16 @@ def jobs_score(*, job_ids: Sequence[int], models: MetricModels | None = None) ->
         .order_by()
     }
     batch = BatchScore()
-    todo = []
+    todo, scored_before = [], []
     for pk in ids:
         job = jobs.get(pk)
         if job is None or job.status != JobStatus.SUCCEEDED:
             batch.gates[pk] = None
-        elif not job.gated:  # type: ignore[attr-defined]
+        elif job.gated:  # type: ignore[attr-defined]
+            scored_before.append(pk)
+        else:
             todo.append(job)
-    batch.gates.update(_existing_gates([pk for pk, job in jobs.items() if job.gated and pk not in batch.gates]))  # type: ignore[attr-defined]
+    batch.gates.update(_existing_gates(scored_before))
     if not todo:
         return batch
     assets: dict[int, list[Asset]] = defaultdict(list)
