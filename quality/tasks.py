@@ -34,7 +34,7 @@ def job_succeeded(job_id: int) -> None:
 
 def score_pending() -> str:
     """Score every announced job not scored yet, oldest first, at most a limit a run."""
-    run = pending.score_pending_run(redis=_redis(), enqueue=_enqueue_pending)
+    run = pending.score_pending_run(redis=_redis(), enqueue=_enqueue_pending, gather=pending.GATHER_SECONDS)
     summary = f"{len(run.scored)} scored"
     if run.failed:
         summary += f", {len(run.failed)} failed"

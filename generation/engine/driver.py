@@ -304,9 +304,7 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
                     await task
     tracker.on_node(None)
     seen_whole = whole["start"] and whole["end"] and not whole["gap"] and bool(reported)
-    return await _collect(
-        comfy, claim, prompt_id, tracker, reported=reported if seen_whole else None, started_at=began
-    )
+    return await _collect(comfy, claim, prompt_id, tracker, reported=reported if seen_whole else None, started_at=began)
 
 
 async def _finish_from_history(comfy: ComfyClient, claim: svc.Claim, status: PromptStatus) -> str:

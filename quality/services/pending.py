@@ -59,6 +59,10 @@ from quality.services.scoring import jobs_score
 logger = logging.getLogger(__name__)
 
 PENDING_TTL = 60  # seconds the flag outlives a run that never started
+# A run waits this long before it clears the flag: successes announced meanwhile join its batch
+# instead of starting runs of their own (a run costs the same for one job as for twenty). The
+# worker sleeps, it does not spin, and a gate appears this much later.
+GATHER_SECONDS = 1.0
 PENDING_LIMIT = 100  # jobs one run scores
 CLAIM_TTL = 600  # seconds a claim holds: longer than a run, and how long a failed job is left alone
 BROKER_ERRORS = (RedisError, OSError)  # what an unreachable broker raises (redis-py, sockets)
@@ -107,10 +111,13 @@ def score_pending_run(
     enqueue: Callable[[], None],
     limit: int | None = None,
     models: MetricModels | None = None,
+    gather: float = 0.0,
 ) -> PendingRun:
-    """Clear the flag, then score what is pending and not claimed by another run, at most
-    ``limit`` (:data:`PENDING_LIMIT`) jobs (see the module docstring)."""
+    """After ``gather`` seconds, clear the flag, then score what is pending and not claimed by
+    another run, at most ``limit`` (:data:`PENDING_LIMIT`) jobs (see the module docstring)."""
     limit = limit or PENDING_LIMIT
+    if gather > 0:
+        time.sleep(gather)
     claimed = _clear_flag_and_read_claims(redis)
     ids = jobs_missing_scores(limit=limit + 1, grace=None, exclude=claimed or ())
     mine = ids[:limit] if claimed is None else _claim(redis, ids[:limit])

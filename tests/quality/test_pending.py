@@ -71,6 +71,24 @@ def test_a_job_announced_while_a_run_is_pending_is_scored_by_that_run(project, o
     assert gated(first, second) == [True, True]
 
 
+def test_a_run_gathers_the_jobs_announced_while_it_waits_into_its_batch(project, owner, engine, models, monkeypatch):
+    _, announced = engine
+    first = succeeded(project, owner)
+    assert announced.take() == [RUN]
+    later: list[Job] = []
+
+    def wait(seconds: float) -> None:  # while the run waits, two more jobs succeed
+        assert seconds == 2.5
+        later.extend(succeeded(project, owner) for _ in range(2))
+
+    monkeypatch.setattr(pending, "GATHER_SECONDS", 2.5)
+    monkeypatch.setattr(pending.time, "sleep", wait)
+    assert score_pending() == "3 scored"
+
+    assert gated(first, *later) == [True, True, True]
+    assert announced.take() == []  # the later jobs found the run pending: no run of their own
+
+
 def test_a_job_that_succeeds_while_a_run_is_scoring_gets_a_run_of_its_own(project, owner, engine, models, monkeypatch):
     _, announced = engine
     first = succeeded(project, owner)
