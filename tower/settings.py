@@ -163,7 +163,9 @@ Q_CLUSTER = {
     # django-q2 requires retry > timeout, or a long task is handed to a second worker.
     "retry": env_int("TOWER_TASK_TIMEOUT", 3600, min_value=10) + 120,
     "max_attempts": 1,
-    "redis": REDIS_URL,
+    # A Redis that hangs (rather than refusing) must not stall a worker or the engine forever: the
+    # broker's client gives up on a silent socket (the pusher's blocking pop waits 1 s at a time).
+    "redis": f"{REDIS_URL}{'&' if '?' in REDIS_URL else '?'}socket_timeout=30&socket_connect_timeout=5",
     # Jobs keep their own history; saving each successful task (and pruning the table on every
     # save) cost the monitor process a write transaction per job. Failures are still saved.
     "save_limit": -1,

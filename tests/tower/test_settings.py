@@ -248,3 +248,27 @@ def test_env_secret_names_an_unreadable_or_empty_file(tmp_path):
         env_secret("KEY", environ={"KEY_FILE": str(tmp_path / "missing")})
     with pytest.raises(SettingsError, match=r"KEY_FILE points at .* which is empty"):
         env_secret("KEY", environ={"KEY_FILE": str(empty)})
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6399/3", "redis://127.0.0.1:6399/3?health_check_interval=5"])
+def test_the_task_broker_gives_up_on_a_silent_redis(tmp_path, url):
+    """A Redis that hangs instead of refusing must not hold a worker (or the engine) forever."""
+    code = (
+        "from django_q.brokers import get_broker;"
+        "kw = get_broker().connection.connection_pool.connection_kwargs;"
+        "print('broker', kw['socket_timeout'], kw['socket_connect_timeout'], kw.get('health_check_interval'), kw['db'])"
+    )
+    result = subprocess.run(
+        [sys.executable, str(MANAGE), "shell", "-c", code],
+        env=clean_env(tmp_path, REDIS_URL=url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("broker "))
+    timeout, connect, health, db = line.split()[1:]
+    assert (float(timeout), float(connect), db) == (30.0, 5.0, "3")
+    assert health == ("5" if "health" in url else "None")  # what the URL asked for is kept
