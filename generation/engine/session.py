@@ -39,7 +39,10 @@ class Subscription:
         self._queue.put_nowait(item)
 
     async def get(self, timeout: float | None = None) -> Event:
-        item = await asyncio.wait_for(self._queue.get(), timeout)
+        if self._queue.empty():
+            item = await asyncio.wait_for(self._queue.get(), timeout)
+        else:  # events come in bursts: no task and timer per event when one is waiting already
+            item = self._queue.get_nowait()
         if isinstance(item, BaseException):
             self._queue.put_nowait(item)
             raise item
