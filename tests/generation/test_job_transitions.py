@@ -79,3 +79,45 @@ def test_database_refuses_an_invalid_status_or_progress(job):
         Job.objects.filter(pk=job.pk).update(status="exploded")
     with pytest.raises(IntegrityError), transaction.atomic():
         Job.objects.filter(pk=job.pk).update(progress=1.5)
+
+
+@pytest.mark.django_db
+def test_a_move_writes_every_kind_of_field_as_the_orm_would(job):
+    from django.db.models import F
+
+    from generation.models import Backend
+    from generation.services.jobs import job_move
+
+    backend = Backend.objects.create(name="gpu-9", url="http://127.0.0.1:9")
+    assert job_move(
+        job_id=job.pk,
+        to=JobStatus.SUBMITTED,
+        expect=JobStatus.QUEUED,
+        log=[("warning", "a note with data", {"why": ["x", 1]}), ("info", "a note without", None)],
+        backend=backend,
+        attempts=F("attempts") + 2,  # an expression goes through the ORM
+        timings={"nodes": {"3": 0.25}},
+        error_details=None,
+    )
+    assert job_move(job_id=job.pk, to=JobStatus.RUNNING, expect=JobStatus.SUBMITTED, eta_seconds=1.5, progress=0.5)
+    assert not job_move(job_id=job.pk, to=JobStatus.RUNNING, expect=JobStatus.SUBMITTED)  # lost race: no change
+
+    job.refresh_from_db()
+    assert (job.status, job.backend_id, job.attempts, job.eta_seconds, job.progress) == (
+        "running",
+        backend.pk,
+        2,
+        1.5,
+        0.5,
+    )
+    assert job.timings == {"nodes": {"3": 0.25}}
+    assert Job.objects.filter(pk=job.pk, error_details__isnull=True).exists()  # SQL NULL, not JSON null
+    assert job.submitted_at is not None and job.started_at >= job.submitted_at
+    lines = list(job.log_lines.order_by("pk").values_list("level", "message", "data"))
+    assert lines == [
+        ("info", "status → submitted", None),
+        ("warning", "a note with data", {"why": ["x", 1]}),
+        ("info", "a note without", None),
+        ("info", "status → running", None),
+    ]
+    assert job.log_lines.filter(data__isnull=True).count() == 3
