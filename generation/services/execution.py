@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import models, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
@@ -33,6 +33,7 @@ from generation.models import (
     JobLogLine,
     JobStatus,
     LogLevel,
+    WorkflowTemplate,
 )
 from generation.pool import BackendState, choose_backend
 from generation.services.jobs import job_log, job_move, job_transition
@@ -552,27 +553,17 @@ def job_complete(
     ``node_seconds`` (per-node timings) join the job's timings in the same write, and so does
     ``started_at`` for a prompt that ended before the engine marked it running.
     """
-    fields = ["project_id", "created_by_id", "prompt", "negative_prompt", "seed", "mode", "params"]
-    fields += ["reproduce_of_id", "timings", "template__slug"]
-    if graph is None:
-        fields.append("graph")
     written: list[str] = []
     try:
         with transaction.atomic():
-            job = (
-                Job.objects.filter(pk=job_id)
-                .select_related("template")
-                .only(*fields)
-                .annotate(stored=Exists(Asset.objects.filter(job=OuterRef("pk"))))
-                .get()
-            )
+            job, slug, stored = _completion_row(job_id, with_graph=graph is None)
             if graph is None:
                 graph = job.graph or {}
             log: list[tuple[str, str, dict | None]] = []
-            if job.stored:
+            if stored:
                 assets = list(Asset.objects.filter(job_id=job_id).values("pk", "kind", "sha256"))
             else:
-                assets = _store_outputs(job, graph, outputs, written, log)
+                assets = _store_outputs(job, slug, graph, outputs, written, log)
             timings = {**(job.timings or {}), "nodes": node_seconds} if node_seconds else job.timings
             reproduced = None
             if job.reproduce_of_id:
@@ -611,8 +602,52 @@ def job_complete(
     return True
 
 
+_COMPLETION_FIELDS = (
+    "project",
+    "created_by",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "mode",
+    "params",
+    "reproduce_of",
+    "timings",
+    "template",
+)
+
+
+def _completion_row(job_id: int, *, with_graph: bool) -> tuple[Job, str | None, bool]:
+    """(the job's fields a completion needs as an unsaved Job, its template's slug, whether its
+    outputs are stored already): one statement built from the models' metadata."""
+    db = transaction.get_connection()
+    quote = db.ops.quote_name
+    fields = [Job._meta.get_field(name) for name in _COMPLETION_FIELDS]
+    if with_graph:
+        fields.append(Job._meta.get_field("graph"))
+    job_table, job_pk = quote(Job._meta.db_table), quote(Job._meta.pk.column)
+    template_table = quote(WorkflowTemplate._meta.db_table)
+    template_pk, slug = quote(WorkflowTemplate._meta.pk.column), quote(WorkflowTemplate._meta.get_field("slug").column)
+    asset_table, asset_job = quote(Asset._meta.db_table), quote(Asset._meta.get_field("job").column)
+    columns = ", ".join(f"j.{quote(f.column)}" for f in fields)
+    template = quote(Job._meta.get_field("template").column)
+    stored = f"EXISTS (SELECT 1 FROM {asset_table} a WHERE a.{asset_job} = j.{job_pk})"  # noqa: S608
+    joined = f"{job_table} j LEFT OUTER JOIN {template_table} t ON t.{template_pk} = j.{template}"
+    sql = f"SELECT {columns}, t.{slug}, {stored} FROM {joined} WHERE j.{job_pk} = %s"  # noqa: S608
+    with db.cursor() as cursor:
+        cursor.execute(sql, [job_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Job.DoesNotExist(f"job {job_id} does not exist")
+    values: dict[str, Any] = {"id": job_id}
+    for column, value in zip(fields, row, strict=False):
+        if isinstance(column, models.JSONField):
+            value = column.from_db_value(value, None, db)
+        values[column.attname] = value
+    return Job(**values), row[-2], bool(row[-1])
+
+
 def _store_outputs(
-    job: Job, graph: dict[str, Any], outputs: list[FetchedOutput], written: list[str], log: list
+    job: Job, slug: str | None, graph: dict[str, Any], outputs: list[FetchedOutput], written: list[str], log: list
 ) -> list[dict[str, Any]]:
     """Write each output's file and insert its Asset row; ``written`` collects the file names (so
     the caller can remove them if the transaction fails), ``log`` the outputs skipped and why."""
@@ -622,7 +657,7 @@ def _store_outputs(
         "seed": job.seed,
         "mode": job.mode,
         "params": {k: v for k, v in (job.params or {}).items() if k != "inputs"},
-        "template": job.template.slug if job.template_id else None,
+        "template": slug,
     }
     created: list[Asset] = []
     for index, out in enumerate(outputs):

@@ -59,6 +59,8 @@ def test_success_with_several_outputs_stores_assets_with_metadata(fake, project,
 
         assert json.loads(chunks["prompt"]) == done.graph
         assert json.loads(chunks["tower"])["seed"] == done.seed
+        assert json.loads(chunks["tower"])["template"] == "weightless-image"
+        assert json.loads(chunks["tower"])["prompt"] == done.prompt
     messages = list(done.log_lines.values_list("message", flat=True))
     assert any(m.startswith("sent to gpu-1") for m in messages)
     # The socket saw the whole prompt, so its `executed` messages named the files: no /history.
