@@ -331,6 +331,25 @@ def _claim_locked(
     )
 
 
+def _queued_checkpoints(limit: int) -> list[tuple[int, str | None]]:
+    """(id, checkpoint) of the oldest queued jobs that have a graph: one statement per claim."""
+    db = transaction.get_connection()
+    quote = db.ops.quote_name
+    meta = Job._meta
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    params, status = quote(meta.get_field("params").column), quote(meta.get_field("status").column)
+    graph, created = quote(meta.get_field("graph").column), quote(meta.get_field("created_at").column)
+    if db.vendor == "postgresql":
+        checkpoint = f"({params} ->> 'checkpoint')"
+    else:  # SQLite's JSON1 (what Django's own key lookups use there)
+        checkpoint = f"json_extract({params}, '$.checkpoint')"
+    where = f"{status} = %s AND {graph} IS NOT NULL"
+    sql = f"SELECT {pk}, {checkpoint} FROM {table} WHERE {where} ORDER BY {created}, {pk} LIMIT %s"  # noqa: S608
+    with db.cursor() as cursor:
+        cursor.execute(sql, [JobStatus.QUEUED, limit])
+        return [(pk, value if isinstance(value, str) else None) for pk, value in cursor.fetchall()]
+
+
 def job_claim_next(*, worker: str, client_id: str, look_at: int = 32) -> Claim | None:
     """Claim a queued job some backend has room for (a session taking more work).
 
@@ -348,11 +367,7 @@ def job_claim_next(*, worker: str, client_id: str, look_at: int = 32) -> Claim |
             return None
         on_free = {s.last_checkpoint for s in free if s.last_checkpoint}
         on_busy = {s.last_checkpoint for s in healthy if s.last_checkpoint and s not in free}
-        rows = list(
-            Job.objects.filter(status=JobStatus.QUEUED, graph__isnull=False)
-            .order_by("created_at", "pk")
-            .values_list("pk", "params__checkpoint")[:look_at]
-        )
+        rows = _queued_checkpoints(look_at)
 
         def tier(checkpoint: str | None) -> int:
             if checkpoint and checkpoint in on_free:
