@@ -91,6 +91,10 @@ def _states_sql(lock: bool) -> str:
     return sql
 
 
+# When each backend's /object_info was last stored, as the latest backend_states() read it.
+_object_info_fetched: dict[int, datetime | None] = {}
+
+
 def _aware(value: Any) -> datetime | None:
     """A datetime column as the ORM would return it (SQLite hands back naive UTC, or text)."""
     if value is None:
@@ -120,6 +124,7 @@ def backend_states(*, lock: bool = False) -> list[BackendState]:
     for row in rows:
         (pk, name, url, enabled, healthy, max_in_flight, hold, checkpoint, assigned, seen, info_at, busy) = row
         used, node_classes = _capabilities(pk, seen, info_at)
+        _object_info_fetched[pk] = _aware(info_at)
         assigned = _aware(assigned)
         states.append(
             BackendState(
@@ -161,17 +166,21 @@ def _capabilities(backend_id: int, seen: Any, info_at: Any) -> tuple[float | Non
 _object_infos: dict[int, tuple[tuple[str, Any], dict[str, Any]]] = {}
 
 
-def backend_object_info(backend_id: int) -> dict[str, Any] | None:
+def backend_object_info(backend_id: int, *, fetched_at: datetime | None = None) -> dict[str, Any] | None:
     """The backend's cached /object_info, parsed once per process and version.
 
     It is hundreds of kilobytes of JSON; decoding it on every claim was a tenth of a job's CPU
-    time in the worker. The digest and fetch time tell when the stored copy changed.
+    time in the worker. The digest and fetch time tell when the stored copy changed. A claim
+    passes ``fetched_at``, the backend row's ``object_info_fetched_at`` it has just read (the
+    health poll writes both times together): when the parsed copy is of that fetch, no query.
     """
+    cached = _object_infos.get(backend_id)
+    if fetched_at is not None and cached is not None and cached[0][1] == fetched_at:
+        return cached[1]
     version = BackendObjectInfo.objects.filter(backend_id=backend_id).values_list("digest", "fetched_at").first()
     if version is None:
         _object_infos.pop(backend_id, None)
         return None
-    cached = _object_infos.get(backend_id)
     if cached is not None and cached[0] == version:
         return cached[1]
     data = BackendObjectInfo.objects.filter(backend_id=backend_id).values_list("data", flat=True).first()
@@ -280,7 +289,7 @@ def _claim_locked(
             job_log(job_id=job.pk, message=f"waiting: {choice.reason}", level=LogLevel.WARNING)
         return None
     backend = next(s for s in states if s.id == choice.backend_id)
-    info = backend_object_info(backend.id)
+    info = backend_object_info(backend.id, fetched_at=_object_info_fetched.get(backend.id))
     problems = preflight(graph, info) if info else []
     if problems:
         message = f"pre-flight on {backend.name}: {_preflight_message(problems)}"
