@@ -142,6 +142,7 @@ class _Sender:
         self.wake = asyncio.Event()
         self.idle = threading.Event()
         self.idle.set()
+        self.waking = False  # a wake-up is scheduled and has not taken the pending events yet
         self._guard = threading.Lock()
         self.thread = threading.Thread(target=self.loop.run_forever, name="tower-events", daemon=True)
         self.thread.start()
@@ -151,7 +152,11 @@ class _Sender:
         with self._guard:
             self.pending.append((groups, message))
             self.idle.clear()
-        self.loop.call_soon_threadsafe(self.wake.set)
+            # One wake-up per batch: the loop takes everything pending when it runs (waking it
+            # is a syscall and a thread switch, and a burst queues dozens of events at once).
+            wake, self.waking = not self.waking, True
+        if wake:
+            self.loop.call_soon_threadsafe(self.wake.set)
 
     async def _drain(self) -> None:
         while True:
@@ -159,6 +164,7 @@ class _Sender:
             self.wake.clear()
             with self._guard:
                 batch, self.pending = self.pending, []
+                self.waking = False
             if batch:
                 layer = get_channel_layer()
                 try:
