@@ -16,6 +16,19 @@ from generation.comfyui.events import Disconnected, Event, parse_binary, parse_t
 from generation.comfyui.http import redact
 
 
+async def next_event(queue: asyncio.Queue[Event | BaseException], timeout: float | None) -> Event:
+    """The next event of a stream's queue; TimeoutError if none arrives within ``timeout``
+    seconds. A failure put in the queue stays there, so it keeps failing for later callers too."""
+    if queue.empty():
+        item = await asyncio.wait_for(queue.get(), timeout)
+    else:  # events come in bursts: no task and timer per event when one is waiting already
+        item = queue.get_nowait()
+    if isinstance(item, BaseException):
+        queue.put_nowait(item)
+        raise item
+    return item
+
+
 class EventStream:
     """Events for one clientId, read by a background task so that waiting with a timeout is safe.
 
@@ -87,14 +100,7 @@ class EventStream:
 
     async def get(self, timeout: float | None = None) -> Event:
         """The next event; TimeoutError if none arrives within timeout seconds."""
-        if self._queue.empty():
-            item = await asyncio.wait_for(self._queue.get(), timeout)
-        else:  # events come in bursts: no task and timer per event when one is waiting already
-            item = self._queue.get_nowait()
-        if isinstance(item, BaseException):
-            self._queue.put_nowait(item)  # keep failing for later callers too
-            raise item
-        return item
+        return await next_event(self._queue, timeout)
 
     async def _run(self) -> None:
         attempt = 0

@@ -24,7 +24,7 @@ from typing import Any
 
 from generation.comfyui import ComfyClient
 from generation.comfyui.events import Event
-from generation.comfyui.ws import EventStream
+from generation.comfyui.ws import EventStream, next_event
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +39,7 @@ class Subscription:
         self._queue.put_nowait(item)
 
     async def get(self, timeout: float | None = None) -> Event:
-        if self._queue.empty():
-            item = await asyncio.wait_for(self._queue.get(), timeout)
-        else:  # events come in bursts: no task and timer per event when one is waiting already
-            item = self._queue.get_nowait()
-        if isinstance(item, BaseException):
-            self._queue.put_nowait(item)
-            raise item
-        return item
+        return await next_event(self._queue, timeout)
 
 
 class SharedEvents:
