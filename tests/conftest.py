@@ -120,7 +120,11 @@ def channel_layer(settings, redis_url):
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": redis_url}], "prefix": f"test-{uuid.uuid4().hex[:8]}"},
+            "CONFIG": {
+                **settings.CHANNEL_LAYERS["default"].get("CONFIG", {}),
+                "hosts": [{"address": redis_url}],
+                "prefix": f"test-{uuid.uuid4().hex[:8]}",
+            },
         }
     }
     channel_layers.backends.clear()

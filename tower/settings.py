@@ -149,7 +149,15 @@ REDIS_PREFIX = env_str("REDIS_PREFIX", "tower")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": f"{REDIS_PREFIX}:ch"},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL}],
+            "prefix": f"{REDIS_PREFIX}:ch",
+            # Messages a socket's channel holds before more are dropped (channels_redis: 100). One
+            # request queues up to 64 jobs, each a job_queued event delivered at once to every page
+            # watching the project; two such requests overflowed 100 and later events (a
+            # job_complete among them) never reached the page.
+            "capacity": 1000,
+        },
     }
 }
 

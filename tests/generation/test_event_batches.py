@@ -93,3 +93,20 @@ def test_an_unreachable_broker_loses_events_with_a_warning_and_never_fails_the_c
         channel_layers.backends.clear()
 
     assert any("could not send 1 event(s) (job_complete)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_page_watching_a_project_gets_every_event_of_several_full_batch_requests(channel_layer):
+    """Three requests of 64 jobs queue 192 job_queued events at once; the job_complete sent after
+    them still reaches the page (channels_redis would drop messages past 100 by default)."""
+    from generation.services.submit import MAX_JOBS_PER_REQUEST
+
+    page = _join(channel_layer, project_group(4))
+    jobs = range(1, 3 * MAX_JOBS_PER_REQUEST + 1)
+    for job in jobs:
+        events.job_event("job_queued", job_id=job, project_id=4)
+    events.job_event("job_complete", job_id=1, project_id=4, assets=[])
+    events.flush()
+
+    received = _receive_all(channel_layer, page, until=len(jobs) + 2)
+
+    assert [(e["type"], e["job"]) for e in received] == [("job_queued", j) for j in jobs] + [("job_complete", 1)]
