@@ -108,7 +108,9 @@ class EventStream:
         while True:
             reason = "closed by the server"
             try:
-                async with connect(self.url, open_timeout=self.open_timeout, max_size=None) as ws:
+                # No permessage-deflate: ComfyUI's messages are small JSON and JPEG previews, and
+                # compressing each one cost both ends CPU for nothing on a LAN.
+                async with connect(self.url, open_timeout=self.open_timeout, max_size=None, compression=None) as ws:
                     self._ws = ws
                     if self.preview_metadata:
                         await ws.send(

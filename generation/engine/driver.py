@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import ssl
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
@@ -68,22 +65,9 @@ def _db(fn: Any) -> Any:
     return sync_to_async(fn, thread_sensitive=True)
 
 
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    return httpx.create_ssl_context()
-
-
 def comfy_client(url: str, *, timeout: float | None = None, client_id: str | None = None) -> ComfyClient:
-    """A ComfyClient whose transport reuses one SSL context per process.
-
-    httpx builds a fresh SSL context (loading the CA bundle, ~10 ms of CPU) for every client, even
-    for http:// URLs; the engine opens a client per job, so that alone cost a third of a job's
-    CPU time in the worker (bench/engine.py, zero compute).
-    """
-    transport = httpx.AsyncHTTPTransport(verify=_ssl_context())
-    return ComfyClient(
-        url, timeout=settings.COMFYUI_TIMEOUT if timeout is None else timeout, client_id=client_id, transport=transport
-    )
+    """A ComfyClient with the engine's timeout."""
+    return ComfyClient(url, timeout=settings.COMFYUI_TIMEOUT if timeout is None else timeout, client_id=client_id)
 
 
 async def drive(claim: svc.Claim, *, worker: str, connection: Connection | None = None) -> str:

@@ -438,3 +438,32 @@ async def test_errors_never_carry_the_backend_password():
             await comfy.system_stats()
     assert "s3cret-pw" not in str(caught.value)
     assert f"http://127.0.0.1:{port}" in str(caught.value)
+
+
+async def test_credentials_in_a_backend_url_are_sent_as_basic_auth():
+    """A ComfyUI behind a proxy with basic auth: ``http://user:pass@host`` authenticates."""
+    import base64
+
+    from aiohttp import web
+
+    from generation.comfyui import ComfyClient
+
+    seen: list[str | None] = []
+
+    async def stats(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"system": {"comfyui_version": "0.3.64"}, "devices": []})
+
+    app = web.Application()
+    app.router.add_get("/system_stats", stats)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with ComfyClient(f"http://studio:p%40ss@127.0.0.1:{port}", timeout=5) as comfy:
+            await comfy.system_stats()
+    finally:
+        await runner.cleanup()
+    assert seen == ["Basic " + base64.b64encode(b"studio:p@ss").decode()]
