@@ -18,6 +18,7 @@ from generation.services.execution import job_fail
 from generation.services.jobs import JobError, job_log, job_transition
 from generation.services.resolve import ResolveError, resolve_job_parameters
 from generation.workflow import WorkflowError, apply, preflight
+from generation.workflow.bindings import resolve_bindings
 from projects.models import Project, Scene
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,11 @@ def jobs_create(
         base_params["init_image"] = upload_name
         inputs.append({"name": upload_name, "path": init_image.path})
     batch = uuid.uuid4() if len(seed_list) * len(cells) > 1 else None
+    try:
+        # Every job of the request applies the same template: find its bound nodes once.
+        targets = resolve_bindings(template.graph, template.bindings)
+    except WorkflowError as exc:
+        raise JobError(f"the template cannot take these parameters: {exc}") from None
     pending: list[tuple[Job, list[str]]] = []
     for cell in cells:
         for seed in seed_list:
@@ -159,7 +165,7 @@ def jobs_create(
             if seed is not None:
                 params["seed"] = seed
             try:
-                applied = apply(template.graph, template.bindings, params)
+                applied = apply(template.graph, template.bindings, params, resolved=targets)
             except WorkflowError as exc:
                 raise JobError(f"the template cannot take these parameters: {exc}") from None
             stored = {**resolved.parameters, **cell, "seed": applied.seed}

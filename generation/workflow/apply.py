@@ -123,16 +123,19 @@ def apply(
     params: Mapping[str, Any],
     *,
     rng: random.Random | None = None,
+    resolved: dict[str, list[ResolvedTarget]] | None = None,
 ) -> Applied:
     """Return a new graph with every bound parameter set; ``graph`` itself is never modified.
 
     A parameter whose value is ``None`` keeps the template's own value. A seed binding with no
-    seed given draws one; the seed used is returned so the caller can record it.
+    seed given draws one; the seed used is returned so the caller can record it. ``resolved`` is
+    ``resolve_bindings(graph, bindings)`` when the caller applies one template many times.
     """
     unknown = sorted(set(params) - set(PARAMETERS))
     if unknown:
         raise ParameterError(f"unknown parameters: {', '.join(unknown)}")
-    resolved = resolve_bindings(graph, bindings)
+    if resolved is None:
+        resolved = resolve_bindings(graph, bindings)
     values = {name: coerce_parameter(name, v) for name, v in params.items() if v is not None}
     seed: int | None = None
     if "seed" in resolved:
