@@ -117,12 +117,15 @@ def channel_layer(settings, redis_url):
 
     from channels.layers import channel_layers
 
+    # Tower's own configuration (capacity, timeouts), on the test's Redis with its own prefix.
+    config = dict(settings.CHANNEL_LAYERS["default"].get("CONFIG", {}))
+    host = dict((config.get("hosts") or [{}])[0])
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                **settings.CHANNEL_LAYERS["default"].get("CONFIG", {}),
-                "hosts": [{"address": redis_url}],
+                **config,
+                "hosts": [{**host, "address": redis_url}],
                 "prefix": f"test-{uuid.uuid4().hex[:8]}",
             },
         }

@@ -150,7 +150,11 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL}],
+            # A socket's consumer waits for messages with BZPOPMIN, 5 s at a time (channels_redis'
+            # brpop_timeout), and redis-py 8 gives up reading after 5 s by default: a page with no
+            # event for 5 s lost its consumer to a TimeoutError. Reads may take 15 s here; a Redis
+            # that hangs longer is still noticed.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
             "prefix": f"{REDIS_PREFIX}:ch",
             # Messages a socket's channel holds before more are dropped (channels_redis: 100). One
             # request queues up to 64 jobs, each a job_queued event delivered at once to every page

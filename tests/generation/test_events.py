@@ -54,6 +54,22 @@ async def test_a_member_receives_a_job_event_sent_after_commit(setup):
     await comm.disconnect()
 
 
+async def test_a_socket_quiet_for_longer_than_the_layers_wait_still_gets_the_next_event(setup):
+    """The consumer waits on Redis 5 s at a time; a quiet spell of 6.5 s must not cost the socket."""
+    import asyncio
+
+    comm = await _connect_as(setup["owner_token"])
+    assert (await comm.receive_json_from())["type"] == "subscribed"
+    await asyncio.sleep(6.5)
+    job = setup["job"]
+
+    await sync_to_async(events.job_event)("job_queued", job_id=job.pk, project_id=job.project_id, position=2)
+
+    event = await comm.receive_json_from(timeout=3)
+    assert (event["type"], event["job"], event["position"]) == ("job_queued", job.pk, 2)
+    await comm.disconnect()
+
+
 async def test_an_event_in_a_rolled_back_transaction_is_never_sent(setup):
     comm = await _connect_as(setup["owner_token"], f"/ws/v1/events/?job={setup['job'].pk}")
     await comm.receive_json_from()
