@@ -32,6 +32,9 @@ def _counters(fake: FakeComfy) -> dict[str, Any]:
         "model_loads": dict(c.model_loads),
         "gpu_idle_seconds": c.gpu_idle_seconds,
         "idle_gaps": list(c.idle_gaps),
+        "requests": dict(c.requests),
+        "sockets": len(fake.server.hub.sockets),
+        "messages_sent": dict(fake.server.hub.sent_counts),
     }
 
 
@@ -58,6 +61,7 @@ def _handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
                 fake.counters.__init__()  # type: ignore[misc]  # in place: the executor holds this object
                 fake.server.state.loaded_checkpoint = None
                 fake.server.state.caches.clear()
+                fake.server.hub.sent_counts.clear()
             elif self.path == "/configure":
                 fake.configure(**payload)
             self._answer({"ok": True})

@@ -44,18 +44,6 @@ MAX_IN_FLIGHT = 2
 # --- the direct client ------------------------------------------------------------------------
 
 
-def reseed(graph: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The same graph with a new seed everywhere a seed is taken (so nothing comes from cache)."""
-    out = {}
-    for node_id, node in graph.items():
-        inputs = dict(node.get("inputs") or {})
-        for key in ("seed", "noise_seed"):
-            if isinstance(inputs.get(key), int):
-                inputs[key] = seed
-        out[node_id] = {**node, "inputs": inputs}
-    return out
-
-
 async def _fetch_outputs(comfy: Any, prompt_id: str) -> int:
     entry = await comfy.history(prompt_id)
     assert entry is not None, prompt_id
@@ -190,10 +178,26 @@ class Bench:
 
 
 def graphs_like(job_id: int, seeds: list[int]) -> list[dict[str, Any]]:
+    """The graph Tower built for the job, built again for other seeds: the direct client gives the
+    server exactly the work Tower gives it. (A template may bind the seed to more than a sampler's
+    ``seed``: the weightless one also colours a node from it, so changing only ``seed`` inputs
+    let the server answer two of five nodes from its cache and made the direct client's prompts
+    cheaper than Tower's.)"""
     from generation.models import Job
+    from generation.workflow import apply
+    from generation.workflow.bindings import PARAMETERS
 
-    graph = Job.objects.values_list("graph", flat=True).get(pk=job_id)
-    return [reseed(graph, s) for s in seeds]
+    job = Job.objects.select_related("template").get(pk=job_id)
+    params = {k: v for k, v in job.params.items() if k in PARAMETERS and v is not None}
+    params.update(prompt=job.prompt, negative=job.negative_prompt)
+    template = job.template
+
+    def build(seed: int) -> dict[str, Any]:
+        return apply(template.graph, template.bindings, {**params, "seed": seed}).graph
+
+    if build(job.seed) != job.graph:
+        raise RuntimeError(f"job {job_id}'s graph cannot be rebuilt from its template and parameters")
+    return [build(s) for s in seeds]
 
 
 def cpu_groups(bench: Bench, fakes: list[FakeProcess]) -> dict[str, Any]:
@@ -317,14 +321,7 @@ def affinity_rows(bench: Bench, fakes: list[FakeProcess], jobs: int) -> list[Row
 
     for fake in fakes:
         fake.reset()
-    from generation.models import Job
-
-    graphs = [
-        reseed(g, s)
-        for g, s in zip(
-            [Job.objects.values_list("graph", flat=True).get(pk=i) for i in ids], bench.next_seeds(jobs), strict=True
-        )
-    ]
+    graphs = [graph for i, seed in zip(ids, bench.next_seeds(jobs), strict=True) for graph in graphs_like(i, [seed])]
 
     async def round_robin() -> float:
         began = time.perf_counter()
