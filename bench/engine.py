@@ -33,6 +33,7 @@ from bench._common import (
     median,
     print_table,
     shipped,
+    wait_until,
 )
 
 COMPUTE = 0.2  # seconds of "GPU" work per job in the compute rows
@@ -200,6 +201,17 @@ def graphs_like(job_id: int, seeds: list[int]) -> list[dict[str, Any]]:
     return [build(s) for s in seeds]
 
 
+def wait_scored(ids: list[int], timeout: float) -> float:
+    """Wait until every job has its post-generation quality gate; returns when (time.time())."""
+    from quality.models import QualityGate
+
+    def scored() -> bool:
+        return QualityGate.objects.filter(job__in=ids, stage="post_gen").values("job").distinct().count() == len(ids)
+
+    wait_until(scored, timeout=timeout, what="the jobs' scores", interval=0.05)
+    return time.time()
+
+
 def cpu_groups(bench: Bench, fakes: list[FakeProcess]) -> dict[str, Any]:
     """Who used the CPU: Tower's workers, the fake ComfyUI servers, Redis, this process."""
     cluster = bench.env.cluster.pid if bench.env.cluster else -1
@@ -220,7 +232,9 @@ def throughput_rows(bench: Bench, template: Any, url: str, jobs: int, label: str
     before = cpu_seconds(groups)
     started = time.time()
     ids, tower_seconds = bench.run_jobs(template, jobs)
-    time.sleep(2.0)  # work that follows each job (scoring) is part of its cost
+    # Work that follows each job is part of its cost: CPU is read once every job has its scores.
+    scored_after = wait_scored(ids, timeout=60) - (started + tower_seconds)
+    time.sleep(0.2)
     after = cpu_seconds(groups)
     cpu_ms = {name: 1000 * (after[name] - before[name]) / jobs for name in groups}
     from generation.models import Job
@@ -243,6 +257,7 @@ def throughput_rows(bench: Bench, template: Any, url: str, jobs: int, label: str
         Row("  request → first prompt running (the batch request)", 1000 * (first_start - started), None, "ms"),
         Row("  throughput from the first prompt running", engine, direct, "jobs/s"),
         *(Row(f"  CPU per job: {name}", ms, None, "ms") for name, ms in cpu_ms.items()),
+        Row("  every job scored, after the last job_complete", 1000 * scored_after, None, "ms"),
     ]
 
 

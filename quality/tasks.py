@@ -27,7 +27,7 @@ def job_succeeded(job_id: int) -> None:
     (``quality.services.pending``). An unreachable broker is logged, never raised.
     """
     try:
-        pending.score_pending_request(redis=_redis(), enqueue=_enqueue_pending)
+        pending.score_pending_request(redis=_redis(), enqueue=_enqueue_pending, success=True)
     except pending.BROKER_ERRORS as exc:
         logger.warning("could not have job %s scored (%s); score_missing will catch up", job_id, exc)
 

@@ -7,13 +7,14 @@ announcement only makes sure that *one* run is pending, with a flag in Redis
 
 - announce (:func:`score_pending_request`): ``SET flag NX EX ttl``; if this set it, enqueue
   ``quality.tasks.score_pending``; if it was set already, do nothing: a run is pending.
-- run (:func:`score_pending_run`): clear the flag *first*, then score every succeeded job that has
-  outputs and no post-generation gate, oldest first, at most :data:`PENDING_LIMIT`; when more
-  remain, request another run as an announcement would.
+- run (:func:`score_pending_run`): wait until no success has been announced for a moment (each
+  announcement notes its time in the same round trip as its ``SET``), clear the flag, then score
+  every succeeded job that has outputs and no post-generation gate, oldest first, at most
+  :data:`PENDING_LIMIT`; when more remain, request another run as an announcement would.
 
 Why no announced job is left unscored. A job is announced after its success committed. If its
-``SET`` finds the flag set, the run that set it has not cleared it yet (clearing is the first thing
-a run does), so that run's query starts after the job committed and sees it. If its ``SET`` sets
+``SET`` finds the flag set, the run that set it has not cleared it yet (a run clears it before it
+reads anything), so that run's query starts after the job committed and sees it. If its ``SET`` sets
 the flag, it enqueues a run of its own, whose query also starts later. So a job committed before a
 run clears the flag is seen by the query that follows; one committed after sets the flag again
 (nothing else clears it) and enqueues a new run. Extra runs are harmless: scoring is idempotent,
@@ -59,10 +60,14 @@ from quality.services.scoring import jobs_score
 logger = logging.getLogger(__name__)
 
 PENDING_TTL = 60  # seconds the flag outlives a run that never started
-# A run waits this long before it clears the flag: successes announced meanwhile join its batch
-# instead of starting runs of their own (a run costs the same for one job as for twenty). The
-# worker sleeps, it does not spin, and a gate appears this much later.
+# A run waits, before it clears the flag, until no job has succeeded for GATHER_SECONDS (and at
+# most GATHER_MAX_SECONDS): successes announced meanwhile join its batch instead of starting runs
+# of their own (a run costs the same for one job as for twenty), and a burst of generation does
+# not share the CPU with the scoring of its first jobs. The worker sleeps, it does not spin; gates
+# appear that much later. bench/engine.py (zero compute, 2 cores): scoring was an eighth of the
+# CPU a job cost while the burst ran.
 GATHER_SECONDS = 1.0
+GATHER_MAX_SECONDS = 10.0
 PENDING_LIMIT = 100  # jobs one run scores
 CLAIM_TTL = 600  # seconds a claim holds: longer than a run, and how long a failed job is left alone
 BROKER_ERRORS = (RedisError, OSError)  # what an unreachable broker raises (redis-py, sockets)
@@ -76,14 +81,26 @@ def claims_key() -> str:
     return f"{settings.REDIS_PREFIX}:quality:scoring"
 
 
-def score_pending_request(*, redis: Any, enqueue: Callable[[], None]) -> bool:
+def last_success_key() -> str:
+    return f"{settings.REDIS_PREFIX}:quality:last-success"
+
+
+def score_pending_request(*, redis: Any, enqueue: Callable[[], None], success: bool = False) -> bool:
     """Make sure a run is pending: enqueue one unless one is already; True when this call did.
 
-    ``redis``: a redis-py client (the broker's connection). Raises :data:`BROKER_ERRORS` when
-    Redis or the queue cannot be reached.
+    ``success``: the call announces a job that has just succeeded (its time is noted, in the same
+    round trip, for runs that wait for a quiet moment). ``redis``: a redis-py client (the broker's
+    connection). Raises :data:`BROKER_ERRORS` when Redis or the queue cannot be reached.
     """
     key = pending_key()
-    if not redis.set(key, "1", nx=True, ex=PENDING_TTL):
+    if success:
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, "1", nx=True, ex=PENDING_TTL)
+            pipe.set(last_success_key(), repr(time.time()), ex=PENDING_TTL)
+            created, _ = pipe.execute()
+    else:
+        created = redis.set(key, "1", nx=True, ex=PENDING_TTL)
+    if not created:
         return False
     try:
         enqueue()
@@ -112,12 +129,14 @@ def score_pending_run(
     limit: int | None = None,
     models: MetricModels | None = None,
     gather: float = 0.0,
+    gather_max: float | None = None,
 ) -> PendingRun:
-    """After ``gather`` seconds, clear the flag, then score what is pending and not claimed by
-    another run, at most ``limit`` (:data:`PENDING_LIMIT`) jobs (see the module docstring)."""
+    """Once no job has succeeded for ``gather`` seconds (or after ``gather_max``), clear the flag,
+    then score what is pending and not claimed by another run, at most ``limit``
+    (:data:`PENDING_LIMIT`) jobs (see the module docstring)."""
     limit = limit or PENDING_LIMIT
     if gather > 0:
-        time.sleep(gather)
+        _wait_for_quiet(redis, gather, GATHER_MAX_SECONDS if gather_max is None else gather_max)
     claimed = _clear_flag_and_read_claims(redis)
     ids = jobs_missing_scores(limit=limit + 1, grace=None, exclude=claimed or ())
     mine = ids[:limit] if claimed is None else _claim(redis, ids[:limit])
@@ -134,6 +153,22 @@ def score_pending_run(
         except BROKER_ERRORS as exc:
             logger.warning("could not request another scoring run (%s); score_missing will catch up", exc)
     return run
+
+
+def _wait_for_quiet(redis: Any, quiet: float, longest: float) -> None:
+    """Sleep until no success has been announced for ``quiet`` seconds, or ``longest`` in all (or
+    at once should Redis not answer: the run goes on)."""
+    deadline = time.monotonic() + max(longest, quiet)
+    time.sleep(quiet)
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            raw = redis.get(last_success_key())
+        except BROKER_ERRORS:
+            return
+        since = time.time() - float(raw) if raw else quiet
+        if since >= quiet:
+            return
+        time.sleep(min(quiet - since, left))
 
 
 def _clear_flag_and_read_claims(redis: Any) -> list[int] | None:

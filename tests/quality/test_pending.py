@@ -12,6 +12,7 @@ from django.utils import timezone
 from generation import tasks
 from generation.models import Job, JobStatus
 from generation.services.execution import announce_job_succeeded
+from quality import tasks as quality_tasks
 from quality.models import QualityGate
 from quality.services import pending, scoring
 from quality.tasks import job_succeeded, score_job, score_pending
@@ -71,22 +72,87 @@ def test_a_job_announced_while_a_run_is_pending_is_scored_by_that_run(project, o
     assert gated(first, second) == [True, True]
 
 
+class FakeClock:
+    """``pending``'s view of time: sleeping advances it, and ``during_sleep`` runs meanwhile."""
+
+    def __init__(self, during_sleep) -> None:
+        self.wall, self.mono = 1_000_000.0, 0.0
+        self.slept: list[float] = []
+        self.during_sleep = during_sleep
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.wall += seconds
+        self.mono += seconds
+        self.during_sleep(len(self.slept))
+
+
 def test_a_run_gathers_the_jobs_announced_while_it_waits_into_its_batch(project, owner, engine, models, monkeypatch):
     _, announced = engine
-    first = succeeded(project, owner)
-    assert announced.take() == [RUN]
     later: list[Job] = []
 
-    def wait(seconds: float) -> None:  # while the run waits, two more jobs succeed
-        assert seconds == 2.5
-        later.extend(succeeded(project, owner) for _ in range(2))
+    def during_sleep(n: int) -> None:  # two more jobs succeed while the run first waits
+        if n == 1:
+            later.extend(succeeded(project, owner) for _ in range(2))
 
+    clock = FakeClock(during_sleep)
+    monkeypatch.setattr(pending, "time", clock)
     monkeypatch.setattr(pending, "GATHER_SECONDS", 2.5)
-    monkeypatch.setattr(pending.time, "sleep", wait)
+    first = succeeded(project, owner)
+    assert announced.take() == [RUN]
+
     assert score_pending() == "3 scored"
 
+    # It waited 2.5 s, saw successes that had just been announced, and waited for 2.5 quiet seconds.
+    assert clock.slept == [2.5, 2.5]
     assert gated(first, *later) == [True, True, True]
     assert announced.take() == []  # the later jobs found the run pending: no run of their own
+
+
+def test_a_run_waits_out_a_burst_of_successes_but_not_beyond_its_limit(project, owner, engine, models, monkeypatch):
+    _, announced = engine
+    burst: list[Job] = []
+    clock = FakeClock(lambda n: burst.append(succeeded(project, owner)))  # one more after every wait
+    monkeypatch.setattr(pending, "time", clock)
+    monkeypatch.setattr(pending, "GATHER_SECONDS", 1.0)
+    monkeypatch.setattr(pending, "GATHER_MAX_SECONDS", 4.0)
+    burst.append(succeeded(project, owner))
+    assert announced.take() == [RUN]
+
+    assert score_pending() == f"{len(burst)} scored"
+
+    assert sum(clock.slept) == 4.0  # the burst never paused: the run started at its limit
+    assert all(gated(*burst))
+
+
+def test_a_run_does_not_wait_for_quiet_when_redis_cannot_say(project, owner, engine, models, monkeypatch):
+    _, announced = engine
+    clock = FakeClock(lambda n: None)
+    monkeypatch.setattr(pending, "time", clock)
+    monkeypatch.setattr(pending, "GATHER_SECONDS", 1.0)
+    job = succeeded(project, owner)
+    assert announced.take() == [RUN]
+    real = quality_tasks._redis()
+
+    class NoReads:  # the broker, except that reading the last success fails
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def get(self, key):
+            raise redis_lib.ConnectionError("redis is down")
+
+    monkeypatch.setattr(quality_tasks, "_redis", NoReads)
+
+    assert score_pending() == "1 scored"
+
+    assert clock.slept == [1.0]
+    assert gated(job) == [True]
 
 
 def test_a_job_that_succeeds_while_a_run_is_scoring_gets_a_run_of_its_own(project, owner, engine, models, monkeypatch):
