@@ -4,17 +4,24 @@ Requests go through httpx's API on aiohttp's connection pool (the ``httpx-aiohtt
 the one the OpenAI SDK offers): aiohttp parses HTTP in C, where httpcore's h11 parser and anyio
 streams are pure Python. Against the fake ComfyUI a request cost 1.0-1.3 ms of CPU through httpx's
 own transport and 0.6-0.9 ms through this one, and a job makes two (``POST /prompt``, ``GET /view``).
+
+JSON requests and downloads skip httpx's client layers (URL merging and re-parsing, the auth and
+redirect loops, cookie extraction into a jar ComfyUI never fills): an ``httpx.Request`` built
+from a pre-parsed URL goes straight to the transport, with the client's headers, timeout and
+credentials. That took another third off a request's CPU (0.48 → 0.31 ms against the fake).
+Multipart uploads still go through ``httpx.AsyncClient``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import httpx
@@ -60,24 +67,56 @@ class Http:
         parts = urlsplit(self.base_url)
         # Credentials in the URL (a proxy with basic auth in front of ComfyUI) go in a header.
         auth = (unquote(parts.username or ""), unquote(parts.password or "")) if "@" in parts.netloc else None
+        self._transport = transport or default_transport()
         self._client = httpx.AsyncClient(
             base_url=self.public_url,
             auth=auth,
             timeout=httpx.Timeout(timeout),
-            transport=transport or default_transport(),
+            transport=self._transport,
             follow_redirects=False,
         )
+        headers = httpx.Headers(self._client.headers)
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
+        self._headers = headers
+        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self._urls: dict[str, httpx.URL] = {}
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    def _request(self, method: str, path: str, params: dict[str, str] | None, json: Any) -> httpx.Request:
+        """The request as ``AsyncClient.build_request`` would make it, from a cached URL."""
+        target = f"{path}?{urlencode(params, quote_via=quote)}" if params else path
+        url = self._urls.get(target)
+        if url is None:
+            url = httpx.URL(self.public_url + target)
+            if not params:  # fixed paths repeat; query strings mostly do not
+                self._urls[target] = url
+        return httpx.Request(method, url, headers=self._headers, json=json, extensions=self._extensions)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        return response
 
     def _unreachable(self, exc: Exception) -> ComfyUnreachable:
         detail = _clean(exc, self.base_url, self.public_url) or type(exc.__cause__ or exc).__name__
         return ComfyUnreachable(f"ComfyUI at {self.public_url} is unreachable: {detail}")
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            return await self._client.request(method, path, **kwargs)
+            if kwargs:  # multipart (files=, data=): httpx's client encodes it
+                return await self._client.request(method, path, json=json, params=params, **kwargs)
+            response = await self._send(self._request(method, path, params, json))
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            return response
         except httpx.TimeoutException as exc:
             if not _timed_out(exc):
                 raise self._unreachable(exc) from exc
@@ -98,10 +137,15 @@ class Http:
             raise ComfyProtocolError(f"POST {path} answered HTTP {response.status_code}")
 
     @asynccontextmanager
-    async def stream(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+    async def stream(
+        self, method: str, path: str, *, params: dict[str, str] | None = None
+    ) -> AsyncIterator[httpx.Response]:
         try:
-            async with self._client.stream(method, path, **kwargs) as response:
+            response = await self._send(self._request(method, path, params, None))
+            try:
                 yield response
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             if not _timed_out(exc):
                 raise self._unreachable(exc) from exc

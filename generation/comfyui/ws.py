@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -47,6 +48,7 @@ class EventStream:
         reconnect_timeout: float = 60.0,
         max_backoff: float = 5.0,
         preview_metadata: bool = True,
+        ignore: Iterable[str] = (),
     ) -> None:
         self.url = f"{ws_url}?clientId={client_id}"
         self.client_id = client_id
@@ -54,6 +56,10 @@ class EventStream:
         self.reconnect_timeout = reconnect_timeout
         self.max_backoff = max_backoff
         self.preview_metadata = preview_metadata
+        # Message types the reader has no use for are dropped before they are decoded. ComfyUI
+        # writes every message as json.dumps({"type": ..., "data": ...}), so the type is at a
+        # fixed place; a server that writes them otherwise just has them decoded as usual.
+        self._ignored = tuple(f'{{"type": "{kind}"' for kind in ignore)
         self.reconnects = 0
         self._queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         self._connected = asyncio.Event()
@@ -120,7 +126,10 @@ class EventStream:
                         self.reconnects += 1
                     self._connected.set()
                     attempt, down_since = 0, None
+                    ignored = self._ignored
                     async for raw in ws:
+                        if ignored and isinstance(raw, str) and raw.startswith(ignored):
+                            continue
                         self._queue.put_nowait(self._parse(raw))
             except (OSError, WebSocketException, TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__

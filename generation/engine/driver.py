@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from datetime import datetime
@@ -47,7 +48,7 @@ from generation.comfyui.events import (
 from generation.comfyui.types import OutputFile, PromptStatus
 from generation.engine.preview import PreviewFile
 from generation.engine.progress import ProgressTracker
-from generation.engine.session import Connection
+from generation.engine.session import IGNORED, Connection
 from generation.models import JobStatus
 from generation.services import execution as svc
 from generation.services.jobs import job_log
@@ -79,7 +80,7 @@ async def drive(claim: svc.Claim, *, worker: str, connection: Connection | None 
     async with contextlib.AsyncExitStack() as stack:
         if connection is None:
             comfy = await stack.enter_async_context(comfy_client(claim.backend_url, client_id=claim.client_id))
-            events: Any = comfy.events
+            events: Any = functools.partial(comfy.events, ignore=IGNORED)
         else:
             comfy, events = connection.comfy, connection.events.subscribe
         try:

@@ -28,6 +28,10 @@ from generation.comfyui.ws import EventStream, next_event
 
 logger = logging.getLogger(__name__)
 
+# What the engine never reads: per-node state snapshots (progress comes from ``executing`` and
+# ``progress``). ComfyUI sends one at every node change, over a third of a prompt's messages.
+IGNORED = ("progress_state",)
+
 
 class Subscription:
     """What ``follow`` needs of a stream: ``get(timeout)``; failures keep failing for later calls."""
@@ -56,7 +60,7 @@ class SharedEvents:
         async with self._lock:
             if self._stream is not None:
                 return
-            stream = self._comfy.events()
+            stream = self._comfy.events(ignore=IGNORED)
             await stream.start()  # ComfyUnreachable when the socket cannot be opened
             self._stream = stream
             self._pump = asyncio.create_task(self._run(stream), name=f"shared-events-{self._comfy.base_url}")

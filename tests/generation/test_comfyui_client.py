@@ -467,3 +467,66 @@ async def test_credentials_in_a_backend_url_are_sent_as_basic_auth():
     finally:
         await runner.cleanup()
     assert seen == ["Basic " + base64.b64encode(b"studio:p@ss").decode()]
+
+
+async def test_prompt_and_view_requests_arrive_as_sent_with_credentials():
+    """JSON bodies, query values that need quoting and the URL's credentials reach the server
+    intact on the requests a job makes (``POST /prompt``, ``GET /view``)."""
+    import base64
+
+    from aiohttp import web
+
+    from generation.comfyui import ComfyClient
+
+    seen: list[tuple[str, str | None, Any]] = []
+
+    async def prompt(request: web.Request) -> web.Response:
+        seen.append(("prompt", request.headers.get("Authorization"), await request.json()))
+        return web.json_response({"prompt_id": "p-1", "number": 0, "node_errors": {}})
+
+    async def view(request: web.Request) -> web.Response:
+        seen.append(("view", request.headers.get("Authorization"), dict(request.query)))
+        return web.Response(body=b"\x89PNG-bytes", content_type="image/png")
+
+    app = web.Application()
+    app.router.add_post("/prompt", prompt)
+    app.router.add_get("/view", view)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    name = "kai & mei #2 +100% été.png"
+    try:
+        async with ComfyClient(f"http://studio:p%40ss@127.0.0.1:{port}/", timeout=5, client_id="c-9") as comfy:
+            accepted = await comfy.submit({"1": {"class_type": "X", "inputs": {"text": "ä&?"}}}, prompt_id="p-1")
+            data = await comfy.view(name, "sub dir/a+b", "temp")
+    finally:
+        await runner.cleanup()
+    auth = "Basic " + base64.b64encode(b"studio:p@ss").decode()
+    assert accepted.prompt_id == "p-1" and data == b"\x89PNG-bytes"
+    assert seen == [
+        (
+            "prompt",
+            auth,
+            {"prompt": {"1": {"class_type": "X", "inputs": {"text": "ä&?"}}}, "client_id": "c-9", "prompt_id": "p-1"},
+        ),
+        ("view", auth, {"filename": name, "subfolder": "sub dir/a+b", "type": "temp"}),
+    ]
+
+
+async def test_a_stream_drops_the_message_types_its_reader_ignores(client: ComfyClient) -> None:
+    from generation.comfyui.events import ProgressState
+
+    graph = images_graph("ignored")
+    async with client.events(ignore=("progress_state",)) as stream:
+        accepted = await client.submit(graph)
+        events = [e async for e in client.follow(accepted.prompt_id, stream=stream, timeout=15)]
+    assert not [e for e in events if isinstance(e, ProgressState)]
+    assert {e.node for e in events if isinstance(e, Executed)} == {"2", "3", "4", "6", "7"}
+    assert isinstance(events[-1], Executing) and events[-1].is_end
+    # A stream that ignores nothing gets them.
+    async with client.events() as stream:
+        accepted = await client.submit(images_graph("not-ignored"))
+        events = [e async for e in client.follow(accepted.prompt_id, stream=stream, timeout=15)]
+    assert [e for e in events if isinstance(e, ProgressState)]
