@@ -70,7 +70,7 @@ async def _session(first: execution.Claim, *, worker: str, client_id: str) -> st
         return await claim_next(worker=worker, client_id=client_id)
 
     async def drive_one(claim: execution.Claim, connection: Any) -> str:
-        return await drive(claim, worker=worker, connection=connection)
+        return await drive(claim, worker=worker, connection=connection, after_success=session.claim_following)
 
     session = Session(
         connect=lambda url, cid: comfy_client(url, client_id=cid),
@@ -82,6 +82,7 @@ async def _session(first: execution.Claim, *, worker: str, client_id: str) -> st
         # worker between sessions) and well before django-q's timeout would kill the task mid-job.
         max_seconds=min(SESSION_SECONDS, settings.Q_CLUSTER["timeout"] / 4),
         client_id=client_id,
+        claim_next_sync=lambda cid: execution.job_claim_next(worker=worker, client_id=cid),
     )
     outcomes = await session.run(first)
     if len(outcomes) > 1:

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -71,11 +72,18 @@ def comfy_client(url: str, *, timeout: float | None = None, client_id: str | Non
     return ComfyClient(url, timeout=settings.COMFYUI_TIMEOUT if timeout is None else timeout, client_id=client_id)
 
 
-async def drive(claim: svc.Claim, *, worker: str, connection: Connection | None = None) -> str:
+async def drive(
+    claim: svc.Claim,
+    *,
+    worker: str,
+    connection: Connection | None = None,
+    after_success: Callable[[], None] | None = None,
+) -> str:
     """Run a claimed job to its end; returns the job's final engine outcome (for logs and tests).
 
     ``connection`` is a session's shared client and WebSocket for the backend; without one, the
-    job gets its own for its lifetime.
+    job gets its own for its lifetime. ``after_success`` is called in the database thread right
+    after the job's success is stored (a session claims its next job there).
     """
     async with contextlib.AsyncExitStack() as stack:
         if connection is None:
@@ -84,7 +92,7 @@ async def drive(claim: svc.Claim, *, worker: str, connection: Connection | None 
         else:
             comfy, events = connection.comfy, connection.events.subscribe
         try:
-            return await _drive(comfy, events, claim, worker=worker)
+            return await _drive(comfy, events, claim, worker=worker, after_success=after_success)
         except ComfyUnreachable as exc:
             reason = f"{claim.backend_name} unreachable: {exc}"
             await _db(svc.backend_mark_down)(backend_id=claim.backend_id, error=reason)
@@ -100,7 +108,9 @@ def _preview_file(job_id: int) -> PreviewFile:
     return PreviewFile(job_id=job_id, media_root=Path(settings.MEDIA_ROOT), media_url=settings.MEDIA_URL)
 
 
-async def _drive(comfy: ComfyClient, events: Any, claim: svc.Claim, *, worker: str) -> str:
+async def _drive(
+    comfy: ComfyClient, events: Any, claim: svc.Claim, *, worker: str, after_success: Callable[[], None] | None
+) -> str:
     prompt_id = claim.prompt_id
     async with events() as stream:
         if claim.resume:
@@ -109,7 +119,7 @@ async def _drive(comfy: ComfyClient, events: Any, claim: svc.Claim, *, worker: s
             except ComfyPromptLost:
                 return await _requeue(claim, f"{claim.backend_name} lost the prompt", "lost")
             if status in (PromptStatus.DONE, PromptStatus.ERROR, PromptStatus.INTERRUPTED):
-                return await _finish_from_history(comfy, claim, status)
+                return await _finish_from_history(comfy, claim, status, after_success=after_success)
         else:
             try:
                 if claim.fresh:
@@ -140,7 +150,7 @@ async def _drive(comfy: ComfyClient, events: Any, claim: svc.Claim, *, worker: s
                     level="warning",
                     data={"node_errors": accepted.node_errors},
                 )
-        return await _follow(comfy, claim, prompt_id, stream, worker=worker)
+        return await _follow(comfy, claim, prompt_id, stream, worker=worker, after_success=after_success)
 
 
 async def _requeue(claim: svc.Claim, reason: str, tag: str) -> str:
@@ -165,7 +175,15 @@ def _first_node(exc: ComfyRejected) -> str:
     return next(iter(exc.node_errors or {}), "")
 
 
-async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: Any, *, worker: str) -> str:
+async def _follow(
+    comfy: ComfyClient,
+    claim: svc.Claim,
+    prompt_id: str,
+    stream: Any,
+    *,
+    worker: str,
+    after_success: Callable[[], None] | None,
+) -> str:
     tracker = ProgressTracker(claim.graph)
     preview = _preview_file(claim.job_id)
     last_write = 0.0
@@ -290,13 +308,23 @@ async def _follow(comfy: ComfyClient, claim: svc.Claim, prompt_id: str, stream: 
                     await task
     tracker.on_node(None)
     seen_whole = whole["start"] and whole["end"] and not whole["gap"] and bool(reported)
-    return await _collect(comfy, claim, prompt_id, tracker, reported=reported if seen_whole else None, started_at=began)
+    return await _collect(
+        comfy,
+        claim,
+        prompt_id,
+        tracker,
+        reported=reported if seen_whole else None,
+        started_at=began,
+        after_success=after_success,
+    )
 
 
-async def _finish_from_history(comfy: ComfyClient, claim: svc.Claim, status: PromptStatus) -> str:
+async def _finish_from_history(
+    comfy: ComfyClient, claim: svc.Claim, status: PromptStatus, *, after_success: Callable[[], None] | None
+) -> str:
     if status is PromptStatus.DONE:
         await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id)
-        return await _collect(comfy, claim, claim.prompt_id, ProgressTracker(claim.graph))
+        return await _collect(comfy, claim, claim.prompt_id, ProgressTracker(claim.graph), after_success=after_success)
     entry = await comfy.history(claim.prompt_id)
     failure = (entry.failure if entry else None) or {}
     if status is PromptStatus.INTERRUPTED:
@@ -322,6 +350,7 @@ async def _collect(
     *,
     reported: list[OutputFile] | None = None,
     started_at: datetime | None = None,
+    after_success: Callable[[], None] | None = None,
 ) -> str:
     """Fetch and store the outputs: those the socket reported when it saw the whole prompt (one
     request fewer per job), else the ones ``/history`` lists."""
@@ -348,7 +377,8 @@ async def _collect(
         return "failed:outputs"
     if not fetched:
         await _db(job_log)(job_id=claim.job_id, message="the workflow produced no output files", level="warning")
-    done = await _db(svc.job_complete)(
+    done = await _db(_complete)(
+        after_success,
         job_id=claim.job_id,
         outputs=fetched,
         node_seconds=tracker.node_seconds or None,
@@ -356,6 +386,16 @@ async def _collect(
         started_at=started_at,
     )
     return "succeeded" if done else "cancelled"
+
+
+def _complete(after_success: Callable[[], None] | None, **completion: Any) -> bool:
+    done = svc.job_complete(**completion)
+    if done and after_success is not None:
+        try:
+            after_success()
+        except Exception:  # the job's success is stored: a failed follow-up must not undo it
+            logger.exception("after job %s succeeded", completion["job_id"])
+    return done
 
 
 def _node_label(graph: dict[str, Any], node_id: str | None) -> str:

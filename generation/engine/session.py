@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -118,9 +119,13 @@ class Session:
     """Drive ``first`` and, while there is room, the jobs ``claim_next`` hands over.
 
     ``claim_next(client_id)`` claims one more queued job for this process (or returns None);
-    ``drive(claim, connection)`` runs one job to its end. At most ``concurrency`` jobs are driven
-    at once; no new job is claimed after ``max_jobs`` or ``max_seconds`` (the task then ends once
-    its jobs have, and the next task carries on), so a task never outlives django-q's timeout.
+    ``drive(claim, connection)`` runs one job to its end. With ``claim_next_sync`` (the same claim,
+    synchronous), a job that ends can take the next one in the database hop that stores its
+    result (:meth:`claim_following`): one thread hop and one wake-up fewer per job. At most
+    ``concurrency`` jobs are driven at once (a claim handed over is driven at once all the same: its
+    slot is the one of the job that ended); no new job is claimed after ``max_jobs`` or
+    ``max_seconds`` (the task then ends once its jobs have, and the next task carries on), so a
+    task never outlives django-q's timeout.
     """
 
     def __init__(
@@ -133,6 +138,7 @@ class Session:
         max_jobs: int,
         max_seconds: float,
         client_id: str | None = None,
+        claim_next_sync: Callable[[str], Any] | None = None,
     ) -> None:
         self.client_id = client_id or f"tower-{uuid.uuid4().hex[:12]}"
         self._connect = connect
@@ -144,6 +150,10 @@ class Session:
         self.connections: dict[str, Connection] = {}
         self.outcomes: dict[int, str] = {}
         self.claimed = 0
+        self._claim_next_sync = claim_next_sync
+        # Jobs claimed by claim_following(), started by run() as soon as it is back in the loop.
+        self._handed: list[Any] = []
+        self._hand_lock = threading.Lock()
 
     def connection(self, url: str) -> Connection:
         if url not in self.connections:
@@ -153,17 +163,43 @@ class Session:
     def _may_claim(self) -> bool:
         return self.claimed < self.max_jobs and time.monotonic() < self.deadline
 
+    def claim_following(self) -> None:
+        """Claim the next job for the slot of a job that is ending (synchronous: called in the
+        database thread, right after that job's result is stored). A claim made here is always
+        driven: :meth:`run` starts it before it claims anything else."""
+        if self._claim_next_sync is None:
+            return
+        with self._hand_lock:
+            if self._handed or not self._may_claim():
+                return
+            self.claimed += 1  # reserved before the claim: max_jobs holds with claims in flight
+        claim = None
+        try:
+            claim = self._claim_next_sync(self.client_id)
+        finally:
+            with self._hand_lock:
+                if claim is None:
+                    self.claimed -= 1
+                else:
+                    self._handed.append(claim)
+
     async def run(self, first: Any) -> dict[int, str]:
         running: dict[asyncio.Task[str], int] = {}
 
-        def start(claim: Any) -> None:
-            self.claimed += 1
+        def start(claim: Any, *, counted: bool = False) -> None:
+            if not counted:
+                with self._hand_lock:
+                    self.claimed += 1
             task = asyncio.create_task(self._drive(claim, self.connection(claim.backend_url)))
             running[task] = claim.job_id
 
         start(first)
         try:
             while True:
+                with self._hand_lock:
+                    handed, self._handed = self._handed, []
+                for claim in handed:  # claimed already: driven whatever the concurrency
+                    start(claim, counted=True)
                 while len(running) < self.concurrency and self._may_claim():
                     claim = await self._claim_next(self.client_id)
                     if claim is None:

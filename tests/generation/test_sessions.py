@@ -156,3 +156,37 @@ def test_a_session_stops_claiming_after_its_time_so_other_tasks_get_a_worker(
     assert tasks.job_run(jobs[0].pk) == "succeeded"
     assert statuses(jobs) == [JobStatus.SUCCEEDED, JobStatus.QUEUED, JobStatus.QUEUED]
     assert enqueued.take() == [jobs[1].pk]  # the queue goes on in a fresh task
+
+
+def test_a_session_claims_its_next_job_as_it_stores_the_last_ones_result(fake, project, owner, enqueued, monkeypatch):
+    """The claim rides the database call that stored the previous success; should that claim
+    fail, the success stays stored and the session claims the next job the usual way."""
+    from generation.engine import driver
+    from generation.services import execution
+
+    backend_for(fake, max_in_flight=1)
+    jobs = create(project, owner, count=4)
+    enqueued.take()
+    real_claim, calls, hops = execution.job_claim_next, [], []
+
+    def claim_next(**kwargs):
+        calls.append(kwargs["worker"])
+        if len(calls) == 2:
+            raise RuntimeError("database went away for a moment")
+        return real_claim(**kwargs)
+
+    real_complete = driver._complete
+
+    def complete(after_success, **completion):
+        done = real_complete(after_success, **completion)
+        hops.append((completion["job_id"], len(calls)))
+        return done
+
+    monkeypatch.setattr(execution, "job_claim_next", claim_next)
+    monkeypatch.setattr(driver, "_complete", complete)
+    assert tasks.job_run(jobs[0].pk) == "succeeded"
+    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 4
+    # Claims 1 and 4 were made in the hops that stored jobs 1 and 3; claim 2 failed in job 2's,
+    # and the session's own claim (3) took job 3. After job 4 nothing was left (claim 5).
+    assert hops == [(jobs[0].pk, 1), (jobs[1].pk, 2), (jobs[2].pk, 4), (jobs[3].pk, 5)]
+    assert len(calls) == 6  # the session's last look for work after the hand-over found nothing
