@@ -79,6 +79,7 @@ async def _send_batch(layer: Any, batch: list[tuple[list[str], dict[str, Any]]])
                 await layer.group_send(group, message)
         return
     now = int(time.time())
+    clock = time.monotonic()
     groups = sorted({g for gs, _ in batch for g in gs})
     by_connection: dict[int, list[str]] = {}
     for group in groups:
@@ -87,10 +88,12 @@ async def _send_batch(layer: Any, batch: list[tuple[list[str], dict[str, Any]]])
     for index, names in by_connection.items():
         pipe = layer.connection(index).pipeline(transaction=False)
         for group in names:
-            pipe.zremrangebyscore(layer._group_key(group), min=0, max=now - layer.group_expiry)
-            pipe.zrange(layer._group_key(group), 0, -1)
-        replies = await pipe.execute()
-        for group, channels in zip(names, replies[1::2], strict=True):
+            key = layer._group_key(group)
+            if _cleanup_due(key, clock):
+                pipe.zremrangebyscore(key, min=0, max=now - layer.group_expiry)
+            pipe.zrange(key, 0, -1)
+        replies = [r for r in await pipe.execute() if isinstance(r, list)]  # the ZRANGEs' replies
+        for group, channels in zip(names, replies, strict=True):
             members[group] = [c.decode() for c in channels]
     pipes: dict[int, Any] = {}
     for event_groups, message in batch:
@@ -103,12 +106,33 @@ async def _send_batch(layer: Any, batch: list[tuple[list[str], dict[str, Any]]])
             if pipe is None:
                 pipe = pipes[index] = layer.connection(index).pipeline(transaction=False)
             for key in keys:
-                pipe.zremrangebyscore(key, min=0, max=now - int(layer.expiry))
+                if _cleanup_due(key, clock):
+                    pipe.zremrangebyscore(key, min=0, max=now - int(layer.expiry))
             score = _next_score()  # the receiver reads a channel in score order: one per event
             args = [key_message[k] for k in keys] + [key_capacity[k] for k in keys] + [score, int(layer.expiry)]
             pipe.eval(_DELIVER_LUA, len(keys), *keys, *args)
     for pipe in pipes.values():
         await pipe.execute()
+
+
+# Expired group members (after the layer's group_expiry, a day) and expired messages (after its
+# expiry, a minute) are removed at most once a second per key, not before every event: those
+# removals were half the commands of a delivery. A member or message that expired less than a
+# second ago may still be sent to: a stale member's channel is never read (and its key expires),
+# and a reader a minute behind may get a message up to a second older than the layer's expiry.
+CLEANUP_INTERVAL = 1.0
+_cleaned: dict[bytes | str, float] = {}
+
+
+def _cleanup_due(key: bytes | str, clock: float) -> bool:
+    last = _cleaned.get(key)
+    if last is not None and clock - last < CLEANUP_INTERVAL:
+        return False
+    if len(_cleaned) > 10_000:  # sockets come and go: forget keys not seen for a while
+        for stale in [k for k, at in _cleaned.items() if clock - at >= CLEANUP_INTERVAL]:
+            del _cleaned[stale]
+    _cleaned[key] = clock
+    return True
 
 
 _last_score = 0.0

@@ -110,3 +110,32 @@ def test_a_page_watching_a_project_gets_every_event_of_several_full_batch_reques
     received = _receive_all(channel_layer, page, until=len(jobs) + 2)
 
     assert [(e["type"], e["job"]) for e in received] == [("job_queued", j) for j in jobs] + [("job_complete", 1)]
+
+
+def test_members_past_the_groups_expiry_get_nothing_and_are_removed(channel_layer, monkeypatch):
+    """A socket that joined longer ago than the layer's group expiry (and never renewed) is
+    dropped from the group, as ``group_send`` does; a fresh member of the group still gets it."""
+    import time as time_module
+
+    fresh = _join(channel_layer, project_group(41))
+    stale = async_to_sync(channel_layer.new_channel)()
+    key = channel_layer._group_key(project_group(41))
+
+    def conn():
+        return channel_layer.connection(channel_layer.consistent_hash(project_group(41)))
+
+    async def add_stale() -> None:
+        await conn().zadd(key, {stale: time_module.time() - channel_layer.group_expiry - 60})
+
+    async_to_sync(add_stale)()
+    monkeypatch.setattr(events, "_cleaned", {})  # the group was not cleaned this second
+    events.job_event("job_queued", job_id=77, project_id=41)
+    events.flush()
+
+    assert [e["job"] for e in _receive_all(channel_layer, fresh, until=1)] == [77]
+    assert _receive_all(channel_layer, stale, until=1) == []
+
+    async def members() -> list[bytes]:
+        return await conn().zrange(key, 0, -1)
+
+    assert async_to_sync(members)() == [fresh.encode()]
