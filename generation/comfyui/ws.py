@@ -16,6 +16,8 @@ from generation.comfyui.errors import ComfyUnreachable
 from generation.comfyui.events import Disconnected, Event, parse_binary, parse_text
 from generation.comfyui.http import redact
 
+_STATUS = '{"type": "status"'
+
 
 async def next_event(queue: asyncio.Queue[Event | BaseException], timeout: float | None) -> Event:
     """The next event of a stream's queue; TimeoutError if none arrives within ``timeout``
@@ -59,6 +61,9 @@ class EventStream:
         # Message types the reader has no use for are dropped before they are decoded. ComfyUI
         # writes every message as json.dumps({"type": ..., "data": ...}), so the type is at a
         # fixed place; a server that writes them otherwise just has them decoded as usual.
+        # Ignoring "status" drops the queue broadcasts only: the status addressed to this socket
+        # when it connects (it carries the socket's "sid") still comes through, as followers
+        # learn from it that a reconnect is complete.
         self._ignored = tuple(f'{{"type": "{kind}"' for kind in ignore)
         self.reconnects = 0
         self._queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
@@ -128,7 +133,7 @@ class EventStream:
                     attempt, down_since = 0, None
                     ignored = self._ignored
                     async for raw in ws:
-                        if ignored and isinstance(raw, str) and raw.startswith(ignored):
+                        if ignored and isinstance(raw, str) and self._drop(raw, ignored):
                             continue
                         self._queue.put_nowait(self._parse(raw))
             except (OSError, WebSocketException, TimeoutError) as exc:
@@ -147,6 +152,10 @@ class EventStream:
                 return
             await asyncio.sleep(min(self.max_backoff, 0.05 * 2**attempt))
             attempt += 1
+
+    @staticmethod
+    def _drop(raw: str, ignored: tuple[str, ...]) -> bool:
+        return raw.startswith(ignored) and not (raw.startswith(_STATUS) and '"sid"' in raw)
 
     @staticmethod
     def _parse(raw: Any) -> Event:

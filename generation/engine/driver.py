@@ -105,7 +105,10 @@ async def drive(
 
 
 def _preview_file(job_id: int) -> PreviewFile:
-    return PreviewFile(job_id=job_id, media_root=Path(settings.MEDIA_ROOT), media_url=settings.MEDIA_URL)
+    root = settings.MEDIA_ROOT
+    return PreviewFile(
+        job_id=job_id, media_root=root if isinstance(root, Path) else Path(root), media_url=settings.MEDIA_URL
+    )
 
 
 async def _drive(

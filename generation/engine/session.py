@@ -30,8 +30,9 @@ from generation.comfyui.ws import EventStream, next_event
 logger = logging.getLogger(__name__)
 
 # What the engine never reads: per-node state snapshots (progress comes from ``executing`` and
-# ``progress``). ComfyUI sends one at every node change, over a third of a prompt's messages.
-IGNORED = ("progress_state",)
+# ``progress``), sent at every node change, and the queue-length broadcasts every socket gets when
+# any prompt is queued, starts or ends. Over half of a short prompt's messages.
+IGNORED = ("progress_state", "status")
 
 
 class Subscription:

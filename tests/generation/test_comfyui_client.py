@@ -515,18 +515,27 @@ async def test_prompt_and_view_requests_arrive_as_sent_with_credentials():
     ]
 
 
-async def test_a_stream_drops_the_message_types_its_reader_ignores(client: ComfyClient) -> None:
-    from generation.comfyui.events import ProgressState
+async def _everything(client: ComfyClient, stream: Any, graph: dict[str, Any]) -> list[Event]:
+    """Every event the stream delivers until the prompt's end marker."""
+    await client.submit(graph)
+    seen: list[Event] = []
+    while not (seen and isinstance(seen[-1], Executing) and seen[-1].is_end):
+        seen.append(await stream.get(10))
+    return seen
 
-    graph = images_graph("ignored")
-    async with client.events(ignore=("progress_state",)) as stream:
-        accepted = await client.submit(graph)
-        events = [e async for e in client.follow(accepted.prompt_id, stream=stream, timeout=15)]
+
+async def test_a_stream_drops_the_message_types_its_reader_ignores(client: ComfyClient) -> None:
+    from generation.comfyui.events import ProgressState, Status
+
+    async with client.events(ignore=("progress_state", "status")) as stream:
+        events = await _everything(client, stream, images_graph("ignored"))
     assert not [e for e in events if isinstance(e, ProgressState)]
+    # Queue broadcasts are dropped; the status addressed to this socket on connect is not.
+    assert [e.sid for e in events if isinstance(e, Status)] == [client.client_id]
     assert {e.node for e in events if isinstance(e, Executed)} == {"2", "3", "4", "6", "7"}
-    assert isinstance(events[-1], Executing) and events[-1].is_end
-    # A stream that ignores nothing gets them.
+    # A stream that ignores nothing gets them all.
     async with client.events() as stream:
-        accepted = await client.submit(images_graph("not-ignored"))
-        events = [e async for e in client.follow(accepted.prompt_id, stream=stream, timeout=15)]
+        events = await _everything(client, stream, images_graph("not-ignored"))
     assert [e for e in events if isinstance(e, ProgressState)]
+    statuses = [e.sid for e in events if isinstance(e, Status)]
+    assert statuses[0] == client.client_id and statuses[1:] and set(statuses[1:]) == {None}
