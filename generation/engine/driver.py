@@ -387,6 +387,7 @@ async def _collect(
         node_seconds=tracker.node_seconds or None,
         graph=claim.graph,
         started_at=started_at,
+        known=claim.known,
     )
     return "succeeded" if done else "cancelled"
 

@@ -57,6 +57,10 @@ class Claim:
     inputs: list[dict[str, str]] = field(default_factory=list)
     resume: bool = False
     fresh: bool = False  # bypass ComfyUI's cache (reproductions)
+    # What the completion needs of the job (its fields as claimed, and its template's slug), read
+    # by the claim's own statement so the completion does not read the row again. Only fields
+    # nothing but the completion writes while the job is live.
+    known: tuple[Job, str | None] | None = field(default=None, compare=False, repr=False)
 
 
 _STATE_FIELDS = (
@@ -197,7 +201,15 @@ def _preflight_message(problems: list) -> str:
     return "; ".join(lines)
 
 
-def _claim(job: Job, backend: Backend | BackendState, *, prompt_id: str, client_id: str, **flags: bool) -> Claim:
+def _claim(
+    job: Job,
+    backend: Backend | BackendState,
+    *,
+    prompt_id: str,
+    client_id: str,
+    known: tuple[Job, str | None] | None = None,
+    **flags: bool,
+) -> Claim:
     return Claim(
         job_id=job.pk,
         project_id=job.project_id,
@@ -209,6 +221,7 @@ def _claim(job: Job, backend: Backend | BackendState, *, prompt_id: str, client_
         client_id=client_id,
         graph=job.graph or {},
         inputs=list((job.params or {}).get("inputs") or []),
+        known=known,
         **flags,
     )
 
@@ -217,7 +230,8 @@ def new_client_id() -> str:
     return f"tower-{uuid.uuid4().hex[:12]}"
 
 
-# What a claim reads of a job (not its results, log or timings).
+# What a claim reads of a job (not its results or log): what it decides with, and what the
+# completion will need (``Claim.known``).
 _CLAIM_FIELDS = (
     "project",
     "created_by",
@@ -227,6 +241,12 @@ _CLAIM_FIELDS = (
     "error_message",
     "status",
     "attempts",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "mode",
+    "timings",
+    "template",
 )
 
 
@@ -242,15 +262,16 @@ def job_claim(*, job_id: int, worker: str, client_id: str | None = None, note_wa
     with transaction.atomic():
         # Backends first, then the job: the order every claim takes its locks in.
         states = backend_states(lock=True)
-        job = _lock_queued(job_id)
-        if job is None:
+        locked = _lock_queued(job_id)
+        if locked is None:
             return None
-        return _claim_locked(job, states, worker=worker, client_id=client_id, note_waiting=note_waiting)
+        return _claim_locked(*locked, states, worker=worker, client_id=client_id, note_waiting=note_waiting)
 
 
-def _lock_queued(job_id: int) -> Job | None:
-    """The queued job's claim fields, row-locked (PostgreSQL), as an unsaved Job; None when it is
-    not queued. One statement from the model's metadata, JSON decoded by the fields themselves."""
+def _lock_queued(job_id: int) -> tuple[Job, str | None] | None:
+    """The queued job's claim fields, row-locked (PostgreSQL), as an unsaved Job, and its
+    template's slug; None when it is not queued. One statement from the models' metadata, JSON
+    decoded by the fields themselves."""
     db = transaction.get_connection()
     quote = db.ops.quote_name
     fields = [Job._meta.pk, *(Job._meta.get_field(name) for name in _CLAIM_FIELDS)]
@@ -260,7 +281,13 @@ def _lock_queued(job_id: int) -> Job | None:
         quote(Job._meta.pk.column),
         quote(Job._meta.get_field("status").column),
     )
-    sql = f"SELECT {columns} FROM {table} WHERE {pk} = %s AND {status} = %s"  # noqa: S608
+    template = quote(Job._meta.get_field("template").column)
+    slug = (
+        f"(SELECT t.{quote(WorkflowTemplate._meta.get_field('slug').column)} "  # noqa: S608
+        f"FROM {quote(WorkflowTemplate._meta.db_table)} t "
+        f"WHERE t.{quote(WorkflowTemplate._meta.pk.column)} = {table}.{template})"
+    )
+    sql = f"SELECT {columns}, {slug} FROM {table} WHERE {pk} = %s AND {status} = %s"  # noqa: S608
     if db.features.has_select_for_update:
         sql += " FOR UPDATE"
     with db.cursor() as cursor:
@@ -269,15 +296,21 @@ def _lock_queued(job_id: int) -> Job | None:
     if row is None:
         return None
     values = {}
-    for column, value in zip(fields, row, strict=True):
+    for column, value in zip(fields, row, strict=False):
         if isinstance(column, models.JSONField):
             value = column.from_db_value(value, None, db)
         values[column.attname] = value
-    return Job(**values)
+    return Job(**values), row[-1]
 
 
 def _claim_locked(
-    job: Job, states: list[BackendState], *, worker: str, client_id: str | None, note_waiting: bool
+    job: Job,
+    slug: str | None,
+    states: list[BackendState],
+    *,
+    worker: str,
+    client_id: str | None,
+    note_waiting: bool,
 ) -> Claim | None:
     """The claim itself, inside the caller's transaction with the backends and the job locked."""
     graph = job.graph or {}
@@ -336,6 +369,7 @@ def _claim_locked(
         backend,
         prompt_id=prompt_id,
         client_id=client_id,
+        known=(job, slug),
         fresh=job.reproduce_of_id is not None,
     )
 
@@ -385,10 +419,10 @@ def job_claim_next(*, worker: str, client_id: str, look_at: int = 32) -> Claim |
 
         ordered = [pk for *_, pk in sorted((tier(ckpt), i, pk) for i, (pk, ckpt) in enumerate(rows))]
         for job_id in ordered[:4]:
-            job = _lock_queued(job_id)
-            if job is None:
+            locked = _lock_queued(job_id)
+            if locked is None:
                 continue
-            claim = _claim_locked(job, states, worker=worker, client_id=client_id, note_waiting=False)
+            claim = _claim_locked(*locked, states, worker=worker, client_id=client_id, note_waiting=False)
             if claim is not None:
                 return claim
     return None
@@ -565,6 +599,7 @@ def job_complete(
     node_seconds: dict[str, float] | None = None,
     graph: dict[str, Any] | None = None,
     started_at: datetime | None = None,
+    known: tuple[Job, str | None] | None = None,
 ) -> bool:
     """Store the outputs as Assets and mark the job succeeded, in one transaction; False when the
     job had left the engine meanwhile (cancelled: its outputs are kept all the same).
@@ -575,12 +610,16 @@ def job_complete(
     Idempotent: a job that already has assets (a worker died after storing them) keeps those.
     ``graph`` is the submitted graph when the caller holds it (the claim), saving its read.
     ``node_seconds`` (per-node timings) join the job's timings in the same write, and so does
-    ``started_at`` for a prompt that ended before the engine marked it running.
+    ``started_at`` for a prompt that ended before the engine marked it running. ``known`` is the
+    claim's copy of the job's fields and template slug (``Claim.known``), saving their read.
     """
     written: list[str] = []
     try:
         with transaction.atomic():
-            job, slug, stored = _completion_row(job_id, with_graph=graph is None)
+            if known is not None and graph is not None:
+                (job, slug), stored = known, _outputs_stored(job_id)
+            else:
+                job, slug, stored = _completion_row(job_id, with_graph=graph is None)
             if graph is None:
                 graph = job.graph or {}
             log: list[tuple[str, str, dict | None]] = []
@@ -668,6 +707,16 @@ def _completion_row(job_id: int, *, with_graph: bool) -> tuple[Job, str | None, 
             value = column.from_db_value(value, None, db)
         values[column.attname] = value
     return Job(**values), row[-2], bool(row[-1])
+
+
+def _outputs_stored(job_id: int) -> bool:
+    """Whether the job has Assets already (a worker died after storing them)."""
+    db = transaction.get_connection()
+    quote = db.ops.quote_name
+    table, job = quote(Asset._meta.db_table), quote(Asset._meta.get_field("job").column)
+    with db.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {table} WHERE {job} = %s LIMIT 1", [job_id])  # noqa: S608
+        return cursor.fetchone() is not None
 
 
 def _store_outputs(
