@@ -8,7 +8,7 @@ gives explicitly (to reproduce an image made elsewhere) may go up to 2**63-1 (:d
 
 from __future__ import annotations
 
-import copy
+import pickle
 import random
 import secrets
 from collections.abc import Mapping
@@ -117,6 +117,14 @@ def _coerce_loras(value: Any) -> list[dict[str, Any]]:
     return result
 
 
+def _copy(graph: Graph) -> Graph:
+    """A deep copy of the template's graph. Pickle's C round trip copies the same plain data a
+    sixth of the time ``copy.deepcopy`` takes (8 against 53 µs for the SDXL template), and a
+    request applies its template once per job."""
+    # S301: our own in-memory object, pickled and unpickled at once; never data from outside.
+    return pickle.loads(pickle.dumps(graph, pickle.HIGHEST_PROTOCOL))  # noqa: S301
+
+
 def apply(
     graph: Graph,
     bindings: Bindings | dict[str, Any],
@@ -143,7 +151,7 @@ def apply(
         if seed is None:
             seed = draw_seed(rng)
         values["seed"] = seed
-    out = copy.deepcopy(graph)
+    out = _copy(graph)
     applied: dict[str, Any] = {}
     # An empty LoRA list asks for nothing, so a template without LoRA support does not ignore it.
     ignored = sorted(name for name, v in values.items() if name not in resolved and v != [])
