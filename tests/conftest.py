@@ -14,6 +14,15 @@ from tower.models import ApiToken, hash_token, new_raw_token
 
 
 @pytest.fixture(autouse=True)
+def _fresh_announcements() -> None:
+    """Each test's first job success announces itself (the engine skips announcements within a
+    quarter second of its last one, which a previous test may have made)."""
+    from quality.services import pending
+
+    pending._announced.clear()
+
+
+@pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
     # Real hashing costs ~0.3 s a user; tests about passwords still verify them through Django.

@@ -20,6 +20,16 @@ run clears the flag is seen by the query that follows; one committed after sets 
 (nothing else clears it) and enqueues a new run. Extra runs are harmless: scoring is idempotent,
 and a run that finds nothing does nothing.
 
+Skipped announcements. An engine process announces at most one success per
+:data:`ANNOUNCE_INTERVAL` (a quarter of a second): a success within that window of the process's
+previous announcement sends nothing, as that announcement covers it. A run clears the flag only
+once no success has been announced for ``GATHER_SECONDS`` (more than the window), checked in the
+same atomic step as the clear (a script; an announcement writes its time before its ``SET NX``),
+so every job a skipped announcement stood for has committed before the run's query starts. A run
+that clears at its limit (``GATHER_MAX_SECONDS``, an endless burst) does not wait for that, and so
+requests another run, which does. Runs that do not wait (``GATHER_SECONDS`` below the window)
+turn the skipping off.
+
 Runs at the same time (a job announced while a run is scoring has a run of its own, which another
 worker may start at once) do not score the same jobs twice: a run claims the jobs it found in a
 sorted set (``<REDIS_PREFIX>:quality:scoring``, job id → when), leaves out those another run has
@@ -68,6 +78,12 @@ PENDING_TTL = 60  # seconds the flag outlives a run that never started
 # CPU a job cost while the burst ran.
 GATHER_SECONDS = 1.0
 GATHER_MAX_SECONDS = 10.0
+# A success announced within this long of the process's previous announcement sends nothing: a
+# run waits for GATHER_SECONDS without announcements before it reads what to score, so the jobs
+# the skipped ones announce are committed by then (see the module docstring). bench/engine.py:
+# the announcement's round trip was a tenth of the completion's database-thread time per job.
+ANNOUNCE_INTERVAL = 0.25
+_announced: dict[str, float] = {}  # the flag's key → time.monotonic() of this process's last announcement
 PENDING_LIMIT = 100  # jobs one run scores
 CLAIM_TTL = 600  # seconds a claim holds: longer than a run, and how long a failed job is left alone
 BROKER_ERRORS = (RedisError, OSError)  # what an unreachable broker raises (redis-py, sockets)
@@ -89,27 +105,42 @@ def score_pending_request(*, redis: Any, enqueue: Callable[[], None], success: b
     """Make sure a run is pending: enqueue one unless one is already; True when this call did.
 
     ``success``: the call announces a job that has just succeeded (its time is noted, in the same
-    round trip, for runs that wait for a quiet moment). ``redis``: a redis-py client (the broker's
-    connection). Raises :data:`BROKER_ERRORS` when Redis or the queue cannot be reached.
+    round trip, for runs that wait for a quiet moment); one within :data:`ANNOUNCE_INTERVAL` of
+    this process's previous announcement is covered by it and sends nothing (see the module
+    docstring). ``redis``: a redis-py client (the broker's connection). Raises
+    :data:`BROKER_ERRORS` when Redis or the queue cannot be reached.
     """
     key = pending_key()
     if success:
+        now = time.monotonic()
+        last = _announced.get(key)
+        if throttled() and last is not None and 0 <= now - last < ANNOUNCE_INTERVAL:
+            return False
         with redis.pipeline(transaction=False) as pipe:
-            pipe.set(key, "1", nx=True, ex=PENDING_TTL)
+            # The time before the flag: a run clears the flag only if, in the same atomic step,
+            # the last announcement is old enough (_clear_when_quiet).
             pipe.set(last_success_key(), repr(time.time()), ex=PENDING_TTL)
-            created, _ = pipe.execute()
+            pipe.set(key, "1", nx=True, ex=PENDING_TTL)
+            _, created = pipe.execute()
     else:
         created = redis.set(key, "1", nx=True, ex=PENDING_TTL)
-    if not created:
-        return False
-    try:
-        enqueue()
-    except BaseException:
-        # No run is pending after all: let the next announcement enqueue one (or the TTL).
-        with contextlib.suppress(*BROKER_ERRORS):
-            redis.delete(key)
-        raise
-    return True
+    if created:
+        try:
+            enqueue()
+        except BaseException:
+            # No run is pending after all: let the next announcement enqueue one (or the TTL).
+            with contextlib.suppress(*BROKER_ERRORS):
+                redis.delete(key)
+            raise
+    if success:
+        _announced[key] = now
+    return bool(created)
+
+
+def throttled() -> bool:
+    """Whether announcements may be skipped: only while runs wait for quiet longer than the
+    window a skipped announcement relies on."""
+    return 0 < ANNOUNCE_INTERVAL < GATHER_SECONDS
 
 
 @dataclass
@@ -135,9 +166,7 @@ def score_pending_run(
     then score what is pending and not claimed by another run, at most ``limit``
     (:data:`PENDING_LIMIT`) jobs (see the module docstring)."""
     limit = limit or PENDING_LIMIT
-    if gather > 0:
-        _wait_for_quiet(redis, gather, GATHER_MAX_SECONDS if gather_max is None else gather_max)
-    claimed = _clear_flag_and_read_claims(redis)
+    claimed, forced = _gather_and_clear(redis, gather, GATHER_MAX_SECONDS if gather_max is None else gather_max)
     ids = jobs_missing_scores(limit=limit + 1, grace=None, exclude=claimed or ())
     mine = ids[:limit] if claimed is None else _claim(redis, ids[:limit])
     batch = jobs_score(job_ids=mine, models=models)
@@ -146,7 +175,9 @@ def score_pending_run(
         logger.error("scoring job %s failed; score_missing will retry it", job_id, exc_info=exc)
     if claimed is not None:
         _release(redis, [pk for pk in mine if pk not in batch.failed])
-    if len(ids) > limit:
+    # Cleared at the limit during a burst: announcements skipped just before the clear (their jobs
+    # may have committed after this run's query) get a run of their own.
+    if len(ids) > limit or (forced and throttled()):
         run.more = True
         try:
             score_pending_request(redis=redis, enqueue=enqueue)
@@ -155,36 +186,50 @@ def score_pending_run(
     return run
 
 
-def _wait_for_quiet(redis: Any, quiet: float, longest: float) -> None:
-    """Sleep until no success has been announced for ``quiet`` seconds, or ``longest`` in all (or
-    at once should Redis not answer: the run goes on)."""
+def _gather_and_clear(redis: Any, quiet: float, longest: float) -> tuple[list[int] | None, bool]:
+    """Wait until no success has been announced for ``quiet`` seconds (at most ``longest`` in
+    all), then clear the flag; returns (the other runs' claims, whether the limit forced the clear).
+
+    The check and the clear are one atomic step (an announcement landing between them would
+    otherwise be taken for covered by this run). Claims are None when Redis cannot be reached:
+    the run goes on without them, and the flag expires.
+    """
     deadline = time.monotonic() + max(longest, quiet)
-    time.sleep(quiet)
-    while (left := deadline - time.monotonic()) > 0:
+    if quiet > 0:
+        time.sleep(quiet)
+    while True:
+        left = deadline - time.monotonic()
+        forced = quiet > 0 and left <= 0
         try:
-            raw = redis.get(last_success_key())
-        except BROKER_ERRORS:
-            return
-        since = time.time() - float(raw) if raw else quiet
-        if since >= quiet:
-            return
-        time.sleep(min(quiet - since, left))
+            cleared, value = _clear_when_quiet(redis, 0.0 if forced else quiet)
+        except BROKER_ERRORS as exc:
+            logger.warning("could not clear the pending-scoring flag (%s); it expires within %d s", exc, PENDING_TTL)
+            return None, False
+        if cleared:
+            return [int(member) for member in value], forced
+        since = time.time() - float(value)
+        time.sleep(max(0.0, min(quiet - since, left)))
 
 
-def _clear_flag_and_read_claims(redis: Any) -> list[int] | None:
-    """Clear the flag (first, in the same round trip), drop expired claims and return the others;
-    None when Redis cannot be reached: the run goes on without claims and the flag expires."""
-    claims = claims_key()
-    try:
-        with redis.pipeline(transaction=False) as pipe:
-            pipe.delete(pending_key())
-            pipe.zremrangebyscore(claims, "-inf", time.time() - CLAIM_TTL)
-            pipe.zrange(claims, 0, -1)
-            *_, members = pipe.execute()
-    except BROKER_ERRORS as exc:
-        logger.warning("could not clear the pending-scoring flag (%s); it expires within %d s", exc, PENDING_TTL)
-        return None
-    return [int(member) for member in members]
+# KEYS: flag, last success, claims. ARGV: now, quiet seconds, claims older than this expire.
+_CLEAR_WHEN_QUIET = """
+local last = redis.call('GET', KEYS[2])
+if last and tonumber(ARGV[2]) > 0 and tonumber(ARGV[1]) - tonumber(last) < tonumber(ARGV[2]) then
+    return {0, last}
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
+return {1, redis.call('ZRANGE', KEYS[3], 0, -1)}
+"""
+
+
+def _clear_when_quiet(redis: Any, quiet: float) -> tuple[bool, Any]:
+    """(True, claims) after clearing the flag; (False, the last success's time) when one was
+    announced less than ``quiet`` seconds ago (nothing changed)."""
+    now = time.time()
+    keys = (pending_key(), last_success_key(), claims_key())
+    cleared, value = redis.eval(_CLEAR_WHEN_QUIET, len(keys), *keys, repr(now), repr(quiet), repr(now - CLAIM_TTL))
+    return bool(cleared), value
 
 
 def _claim(redis: Any, ids: Sequence[int]) -> list[int]:

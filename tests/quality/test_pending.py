@@ -125,10 +125,18 @@ def test_a_run_waits_out_a_burst_of_successes_but_not_beyond_its_limit(project, 
     burst.append(succeeded(project, owner))
     assert announced.take() == [RUN]
 
-    assert score_pending() == f"{len(burst)} scored"
+    assert score_pending() == f"{len(burst)} scored, more pending"
 
     assert sum(clock.slept) == 4.0  # the burst never paused: the run started at its limit
     assert all(gated(*burst))
+    # Cleared at its limit, it asked for another run: successes whose announcements were skipped
+    # right before the clear may have committed after its query.
+    assert announced.take() == [RUN]
+    clock.during_sleep = lambda n: None  # the burst is over
+    late = succeeded(project, owner)  # within the window of the last announcement: skipped
+    assert announced.take() == []
+    assert score_pending() == "1 scored"
+    assert gated(late) == [True]
 
 
 def test_a_run_does_not_wait_for_quiet_when_redis_cannot_say(project, owner, engine, models, monkeypatch):
@@ -140,11 +148,11 @@ def test_a_run_does_not_wait_for_quiet_when_redis_cannot_say(project, owner, eng
     assert announced.take() == [RUN]
     real = quality_tasks._redis()
 
-    class NoReads:  # the broker, except that reading the last success fails
+    class NoReads:  # the broker, except that asking whether it is quiet fails
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def get(self, key):
+        def eval(self, *args):
             raise redis_lib.ConnectionError("redis is down")
 
     monkeypatch.setattr(quality_tasks, "_redis", NoReads)
@@ -153,6 +161,49 @@ def test_a_run_does_not_wait_for_quiet_when_redis_cannot_say(project, owner, eng
 
     assert clock.slept == [1.0]
     assert gated(job) == [True]
+
+
+def test_an_engine_process_announces_a_burst_once_a_quarter_second(project, owner, engine, models, monkeypatch):
+    """Successes within the window of the process's last announcement send nothing to Redis; the
+    run, which waits for a quiet second, still scores every one of them."""
+    _, announced = engine
+    clock = FakeClock(lambda n: None)
+    monkeypatch.setattr(pending, "time", clock)
+    monkeypatch.setattr(pending, "GATHER_SECONDS", 1.0)
+    real = quality_tasks._redis()
+    pipelines: list[int] = []
+
+    class Counting:  # the broker, counting the announcements' round trips
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def pipeline(self, *args, **kwargs):
+            pipelines.append(1)
+            return real.pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(quality_tasks, "_redis", Counting)
+    burst = [succeeded(project, owner) for _ in range(4)]
+    assert len(pipelines) == 1 and announced.take() == [RUN]
+    clock.mono += pending.ANNOUNCE_INTERVAL  # the window has passed: the next one announces
+    clock.wall += pending.ANNOUNCE_INTERVAL
+    burst += [succeeded(project, owner) for _ in range(2)]
+    assert len(pipelines) == 2 and announced.take() == []  # the run is still pending
+
+    assert score_pending() == "6 scored"
+    assert all(gated(*burst))
+    assert clock.slept == [1.0]
+
+
+def test_a_run_that_does_not_wait_for_quiet_turns_the_skipping_off(project, owner, engine, models):
+    """With no gathering (as in these tests), every success announces itself."""
+    _, announced = engine
+    first = succeeded(project, owner)
+    assert announced.take() == [RUN]
+    assert score_pending() == "1 scored"
+    second = succeeded(project, owner)  # at once after the first: announced all the same
+    assert announced.take() == [RUN]
+    assert score_pending() == "1 scored"
+    assert gated(first, second) == [True, True]
 
 
 def test_a_job_that_succeeds_while_a_run_is_scoring_gets_a_run_of_its_own(project, owner, engine, models, monkeypatch):
