@@ -28,7 +28,9 @@ same atomic step as the clear (a script; an announcement writes its time before 
 so every job a skipped announcement stood for has committed before the run's query starts. A run
 that clears at its limit (``GATHER_MAX_SECONDS``, an endless burst) does not wait for that, and so
 requests another run, which does. Runs that do not wait (``GATHER_SECONDS`` below the window)
-turn the skipping off.
+turn the skipping off. The times compared are each process's ``time.time()``: engine hosts whose
+clocks differ by more than ``GATHER_SECONDS`` minus the window could have a skipped job missed by
+a run; the next run, or ``score_missing``, scores it then.
 
 Runs at the same time (a job announced while a run is scoring has a run of its own, which another
 worker may start at once) do not score the same jobs twice: a run claims the jobs it found in a
