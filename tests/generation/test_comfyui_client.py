@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -440,6 +441,21 @@ async def test_errors_never_carry_the_backend_password():
     assert f"http://127.0.0.1:{port}" in str(caught.value)
 
 
+@contextlib.asynccontextmanager
+async def _serving(app: Any) -> AsyncIterator[int]:
+    """An aiohttp application on a free local port, for the duration of the block; its port."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]
+    finally:
+        await runner.cleanup()
+
+
 async def test_credentials_in_a_backend_url_are_sent_as_basic_auth():
     """A ComfyUI behind a proxy with basic auth: ``http://user:pass@host`` authenticates."""
     import base64
@@ -456,16 +472,8 @@ async def test_credentials_in_a_backend_url_are_sent_as_basic_auth():
 
     app = web.Application()
     app.router.add_get("/system_stats", stats)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        async with ComfyClient(f"http://studio:p%40ss@127.0.0.1:{port}", timeout=5) as comfy:
-            await comfy.system_stats()
-    finally:
-        await runner.cleanup()
+    async with _serving(app) as port, ComfyClient(f"http://studio:p%40ss@127.0.0.1:{port}", timeout=5) as comfy:
+        await comfy.system_stats()
     assert seen == ["Basic " + base64.b64encode(b"studio:p@ss").decode()]
 
 
@@ -491,18 +499,13 @@ async def test_prompt_and_view_requests_arrive_as_sent_with_credentials():
     app = web.Application()
     app.router.add_post("/prompt", prompt)
     app.router.add_get("/view", view)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
     name = "kai & mei #2 +100% été.png"
-    try:
-        async with ComfyClient(f"http://studio:p%40ss@127.0.0.1:{port}/", timeout=5, client_id="c-9") as comfy:
-            accepted = await comfy.submit({"1": {"class_type": "X", "inputs": {"text": "ä&?"}}}, prompt_id="p-1")
-            data = await comfy.view(name, "sub dir/a+b", "temp")
-    finally:
-        await runner.cleanup()
+    async with (
+        _serving(app) as port,
+        ComfyClient(f"http://studio:p%40ss@127.0.0.1:{port}/", timeout=5, client_id="c-9") as comfy,
+    ):
+        accepted = await comfy.submit({"1": {"class_type": "X", "inputs": {"text": "ä&?"}}}, prompt_id="p-1")
+        data = await comfy.view(name, "sub dir/a+b", "temp")
     auth = "Basic " + base64.b64encode(b"studio:p@ss").decode()
     assert accepted.prompt_id == "p-1" and data == b"\x89PNG-bytes"
     assert seen == [
