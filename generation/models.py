@@ -203,6 +203,9 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When the server reported the prompt done (its outputs are then fetched and stored): from
+    # then on the job no longer takes a place in the backend's queue. Cleared on every submission.
+    prompt_done_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True, help_text="per-node seconds and milestones")
     # Lineage.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -66,11 +67,11 @@ def job_run(job_id: int) -> str:
 async def _session(first: execution.Claim, *, worker: str, client_id: str) -> str:
     claim_next = sync_to_async(execution.job_claim_next, thread_sensitive=True)
 
-    async def next_claim(client_id: str) -> execution.Claim | None:
-        return await claim_next(worker=worker, client_id=client_id)
+    async def next_claim(client_id: str, ended: frozenset[int]) -> execution.Claim | None:
+        return await claim_next(worker=worker, client_id=client_id, ended=ended)
 
-    async def drive_one(claim: execution.Claim, connection: Any) -> str:
-        return await drive(claim, worker=worker, connection=connection, after_success=session.claim_following)
+    async def drive_one(claim: execution.Claim, connection: Any, on_ended: Callable[[], None]) -> str:
+        return await drive(claim, worker=worker, connection=connection, on_ended=on_ended)
 
     session = Session(
         connect=lambda url, cid: comfy_client(url, client_id=cid),
@@ -82,7 +83,6 @@ async def _session(first: execution.Claim, *, worker: str, client_id: str) -> st
         # worker between sessions) and well before django-q's timeout would kill the task mid-job.
         max_seconds=min(SESSION_SECONDS, settings.Q_CLUSTER["timeout"] / 4),
         client_id=client_id,
-        claim_next_sync=lambda cid: execution.job_claim_next(worker=worker, client_id=cid),
     )
     outcomes = await session.run(first)
     if len(outcomes) > 1:

@@ -77,13 +77,14 @@ async def drive(
     *,
     worker: str,
     connection: Connection | None = None,
-    after_success: Callable[[], None] | None = None,
+    on_ended: Callable[[], None] | None = None,
 ) -> str:
     """Run a claimed job to its end; returns the job's final engine outcome (for logs and tests).
 
     ``connection`` is a session's shared client and WebSocket for the backend; without one, the
-    job gets its own for its lifetime. ``after_success`` is called in the database thread right
-    after the job's success is stored (a session claims its next job there).
+    job gets its own for its lifetime. ``on_ended`` is called (in the event loop) as soon as the
+    server reports the prompt's success, before its outputs are fetched and stored: the prompt no
+    longer takes a place in the server's queue, and a session sends the next one meanwhile.
     """
     async with contextlib.AsyncExitStack() as stack:
         if connection is None:
@@ -92,7 +93,7 @@ async def drive(
         else:
             comfy, events = connection.comfy, connection.events.subscribe
         try:
-            return await _drive(comfy, events, claim, worker=worker, after_success=after_success)
+            return await _drive(comfy, events, claim, worker=worker, on_ended=on_ended)
         except ComfyUnreachable as exc:
             reason = f"{claim.backend_name} unreachable: {exc}"
             await _db(svc.backend_mark_down)(backend_id=claim.backend_id, error=reason)
@@ -112,7 +113,7 @@ def _preview_file(job_id: int) -> PreviewFile:
 
 
 async def _drive(
-    comfy: ComfyClient, events: Any, claim: svc.Claim, *, worker: str, after_success: Callable[[], None] | None
+    comfy: ComfyClient, events: Any, claim: svc.Claim, *, worker: str, on_ended: Callable[[], None] | None
 ) -> str:
     prompt_id = claim.prompt_id
     async with events() as stream:
@@ -122,7 +123,7 @@ async def _drive(
             except ComfyPromptLost:
                 return await _requeue(claim, f"{claim.backend_name} lost the prompt", "lost")
             if status in (PromptStatus.DONE, PromptStatus.ERROR, PromptStatus.INTERRUPTED):
-                return await _finish_from_history(comfy, claim, status, after_success=after_success)
+                return await _finish_from_history(comfy, claim, status)
         else:
             try:
                 if claim.fresh:
@@ -153,7 +154,7 @@ async def _drive(
                     level="warning",
                     data={"node_errors": accepted.node_errors},
                 )
-        return await _follow(comfy, claim, prompt_id, stream, worker=worker, after_success=after_success)
+        return await _follow(comfy, claim, prompt_id, stream, worker=worker, on_ended=on_ended)
 
 
 async def _requeue(claim: svc.Claim, reason: str, tag: str) -> str:
@@ -185,7 +186,7 @@ async def _follow(
     stream: Any,
     *,
     worker: str,
-    after_success: Callable[[], None] | None,
+    on_ended: Callable[[], None] | None,
 ) -> str:
     tracker = ProgressTracker(claim.graph)
     preview = _preview_file(claim.job_id)
@@ -254,6 +255,8 @@ async def _follow(
                 continue
             if isinstance(event, ExecutionSuccess):
                 whole["end"] = event.timestamp is not None
+                if on_ended is not None:
+                    on_ended()
                 continue
             if isinstance(event, ExecutionStart) and not started:
                 whole["start"] = True
@@ -318,16 +321,13 @@ async def _follow(
         tracker,
         reported=reported if seen_whole else None,
         started_at=began,
-        after_success=after_success,
     )
 
 
-async def _finish_from_history(
-    comfy: ComfyClient, claim: svc.Claim, status: PromptStatus, *, after_success: Callable[[], None] | None
-) -> str:
+async def _finish_from_history(comfy: ComfyClient, claim: svc.Claim, status: PromptStatus) -> str:
     if status is PromptStatus.DONE:
         await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id)
-        return await _collect(comfy, claim, claim.prompt_id, ProgressTracker(claim.graph), after_success=after_success)
+        return await _collect(comfy, claim, claim.prompt_id, ProgressTracker(claim.graph))
     entry = await comfy.history(claim.prompt_id)
     failure = (entry.failure if entry else None) or {}
     if status is PromptStatus.INTERRUPTED:
@@ -353,7 +353,6 @@ async def _collect(
     *,
     reported: list[OutputFile] | None = None,
     started_at: datetime | None = None,
-    after_success: Callable[[], None] | None = None,
 ) -> str:
     """Fetch and store the outputs: those the socket reported when it saw the whole prompt (one
     request fewer per job), else the ones ``/history`` lists."""
@@ -380,8 +379,7 @@ async def _collect(
         return "failed:outputs"
     if not fetched:
         await _db(job_log)(job_id=claim.job_id, message="the workflow produced no output files", level="warning")
-    done = await _db(_complete)(
-        after_success,
+    done = await _db(svc.job_complete)(
         job_id=claim.job_id,
         outputs=fetched,
         node_seconds=tracker.node_seconds or None,
@@ -390,16 +388,6 @@ async def _collect(
         known=claim.known,
     )
     return "succeeded" if done else "cancelled"
-
-
-def _complete(after_success: Callable[[], None] | None, **completion: Any) -> bool:
-    done = svc.job_complete(**completion)
-    if done and after_success is not None:
-        try:
-            after_success()
-        except Exception:  # the job's success is stored: a failed follow-up must not undo it
-            logger.exception("after job %s succeeded", completion["job_id"])
-    return done
 
 
 def _node_label(graph: dict[str, Any], node_id: str | None) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -119,27 +119,27 @@ class Connection:
 class Session:
     """Drive ``first`` and, while there is room, the jobs ``claim_next`` hands over.
 
-    ``claim_next(client_id)`` claims one more queued job for this process (or returns None);
-    ``drive(claim, connection)`` runs one job to its end. With ``claim_next_sync`` (the same claim,
-    synchronous), a job that ends can take the next one in the database hop that stores its
-    result (:meth:`claim_following`): one thread hop and one wake-up fewer per job. At most
-    ``concurrency`` jobs are driven at once (a claim handed over is driven at once all the same: its
-    slot is the one of the job that ended); no new job is claimed after ``max_jobs`` or
-    ``max_seconds`` (the task then ends once its jobs have, and the next task carries on), so a
-    task never outlives django-q's timeout.
+    ``claim_next(client_id, ended)`` claims one more queued job for this process (or returns
+    None); ``drive(claim, connection, on_ended)`` runs one job to its end and calls ``on_ended``
+    when the server reports its prompt done. A session keeps at most ``concurrency`` prompts on
+    the servers: a job whose prompt has ended gives up its place at once, so the next prompt is
+    claimed and sent while that job's outputs are still being fetched and stored (``ended``, the
+    ids of such jobs, tells the claim that they no longer take a place in their server's queue),
+    and at most ``concurrency`` more jobs are being stored at the same time. No new job is
+    claimed after ``max_jobs`` or ``max_seconds`` (the task then ends once its jobs have, and the
+    next task carries on), so a task never outlives django-q's timeout.
     """
 
     def __init__(
         self,
         *,
         connect: Callable[[str, str], ComfyClient],
-        claim_next: Callable[[str], Awaitable[Any]],
-        drive: Callable[[Any, Connection], Awaitable[str]],
+        claim_next: Callable[[str, frozenset[int]], Awaitable[Any]],
+        drive: Callable[[Any, Connection, Callable[[], None]], Awaitable[str]],
         concurrency: int,
         max_jobs: int,
         max_seconds: float,
         client_id: str | None = None,
-        claim_next_sync: Callable[[str], Any] | None = None,
     ) -> None:
         self.client_id = client_id or f"tower-{uuid.uuid4().hex[:12]}"
         self._connect = connect
@@ -151,10 +151,9 @@ class Session:
         self.connections: dict[str, Connection] = {}
         self.outcomes: dict[int, str] = {}
         self.claimed = 0
-        self._claim_next_sync = claim_next_sync
-        # Jobs claimed by claim_following(), started by run() as soon as it is back in the loop.
-        self._handed: list[Any] = []
-        self._hand_lock = threading.Lock()
+        self._live: set[int] = set()  # jobs being driven
+        self._ended: set[int] = set()  # of those, the ones whose prompt the server has finished
+        self._wake = asyncio.Event()
 
     def connection(self, url: str) -> Connection:
         if url not in self.connections:
@@ -164,53 +163,45 @@ class Session:
     def _may_claim(self) -> bool:
         return self.claimed < self.max_jobs and time.monotonic() < self.deadline
 
-    def claim_following(self) -> None:
-        """Claim the next job for the slot of a job that is ending (synchronous: called in the
-        database thread, right after that job's result is stored). A claim made here is always
-        driven: :meth:`run` starts it before it claims anything else."""
-        if self._claim_next_sync is None:
-            return
-        with self._hand_lock:
-            if self._handed or not self._may_claim():
-                return
-            self.claimed += 1  # reserved before the claim: max_jobs holds with claims in flight
-        claim = None
-        try:
-            claim = self._claim_next_sync(self.client_id)
-        finally:
-            with self._hand_lock:
-                if claim is None:
-                    self.claimed -= 1
-                else:
-                    self._handed.append(claim)
+    def _room(self) -> bool:
+        live = len(self._live)
+        return live - len(self._ended) < self.concurrency and live < 2 * self.concurrency
+
+    def _prompt_ended(self, job_id: int) -> None:
+        if job_id in self._live and job_id not in self._ended:
+            self._ended.add(job_id)
+            self._wake.set()
 
     async def run(self, first: Any) -> dict[int, str]:
         running: dict[asyncio.Task[str], int] = {}
 
-        def start(claim: Any, *, counted: bool = False) -> None:
-            if not counted:
-                with self._hand_lock:
-                    self.claimed += 1
-            task = asyncio.create_task(self._drive(claim, self.connection(claim.backend_url)))
+        def start(claim: Any) -> None:
+            self.claimed += 1
+            self._live.add(claim.job_id)
+            ended = functools.partial(self._prompt_ended, claim.job_id)
+            task = asyncio.create_task(self._drive(claim, self.connection(claim.backend_url), ended))
             running[task] = claim.job_id
 
         start(first)
         try:
             while True:
-                with self._hand_lock:
-                    handed, self._handed = self._handed, []
-                for claim in handed:  # claimed already: driven whatever the concurrency
-                    start(claim, counted=True)
-                while len(running) < self.concurrency and self._may_claim():
-                    claim = await self._claim_next(self.client_id)
+                while self._room() and self._may_claim():
+                    claim = await self._claim_next(self.client_id, frozenset(self._ended))
                     if claim is None:
                         break
                     start(claim)
                 if not running:
                     break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait([*running, waiter], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
                 for task in done:
+                    if task is waiter:
+                        continue
                     job_id = running.pop(task)
+                    self._live.discard(job_id)
+                    self._ended.discard(job_id)
                     try:
                         self.outcomes[job_id] = task.result()
                     except Exception as exc:

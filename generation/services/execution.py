@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,16 +79,24 @@ _STATE_FIELDS = (
 )
 
 
-def _states_sql(lock: bool) -> str:
+def _states_sql(lock: bool, ended: int = 0) -> str:
     """Every enabled backend and its prompts in flight, as one statement built from the models'
-    metadata (read on every claim: the ORM took four times longer to build it than to run it)."""
+    metadata (read on every claim: the ORM took four times longer to build it than to run it).
+    ``ended`` placeholders follow for ids of live jobs whose prompts are no longer in flight."""
     db = transaction.get_connection()
     quote = db.ops.quote_name
     backend, job = Backend._meta, Job._meta
     columns = ", ".join(f"b.{quote(backend.get_field(n).column)}" for n in _STATE_FIELDS)
     job_backend, job_status = quote(job.get_field("backend").column), quote(job.get_field("status").column)
     table, pk = quote(job.db_table), quote(backend.pk.column)
-    in_flight = f"(SELECT COUNT(*) FROM {table} j WHERE j.{job_backend} = b.{pk} AND j.{job_status} IN (%s, %s))"  # noqa: S608
+    # A live job whose prompt the server has finished (its outputs being stored) is not in flight.
+    done = quote(job.get_field("prompt_done_at").column)
+    not_ended = f" AND j.{done} IS NULL"
+    if ended:
+        not_ended += f" AND j.{quote(job.pk.column)} NOT IN ({', '.join(['%s'] * ended)})"
+    in_flight = (
+        f"(SELECT COUNT(*) FROM {table} j WHERE j.{job_backend} = b.{pk} AND j.{job_status} IN (%s, %s){not_ended})"  # noqa: S608
+    )
     enabled = quote(backend.get_field("enabled").column)
     sql = f"SELECT {columns}, {in_flight} FROM {quote(backend.db_table)} b WHERE b.{enabled} = %s"  # noqa: S608
     if lock and db.features.has_select_for_update:
@@ -110,8 +119,9 @@ def _aware(value: Any) -> datetime | None:
     return value
 
 
-def backend_states(*, lock: bool = False) -> list[BackendState]:
-    """Every enabled backend with its prompts in flight.
+def backend_states(*, lock: bool = False, ended: Collection[int] = ()) -> list[BackendState]:
+    """Every enabled backend with its prompts in flight: live jobs but those whose prompts the
+    server has finished (``prompt_done_at``, or in ``ended``), their outputs being stored.
 
     ``lock`` takes the backends' row locks (PostgreSQL) for the rest of the transaction, so two
     workers claiming at once never put more than ``max_in_flight`` prompts on one backend. SQLite
@@ -122,7 +132,7 @@ def backend_states(*, lock: bool = False) -> list[BackendState]:
     are decoded once per process per poll, not on every claim.
     """
     with transaction.get_connection().cursor() as cursor:
-        cursor.execute(_states_sql(lock), [JobStatus.SUBMITTED, JobStatus.RUNNING, True])
+        cursor.execute(_states_sql(lock, len(ended)), [JobStatus.SUBMITTED, JobStatus.RUNNING, *ended, True])
         rows = cursor.fetchall()
     states = []
     for row in rows:
@@ -353,6 +363,7 @@ def _claim_locked(
         attempts=attempts + 1,
         error_message="",
         queue_position=None,
+        prompt_done_at=None,
     )
     if not moved:
         return None
@@ -393,8 +404,10 @@ def _queued_checkpoints(limit: int) -> list[tuple[int, str | None]]:
         return [(pk, value if isinstance(value, str) else None) for pk, value in cursor.fetchall()]
 
 
-def job_claim_next(*, worker: str, client_id: str, look_at: int = 32) -> Claim | None:
-    """Claim a queued job some backend has room for (a session taking more work).
+def job_claim_next(*, worker: str, client_id: str, ended: Collection[int] = (), look_at: int = 32) -> Claim | None:
+    """Claim a queued job some backend has room for (a session taking more work). ``ended``: the
+    caller's live jobs whose prompts have finished on their servers; they are marked so (their
+    ``prompt_done_at``), and no longer count as in flight for this claim or any other.
 
     Checkpoint affinity applied to the order in which work is taken: first the oldest job whose
     checkpoint a free backend has loaded, then one whose checkpoint no busy backend holds (a
@@ -403,7 +416,11 @@ def job_claim_next(*, worker: str, client_id: str, look_at: int = 32) -> Claim |
     states read under their locks are the ones the claim decides with.
     """
     with transaction.atomic():
-        states = backend_states(lock=True)
+        states = backend_states(lock=True, ended=ended)  # backends locked first, as in every claim
+        if ended:
+            Job.objects.filter(pk__in=ended, status__in=LIVE, prompt_done_at__isnull=True).update(
+                prompt_done_at=timezone.now()
+            )
         healthy = [s for s in states if s.healthy]
         free = [s for s in healthy if s.in_flight < s.max_in_flight]
         if not free:

@@ -158,35 +158,57 @@ def test_a_session_stops_claiming_after_its_time_so_other_tasks_get_a_worker(
     assert enqueued.take() == [jobs[1].pk]  # the queue goes on in a fresh task
 
 
-def test_a_session_claims_its_next_job_as_it_stores_the_last_ones_result(fake, project, owner, enqueued, monkeypatch):
-    """The claim rides the database call that stored the previous success; should that claim
-    fail, the success stays stored and the session claims the next job the usual way."""
-    from generation.engine import driver
+def test_a_session_sends_the_next_prompt_while_the_last_ones_outputs_are_fetched(
+    fake, project, owner, enqueued, monkeypatch
+):
+    """A prompt the server has finished leaves its queue: the next one is sent at once, not after
+    the finished job's outputs are downloaded and stored, and the server never holds more prompts
+    than the backend's max_in_flight."""
+    from generation.comfyui.client import ComfyClient
+
+    backend_for(fake, max_in_flight=1)
+    jobs = create(project, owner, count=3)
+    enqueued.take()
+    real_view, seen = ComfyClient.view, []
+
+    async def view(self, *args, **kwargs):
+        # Downloading job n's output waits for the server to have job n+1's prompt (it never
+        # would, were the next prompt sent only after this download and its store).
+        index = len(seen)
+        if index < len(jobs) - 1:
+            await fake.wait_for_async(
+                lambda: fake.counters.prompts_received >= index + 2, timeout=5, what="the next prompt"
+            )
+        seen.append(fake.counters.prompts_received)
+        return await real_view(self, *args, **kwargs)
+
+    monkeypatch.setattr(ComfyClient, "view", view)
+    assert tasks.job_run(jobs[0].pk) == "succeeded"
+    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 3
+    assert seen == [2, 3, 3]
+    assert fake.counters.max_queued == 1
+    assert Asset.objects.filter(job__in=jobs).count() == 3
+
+
+def test_a_finished_prompt_frees_its_place_for_every_worker_and_a_resubmission_takes_it_again(
+    fake, project, owner, enqueued
+):
+    """A job whose prompt the server has finished, its outputs still being stored, no longer takes
+    a place in the backend's queue: not for the session that drives it, nor for any other."""
     from generation.services import execution
 
     backend_for(fake, max_in_flight=1)
-    jobs = create(project, owner, count=4)
-    enqueued.take()
-    real_claim, calls, hops = execution.job_claim_next, [], []
-
-    def claim_next(**kwargs):
-        calls.append(kwargs["worker"])
-        if len(calls) == 2:
-            raise RuntimeError("database went away for a moment")
-        return real_claim(**kwargs)
-
-    real_complete = driver._complete
-
-    def complete(after_success, **completion):
-        done = real_complete(after_success, **completion)
-        hops.append((completion["job_id"], len(calls)))
-        return done
-
-    monkeypatch.setattr(execution, "job_claim_next", claim_next)
-    monkeypatch.setattr(driver, "_complete", complete)
-    assert tasks.job_run(jobs[0].pk) == "succeeded"
-    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 4
-    # Claims 1 and 4 were made in the hops that stored jobs 1 and 3; claim 2 failed in job 2's,
-    # and the session's own claim (3) took job 3. After job 4 nothing was left (claim 5).
-    assert hops == [(jobs[0].pk, 1), (jobs[1].pk, 2), (jobs[2].pk, 4), (jobs[3].pk, 5)]
-    assert len(calls) == 6  # the session's last look for work after the hand-over found nothing
+    first, second, third = create(project, owner, count=3)
+    assert execution.job_claim(job_id=first.pk, worker="w:1").job_id == first.pk
+    assert execution.job_claim_next(worker="w:2", client_id="c2") is None  # the one place is taken
+    claim = execution.job_claim_next(worker="w:1", client_id="c1", ended=[first.pk])
+    assert claim is not None and claim.job_id == second.pk
+    assert job(first.pk).status == JobStatus.SUBMITTED and job(first.pk).prompt_done_at is not None
+    assert execution.job_claim_next(worker="w:2", client_id="c2") is None  # the second job holds it now
+    # The first job is sent again (its server lost it): it counts as in flight once more.
+    execution.job_requeue(job_id=first.pk, reason="lost")
+    execution.job_requeue(job_id=second.pk, reason="lost")
+    again = execution.job_claim_next(worker="w:2", client_id="c2")
+    assert again.job_id == first.pk and job(first.pk).prompt_done_at is None
+    assert execution.job_claim_next(worker="w:3", client_id="c3") is None
+    assert job(third.pk).status == JobStatus.QUEUED
