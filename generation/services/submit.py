@@ -198,7 +198,10 @@ def jobs_create(
             # (checking each foreign key would read them again, per job).
             job.full_clean(exclude=_NOT_CLEANED, validate_unique=False, validate_constraints=False)
             pending.append((job, applied.ignored))
+    # Pre-flight before the transaction: a write transaction holds SQLite's one write lock, which
+    # the engine's claims and completions wait for.
     infos = _known_object_infos()
+    problems = [_preflight_everywhere(job.graph, infos) for job, _ in pending]
     with transaction.atomic():
         created = Job.objects.bulk_create([job for job, _ in pending])
         JobLogLine.objects.bulk_create(
@@ -208,7 +211,7 @@ def jobs_create(
                 if ignored
             ]
         )
-        failed_now = [(job.pk, problem) for job in created if (problem := _preflight_everywhere(job.graph, infos))]
+        failed_now = [(job.pk, problem) for job, problem in zip(created, problems, strict=True) if problem]
         for job in created:
             events.job_event("job_queued", job_id=job.pk, project_id=project.pk, user_id=user.pk if user else None)
         for job_id, problem in failed_now:
