@@ -131,7 +131,7 @@ def channel_layer(settings, redis_url):
     host = dict((config.get("hosts") or [{}])[0])
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "tower.layers.ChannelLayer",
             "CONFIG": {
                 **config,
                 "hosts": [{**host, "address": redis_url}],

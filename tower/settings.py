@@ -148,7 +148,7 @@ REDIS_PREFIX = env_str("REDIS_PREFIX", "tower")
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "tower.layers.ChannelLayer",
         "CONFIG": {
             # A socket's consumer waits for messages with BZPOPMIN, 5 s at a time (channels_redis'
             # brpop_timeout), and redis-py 8 gives up reading after 5 s by default: a page with no

@@ -107,6 +107,7 @@ async def test_an_outsider_gets_nothing_and_cannot_subscribe_to_the_job(setup):
         await comm.connect(timeout=CONNECT_TIMEOUT)
         closed = await comm.receive_output(timeout=2)
         assert closed == {"type": "websocket.close", "code": 4404}
+        await comm.disconnect()
 
 
 async def test_anonymous_and_bad_tokens_are_closed(setup):
@@ -114,6 +115,7 @@ async def test_anonymous_and_bad_tokens_are_closed(setup):
         comm = _communicator("/ws/v1/events/", headers=headers)
         await comm.connect(timeout=CONNECT_TIMEOUT)
         assert await comm.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+        await comm.disconnect()
 
 
 async def test_token_in_subprotocol_for_browsers(setup):

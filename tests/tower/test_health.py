@@ -115,7 +115,7 @@ def point_redis_at(settings, url: str) -> None:
     settings.REDIS_URL = url
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "tower.layers.ChannelLayer",
             "CONFIG": {"hosts": [{"address": url}], "prefix": "tower-test:ch"},
         }
     }

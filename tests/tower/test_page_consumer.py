@@ -44,6 +44,8 @@ async def _send(group: str, event: dict) -> None:
 async def _closed_with(communicator: WebsocketCommunicator) -> int:
     message = await communicator.receive_output(timeout=3)
     assert message["type"] == "websocket.close"
+    # The browser's side of the close: the consumer ends and stops reading its channel.
+    await communicator.disconnect()
     return message["code"]
 
 
