@@ -309,6 +309,8 @@ class Row:
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if unit in ("×", ""):  # ratios and counts of cores: two decimals, as the ratio column has
+        return f"{value:.2f} {unit}".strip()
     return f"{value:.1f} {unit}" if abs(value) < 1000 else f"{value:.0f} {unit}"
 
 
