@@ -129,6 +129,8 @@ class Executor:
             await self.broadcast_status()
             self.counters.job_started()
             outputs, meta, status, client_id = await self._execute(item)
+            if self.config.history_delay:
+                await asyncio.sleep(self.config.history_delay)
             self.state.finish(item_id, outputs, meta, status)
             self.counters.job_finished()
             await self.broadcast_status()

@@ -38,6 +38,11 @@ class FakeComfyConfig:
     video_helper_suite: bool = False
     vram_total: int | None = None
     vram_free: int | None = None
+    # Seconds between a prompt's execution_success and its history entry. A real ComfyUI sends the
+    # success from its executor and writes the history afterwards, on its worker thread (the
+    # prompt stays in the queue's running list until then): a client that reads /history on the
+    # success can find nothing (seen on ComfyUI 0.3.64 here). The end marker follows the write.
+    history_delay: float = 0.0
 
     def delay_for(self, node_id: str, class_type: str) -> float:
         if node_id in self.delays:

@@ -452,3 +452,30 @@ async def test_output_sizes_follow_the_graph(
     filename = entry["outputs"]["3"]["images"][0]["filename"]
     with Image.open(fake.output_dir / filename) as img:
         assert img.size == size
+
+
+async def _until(ws: ClientConnection, wanted: Any) -> None:
+    """Read text messages until one satisfies ``wanted``."""
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), 5)
+        if isinstance(raw, str) and wanted(json.loads(raw)):
+            return
+
+
+async def test_history_is_written_after_the_success_message_when_told_to_lag(
+    fake: FakeComfy, http: httpx.AsyncClient
+) -> None:
+    """As a real ComfyUI: execution_success first, history (and the end marker) after it."""
+    fake.configure(history_delay=0.3)
+    graph = SCENARIOS["success"]["post_prompt"]["request"]
+    async with connect(f"{fake.ws_url}?clientId={graph['client_id']}") as ws:
+        await fake.wait_for_async(lambda: len(fake.connected_clients()) == 1, what="socket")
+        prompt_id = (await http.post("/prompt", json=graph)).json()["prompt_id"]
+        await _until(ws, lambda m: m["type"] == "execution_success")
+        # On the success: no history yet, and the prompt is still the running one.
+        assert (await http.get(f"/history/{prompt_id}")).json() == {}
+        running = (await http.get("/queue")).json()["queue_running"]
+        assert [item[1] for item in running] == [prompt_id]
+        await _until(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
+        # By the end marker, it is written.
+        assert prompt_id in (await http.get(f"/history/{prompt_id}")).json()

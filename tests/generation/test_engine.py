@@ -190,6 +190,31 @@ def test_websocket_dropped_mid_job_still_completes(fake, project, owner, enqueue
     assert fake.counters.requests["GET /history/{prompt_id}"] >= 1
 
 
+def test_a_history_written_after_the_success_is_waited_for_not_taken_as_a_lost_prompt(
+    fake, project, owner, enqueued, settings
+):
+    """A real ComfyUI sends execution_success before it writes the history. A worker that must
+    read the outputs from /history must not read the entry missing there as a lost prompt and
+    submit it again (it waits for the end marker, sent after the write)."""
+    settings.COMFYUI_STALL_TIMEOUT = 1.0
+    backend_for(fake)
+    fake.configure(history_delay=1.0, holds={"SaveImage"})
+    [created] = create(project, owner)
+    thread, result = run_in_thread(lambda: tasks.job_run(created.pk))
+    fake.wait_for(lambda: fake.held_nodes(), what="the job to reach its last node")
+    # The socket drops before the success: the worker cannot trust it saw every output, so it
+    # will read them from /history, which the server writes a second after the success.
+    fake.drop_websockets()
+    fake.wait_for(lambda: fake.counters.websockets_opened >= 2, what="the worker to reconnect")
+    fake.release()
+    thread.join(timeout=30)
+    assert result == ["succeeded"]
+    done = job(created.pk)
+    assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
+    assert Asset.objects.filter(job_id=created.pk).count() == 1
+    assert fake.counters.prompts_received == 1
+
+
 def test_backend_restart_mid_job_resubmits_once(fake, project, owner, enqueued, settings):
     settings.COMFYUI_STALL_TIMEOUT = 1.0
     backend_for(fake)
