@@ -279,16 +279,19 @@ def throughput_rows(bench: Bench, template: Any, url: str, jobs: int, label: str
     With ``pairs`` > 1 the two are measured that many times, back to back, in alternating order
     (the server's growing history then weighs on both alike); the row shows the pair with the
     median ratio, and the lowest and highest ratios follow it."""
+
+    def direct(job_id: int) -> float:
+        """The direct client on graphs like the given Tower job's, for fresh seeds."""
+        return asyncio.run(direct_pipelined(url, graphs_like(job_id, bench.next_seeds(jobs))))
+
     runs: list[tuple[dict[str, Any], float]] = []
     for i in range(pairs):
         if i % 2:
-            direct_seconds = asyncio.run(
-                direct_pipelined(url, graphs_like(runs[0][0]["ids"][0], bench.next_seeds(jobs)))
-            )
+            direct_seconds = direct(runs[0][0]["ids"][0])
             tower = _tower_run(bench, template, url, jobs, label)
         else:
             tower = _tower_run(bench, template, url, jobs, label)
-            direct_seconds = asyncio.run(direct_pipelined(url, graphs_like(tower["ids"][0], bench.next_seeds(jobs))))
+            direct_seconds = direct(tower["ids"][0])
         runs.append((tower, direct_seconds))
         print(
             f"{label}, pair {i + 1}: Tower {jobs / tower['seconds']:.1f} jobs/s, direct "

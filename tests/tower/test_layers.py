@@ -53,7 +53,7 @@ async def test_a_swallowed_cancel_still_ends_the_receive(channel_layer, swallowi
 
 async def test_the_stock_layer_would_poll_forever(channel_layer, swallowing_poll, settings):
     """The same cancel against channels_redis' own class: the receive is still running (the bug)."""
-    stock = RedisChannelLayer(**{k: v for k, v in settings.CHANNEL_LAYERS["default"]["CONFIG"].items()})
+    stock = RedisChannelLayer(**settings.CHANNEL_LAYERS["default"]["CONFIG"])
     task, _ = await _receive_then_cancel(stock)
     try:
         assert swallowing_poll
