@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.tasks import async_task as _async_task
 
-from generation.engine.driver import comfy_client, drive
+from generation.engine.driver import StoreThread, comfy_client, drive
 from generation.engine.identity import owner_is_dead, worker_name
 from generation.engine.session import Session
 from generation.services import execution
@@ -70,8 +70,10 @@ async def _session(first: execution.Claim, *, worker: str, client_id: str) -> st
     async def next_claim(client_id: str, ended: frozenset[int]) -> execution.Claim | None:
         return await claim_next(worker=worker, client_id=client_id, ended=ended)
 
+    store = StoreThread()
+
     async def drive_one(claim: execution.Claim, connection: Any, on_ended: Callable[[], None]) -> str:
-        return await drive(claim, worker=worker, connection=connection, on_ended=on_ended)
+        return await drive(claim, worker=worker, connection=connection, on_ended=on_ended, store=store)
 
     session = Session(
         connect=lambda url, cid: comfy_client(url, client_id=cid),
@@ -84,7 +86,10 @@ async def _session(first: execution.Claim, *, worker: str, client_id: str) -> st
         max_seconds=min(SESSION_SECONDS, settings.Q_CLUSTER["timeout"] / 4),
         client_id=client_id,
     )
-    outcomes = await session.run(first)
+    try:
+        outcomes = await session.run(first)
+    finally:
+        await store.close()
     if len(outcomes) > 1:
         logger.info("session %s drove %d jobs", client_id, len(outcomes))
     return outcomes[first.job_id]

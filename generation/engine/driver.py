@@ -19,12 +19,14 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 
 from generation.comfyui import ComfyClient
@@ -67,6 +69,29 @@ def _db(fn: Any) -> Any:
     return sync_to_async(fn, thread_sensitive=True)
 
 
+class StoreThread:
+    """A session's second database thread, on which its jobs' outputs are stored.
+
+    A session claims its next job as soon as a prompt ends, and that claim is on the path from
+    one prompt's end to the next one's start on the server. Storing the last job's outputs takes
+    longer and ran on the same thread (asgiref's one ``thread_sensitive`` thread), so the claim
+    often waited behind it (bench/engine.py, zero compute: the server sat idle two thirds of the
+    time). This thread has its own database connection, closed when the session ends.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tower-store")
+
+    async def call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, **kwargs))
+
+    async def close(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, connections.close_all)
+        finally:
+            self._pool.shutdown(wait=False)
+
+
 def comfy_client(url: str, *, timeout: float | None = None, client_id: str | None = None) -> ComfyClient:
     """A ComfyClient with the engine's timeout."""
     return ComfyClient(url, timeout=settings.COMFYUI_TIMEOUT if timeout is None else timeout, client_id=client_id)
@@ -78,6 +103,7 @@ async def drive(
     worker: str,
     connection: Connection | None = None,
     on_ended: Callable[[], None] | None = None,
+    store: StoreThread | None = None,
 ) -> str:
     """Run a claimed job to its end; returns the job's final engine outcome (for logs and tests).
 
@@ -85,6 +111,7 @@ async def drive(
     job gets its own for its lifetime. ``on_ended`` is called (in the event loop) as soon as the
     server reports the prompt's success, before its outputs are fetched and stored: the prompt no
     longer takes a place in the server's queue, and a session sends the next one meanwhile.
+    ``store`` is the session's thread for storing outputs (else the usual database thread).
     """
     async with contextlib.AsyncExitStack() as stack:
         if connection is None:
@@ -93,7 +120,7 @@ async def drive(
         else:
             comfy, events = connection.comfy, connection.events.subscribe
         try:
-            return await _drive(comfy, events, claim, worker=worker, on_ended=on_ended)
+            return await _drive(comfy, events, claim, worker=worker, on_ended=on_ended, store=store)
         except ComfyUnreachable as exc:
             reason = f"{claim.backend_name} unreachable: {exc}"
             await _db(svc.backend_mark_down)(backend_id=claim.backend_id, error=reason)
@@ -113,7 +140,13 @@ def _preview_file(job_id: int) -> PreviewFile:
 
 
 async def _drive(
-    comfy: ComfyClient, events: Any, claim: svc.Claim, *, worker: str, on_ended: Callable[[], None] | None
+    comfy: ComfyClient,
+    events: Any,
+    claim: svc.Claim,
+    *,
+    worker: str,
+    on_ended: Callable[[], None] | None,
+    store: StoreThread | None,
 ) -> str:
     prompt_id = claim.prompt_id
     async with events() as stream:
@@ -123,7 +156,7 @@ async def _drive(
             except ComfyPromptLost:
                 return await _requeue(claim, f"{claim.backend_name} lost the prompt", "lost")
             if status in (PromptStatus.DONE, PromptStatus.ERROR, PromptStatus.INTERRUPTED):
-                return await _finish_from_history(comfy, claim, status)
+                return await _finish_from_history(comfy, claim, status, store=store)
         else:
             try:
                 if claim.fresh:
@@ -154,7 +187,7 @@ async def _drive(
                     level="warning",
                     data={"node_errors": accepted.node_errors},
                 )
-        return await _follow(comfy, claim, prompt_id, stream, worker=worker, on_ended=on_ended)
+        return await _follow(comfy, claim, prompt_id, stream, worker=worker, on_ended=on_ended, store=store)
 
 
 async def _requeue(claim: svc.Claim, reason: str, tag: str) -> str:
@@ -187,6 +220,7 @@ async def _follow(
     *,
     worker: str,
     on_ended: Callable[[], None] | None,
+    store: StoreThread | None,
 ) -> str:
     tracker = ProgressTracker(claim.graph)
     preview = _preview_file(claim.job_id)
@@ -321,13 +355,16 @@ async def _follow(
         tracker,
         reported=reported if seen_whole else None,
         started_at=began,
+        store=store,
     )
 
 
-async def _finish_from_history(comfy: ComfyClient, claim: svc.Claim, status: PromptStatus) -> str:
+async def _finish_from_history(
+    comfy: ComfyClient, claim: svc.Claim, status: PromptStatus, *, store: StoreThread | None
+) -> str:
     if status is PromptStatus.DONE:
         await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id)
-        return await _collect(comfy, claim, claim.prompt_id, ProgressTracker(claim.graph))
+        return await _collect(comfy, claim, claim.prompt_id, ProgressTracker(claim.graph), store=store)
     entry = await comfy.history(claim.prompt_id)
     failure = (entry.failure if entry else None) or {}
     if status is PromptStatus.INTERRUPTED:
@@ -353,6 +390,7 @@ async def _collect(
     *,
     reported: list[OutputFile] | None = None,
     started_at: datetime | None = None,
+    store: StoreThread | None = None,
 ) -> str:
     """Fetch and store the outputs: those the socket reported when it saw the whole prompt (one
     request fewer per job), else the ones ``/history`` lists."""
@@ -379,7 +417,8 @@ async def _collect(
         return "failed:outputs"
     if not fetched:
         await _db(job_log)(job_id=claim.job_id, message="the workflow produced no output files", level="warning")
-    done = await _db(svc.job_complete)(
+    complete = functools.partial(store.call, svc.job_complete) if store is not None else _db(svc.job_complete)
+    done = await complete(
         job_id=claim.job_id,
         outputs=fetched,
         node_seconds=tracker.node_seconds or None,

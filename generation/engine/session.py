@@ -125,9 +125,10 @@ class Session:
     the servers: a job whose prompt has ended gives up its place at once, so the next prompt is
     claimed and sent while that job's outputs are still being fetched and stored (``ended``, the
     ids of such jobs, tells the claim that they no longer take a place in their server's queue),
-    and at most ``concurrency`` more jobs are being stored at the same time. No new job is
-    claimed after ``max_jobs`` or ``max_seconds`` (the task then ends once its jobs have, and the
-    next task carries on), so a task never outlives django-q's timeout.
+    and at most twice ``concurrency`` more jobs are being stored at the same time (storing can
+    take longer than a short prompt, and a claim that waited for it left the server idle). No
+    new job is claimed after ``max_jobs`` or ``max_seconds`` (the task then ends once its jobs
+    have, and the next task carries on), so a task never outlives django-q's timeout.
     """
 
     def __init__(
@@ -165,7 +166,7 @@ class Session:
 
     def _room(self) -> bool:
         live = len(self._live)
-        return live - len(self._ended) < self.concurrency and live < 2 * self.concurrency
+        return live - len(self._ended) < self.concurrency and live < 3 * self.concurrency
 
     def _prompt_ended(self, job_id: int) -> None:
         if job_id in self._live and job_id not in self._ended:

@@ -7,6 +7,7 @@ Events follow the commit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import uuid
@@ -618,12 +619,14 @@ def job_complete(
     started_at: datetime | None = None,
     known: tuple[Job, str | None] | None = None,
 ) -> bool:
-    """Store the outputs as Assets and mark the job succeeded, in one transaction; False when the
-    job had left the engine meanwhile (cancelled: its outputs are kept all the same).
+    """Store the outputs as Assets and mark the job succeeded; False when the job had left the
+    engine meanwhile (cancelled: its outputs are kept all the same).
 
-    Each output is written under a generated name. PNGs get the submitted graph as ComfyUI's
-    ``prompt`` chunk (so an output dragged back into ComfyUI restores its graph) and Tower's
-    parameters as a ``tower`` chunk: deterministic, so a reproduction has the same sha256.
+    The files are written first, then their rows and the job's success in one transaction (the
+    files are removed again if it fails). Each output is written under a generated name. PNGs
+    get the submitted graph as ComfyUI's ``prompt`` chunk (so an output dragged back into ComfyUI
+    restores its graph) and Tower's parameters as a ``tower`` chunk: deterministic, so a
+    reproduction has the same sha256.
     Idempotent: a job that already has assets (a worker died after storing them) keeps those.
     ``graph`` is the submitted graph when the caller holds it (the claim), saving its read.
     ``node_seconds`` (per-node timings) join the job's timings in the same write, and so does
@@ -632,18 +635,26 @@ def job_complete(
     """
     written: list[str] = []
     try:
+        # Everything but the rows happens before the transaction: on SQLite a write transaction
+        # holds the database's one write lock from its BEGIN, and every other worker's claim waits
+        # behind it (bench/engine.py: a claim is on the path from one prompt's end to the next
+        # one's start). Reading the job, probing, tagging, hashing and writing the files were
+        # most of a completion's time.
+        if known is not None and graph is not None:
+            job, slug = known
+        else:
+            job, slug = _completion_row(job_id, with_graph=graph is None)
+        if graph is None:
+            graph = job.graph or {}
+        log: list[tuple[str, str, dict | None]] = []
+        prepared = _prepare_outputs(job, slug, graph, outputs, written, log)
         with transaction.atomic():
-            if known is not None and graph is not None:
-                (job, slug), stored = known, _outputs_stored(job_id)
-            else:
-                job, slug, stored = _completion_row(job_id, with_graph=graph is None)
-            if graph is None:
-                graph = job.graph or {}
-            log: list[tuple[str, str, dict | None]] = []
-            if stored:
+            if _outputs_stored(job_id):  # a worker died after storing them: those are kept
                 assets = list(Asset.objects.filter(job_id=job_id).values("pk", "kind", "sha256"))
+                transaction.on_commit(functools.partial(_delete_files, list(written)))
             else:
-                assets = _store_outputs(job, slug, graph, outputs, written, log)
+                _insert(prepared)
+                assets = [{"pk": a.pk, "kind": a.kind, "sha256": a.sha256} for a in prepared]
             timings = {**(job.timings or {}), "nodes": node_seconds} if node_seconds else job.timings
             reproduced = None
             if job.reproduce_of_id:
@@ -676,10 +687,14 @@ def job_complete(
             )
             transaction.on_commit(lambda: announce_job_succeeded(job_id))
     except BaseException:
-        for name in written:
-            Asset.file.field.storage.delete(name)
+        _delete_files(written)
         raise
     return True
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        Asset.file.field.storage.delete(name)
 
 
 _COMPLETION_FIELDS = (
@@ -696,9 +711,9 @@ _COMPLETION_FIELDS = (
 )
 
 
-def _completion_row(job_id: int, *, with_graph: bool) -> tuple[Job, str | None, bool]:
-    """(the job's fields a completion needs as an unsaved Job, its template's slug, whether its
-    outputs are stored already): one statement built from the models' metadata."""
+def _completion_row(job_id: int, *, with_graph: bool) -> tuple[Job, str | None]:
+    """(the job's fields a completion needs as an unsaved Job, its template's slug): one statement
+    built from the models' metadata."""
     db = transaction.get_connection()
     quote = db.ops.quote_name
     fields = [Job._meta.get_field(name) for name in _COMPLETION_FIELDS]
@@ -707,12 +722,10 @@ def _completion_row(job_id: int, *, with_graph: bool) -> tuple[Job, str | None, 
     job_table, job_pk = quote(Job._meta.db_table), quote(Job._meta.pk.column)
     template_table = quote(WorkflowTemplate._meta.db_table)
     template_pk, slug = quote(WorkflowTemplate._meta.pk.column), quote(WorkflowTemplate._meta.get_field("slug").column)
-    asset_table, asset_job = quote(Asset._meta.db_table), quote(Asset._meta.get_field("job").column)
     columns = ", ".join(f"j.{quote(f.column)}" for f in fields)
     template = quote(Job._meta.get_field("template").column)
-    stored = f"EXISTS (SELECT 1 FROM {asset_table} a WHERE a.{asset_job} = j.{job_pk})"  # noqa: S608
     joined = f"{job_table} j LEFT OUTER JOIN {template_table} t ON t.{template_pk} = j.{template}"
-    sql = f"SELECT {columns}, t.{slug}, {stored} FROM {joined} WHERE j.{job_pk} = %s"  # noqa: S608
+    sql = f"SELECT {columns}, t.{slug} FROM {joined} WHERE j.{job_pk} = %s"  # noqa: S608
     with db.cursor() as cursor:
         cursor.execute(sql, [job_id])
         row = cursor.fetchone()
@@ -723,7 +736,7 @@ def _completion_row(job_id: int, *, with_graph: bool) -> tuple[Job, str | None, 
         if isinstance(column, models.JSONField):
             value = column.from_db_value(value, None, db)
         values[column.attname] = value
-    return Job(**values), row[-2], bool(row[-1])
+    return Job(**values), row[-1]
 
 
 def _outputs_stored(job_id: int) -> bool:
@@ -736,11 +749,11 @@ def _outputs_stored(job_id: int) -> bool:
         return cursor.fetchone() is not None
 
 
-def _store_outputs(
+def _prepare_outputs(
     job: Job, slug: str | None, graph: dict[str, Any], outputs: list[FetchedOutput], written: list[str], log: list
-) -> list[dict[str, Any]]:
-    """Write each output's file and insert its Asset row; ``written`` collects the file names (so
-    the caller can remove them if the transaction fails), ``log`` the outputs skipped and why."""
+) -> list[Asset]:
+    """Write each output's file and build its (unsaved) Asset; ``written`` collects the file names
+    (so the caller can remove them if the transaction fails), ``log`` the outputs skipped and why."""
     tower_meta = {
         "prompt": job.prompt,
         "negative": job.negative_prompt,
@@ -778,8 +791,7 @@ def _store_outputs(
         asset.file.save(f"job{job.pk}-{index + 1}.{info.extension}", ContentFile(data), save=False)
         written.append(asset.file.name)
         created.append(asset)
-    _insert(created)
-    return [{"pk": a.pk, "kind": a.kind, "sha256": a.sha256} for a in created]
+    return created
 
 
 def _insert(objs: list[Any]) -> None:

@@ -68,6 +68,48 @@ def test_success_with_several_outputs_stores_assets_with_metadata(fake, project,
     assert fake.counters.requests["GET /view"] == 3
 
 
+def _another_writer_gets_in() -> bool | None:
+    """On SQLite, whether another connection can take the database's write lock right now."""
+    import sqlite3
+
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return None
+    other = sqlite3.connect(connection.settings_dict["NAME"], timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:  # database is locked
+        return False
+    finally:
+        other.close()
+
+
+def test_output_files_are_written_before_the_write_transaction_begins(fake, project, owner, enqueued, monkeypatch):
+    """Writing the files is the longest part of storing a job. It happens before the transaction
+    that inserts their rows, so other workers' claims do not wait for it (on SQLite, a write
+    transaction locks the whole database from its start)."""
+    from django.core.files.storage import FileSystemStorage
+    from django.db import connection
+
+    real_save, seen = FileSystemStorage._save, []
+
+    def save(self, name, content):
+        if name.startswith("assets/"):
+            seen.append((connection.in_atomic_block, _another_writer_gets_in()))
+        return real_save(self, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", save)
+    backend_for(fake)
+    [created] = create(project, owner, overrides={"batch_size": 2})
+    assert tasks.job_run(created.pk) == "succeeded"
+    assert Asset.objects.filter(job=created).count() == 2
+    sqlite = connection.vendor == "sqlite"
+    assert seen == [(False, True if sqlite else None)] * 2
+
+
 def test_identical_graph_runs_from_cache_and_still_yields_outputs(fake, project, owner, enqueued):
     backend_for(fake)
     [first] = create(project, owner, seeds=[7])

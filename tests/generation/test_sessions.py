@@ -212,3 +212,33 @@ def test_a_finished_prompt_frees_its_place_for_every_worker_and_a_resubmission_t
     assert again.job_id == first.pk and job(first.pk).prompt_done_at is None
     assert execution.job_claim_next(worker="w:3", client_id="c3") is None
     assert job(third.pk).status == JobStatus.QUEUED
+
+
+def test_a_session_sends_the_next_prompts_while_earlier_outputs_are_still_being_stored(
+    fake, project, owner, enqueued, monkeypatch
+):
+    """Storing a job's outputs runs on the session's own store thread, and a session keeps sending
+    prompts while two jobs are being stored: a claim does not queue behind a store on the
+    database thread, so the server gets its next prompts while Tower still writes files."""
+    from generation.services import execution
+
+    backend_for(fake, max_in_flight=1)
+    jobs = create(project, owner, count=4)
+    enqueued.take()
+    real_complete, seen = execution.job_complete, []
+
+    def job_complete(**kwargs):
+        # Storing job n waits for the server to have received job n+2's prompt: it never would,
+        # were the claims queued behind this store, or held back by the two jobs being stored.
+        index = len(seen)
+        if index < len(jobs) - 2:
+            fake.wait_for(lambda: fake.counters.prompts_received >= index + 3, timeout=5, what="a later prompt")
+        seen.append(fake.counters.prompts_received)
+        return real_complete(**kwargs)
+
+    monkeypatch.setattr(execution, "job_complete", job_complete)
+    assert tasks.job_run(jobs[0].pk) == "succeeded"
+    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 4
+    assert seen == [3, 4, 4, 4]
+    assert Asset.objects.filter(job__in=jobs).count() == 4
+    assert fake.counters.max_queued == 1
