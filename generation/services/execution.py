@@ -419,9 +419,7 @@ def job_claim_next(*, worker: str, client_id: str, ended: Collection[int] = (), 
     with transaction.atomic():
         states = backend_states(lock=True, ended=ended)  # backends locked first, as in every claim
         if ended:
-            Job.objects.filter(pk__in=ended, status__in=LIVE, prompt_done_at__isnull=True).update(
-                prompt_done_at=timezone.now()
-            )
+            _mark_prompts_done(ended)
         healthy = [s for s in states if s.healthy]
         free = [s for s in healthy if s.in_flight < s.max_in_flight]
         if not free:
@@ -444,6 +442,23 @@ def job_claim_next(*, worker: str, client_id: str, ended: Collection[int] = (), 
             if claim is not None:
                 return claim
     return None
+
+
+def _mark_prompts_done(job_ids: Collection[int]) -> None:
+    """Stamp ``prompt_done_at`` on those of the live jobs whose stamp is not set yet: one statement
+    from the models' metadata (through the ORM, building it was a third of a claim's CPU time)."""
+    db = transaction.get_connection()
+    quote = db.ops.quote_name
+    meta = Job._meta
+    field = meta.get_field("prompt_done_at")
+    done, status = quote(field.column), quote(meta.get_field("status").column)
+    ids = ", ".join(["%s"] * len(job_ids))
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {done} = %s "  # noqa: S608
+        f"WHERE {quote(meta.pk.column)} IN ({ids}) AND {status} IN (%s, %s) AND {done} IS NULL"
+    )
+    with db.cursor() as cursor:
+        cursor.execute(sql, [field.get_db_prep_save(timezone.now(), db), *job_ids, *LIVE])
 
 
 def backend_mark_down(*, backend_id: int, error: str) -> None:
