@@ -70,7 +70,8 @@ async def _session(first: execution.Claim, *, worker: str, client_id: str) -> st
     async def next_claim(client_id: str, ended: frozenset[int]) -> execution.Claim | None:
         return await claim_next(worker=worker, client_id=client_id, ended=ended)
 
-    store = StoreThread()
+    store = StoreThread.for_process()
+    await store.ready()
 
     async def drive_one(claim: execution.Claim, connection: Any, on_ended: Callable[[], None]) -> str:
         return await drive(claim, worker=worker, connection=connection, on_ended=on_ended, store=store)
@@ -86,10 +87,7 @@ async def _session(first: execution.Claim, *, worker: str, client_id: str) -> st
         max_seconds=min(SESSION_SECONDS, settings.Q_CLUSTER["timeout"] / 4),
         client_id=client_id,
     )
-    try:
-        outcomes = await session.run(first)
-    finally:
-        await store.close()
+    outcomes = await session.run(first)
     if len(outcomes) > 1:
         logger.info("session %s drove %d jobs", client_id, len(outcomes))
     return outcomes[first.job_id]

@@ -23,6 +23,16 @@ def _fresh_announcements() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _store_thread_connections():
+    """The engine's store thread keeps its database connection for the life of the process: it is
+    closed after each test, before the test database is emptied or dropped."""
+    yield
+    from generation.engine.driver import StoreThread
+
+    StoreThread.close_connections()
+
+
+@pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
     # Real hashing costs ~0.3 s a user; tests about passwords still verify them through Django.

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,26 +71,54 @@ def _db(fn: Any) -> Any:
 
 
 class StoreThread:
-    """A session's second database thread, on which its jobs' outputs are stored.
+    """A second database thread per worker process, on which sessions store their jobs' outputs.
 
     A session claims its next job as soon as a prompt ends, and that claim is on the path from
     one prompt's end to the next one's start on the server. Storing the last job's outputs takes
     longer and ran on the same thread (asgiref's one ``thread_sensitive`` thread), so the claim
     often waited behind it (bench/engine.py, zero compute: the server sat idle two thirds of the
-    time). This thread has its own database connection, closed when the session ends.
+    time). This thread keeps its own database connection from one session to the next, as the
+    ``thread_sensitive`` one does (a connection per session cost every single-job task a connect);
+    a connection that failed is dropped when the next session starts (:meth:`ready`).
     """
+
+    _shared: tuple[int, StoreThread] | None = None
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tower-store")
 
+    @classmethod
+    def for_process(cls) -> StoreThread:
+        """This process's store thread (django-q forks its workers: one per process id)."""
+        shared = cls._shared
+        if shared is None or shared[0] != os.getpid():
+            shared = cls._shared = (os.getpid(), cls())
+        return shared[1]
+
     async def call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, **kwargs))
 
-    async def close(self) -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, connections.close_all)
-        finally:
-            self._pool.shutdown(wait=False)
+    async def ready(self) -> None:
+        """Drop a connection of this thread that failed and cannot be used (what Django does
+        between requests, without its age limit: this connection lives as long as the process)."""
+        await self.call(_drop_broken_connections)
+
+    @classmethod
+    def close_connections(cls) -> None:
+        """Close the connections of this process's store thread, if it has one (tests do, before
+        their database is emptied or dropped)."""
+        shared = cls._shared
+        if shared is not None and shared[0] == os.getpid():
+            shared[1]._pool.submit(connections.close_all).result()
+
+
+def _drop_broken_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        if connection.errors_occurred:
+            if connection.is_usable():
+                connection.errors_occurred = False
+            else:
+                connection.close()
 
 
 def comfy_client(url: str, *, timeout: float | None = None, client_id: str | None = None) -> ComfyClient:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from generation import tasks
+from generation.engine.driver import StoreThread
 from generation.models import Asset, JobStatus
 from generation.services.submit import job_cancel, jobs_create
 from tests.factories import make_project
@@ -242,3 +245,43 @@ def test_a_session_sends_the_next_prompts_while_earlier_outputs_are_still_being_
     assert seen == [3, 4, 4, 4]
     assert Asset.objects.filter(job__in=jobs).count() == 4
     assert fake.counters.max_queued == 1
+
+
+def test_sessions_store_on_one_thread_per_process_and_replace_a_broken_connection(
+    fake, project, owner, enqueued, monkeypatch
+):
+    """The store thread and its database connection outlive a session (a connection per session
+    cost every single-job task a connect); one that broke is replaced when the next session starts."""
+    from django.db import connection
+
+    from generation.services import execution
+
+    backend_for(fake, max_in_flight=1)
+    real_complete, used = execution.job_complete, []
+
+    def job_complete(**kwargs):
+        done = real_complete(**kwargs)
+        used.append((threading.current_thread(), connection.connection))
+        return done
+
+    monkeypatch.setattr(execution, "job_complete", job_complete)
+    jobs = []
+
+    def run_one() -> str:
+        # One queued job at a time, so each task is a session of its own.
+        jobs.extend(create(project, owner))
+        return tasks.job_run(jobs[-1].pk)
+
+    assert [run_one(), run_one()] == ["succeeded", "succeeded"]
+    assert used[0] == used[1]  # the same thread and the same open connection, two sessions apart
+
+    def break_connection():
+        # The database server went away under it: a statement failed, and it fails its check.
+        connection.connection.close()
+        connection.errors_occurred = True
+        connection.is_usable = lambda: False
+
+    StoreThread.for_process()._pool.submit(break_connection).result()
+    assert run_one() == "succeeded"
+    assert used[2][0] is used[0][0] and used[2][1] is not used[0][1]
+    assert statuses(jobs) == [JobStatus.SUCCEEDED] * 3
