@@ -140,7 +140,8 @@ async def drive(
     job gets its own for its lifetime. ``on_ended`` is called (in the event loop) as soon as the
     server reports the prompt's success, before its outputs are fetched and stored: the prompt no
     longer takes a place in the server's queue, and a session sends the next one meanwhile.
-    ``store`` is the session's thread for storing outputs (else the usual database thread).
+    ``store`` is the process's :class:`StoreThread`, which sessions pass to store outputs on
+    (without one, they are stored on the usual database thread).
     """
     async with contextlib.AsyncExitStack() as stack:
         if connection is None:
