@@ -6,7 +6,7 @@ lock, and a connection that finds it taken sleeps in SQLite's own steps: 1, 2, 5
 two, so a claim that found it taken slept up to 8 ms for a lock that was free after one
 (bench/engine.py, zero compute: a claim is on the path from one prompt's end to the next one's
 start). Here ``BEGIN IMMEDIATE`` first retries every 0.1–1 ms for up to ``QUICK_WAIT`` seconds,
-then falls back to SQLite's busy timeout for the rest of the configured ``timeout``.
+then waits in SQLite's own busy handler for the configured ``timeout``.
 """
 
 from __future__ import annotations
@@ -46,4 +46,4 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 step = min(step * 2, LONGEST_STEP)
         finally:
             raw.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-        raw.execute("BEGIN IMMEDIATE")  # SQLite's own busy handler for the rest of the timeout
+        raw.execute("BEGIN IMMEDIATE")  # then SQLite's own busy handler, for the configured timeout
