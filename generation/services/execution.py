@@ -40,6 +40,7 @@ from generation.models import (
 from generation.pool import BackendState, choose_backend
 from generation.services.jobs import job_log, job_move, job_transition
 from generation.workflow import preflight, required_nodes
+from tower.rows import insert_rows
 
 LIVE = [JobStatus.SUBMITTED, JobStatus.RUNNING]
 logger = logging.getLogger(__name__)
@@ -668,7 +669,7 @@ def job_complete(
                 assets = list(Asset.objects.filter(job_id=job_id).values("pk", "kind", "sha256"))
                 transaction.on_commit(functools.partial(_delete_files, list(written)))
             else:
-                _insert(prepared)
+                insert_rows(prepared)
                 assets = [{"pk": a.pk, "kind": a.kind, "sha256": a.sha256} for a in prepared]
             timings = {**(job.timings or {}), "nodes": node_seconds} if node_seconds else job.timings
             reproduced = None
@@ -807,31 +808,6 @@ def _prepare_outputs(
         written.append(asset.file.name)
         created.append(asset)
     return created
-
-
-def _insert(objs: list[Any]) -> None:
-    """Insert unsaved instances of one model, setting their primary keys: ``bulk_create`` without
-    compiling the statement through the ORM on every call (that cost a fifth of a completion,
-    bench/engine.py). Each field's value is what the ORM would send (``pre_save``, then
-    ``get_db_prep_save``); one statement per row, ``RETURNING`` its key."""
-    if not objs:
-        return
-    connection = transaction.get_connection()
-    if not connection.features.can_return_columns_from_insert:
-        type(objs[0]).objects.bulk_create(objs)
-        return
-    meta = objs[0]._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    # Identifiers come from the model's metadata; every value is a parameter.
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks}) RETURNING {quote(meta.pk.column)}"  # noqa: S608
-    with connection.cursor() as cursor:
-        for obj in objs:
-            cursor.execute(sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
-            obj.pk = cursor.fetchone()[0]
-            obj._state.adding, obj._state.db = False, connection.alias
 
 
 def announce_job_succeeded(job_id: int) -> None:
