@@ -43,6 +43,11 @@ def job_transition(*, job_id: int, to: str, expect: str | set[str] | None = None
 
 LogEntry = tuple[str, str, dict | None]  # (level, message, data)
 
+# Each status → the statuses a job may move to it from (every status is listed, even if none).
+_SOURCES: dict[str, frozenset[str]] = {
+    to: frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if to in targets) for to in JobStatus.values
+}
+
 
 def job_move(
     *,
@@ -57,9 +62,9 @@ def job_move(
     The engine's hot path knows what it needs of the job already; ``log`` adds further lines to
     the job's log in the same insert as the status line.
     """
-    if to not in JobStatus.values:
+    allowed_from = _SOURCES.get(to)
+    if allowed_from is None:
         raise JobError(f"unknown status {to!r}")
-    allowed_from = {s for s, targets in ALLOWED_TRANSITIONS.items() if to in targets}
     if expect is None:
         sources = allowed_from
     else:
