@@ -427,9 +427,11 @@ def affinity_rows(bench: Bench, fakes: list[FakeProcess], jobs: int) -> list[Row
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=40, help="jobs per throughput row (default 40)")
+    # 60 jobs: about one full request (at most 64 per request). A 40-job zero-compute row lasts a
+    # quarter of a second, and the batch request's own cost and this machine's noise decided it.
+    parser.add_argument("--jobs", type=int, default=60, help="jobs per throughput row (default 60)")
     parser.add_argument(
-        "--pairs", type=int, default=3, help="Tower/direct pairs in the zero-compute row, median shown (default 3)"
+        "--pairs", type=int, default=5, help="Tower/direct pairs in the zero-compute row, median shown (default 5)"
     )
     parser.add_argument("--workers", type=int, help="TOWER_WORKERS for the qcluster (default: Tower's default)")
     parser.add_argument("--comfyui", action="append", default=[], help="also measure against this real ComfyUI")
