@@ -32,6 +32,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a CI timeout) unwind like Ctrl-C: Python's default ends the process
+    at once, and the ``finally`` blocks that stop the qcluster, the fake servers and Redis and
+    remove the temporary directory never ran (those processes were left behind)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -246,7 +257,12 @@ class EventRecorder:
             done, _ = await asyncio.wait({receive}, timeout=0.5)
             if not done:
                 continue
-            message, receive = receive.result(), None
+            try:
+                message, receive = receive.result(), None
+            except Exception as exc:  # the layer's Redis went away: the run is being torn down
+                if not self._stop.is_set():
+                    print(f"event recorder stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return
             arrived = time.time()
             event = message.get("event") or {}
             kind, job = str(event.get("type")), int(event.get("job") or 0)

@@ -31,6 +31,7 @@ from bench._common import (
     Row,
     TowerEnvironment,
     cpu_seconds,
+    exit_on_sigterm,
     median,
     print_table,
     shipped,
@@ -437,6 +438,7 @@ def main() -> int:
     parser.add_argument("--comfyui", action="append", default=[], help="also measure against this real ComfyUI")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()
+    exit_on_sigterm()
 
     env = TowerEnvironment()
     fakes = [FakeProcess(env.tmp / f"comfy-{i}", checkpoints=CHECKPOINTS, model_load_delay=0.1) for i in range(2)]
@@ -476,6 +478,24 @@ def run(env: TowerEnvironment, fakes: list[FakeProcess], args: argparse.Namespac
         backends.append(backend)
     recorder = EventRecorder([project_group(project.pk)])
     recorder.start()
+    try:
+        return _rows(env, fakes, args, recorder, owner, project, backends)
+    finally:
+        recorder.stop()
+
+
+def _rows(
+    env: TowerEnvironment,
+    fakes: list[FakeProcess],
+    args: argparse.Namespace,
+    recorder: EventRecorder,
+    owner: Any,
+    project: Any,
+    backends: list[Any],
+) -> list[Row]:
+    from generation.models import Backend
+    from generation.services.reconcile import backend_refresh
+
     bench = Bench(env, recorder, owner, project, fakes)
     weightless = shipped("weightless-image")
 
@@ -510,7 +530,6 @@ def run(env: TowerEnvironment, fakes: list[FakeProcess], args: argparse.Namespac
         rows += throughput_rows(bench, weightless, url, args.jobs, f"zero compute, {url}")
         rows += latency_rows(bench, weightless, url, 10, url)
         Backend.objects.filter(pk=real.pk).update(enabled=False)
-    recorder.stop()
     return rows
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from bench._common import Row, print_table
+from bench._common import Row, exit_on_sigterm, print_table
 
 TARGET_SECONDS = 30.0
 MAX_BYTES = 50 * 1024 * 1024
@@ -230,6 +230,7 @@ def main() -> int:
     parser.add_argument("--video-seconds", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
+    exit_on_sigterm()
 
     tmp = Path(tempfile.mkdtemp(prefix="tower-bench-ingest-"))
     try:

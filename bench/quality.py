@@ -39,7 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
-from bench._common import Row, print_table
+from bench._common import Row, exit_on_sigterm, print_table
 
 TARGET = 2.5
 
@@ -121,6 +121,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each temporal variant (fastest kept)")
     parser.add_argument("--skip-images", action="store_true", help="temporal metrics only")
     args = parser.parse_args()
+    exit_on_sigterm()
 
     import torch
     import torchvision
