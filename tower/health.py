@@ -58,7 +58,29 @@ Check = dict[str, Any]
 @require_GET
 async def health_view(request: HttpRequest) -> JsonResponse:
     report = await collect()
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    response = JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    _log_change(report["failing"])
+    # A 503 here is the answer, not a server error: Django would log every one at ERROR with the
+    # request (a monitor polling during an outage filled the log). _log_change says it once.
+    response._has_been_logged = True  # type: ignore[attr-defined]  # Django's own flag (log_response)
+    return response
+
+
+_last_failing: tuple[str, ...] = ()  # this process's last answer
+
+
+def _log_change(failing: list[str]) -> None:
+    """Log when the health of Tower changes (per process): a warning naming what failed, or that
+    all is well again; the same answer again is logged at DEBUG."""
+    global _last_failing
+    now = tuple(failing)
+    if now == _last_failing:
+        logger.debug("health: %s", ", ".join(now) or "ok")
+    elif now:
+        logger.warning("health: degraded, failing: %s", ", ".join(now))
+    else:
+        logger.info("health: ok again (was failing: %s)", ", ".join(_last_failing))
+    _last_failing = now
 
 
 async def collect() -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -385,3 +386,22 @@ def test_scrub_removes_credentials_secrets_and_local_paths(settings):
     assert "<var>/run/redis.sock" in scrubbed
     assert "<media>/outputs/a.png" in scrubbed
     assert "gpu-1:8188" in scrubbed  # what is not secret stays, so the message is still useful
+
+
+def test_an_outage_is_logged_once_as_a_warning_and_its_end_once(client, healthy, caplog, monkeypatch):
+    """A monitor polls during an outage: one warning naming the part, not an ERROR per request."""
+    monkeypatch.setattr(health, "_last_failing", ())
+    caplog.set_level(logging.DEBUG, logger="tower.health")
+    caplog.set_level(logging.DEBUG, logger="django.request")
+    assert client.get(URL).status_code == 200
+
+    healthy.HEALTH_MIN_FREE_BYTES = 2**62
+    assert [client.get(URL).status_code for _ in range(3)] == [503, 503, 503]
+    healthy.HEALTH_MIN_FREE_BYTES = 1
+    assert client.get(URL).status_code == 200
+
+    above_debug = [(r.name, r.levelname, r.getMessage()) for r in caplog.records if r.levelno > logging.DEBUG]
+    assert above_debug == [
+        ("tower.health", "WARNING", "health: degraded, failing: storage"),
+        ("tower.health", "INFO", "health: ok again (was failing: storage)"),
+    ]
