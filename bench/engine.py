@@ -238,7 +238,29 @@ def cpu_groups(bench: Bench, fakes: list[FakeProcess]) -> dict[str, Any]:
     }
     if not fake_pids:
         del groups["ComfyUI"]
+    postmaster = _local_postmaster()
+    if postmaster is not None:
+        # With DATABASE_URL on this machine, the server's CPU is part of what a job costs: every
+        # PostgreSQL process (the postmaster and its children; a backend that exits is not counted).
+        groups["PostgreSQL"] = lambda pid, ppid, pgrp: postmaster in (pid, ppid)
     return groups
+
+
+def _local_postmaster() -> int | None:
+    """The pid of the PostgreSQL server Tower uses, when it runs on this machine (else None)."""
+    from django.db import connection
+
+    local = ("127.0.0.1", "localhost", "::1", "")
+    if connection.vendor != "postgresql" or connection.settings_dict.get("HOST") not in local:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    stat = Path(f"/proc/{backend}/stat")
+    if not stat.exists():  # a server in a container or on another host's namespace
+        return None
+    raw = stat.read_text()
+    return int(raw[raw.rindex(")") + 2 :].split()[1])  # a backend's parent is the postmaster
 
 
 def _tower_run(bench: Bench, template: Any, url: str, jobs: int, label: str) -> dict[str, Any]:
