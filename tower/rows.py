@@ -39,9 +39,6 @@ def insert_rows(objs: Sequence[models.Model]) -> None:
             batch = objs[start : start + size]
             params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in batch for f in fields]
             cursor.execute(head + ", ".join([row] * len(batch)) + tail, params)
-            keys = cursor.fetchall()
-            if len(keys) != len(batch):  # the database always answers a row per row inserted
-                raise RuntimeError(f"{meta.label}: {len(batch)} rows inserted, {len(keys)} keys returned")
-            for obj, (pk,) in zip(batch, keys, strict=True):
+            for obj, (pk,) in zip(batch, cursor.fetchall(), strict=True):
                 obj.pk = pk
                 obj._state.adding, obj._state.db = False, connection.alias
