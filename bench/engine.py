@@ -30,6 +30,7 @@ from bench._common import (
     FakeProcess,
     Row,
     TowerEnvironment,
+    _proc_stat,
     cpu_seconds,
     exit_on_sigterm,
     median,
@@ -256,11 +257,8 @@ def _local_postmaster() -> int | None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         (backend,) = cursor.fetchone()
-    stat = Path(f"/proc/{backend}/stat")
-    if not stat.exists():  # a server in a container or on another host's namespace
-        return None
-    raw = stat.read_text()
-    return int(raw[raw.rindex(")") + 2 :].split()[1])  # a backend's parent is the postmaster
+    stat = _proc_stat(backend)  # None: a server in a container, out of this machine's /proc
+    return None if stat is None else stat[0]  # a backend's parent is the postmaster
 
 
 def _tower_run(bench: Bench, template: Any, url: str, jobs: int, label: str) -> dict[str, Any]:
