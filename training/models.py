@@ -40,6 +40,8 @@ class IngestStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
+    # Ran to the end but no image reached a dataset (all unassigned, duplicates or unreadable): not a success.
+    NOTHING_ADDED = "none_added", "Nothing added"
     FAILED = "failed", "Failed"
 
 
@@ -101,7 +103,11 @@ class CaptionSource(models.TextChoices):
     MANUAL = "manual", "Edited by hand"
 
 
-CaptionRunStatus = IngestStatus  # a bulk caption run goes through the same four states as an ingest batch
+class CaptionRunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
 
 
 class CaptionRun(models.Model):
@@ -187,6 +193,54 @@ class DatasetImage(models.Model):
 
     def __str__(self) -> str:
         return f"Dataset image #{self.pk} of {self.character}"
+
+
+class HeldReason(models.TextChoices):
+    UNASSIGNED = "unassigned", "No character recognised"
+    DUPLICATE = "duplicate", "Near-duplicate"
+
+
+def held_upload_to(instance: HeldImage, filename: str) -> str:
+    return f"ingest/{instance.batch.project_id}/held/{filename}"
+
+
+class HeldImage(models.Model):
+    """An ingested image that did not go into a dataset: no character was recognised, or it is a
+    near-duplicate. Kept with its thumbnail so a person can assign it (or keep it anyway) without
+    uploading it again; assigning turns it into a :class:`DatasetImage` and deletes this row.
+    """
+
+    batch = models.ForeignKey(IngestBatch, on_delete=models.CASCADE, related_name="held_images")
+    reason = models.CharField(max_length=16, choices=HeldReason.choices)
+    note = models.CharField(max_length=500, blank=True, help_text="why it was held, as the report says")
+    character = models.ForeignKey(
+        Character,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="the character it was meant for, when known",
+    )
+    duplicate_of = models.ForeignKey(DatasetImage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    image = models.ImageField(upload_to=held_upload_to, max_length=300)
+    width = models.PositiveIntegerField(default=0, editable=False)
+    height = models.PositiveIntegerField(default=0, editable=False)
+    sha256 = models.CharField(max_length=64, editable=False)
+    phash = models.CharField(max_length=32, blank=True, editable=False)
+    source = models.CharField(max_length=16, choices=DatasetSource.choices)
+    source_ref = models.CharField(max_length=500, blank=True)
+    caption = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(reason__in=HeldReason.values), name="held_reason_valid"),
+            models.CheckConstraint(condition=Q(source__in=DatasetSource.values), name="held_source_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Held image #{self.pk} ({self.reason}) of ingest #{self.batch_id}"
 
 
 class TrainingStatus(models.TextChoices):
