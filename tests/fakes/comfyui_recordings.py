@@ -1,4 +1,4 @@
-"""Access to the recordings of a real ComfyUI 0.3.64 (shared/comfyui/ beside the repository)."""
+"""Access to the recordings of a real ComfyUI 0.3.64, kept in the repository under tests/fakes/recordings/."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-RECORDINGS_DIR = Path(
-    os.environ.get("TOWER_COMFYUI_RECORDINGS", Path(__file__).resolve().parents[3] / "shared" / "comfyui")
-)
+# TOWER_COMFYUI_RECORDINGS points at a newer set of recordings when checking the fake against them.
+RECORDINGS_DIR = Path(os.environ.get("TOWER_COMFYUI_RECORDINGS") or Path(__file__).resolve().parent / "recordings")
 
 
 @cache
@@ -19,7 +18,7 @@ def _load(name: str) -> Any:
     path = RECORDINGS_DIR / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"ComfyUI recording {path} is missing; set TOWER_COMFYUI_RECORDINGS to the recordings folder"
+            f"ComfyUI recording {path} is missing (the repository ships them under tests/fakes/recordings/)"
         )
     return json.loads(path.read_text())
 

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from generation.workflow import GraphFormatError, combo_requirements, preflight, validate_graph
+from tests.fakes.comfyui_recordings import RECORDINGS_DIR
 
-RECORDINGS = Path(
-    os.environ.get("TOWER_COMFYUI_RECORDINGS", Path(__file__).resolve().parents[3] / "shared" / "comfyui")
-)
+RECORDINGS = RECORDINGS_DIR
 
 
 @cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,11 @@ from generation.workflow import (
     required_nodes,
     resolve_bindings,
 )
+from tests.fakes.comfyui_recordings import RECORDINGS_DIR
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.json"))
-RECORDINGS = Path(
-    os.environ.get("TOWER_COMFYUI_RECORDINGS", Path(__file__).resolve().parents[3] / "shared" / "comfyui")
-)
+RECORDINGS = RECORDINGS_DIR
 CUSTOM_PACKS = {
     "ipadapter-character": "ComfyUI_IPAdapter_plus",
     "animatediff-loop": "ComfyUI-AnimateDiff-Evolved",
