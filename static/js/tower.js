@@ -25,4 +25,29 @@
       document.getElementById("lightbox-body").innerHTML = "";
     }
   });
+  // Animated outputs: the tile shows a still of the first frame and plays the output on hover.
+  document.addEventListener("mouseover", function (e) {
+    var tile = e.target.closest && e.target.closest(".tile[data-play]");
+    if (!tile || tile.dataset.playing) { return; }
+    tile.dataset.playing = "1";
+    var img = tile.querySelector("img");
+    if (tile.dataset.playKind === "video") {
+      var video = document.createElement("video");
+      video.className = "hover-play"; video.muted = true; video.loop = true; video.autoplay = true;
+      video.playsInline = true; video.src = tile.dataset.play;
+      tile.insertBefore(video, img ? img.nextSibling : tile.firstChild);
+    } else if (img) {
+      img.dataset.still = img.getAttribute("src");
+      img.setAttribute("src", tile.dataset.play);
+    }
+  });
+  document.addEventListener("mouseout", function (e) {
+    var tile = e.target.closest && e.target.closest(".tile[data-play]");
+    if (!tile || (e.relatedTarget && tile.contains(e.relatedTarget))) { return; }
+    delete tile.dataset.playing;
+    var video = tile.querySelector("video.hover-play");
+    if (video) { video.pause(); video.remove(); }
+    var img = tile.querySelector("img[data-still]");
+    if (img) { img.setAttribute("src", img.dataset.still); delete img.dataset.still; }
+  });
 })();

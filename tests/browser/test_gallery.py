@@ -35,7 +35,8 @@ def test_gallery_shows_scores_and_filters_by_verdict_and_score(page, producer, s
     page.goto("/gallery/")
     tiles = page.locator("#gallery-grid .tile")
     assert tiles.count() == 6
-    assert page.locator("#gallery-grid [data-badge]").count() == 5
+    assert page.locator("#gallery-grid [data-badge]").count() == 6
+    assert page.locator("#gallery-grid [data-badge=unscored]").count() == 1
     assert page.locator("#gallery-grid .verdict.failed").count() == 2
     assert page.get_by_text("A 7.4").is_visible() and page.get_by_text("S 0.82").is_visible()
     screenshot(page, "13-gallery-scores")

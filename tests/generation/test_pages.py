@@ -231,29 +231,58 @@ def test_broken_asset_gets_a_placeholder(owner, project):
     assert not Asset.objects.get(pk=asset.pk).thumbnail
 
 
-def test_animated_image_and_video_thumbnails_are_animated():
-    frames = [Image.new("RGB", (200, 100), (i * 20, 0, 0)) for i in range(10)]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format="WEBP", save_all=True, append_images=frames[1:], duration=80, loop=0)
-    thumb = thumbs.make_thumbnail(buffer.getvalue(), mime="image/webp", size=64, max_frames=5)
-    with Image.open(io.BytesIO(thumb)) as image:
-        assert image.n_frames == 5 and image.size == (64, 32)
+FIRST = (220, 30, 30)  # the first frame is red, every later one green: a still of frame 0 is red
 
+
+def _is_first_frame(thumb: bytes, size: tuple[int, int]) -> None:
+    with Image.open(io.BytesIO(thumb)) as image:
+        assert image.format == "WEBP" and getattr(image, "n_frames", 1) == 1 and image.size == size
+        red, green, _ = image.convert("RGB").getpixel((image.width // 2, image.height // 2))
+        assert red > 150 and green < 90, (red, green)
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "GIF", "PNG"])
+def test_animated_image_thumbnail_is_a_still_of_its_first_frame(fmt):
+    frames = [Image.new("RGB", (200, 100), FIRST if i == 0 else (20, 200, 20 * i)) for i in range(10)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:], duration=80, loop=0)
+    with Image.open(io.BytesIO(buffer.getvalue())) as source:
+        assert source.n_frames == 10  # really animated (APNG for PNG)
+    _is_first_frame(thumbs.make_thumbnail(buffer.getvalue(), mime=f"image/{fmt.lower()}", size=64), (64, 32))
+
+
+@pytest.mark.parametrize(
+    ("container_format", "codec", "mime"), [("webm", "libvpx", "video/webm"), ("mp4", "h264", "video/mp4")]
+)
+def test_video_thumbnail_is_a_still_of_its_first_frame(container_format, codec, mime):
     import av
 
     video = io.BytesIO()
-    with av.open(video, "w", format="webm") as container:
-        stream = container.add_stream("libvpx", rate=12)
+    with av.open(video, "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=12)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for i in range(12):
-            frame = av.VideoFrame.from_image(Image.new("RGB", (64, 48), (0, i * 20, 0)))
+            frame = av.VideoFrame.from_image(Image.new("RGB", (64, 48), FIRST if i == 0 else (20, 200, 20 * i)))
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    thumb = thumbs.make_thumbnail(video.getvalue(), mime="video/webm", size=32, max_frames=6)
-    with Image.open(io.BytesIO(thumb)) as image:
-        assert image.format == "WEBP" and image.n_frames == 6
+    _is_first_frame(thumbs.make_thumbnail(video.getvalue(), mime=mime, size=32), (32, 24))
 
+
+def test_unreadable_media_has_no_thumbnail():
     with pytest.raises(thumbs.ThumbnailError):
         thumbs.make_thumbnail(b"nope", mime="image/png")
+    with pytest.raises(thumbs.ThumbnailError):
+        thumbs.make_thumbnail(b"nope", mime="video/mp4")
+
+
+def test_animated_tiles_carry_the_output_to_play_on_hover_and_stills_do_not(owner, project):
+    clip = AssetFactory(project=project, kind="video", mime="video/mp4")
+    loop = AssetFactory(project=project, kind="animation", mime="image/webp")
+    still = AssetFactory(project=project)
+    html = client_for(owner).get(reverse("gallery")).content.decode()
+    tiles = {int(pk): body for pk, body in re.findall(r'data-asset="(\d+)"([^>]*)>', html)}
+    assert f'data-play="{clip.file.url}" data-play-kind="video"' in tiles[clip.pk]
+    assert f'data-play="{loop.file.url}" data-play-kind="image"' in tiles[loop.pk]
+    assert "data-play" not in tiles[still.pk]

@@ -71,15 +71,16 @@ def test_score_thresholds_combine_and_leave_out_assets_without_that_score(owner,
     assert both == {ids["good"], ids["bad"]}
 
 
-def test_tiles_show_current_scores_and_a_badge_only_when_scored(owner, assets):
+def test_tiles_show_current_scores_and_a_gate_badge_passed_failed_or_not_evaluated(owner, assets):
     html = client_for(owner).get(reverse("gallery")).content.decode()
     tiles = {int(pk): body for pk, body in re.findall(r'data-asset="(\d+)"(.*?)</a>', html, re.S)}
     good, bad, plain, rescored = (tiles[assets[n].pk] for n in ("good", "bad", "plain", "rescored"))
-    assert "A 7.2" in good and "S 0.81" in good and ">pass<" in good
-    assert "A 4.1" in bad and ">fail<" in bad
-    assert "A 6.5" in rescored and "A 3.0" not in rescored and ">pass<" in rescored
-    assert "data-badge" not in plain and "data-score" not in plain
-    assert "data-badge" not in tiles[assets["missing"].pk]
+    assert "A 7.2" in good and "S 0.81" in good and 'data-badge="passed">passed<' in good
+    assert "A 4.1" in bad and 'data-badge="failed">failed<' in bad
+    assert "A 6.5" in rescored and "A 3.0" not in rescored and 'data-badge="passed"' in rescored
+    # Never scored, or the metric could not run: said so, rather than no badge at all.
+    assert 'data-badge="unscored">not evaluated<' in plain and "data-score" not in plain
+    assert 'data-badge="unscored">not evaluated<' in tiles[assets["missing"].pk]
 
 
 def test_htmx_filter_gets_only_the_grid_and_bad_thresholds_are_shown(owner, assets):
