@@ -16,6 +16,7 @@ urlpatterns = [
     path("logout/", views.logout_view, name="logout"),
     path("projects/", project_views.project_list, name="project-list"),
     path("projects/new/", project_views.project_create_view, name="project-create"),
+    path("projects/examples/", project_views.project_examples_create, name="project-examples"),
     path("projects/<int:pk>/", project_views.project_detail, name="project-detail"),
     path("projects/<int:pk>/style/", project_views.project_style, name="project-style"),
     path("projects/<int:pk>/bible/", project_views.project_bible, name="project-bible"),

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_http_methods, require_POST
 
+from characters.demo import demo_projects_seed
 from characters.selectors import characters_with_summary_visible_to
 from generation.models import JobStatus
 from generation.selectors import jobs_visible_to
@@ -131,3 +132,16 @@ def project_bible(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("project-detail", pk=project.pk)
     context = _detail_context(request, project, bible_form=form)
     return render_page(request, "projects/detail.html", "projects/_bible_form.html", context, status=400)
+
+
+@page_login_required
+@require_POST
+def project_examples_create(request: HttpRequest) -> HttpResponse:
+    """The dashboard's "Create the example projects": seeded for, and owned by, the signed-in user."""
+    outcomes = demo_projects_seed(owner=request.user)
+    created = [o.project.name for o in outcomes if o.created]
+    if created:
+        messages.success(request, f"Created the example projects: {', '.join(created)}.")
+    else:
+        messages.info(request, "You already have the example projects; nothing was changed.")
+    return redirect("dashboard")
