@@ -5,9 +5,10 @@ Django-free: every function takes the models directory (``settings.MODELS_DIR``,
 unless :func:`download` is called (``manage.py fetch_models``); a metric whose file is missing
 reports "unavailable" with :func:`fetch_command`, never a made-up score.
 
-A file is verified against the SHA-256 pinned here. Where upstream publishes no digest we could
-pin (``sha256=None``), ``fetch_models`` records the digest of what it downloaded in a
-``<file>.sha256`` sidecar and later checks compare against that ("unverified" until then).
+Every download is verified against the SHA-256 pinned here before it replaces anything. The
+files unpacked from an archive (and any entry with ``sha256=None``, e.g. a test's) get the digest
+of what was installed in a ``<file>.sha256`` sidecar, which later checks compare against
+("unverified" until then). :mod:`quality.fetch` runs the downloads with progress a page can show.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class ModelSpec:
     # For an archive: the members to unpack into ``unpack_to`` (the archive is removed afterwards).
     members: tuple[str, ...] = ()
     unpack_to: str = ""
+    # What runs it: "torch" (CUDA when torch sees a GPU) or "onnx" (CUDA with the onnxruntime-gpu build).
+    runtime: str = "torch"
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -70,8 +73,9 @@ MODELS: dict[str, ModelSpec] = {
             filename="aesthetic/sac+logos+ava1-l14-linearMSE.pth",
             url="https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
             "sac+logos+ava1-l14-linearMSE.pth",
-            sha256=None,
-            size=None,
+            # Upstream publishes none; the digest and size every independent pin of this file agrees on.
+            sha256="21dd590f3ccdc646f0d53120778b296013b096a035a2718c9cb0d511bff0f1e0",
+            size=3_714_759,
             used_by=("aesthetic",),
             description="LAION improved aesthetic predictor (MLP on CLIP ViT-L/14 embeddings)",
         ),
@@ -87,22 +91,26 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             id="ccip",
             filename="ccip/ccip-caformer-24-randaug-pruned/model_feat.onnx",
-            url="https://huggingface.co/deepghs/ccip_onnx/resolve/main/ccip-caformer-24-randaug-pruned/model_feat.onnx",
-            sha256=None,
-            size=None,
+            # Pinned to a commit: a file on "main" can change under its digest.
+            url="https://huggingface.co/deepghs/ccip_onnx/resolve/eb2acdd29af1703388d3d0c04221add322bc9110/"
+            "ccip-caformer-24-randaug-pruned/model_feat.onnx",
+            sha256="4ea118d16496274f4f6e08d3afc768cc592389e8f7f32f8732ce2215c228ac5f",  # Hugging Face's LFS oid
+            size=150_248_245,
             used_by=("character_similarity (anime)",),
             description="deepghs CCIP anime character embedding (768-d), feature model",
+            runtime="onnx",
         ),
         ModelSpec(
             id="buffalo_l",
             filename="insightface/buffalo_l.zip",
             url="https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
-            sha256=None,
-            size=None,
+            sha256="80ffe37d8a5940d59a7384c201a2a38d4741f2f3c51eef46ebb28218a7b0ca2f",
+            size=288_621_354,
             used_by=("character_similarity (photoreal)",),
             description="InsightFace buffalo_l: SCRFD-10G face detector + ArcFace R50 (512-d)",
             members=("det_10g.onnx", "w600k_r50.onnx"),
             unpack_to="insightface/buffalo_l",
+            runtime="onnx",
         ),
     )
 }

@@ -196,6 +196,9 @@ STATIC_ROOT = env_path("STATIC_ROOT", VAR_DIR / "static")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 MODELS_DIR = env_path("TOWER_MODELS_DIR", VAR_DIR / "models")
+# `manage.py serve` fetches missing scoring models in the background at start (resumable, checksums
+# verified, progress on the dashboard); false: only `manage.py fetch_models` downloads them.
+TOWER_FETCH_MODELS = env_bool("TOWER_FETCH_MODELS", True)
 WORKFLOWS_DIR = BASE_DIR / "workflows"
 
 UPLOAD_MAX_BYTES = env_int("TOWER_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, min_value=1024)

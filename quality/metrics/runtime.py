@@ -7,16 +7,17 @@ a re-fetched file is picked up without a restart and a worker never loads the sa
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 from quality import weights
 from quality.metrics.results import WeightsMissing
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _models: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
@@ -74,12 +75,51 @@ def loaded_keys() -> list[tuple[Any, ...]]:
         return list(_models)
 
 
-@cache
-def onnx_providers() -> list[str]:
-    import onnxruntime
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
 
-    available = onnxruntime.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+def onnx_providers(available: Sequence[str] | None = None) -> list[str]:
+    """The providers ONNX sessions get: CUDA first when this onnxruntime build has it, then the CPU.
+
+    ``available`` defaults to ``onnxruntime.get_available_providers()``: the CPU build (``onnxruntime``)
+    lists only the CPU; the GPU build (``onnxruntime-gpu``, the ``gpu`` extra) lists CUDA too.
+    """
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    return [p for p in (CUDA_PROVIDER, CPU_PROVIDER) if p in available]
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def model_device(runtime: str, *, onnx_available: Sequence[str] | None = None, cuda: bool | None = None) -> str:
+    """ "CUDA" or "CPU": where a model of ``runtime`` ("torch" or "onnx") runs on this machine."""
+    if runtime == "onnx":
+        return "CUDA" if CUDA_PROVIDER in onnx_providers(onnx_available) else "CPU"
+    return "CUDA" if (torch_cuda_available() if cuda is None else cuda) else "CPU"
+
+
+def _onnx_session_providers() -> list[str]:
+    providers = onnx_providers()
+    if CUDA_PROVIDER in providers:
+        import onnxruntime
+
+        # The GPU build finds CUDA and cuDNN in the nvidia-* wheels torch installed only once they
+        # are loaded (onnxruntime >= 1.21); without them it falls back to the CPU with a warning.
+        if hasattr(onnxruntime, "preload_dlls"):
+            try:
+                onnxruntime.preload_dlls()
+            except (OSError, RuntimeError) as exc:
+                logger.warning(
+                    "onnxruntime could not load the CUDA libraries (%s); ONNX models may run on the CPU", exc
+                )
+    return providers
 
 
 # --- torch models -----------------------------------------------------------------------------
@@ -157,7 +197,7 @@ def load_ccip(models: MetricModels) -> Any:
     def build() -> Any:
         import onnxruntime
 
-        return onnxruntime.InferenceSession(str(path), providers=onnx_providers())
+        return onnxruntime.InferenceSession(str(path), providers=_onnx_session_providers())
 
     return cached(("ccip",), path, build)
 
@@ -168,10 +208,10 @@ def load_face_detector(models: MetricModels) -> Any:
     def build() -> Any:
         from insightface.model_zoo import get_model
 
-        detector = get_model(str(path), providers=onnx_providers())
+        detector = get_model(str(path), providers=_onnx_session_providers())
         if detector is None or getattr(detector, "taskname", "") != "detection":
             raise ValueError(f"{path} is not an insightface detection model")
-        detector.prepare(ctx_id=0 if "CUDAExecutionProvider" in onnx_providers() else -1, det_thresh=0.5)
+        detector.prepare(ctx_id=0 if CUDA_PROVIDER in onnx_providers() else -1, det_thresh=0.5)
         return detector
 
     return cached(("face_detector",), path, build)
@@ -183,7 +223,7 @@ def load_face_recognizer(models: MetricModels) -> Any:
     def build() -> Any:
         from insightface.model_zoo import get_model
 
-        recognizer = get_model(str(path), providers=onnx_providers())
+        recognizer = get_model(str(path), providers=_onnx_session_providers())
         if recognizer is None or getattr(recognizer, "taskname", "") != "recognition":
             raise ValueError(f"{path} is not an insightface recognition model")
         return recognizer

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from quality import weights
+from quality import fetch, weights
 
 
 class Command(BaseCommand):
@@ -27,34 +27,41 @@ class Command(BaseCommand):
         unknown = [i for i in ids if i not in weights.MODELS]
         if unknown:
             raise CommandError(f"unknown model id(s): {', '.join(unknown)}; known: {', '.join(weights.MODELS)}")
-        failed = []
-        for model_id in ids:
-            status = weights.model_status(model_id, root, verify=False)
-            if status.usable and not options["force"]:
-                self.stdout.write(f"{model_id}: already present")
-                continue
-            spec = weights.MODELS[model_id]
-            url = f"{options['mirror'].rstrip('/')}/{spec.filename}" if options["mirror"] else None
-            bar = tqdm(
-                desc=model_id, unit="B", unit_scale=True, unit_divisor=1024, total=spec.size, file=self.stderr._out
-            )
+        bars: dict[str, Any] = {}
 
-            def progress(done: int, total: int | None, bar: Any = bar) -> None:
-                if total and bar.total != total:
-                    bar.total = total
-                bar.n = done
-                bar.refresh()
+        def progress(model_id: str, done: int, total: int | None) -> None:
+            bar = bars.get(model_id)
+            if bar is None:
+                for other in bars.values():
+                    other.close()
+                bar = bars[model_id] = tqdm(
+                    desc=model_id, unit="B", unit_scale=True, unit_divisor=1024, total=total, file=self.stderr._out
+                )
+            if total and bar.total != total:
+                bar.total = total
+            bar.n = done
+            bar.refresh()
 
-            try:
-                result = weights.download(model_id, root, url=url, progress=progress, timeout=options["timeout"])
-            except weights.WeightsError as exc:
-                bar.close()
-                self.stderr.write(self.style.ERROR(str(exc)))
-                failed.append(model_id)
-                continue
+        # The same code path as the background fetch of `manage.py serve`: the dashboard shows
+        # this run's progress too.
+        result = fetch.fetch_missing(
+            root,
+            ids=ids,
+            force=options["force"],
+            mirror=options["mirror"],
+            timeout=options["timeout"],
+            on_progress=progress,
+        )
+        for bar in bars.values():
             bar.close()
-            self.stdout.write(
-                self.style.SUCCESS(f"{model_id}: {result.state} ({', '.join(str(p) for p in result.paths)})")
-            )
-        if failed:
-            raise CommandError(f"could not fetch: {', '.join(failed)}")
+        for entry in result.models:
+            if entry.state == "present":
+                self.stdout.write(f"{entry.id}: already present")
+            elif entry.state == "failed":
+                self.stderr.write(self.style.ERROR(entry.error))
+            else:
+                status = weights.model_status(entry.id, root, verify=False)
+                paths = ", ".join(str(p) for p in status.paths)
+                self.stdout.write(self.style.SUCCESS(f"{entry.id}: {status.state} ({paths})"))
+        if result.failed:
+            raise CommandError(f"could not fetch: {', '.join(m.id for m in result.failed)}")
