@@ -153,7 +153,7 @@ def upload(name: str, data: bytes, content_type: str = "application/octet-stream
 
 
 def run(batch: IngestBatch) -> IngestBatch:
-    assert tasks.ingest_run(batch.pk) in (IngestStatus.SUCCEEDED, IngestStatus.FAILED)
+    assert tasks.ingest_run(batch.pk) in (IngestStatus.SUCCEEDED, IngestStatus.NOTHING_ADDED, IngestStatus.FAILED)
     batch.refresh_from_db()
     return batch
 
@@ -236,7 +236,7 @@ def test_zip_with_folders_truncated_png_too_small_and_duplicates(project, owner,
     text = "\n".join(report["messages"])
     assert "set.zip/broken.png" in text and "set.zip/tiny.png: 32×32" in text
     assert "set.zip/set/one/a-again.png: the same file as set.zip/set/one/a.png in this batch" in text
-    assert "set.zip/set/two/a-brighter.jpg: a near-duplicate" in text
+    assert "set.zip/set/two/a-brighter.jpg: a near-duplicate" in text and report["held"] == 2
     old = DatasetImage.objects.get(source_ref="first.png")
     assert "set.zip/set/two/old.jpg: a near-duplicate (distance" in text and f"dataset image #{old.pk}" in text
     assert set(DatasetImage.objects.filter(ingest_batch=batch).values_list("source_ref", flat=True)) == {
@@ -412,6 +412,7 @@ def test_comfy_scan_recovers_prompts_and_links_jobs(comfy_root, project, owner, 
 
     again = start_and_run(project, owner, character=hana, folder_root=str(comfy_root))
     assert (again.report["added"], again.report["duplicate"]) == (0, 4)
+    assert again.status == IngestStatus.NOTHING_ADDED and "4 duplicates" in again.error_message
 
 
 @pytest.mark.parametrize("subfolder", ["../", "../../etc", "/etc", "2025-06-01/../../"])
@@ -465,7 +466,7 @@ def test_without_a_target_images_go_to_the_named_character_or_stay_out(
 
     assert batch.status == IngestStatus.SUCCEEDED
     assert (batch.report["added"], batch.report["unclassified"]) == (2, 1)
-    assert any(m == "cast.zip/n.png: not added, no character recognised" for m in batch.report["messages"])
+    assert any(m == "cast.zip/n.png: kept unassigned, no character recognised" for m in batch.report["messages"])
     k = DatasetImage.objects.get(source_ref="cast.zip/k.png")
     assert (k.character, k.classified_character, k.classification_confidence) == (kai, kai, pytest.approx(0.8))
     assert DatasetImage.objects.get(source_ref="cast.zip/h.png").character == hana

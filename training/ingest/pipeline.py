@@ -23,7 +23,7 @@ from characters.models import Character
 from tower.uploads import UploadError
 from training.ingest.dedupe import PhashIndex, character_index
 from training.ingest.imaging import Analysed, analyse, parallel_map
-from training.models import CaptionSource, DatasetImage, IngestBatch
+from training.models import CaptionSource, DatasetImage, HeldImage, HeldReason, IngestBatch
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ class Report:
     too_small: int = 0
     unreadable: int = 0
     unclassified: int = 0
+    held: int = 0  # unassigned or near-duplicate images kept aside (HeldImage) for a person to add
     messages: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # outcome → the first reason, for the summary
     omitted: int = 0
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -76,6 +78,8 @@ class Report:
             "too_small": self.too_small,
             "unreadable": self.unreadable,
             "unclassified": self.unclassified,
+            "held": self.held,
+            "reasons": dict(self.reasons),
             "messages": self.messages + ([f"… and {self.omitted} more"] if self.omitted else []),
         }
         out.update(self.info)
@@ -173,9 +177,11 @@ class Ingestor:
             report.too_small += 1
             report.note(f"{candidate.label}: {checked.width}×{checked.height} is smaller than {self.min_side} px")
             return
-        if self._duplicate(candidate, result, self.batch_index, "in this batch"):
+        if self._duplicate(candidate, result, self.batch_index, "in this batch", self.target):
             return
-        if self.target is not None and self._duplicate(candidate, result, self._index(self.target.pk), "dataset"):
+        if self.target is not None and self._duplicate(
+            candidate, result, self._index(self.target.pk), "dataset", self.target
+        ):
             return
         verdict = self._classification(candidate, result)
         character = self.target
@@ -184,9 +190,13 @@ class Ingestor:
             if character is None:
                 report.unclassified += 1
                 why = verdict.note if verdict and verdict.note else "no character could be recognised"
-                report.note(f"{candidate.label}: not added, {why}")
+                report.reasons.setdefault("unclassified", why)
+                if self._hold(candidate, result, reason=HeldReason.UNASSIGNED, note=why):
+                    report.note(f"{candidate.label}: kept unassigned, {why}")
+                else:
+                    report.note(f"{candidate.label}: not added, {why}")
                 return
-            if self._duplicate(candidate, result, self._index(character.pk), "dataset"):
+            if self._duplicate(candidate, result, self._index(character.pk), "dataset", character):
                 return
         try:
             image = self._store(candidate, result, character, verdict)
@@ -204,14 +214,70 @@ class Ingestor:
         self._index(character.pk).add(phash=result.phash, sha256=checked.sha256, ref=image.pk)
         report.added += 1
 
-    def _duplicate(self, candidate: Candidate, result: Analysed, index: PhashIndex, where: str) -> bool:
+    def _duplicate(
+        self, candidate: Candidate, result: Analysed, index: PhashIndex, where: str, character: Character | None
+    ) -> bool:
         match = index.find(phash=result.phash, sha256=result.checked.sha256)
         if match is None:
             return False
         self.report.duplicate += 1
         what = "the same file as" if match.exact else f"a near-duplicate (distance {match.distance}) of"
         other = f"dataset image #{match.ref}" if where == "dataset" else f"{match.ref} in this batch"
-        self.report.note(f"{candidate.label}: {what} {other}")
+        note = f"{what} {other}"
+        self.report.reasons.setdefault("duplicate", note)
+        # The same bytes again add nothing; a near-duplicate may be a wanted variant, so it is kept aside.
+        if not match.exact and self._hold(
+            candidate,
+            result,
+            reason=HeldReason.DUPLICATE,
+            note=note,
+            character=character,
+            duplicate_of_id=match.ref if where == "dataset" else None,
+        ):
+            note += "; kept aside, it can be added anyway"
+        self.report.note(f"{candidate.label}: {note}")
+        return True
+
+    def _hold(
+        self,
+        candidate: Candidate,
+        result: Analysed,
+        *,
+        reason: str,
+        note: str,
+        character: Character | None = None,
+        duplicate_of_id: int | None = None,
+    ) -> bool:
+        """Keep an image that is not added (with its thumbnail), so a person can add it later."""
+        checked = result.checked
+        held = HeldImage(
+            batch=self.batch,
+            reason=reason,
+            note=note[:500],
+            character=character,
+            duplicate_of_id=duplicate_of_id,
+            width=checked.width,
+            height=checked.height,
+            sha256=checked.sha256,
+            phash=result.phash_hex,
+            source=candidate.source,
+            source_ref=candidate.label[:500],
+            caption=candidate.caption,
+        )
+        storage = held.image.storage
+        stored: list[str] = []
+        try:
+            with transaction.atomic():
+                held.image.save(checked.storage_name(), ContentFile(checked.data), save=False)
+                stored.append(held.image.name)
+                stored.append(storage.save(thumbnail_name(held.image.name), ContentFile(result.thumbnail)))
+                held.save()
+        except (OSError, ValidationError, IntegrityError):
+            log.warning("could not keep %s of batch %s aside", candidate.label, self.batch.pk, exc_info=True)
+            for name in stored:
+                storage.delete(name)
+            return False
+        self.report.held += 1
         return True
 
     def _classification(self, candidate: Candidate, result: Analysed) -> Any:

@@ -27,8 +27,8 @@ from generation.models import Asset, Job
 from projects.models import Project
 from training.ingest import comfy, sources
 from training.ingest.download import DownloadError, check_url, download
-from training.ingest.pipeline import Candidate, Ingestor, Progress
-from training.models import DatasetImage, DatasetSource, IngestBatch, IngestStatus
+from training.ingest.pipeline import Candidate, Ingestor, Progress, Report, thumbnail_name
+from training.models import CaptionSource, DatasetImage, DatasetSource, HeldImage, IngestBatch, IngestStatus
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,42 @@ def ingest_batch_claim(*, batch_id: int) -> bool:
     )
 
 
-def ingest_batch_finish(*, batch_id: int, error: str = "") -> None:
-    fields: dict[str, Any] = {"finished_at": timezone.now(), "stage": "failed" if error else "done"}
-    fields["status"] = IngestStatus.FAILED if error else IngestStatus.SUCCEEDED
+def ingest_batch_finish(*, batch_id: int, error: str = "", nothing_added: str = "") -> None:
+    """running → failed (``error``), nothing added (``nothing_added`` says why) or succeeded."""
+    fields: dict[str, Any] = {"finished_at": timezone.now(), "stage": "done"}
     if error:
-        fields["error_message"] = error
+        fields.update(status=IngestStatus.FAILED, stage="failed", error_message=error)
+    elif nothing_added:
+        fields.update(status=IngestStatus.NOTHING_ADDED, stage="nothing added", error_message=nothing_added)
+    else:
+        fields["status"] = IngestStatus.SUCCEEDED
     IngestBatch.objects.filter(pk=batch_id, status=IngestStatus.RUNNING).update(**fields)
+
+
+def nothing_added_reason(report: Report) -> str:
+    """Why a batch that ran to the end added no image, in words a person can act on ("" when it added some)."""
+    if report.added:
+        return ""
+    seen = report.duplicate + report.too_small + report.unreadable + report.unclassified
+    if not seen:
+        return "No image was found in the source."
+    parts = []
+    if report.unclassified:
+        why = report.reasons.get("unclassified", "no character could be recognised")
+        parts.append(f"{report.unclassified} without a recognised character ({why})")
+    if report.duplicate:
+        parts.append(f"{report.duplicate} duplicate{'s' if report.duplicate != 1 else ''} of images already there")
+    if report.too_small:
+        parts.append(f"{report.too_small} too small")
+    if report.unreadable:
+        parts.append(f"{report.unreadable} unreadable")
+    text = f"None of {seen} image{'s' if seen != 1 else ''} was added: " + "; ".join(parts) + "."
+    if report.held:
+        text += (
+            f" {report.held} {'are' if report.held != 1 else 'is'} kept aside: assign them to a character"
+            " (or keep a near-duplicate anyway) on the review page, without uploading again."
+        )
+    return text
 
 
 def ingest_batch_run(*, batch_id: int) -> IngestBatch:
@@ -211,7 +241,7 @@ def ingest_batch_run(*, batch_id: int) -> IngestBatch:
         if report.unreadable and not (report.added or report.duplicate or report.too_small or report.unclassified):
             ingest_batch_finish(batch_id=batch_id, error=f"nothing could be read: {report.messages[0]}")
         else:
-            ingest_batch_finish(batch_id=batch_id)
+            ingest_batch_finish(batch_id=batch_id, nothing_added=nothing_added_reason(report))
     batch.refresh_from_db()
     return batch
 
@@ -310,3 +340,64 @@ def _link_origin(project: Project) -> Any:
                 return
 
     return hook
+
+
+# --- images kept aside ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def held_image_add(*, held: HeldImage, character: Character, user: AbstractBaseUser | None) -> DatasetImage:
+    """Put an image kept aside by ingestion into ``character``'s dataset, from the stored file.
+
+    An unassigned image is assigned by hand; a near-duplicate is kept anyway. The held row goes, and
+    its files after commit. The caller has checked that the user may edit the batch's project.
+    """
+    held = HeldImage.objects.select_for_update().select_related("batch").get(pk=held.pk)
+    if character.project_id != held.batch.project_id:
+        raise IngestError("that character belongs to another project")
+    if DatasetImage.objects.filter(character=character, sha256=held.sha256).exists():
+        raise IngestError(f"this image is already in {character.name}'s dataset")
+    image = DatasetImage(
+        character=character,
+        sha256=held.sha256,
+        phash=held.phash,
+        width=held.width,
+        height=held.height,
+        source=held.source,
+        source_ref=held.source_ref,
+        ingest_batch=held.batch,
+        caption=held.caption,
+        caption_source=CaptionSource.TAGS if held.caption else CaptionSource.NONE,
+        classification_method="manual",
+        classified_character=character,
+        reviewed_by=None,
+    )
+    storage = held.image.storage
+    old_files = [held.image.name, thumbnail_name(held.image.name)]
+    stored: list[str] = []
+    try:
+        with held.image.open("rb") as handle:
+            image.image.save(PurePosixPath(held.image.name).name, File(handle), save=False)
+        stored.append(image.image.name)
+        if storage.exists(old_files[1]):
+            with storage.open(old_files[1], "rb") as handle:
+                stored.append(storage.save(thumbnail_name(image.image.name), File(handle)))
+        image.full_clean(exclude=["image"])
+        image.save()
+        held.delete()
+    except BaseException:
+        for name in stored:
+            storage.delete(name)
+        raise
+    transaction.on_commit(lambda: [storage.delete(name) for name in old_files])
+    log.info("held image of batch %s added to %s's dataset by %s", held.batch_id, character, user)
+    return image
+
+
+@transaction.atomic
+def held_image_discard(*, held: HeldImage) -> None:
+    """Drop an image kept aside; its files go after commit."""
+    storage = held.image.storage
+    names = [held.image.name, thumbnail_name(held.image.name)]
+    held.delete()
+    transaction.on_commit(lambda: [storage.delete(name) for name in names])

@@ -9,4 +9,5 @@ from training.ingest import views
 urlpatterns = [
     path("ingest/", views.ingest, name="ingest"),
     path("ingest/<int:pk>/", views.ingest_batch, name="ingest-batch"),
+    path("ingest/held/<int:pk>/", views.held_image_action, name="ingest-held-action"),
 ]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from characters.models import Character
 from projects.models import Project
@@ -60,6 +61,20 @@ class Classification:
 def classify_image(*, project: Project, data: bytes, candidates: Sequence[Character] | None = None) -> Classification:
     with Classifier(project=project, candidates=candidates) as classifier:
         return classifier.classify(data)
+
+
+def classifier_unavailable_reason(*, art_kind: str) -> str:
+    """Why no classifier can decide images of this art kind ("" when one can), with the fix.
+
+    The vision LLM counts as available when it is configured (it is not called here); otherwise
+    the embedding fallback needs its weights on disk.
+    """
+    if settings.TOWER_LLM_BASE_URL:
+        return ""
+    missing = _missing_weights(art_kind, common.metric_models())
+    if not missing:
+        return ""
+    return f"no vision LLM is configured (set TOWER_LLM_BASE_URL) and {missing}"
 
 
 def llm_prompt(candidates: Sequence[Character]) -> str:

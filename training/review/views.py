@@ -25,6 +25,7 @@ from generation.services.jobs import JobError
 from generation.services.submit import job_cancel
 from projects.selectors import project_user_can_write, projects_visible_to
 from tower.views import page_login_required, render_page
+from training.ingest.selectors import held_images_for_page
 from training.models import DatasetSource, RejectionCategory, ReviewStatus
 from training.review.feedback import LearnedNegativesError, parse_learned_negatives
 from training.review.selectors import ReviewFilter, dataset_image_get_for_user, review_filter_from, review_queue
@@ -97,6 +98,9 @@ def _page_context(request: HttpRequest, review_filter: ReviewFilter, **card: Any
         characters=list(characters[:500]),
         sources=DatasetSource.choices,
         statuses=ReviewStatus.choices,
+        held=held_images_for_page(
+            user=request.user, project_id=review_filter.project.pk if review_filter.project else None
+        ),
     )
     return context
 
