@@ -13,6 +13,7 @@ whatever was edited or deleted in it since.
 
 from __future__ import annotations
 
+import copy
 import io
 import re
 from dataclasses import dataclass, field
@@ -272,7 +273,8 @@ def _create(
         name=demo.name,
         description=demo.description,
         art_kind=demo.art_kind,
-        story_bible=demo.story_bible,
+        # Copies: the rows' JSON must not share (and let a caller mutate) these module constants.
+        story_bible=copy.deepcopy(demo.story_bible),
     )
     style_update(project=project, **demo.style)
     spec = demo.character
@@ -282,8 +284,8 @@ def _create(
         design_prompt=spec.design_prompt,
         negative_prompt=spec.negative_prompt,
         trigger_word=spec.trigger_word,
-        attributes=spec.attributes,
-        bible=spec.bible,
+        attributes=copy.deepcopy(spec.attributes),
+        bible=copy.deepcopy(spec.bible),
     )
     for original_name, data, note in images:
         reference = character_add_reference(
