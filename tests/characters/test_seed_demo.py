@@ -88,6 +88,8 @@ def test_the_characters_are_as_designed_with_drawn_references(admin):
                 assert (reference.width, reference.height) == image.size
             hashes.add(reference.sha256)
     assert len(hashes) == 4  # each character drawn differently, portrait and scene
+    # The references went in as uploads do: the first one filled the empty palette, in each one's colours.
+    assert kai.palette and reiko.palette and kai.palette != reiko.palette
 
 
 def test_running_it_again_creates_nothing_and_keeps_what_a_person_edited(admin):
