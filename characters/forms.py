@@ -22,7 +22,10 @@ class CharacterForm(forms.ModelForm):
     palette_text = forms.CharField(
         label="Palette",
         required=False,
-        help_text="#rrggbb colours separated by spaces or commas; extracted from the primary reference",
+        help_text=(
+            "#rrggbb colours separated by spaces or commas; filled from the first reference when empty,"
+            " never replaced by an upload"
+        ),
     )
 
     class Meta:

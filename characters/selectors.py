@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import Http404
 
 from characters.models import Character, CharacterVersion, ReferenceImage, Variation
+from characters.palette import extract_palette
 from projects.selectors import AnyUser, project_ids_visible_to, project_user_can_write
 
 
@@ -87,3 +89,24 @@ def version_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -
 def variation_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -> Variation:
     queryset = variations_visible_to(user)
     return _get_for_user(queryset, user=user, pk=pk, write=write, label="variation")
+
+
+def palette_suggestion(*, character: Character) -> list[str]:
+    """The primary reference's colours when they differ from the character's palette, else [].
+
+    Extracted from the stored file (the backdrop left out) and cached by the file's hash, so the
+    character page does not decode the reference on every view.
+    """
+    reference = character.references.filter(is_primary=True).only("image", "sha256").first()
+    if reference is None:
+        return []
+    key = f"characters:palette:{reference.sha256}"
+    colours = cache.get(key)
+    if colours is None:
+        try:
+            with reference.image.open("rb") as handle:
+                colours = extract_palette(handle.read())
+        except OSError:
+            return []
+        cache.set(key, colours, 24 * 3600)
+    return [] if colours == list(character.palette or []) else colours

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from characters.models import Character, CharacterVersion, ReferenceImage, Variation
 from characters.palette import extract_palette
+from characters.selectors import palette_suggestion
 from projects.models import Project
 from projects.services import unique_slug
 from tower.uploads import UploadError, check_image
@@ -104,7 +105,9 @@ def character_add_reference(
             # Dimensions come from the validated probe, not from re-reading the stored file.
             reference.width, reference.height = checked.width, checked.height
             reference.save()
-            if make_primary or not locked.palette:
+            # A palette someone entered (or one already filled) is never replaced by an upload:
+            # the page offers the new reference's colours as a suggestion instead.
+            if not locked.palette:
                 locked.palette = extract_palette(checked.data)
                 locked.save(update_fields=["palette", "updated_at"])
                 character.palette = locked.palette
@@ -114,6 +117,14 @@ def character_add_reference(
             reference.image.storage.delete(stored_name)
         raise
     return reference
+
+
+def character_use_palette_suggestion(*, character: Character) -> Character:
+    """Replace the palette with the colours of the primary reference (the page's "Use these colours")."""
+    suggestion = palette_suggestion(character=character)
+    if not suggestion:
+        raise CharacterError("there is no suggested palette: upload a primary reference first")
+    return character_update(character=character, palette=suggestion)
 
 
 @transaction.atomic

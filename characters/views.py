@@ -16,12 +16,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from characters.forms import CharacterForm, ReferenceForm, VariationForm, VersionForm
 from characters.models import Character
-from characters.selectors import character_get_for_user, characters_with_summary_visible_to
+from characters.selectors import character_get_for_user, characters_with_summary_visible_to, palette_suggestion
 from characters.services import (
     CharacterError,
     character_add_reference,
     character_create,
     character_update,
+    character_use_palette_suggestion,
     variation_create,
     version_create,
 )
@@ -92,6 +93,7 @@ def _detail_context(request: HttpRequest, character: Character, **forms: Any) ->
         "references": list(character.references.all()[:48]),
         "versions": list(character.versions.all()),
         "variations": list(character.variations.all()),
+        "palette_suggestion": palette_suggestion(character=character),
         "learned_negatives": learned,
         "learned_negatives_text": "\n".join(f"{term}: {weight:g}" for term, weight in learned),
     }
@@ -136,7 +138,8 @@ def reference_add(request: HttpRequest, pk: int) -> HttpResponse:
         except (ValidationError, CharacterError) as exc:
             form_add_service_errors(form, exc)
         else:
-            messages.success(request, "Reference added.")
+            kept = " Palette kept; see the suggested colours." if palette_suggestion(character=character) else ""
+            messages.success(request, f"Reference added.{kept}")
             return redirect("character-detail", pk=character.pk)
     context = _detail_context(request, character, reference_form=form)
     return render_page(request, "characters/detail.html", None, context, status=400)
@@ -168,3 +171,17 @@ def version_add(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def variation_add(request: HttpRequest, pk: int) -> HttpResponse:
     return _add_child(request, pk, VariationForm, variation_create, "Variation", "variation_form")
+
+
+@page_login_required
+@require_POST
+def palette_use_suggestion(request: HttpRequest, pk: int) -> HttpResponse:
+    """ "Use these colours": the palette becomes the primary reference's colours (never done silently)."""
+    character = character_get_for_user(user=request.user, pk=pk, write=True)
+    try:
+        character_use_palette_suggestion(character=character)
+    except (ValidationError, CharacterError) as exc:
+        messages.error(request, f"Palette not changed: {exc}")
+    else:
+        messages.success(request, "Palette replaced with the primary reference's colours.")
+    return redirect("character-detail", pk=character.pk)

@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from characters import views as character_views
 from generation import views as generation_views
+from quality import scoring_models_views
 from quality import views as quality_views
 from tower import project_views, views
 from training import views as training_views
@@ -24,6 +25,7 @@ urlpatterns = [
     path("characters/", character_views.character_list, name="character-list"),
     path("characters/<int:pk>/", character_views.character_detail, name="character-detail"),
     path("characters/<int:pk>/references/", character_views.reference_add, name="character-reference-add"),
+    path("characters/<int:pk>/palette/", character_views.palette_use_suggestion, name="character-palette-use"),
     path("characters/<int:pk>/versions/", character_views.version_add, name="character-version-add"),
     path("characters/<int:pk>/variations/", character_views.variation_add, name="character-variation-add"),
     path("characters/<int:pk>/preview/", generation_views.character_preview, name="character-preview"),
@@ -33,6 +35,7 @@ urlpatterns = [
     path("jobs/<int:pk>/quality/", quality_views.job_quality_panel, name="job-quality"),
     path("jobs/<int:pk>/<str:action>/", generation_views.job_action, name="job-action"),
     path("gallery/", quality_views.gallery, name="gallery"),
+    path("scoring-models/", scoring_models_views.scoring_models_panel, name="scoring-models"),
     path("assets/<int:pk>/", generation_views.asset_detail, name="asset-detail"),
     path("assets/<int:pk>/thumb/", generation_views.asset_thumb, name="asset-thumb"),
     path("assets/<int:pk>/add-to-dataset/", training_views.asset_add_to_dataset, name="asset-add-to-dataset"),
