@@ -114,8 +114,25 @@ def generate(request: HttpRequest) -> HttpResponse:
     else:
         form = GenerateForm(user=request.user, initial={"count": 1, "mode": "draft"})
     context = {"section": "generate", "form": form, **_generate_preview(request, form)}
-    status = 400 if request.method == "POST" else 200
-    return render_page(request, "generation/generate.html", "generation/_generate_form.html", context, status=status)
+    if request.method == "GET":
+        context["refreshed_fields"] = [form[name] for name in _refreshed_by(request.GET.get("changed"))]
+        return render_page(request, "generation/generate.html", "generation/_generate_update.html", context)
+    return render_page(request, "generation/generate.html", None, context, status=400)
+
+
+# Which choices depend on a field: a project has its characters and workflows, a character its
+# versions and variations. Only these are re-rendered when it changes; nothing else is replaced.
+REFRESHED_BY: dict[str, tuple[str, ...]] = {
+    "project": ("character", "version", "variation", "template"),
+    "character": ("version", "variation"),
+}
+
+
+def _refreshed_by(changed: str | None) -> tuple[str, ...]:
+    """The dependent selects to re-render; all of them when the change's origin is unknown."""
+    if changed is None:
+        return REFRESHED_BY["project"]
+    return REFRESHED_BY.get(changed, ())
 
 
 def _generate_preview(request: HttpRequest, form: GenerateForm) -> dict[str, Any]:

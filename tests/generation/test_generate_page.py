@@ -1,0 +1,47 @@
+"""The Generate page's live form: a change re-renders what depends on it, never a field being edited."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from tests.factories import CharacterFactory
+from tests.generation.engine_helpers import shipped
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_change_sends_the_preview_out_of_band_and_never_the_typed_fields(owner, project):
+    template = shipped("weightless-image")
+    query = {"project": project.pk, "template": template.pk, "prompt": "on the roof", "negative": "blurry"}
+    html = client_for(owner).get(reverse("generate"), {**query, "changed": "mode"}, HTTP_HX_REQUEST="true")
+    html = html.content.decode()
+    assert 'id="generate-preview" hx-swap-oob="true"' in html and "on the roof" in html  # in the preview
+    assert 'name="prompt"' not in html and 'name="negative"' not in html and 'name="count"' not in html
+    assert 'name="template"' not in html and 'name="character"' not in html  # nothing depends on the mode
+
+
+def test_a_new_project_brings_its_characters_and_workflows(owner, project):
+    kai = CharacterFactory(project=project, name="Kai")
+    query = {"project": project.pk, "prompt": "on the roof", "changed": "project"}
+    html = client_for(owner).get(reverse("generate"), query, HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="field-character" hx-swap-oob="true"' in html and f'value="{kai.pk}"' in html
+    assert 'id="field-template" hx-swap-oob="true"' in html
+    assert 'name="prompt"' not in html and 'name="project"' not in html
+    character = client_for(owner).get(
+        reverse("generate"), {**query, "character": kai.pk, "changed": "character"}, HTTP_HX_REQUEST="true"
+    )
+    html = character.content.decode()
+    assert 'id="field-version"' in html and 'id="field-variation"' in html and 'id="field-character"' not in html
+
+
+def test_the_full_page_still_renders_every_field(owner, project):
+    html = client_for(owner).get(reverse("generate"), {"project": project.pk, "prompt": "x"}).content.decode()
+    assert 'name="prompt"' in html and "/static/js/generate.js" in html and "data-generate-form" in html
