@@ -8,10 +8,12 @@ while the person is still typing: the order that lost the first letters of a pro
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from generation.models import Job
 from generation.services.templates import template_sync_shipped
@@ -38,10 +40,9 @@ class Held:
         while True:
             while self.routes:
                 route = self.routes.pop(0)
-                try:
+                # A request htmx aborted (hx-sync replaces an open request) cannot be answered.
+                with contextlib.suppress(PlaywrightError):
                     route.fulfill(response=route.fetch())
-                except Exception:  # noqa: BLE001 (htmx aborted it: hx-sync replaces an open request)
-                    pass
                 released += 1
             # htmx marks the form while a request is open; its answer has been swapped in after.
             idle = self.page.evaluate("!document.querySelector('#generate-form form.htmx-request')")
