@@ -5,7 +5,8 @@ draft or production preset for steps, CFG and denoise), then the request's ``ove
 override is recorded in :attr:`Resolved.overrides_applied`, so a job says exactly where it left
 the style, and reproducing it does not depend on the style staying the same.
 
-Prompt order: trigger word, design prompt, version delta, variation delta, scene (description,
+Prompt order: trigger word, design prompt (without its outfit under an outfit variation, see
+:mod:`characters.prompt`), version delta, variation delta, scene (description,
 mood, camera, lighting), the request's prompt, the style prompt. Negative order: style negative,
 character negative, the character's learned negatives (heaviest first, at most
 ``learned_negatives_limit``), version and variation negative deltas, the request's negative.
@@ -26,6 +27,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from characters.models import Character, CharacterVersion, Variation
+from characters.prompt import design_prompt_for
 from generation.workflow import ParameterError, coerce_parameter
 from projects.models import GenerationStyle, Mode, Project, Scene
 
@@ -261,7 +263,7 @@ def resolve_job_parameters(
 
     positive = join_prompt(
         character.trigger_word if character else "",
-        character.design_prompt if character else "",
+        design_prompt_for(character=character, variation=variation) if character else "",  # outfit replaced
         version.prompt_delta if version else "",
         variation.prompt_delta if variation else "",
         scene.description if scene else "",

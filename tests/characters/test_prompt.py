@@ -1,0 +1,51 @@
+"""An outfit variation replaces the base outfit in the resolved prompt; other variations add to it."""
+
+from __future__ import annotations
+
+import pytest
+
+from characters.models import VariationKind
+from characters.prompt import design_prompt_for, split_tags
+from generation.services.resolve import resolve_job_parameters
+from tests.factories import CharacterFactory, VariationFactory, make_project
+
+pytestmark = pytest.mark.django_db
+
+KAI = (
+    "young man, dark black hair with electric neon blue streaks, sharp angular face, "
+    "cybernetic circuit patterns, black tactical military vest with glowing blue circuit patterns"
+)
+
+
+@pytest.fixture
+def kai(owner):
+    return CharacterFactory(project=make_project(owner, name="Goblin"), design_prompt=KAI, attributes={})
+
+
+def test_an_outfit_variation_replaces_the_garments_of_the_design(kai):
+    swimsuit = VariationFactory(character=kai, kind=VariationKind.OUTFIT, prompt_delta="red swimsuit, sandals")
+    resolved = resolve_job_parameters(project=kai.project, mode="draft", character=kai, variation=swimsuit)
+
+    tags = split_tags(resolved.prompt)
+    assert "red swimsuit" in tags and "cybernetic circuit patterns" in tags and "young man" in tags
+    assert not any("vest" in tag for tag in tags)
+
+
+def test_the_outfit_attribute_says_exactly_what_the_outfit_is(kai):
+    kai.design_prompt = "young man, (long red scarf:1.2), black tactical military vest, combat boots"
+    kai.attributes = {"Outfit": "long red scarf, black tactical military vest"}
+    kai.save()
+    coat = VariationFactory(character=kai, kind=VariationKind.OUTFIT, prompt_delta="white lab coat")
+
+    assert design_prompt_for(character=kai, variation=coat) == "young man, combat boots"
+    resolved = resolve_job_parameters(project=kai.project, mode="draft", character=kai, variation=coat)
+    assert "white lab coat" in resolved.prompt and "scarf" not in resolved.prompt and "vest" not in resolved.prompt
+
+
+@pytest.mark.parametrize("kind", [VariationKind.EXPRESSION, VariationKind.POSE])
+def test_other_variations_add_to_the_design(kai, kind):
+    variation = VariationFactory(character=kai, kind=kind, prompt_delta="smiling")
+    resolved = resolve_job_parameters(project=kai.project, mode="draft", character=kai, variation=variation)
+    assert "black tactical military vest with glowing blue circuit patterns" in resolved.prompt
+    assert "smiling" in resolved.prompt
+    assert design_prompt_for(character=kai) == KAI
