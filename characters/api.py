@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from characters import selectors, services
 from characters.models import Character, CharacterVersion, ReferenceImage, Variation, VariationKind
 from projects.selectors import project_get_for_user
-from tower.api import AccessViewSetMixin, ParentIdField
+from tower.api import AccessViewSetMixin, FilterSet, IntFilter, ParentIdField
 
 # --- Serializers ----------------------------------------------------------------------------
 
@@ -150,25 +150,25 @@ class VariationSerializer(serializers.ModelSerializer):
 # --- Filters --------------------------------------------------------------------------------
 
 
-class CharacterFilter(filters.FilterSet):
+class CharacterFilter(FilterSet):
     # Numbers, not model choices: an invisible project must look exactly like a missing one.
-    project = filters.NumberFilter(field_name="project_id")
+    project = IntFilter(field_name="project_id")
 
     class Meta:
         model = Character
         fields = ["project"]
 
 
-class VersionFilter(filters.FilterSet):
-    character = filters.NumberFilter(field_name="character_id")
+class VersionFilter(FilterSet):
+    character = IntFilter(field_name="character_id")
 
     class Meta:
         model = CharacterVersion
         fields = ["character"]
 
 
-class VariationFilter(filters.FilterSet):
-    character = filters.NumberFilter(field_name="character_id")
+class VariationFilter(FilterSet):
+    character = IntFilter(field_name="character_id")
     kind = filters.ChoiceFilter(choices=VariationKind.choices)
 
     class Meta:

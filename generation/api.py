@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
@@ -18,6 +20,7 @@ from generation.services.requests import submit_request
 from generation.services.submit import job_cancel, job_reproduce, job_retry
 from generation.services.templates import TemplateError, template_delete, template_import
 from projects.selectors import project_get_for_user
+from tower.api import FilterSet, IntFilter
 
 # --- Serializers ----------------------------------------------------------------------------
 
@@ -115,7 +118,9 @@ class JobCreateSerializer(serializers.Serializer):
     seeds = serializers.ListField(
         child=serializers.IntegerField(min_value=0, max_value=2**63 - 1), required=False, max_length=64
     )
-    count = serializers.IntegerField(required=False, default=1, min_value=1, max_value=64)
+    count = serializers.IntegerField(
+        required=False, min_value=1, max_value=64, help_text="jobs with drawn seeds (default 1); not with seeds"
+    )
     grid = serializers.DictField(
         child=serializers.ListField(min_length=1, max_length=16),
         required=False,
@@ -123,6 +128,14 @@ class JobCreateSerializer(serializers.Serializer):
     )
     init_asset = serializers.IntegerField(required=False, allow_null=True, help_text="an output to start from")
     init_reference = serializers.IntegerField(required=False, allow_null=True, help_text="a reference image")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "count" in attrs and attrs.get("seeds") is not None:
+            # Two answers to "how many jobs": refuse rather than silently prefer one.
+            raise serializers.ValidationError(
+                {"count": ["give seeds (one job each) or count (jobs with drawn seeds), not both"]}
+            )
+        return attrs
 
 
 class JobBatchSerializer(serializers.Serializer):
@@ -184,10 +197,10 @@ class TemplateImportSerializer(serializers.Serializer):
 # --- Filters --------------------------------------------------------------------------------
 
 
-class JobFilter(filters.FilterSet):
+class JobFilter(FilterSet):
     # Numbers, not model choices: an invisible project must look exactly like a missing one.
-    project = filters.NumberFilter(field_name="project_id")
-    character = filters.NumberFilter(field_name="character_id")
+    project = IntFilter(field_name="project_id")
+    character = IntFilter(field_name="character_id")
     status = filters.ChoiceFilter(choices=JobStatus.choices)
     kind = filters.ChoiceFilter(choices=JobKind.choices)
 
@@ -196,9 +209,9 @@ class JobFilter(filters.FilterSet):
         fields = ["project", "character", "status", "kind"]
 
 
-class AssetFilter(filters.FilterSet):
-    project = filters.NumberFilter(field_name="project_id")
-    job = filters.NumberFilter(field_name="job_id")
+class AssetFilter(FilterSet):
+    project = IntFilter(field_name="project_id")
+    job = IntFilter(field_name="job_id")
     kind = filters.ChoiceFilter(choices=AssetKind.choices)
 
     class Meta:

@@ -116,5 +116,6 @@ class GalleryFilterForm(forms.Form):
         characters = characters_visible_to(user).order_by("project__name", "name")
         project = self.data.get("project") if self.is_bound else None
         if project and str(project).isdigit():
-            characters = characters.filter(project_id=int(project))
+            # project__pk, not project_id: a pk lookup copes with a number past the database's range.
+            characters = characters.filter(project__pk=int(project))
         self.fields["character"].queryset = characters

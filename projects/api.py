@@ -31,7 +31,7 @@ from projects.models import (
     Project,
     Scene,
 )
-from tower.api import AccessViewSetMixin, ParentIdField, parse_id
+from tower.api import AccessViewSetMixin, FilterSet, IntFilter, ParentIdField, parse_id
 
 
 def _as_drf_error(exc: DjangoValidationError, field: str) -> serializers.ValidationError:
@@ -207,7 +207,7 @@ class SceneSerializer(serializers.ModelSerializer):
 # --- Filters --------------------------------------------------------------------------------
 
 
-class ProjectFilter(filters.FilterSet):
+class ProjectFilter(FilterSet):
     phase = filters.TypedChoiceFilter(choices=Phase.choices, coerce=int)
     art_kind = filters.ChoiceFilter(choices=ArtKind.choices)
 
@@ -216,18 +216,18 @@ class ProjectFilter(filters.FilterSet):
         fields = ["phase", "art_kind"]
 
 
-class EpisodeFilter(filters.FilterSet):
+class EpisodeFilter(FilterSet):
     # Numbers, not model choices: an invisible project must look exactly like a missing one.
-    project = filters.NumberFilter(field_name="project_id")
+    project = IntFilter(field_name="project_id")
 
     class Meta:
         model = Episode
         fields = ["project"]
 
 
-class SceneFilter(filters.FilterSet):
-    project = filters.NumberFilter(field_name="episode__project_id")
-    episode = filters.NumberFilter(field_name="episode_id")
+class SceneFilter(FilterSet):
+    project = IntFilter(field_name="episode__project_id")
+    episode = IntFilter(field_name="episode_id")
 
     class Meta:
         model = Scene

@@ -15,7 +15,7 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -28,6 +28,7 @@ from quality.services.common import QualityError
 from quality.services.evaluate import media_evaluate
 from quality.services.phases import phase_gate_evaluate
 from tower.api import parse_id
+from tower.parsers import JSONParser
 
 # --- Serializers ----------------------------------------------------------------------------
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.http import Http404
+from django_filters import rest_framework as filters
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework import exceptions, permissions, routers, serializers
@@ -36,6 +39,56 @@ class Router(routers.DefaultRouter):
     def __init__(self) -> None:
         super().__init__()
         self.trailing_slash = "/?"
+
+
+# The range of a database integer (SQLite and PostgreSQL bigint). A larger number in a foreign-key
+# lookup overflows in the database driver (a 500), so filters refuse it first.
+MAX_INT = 2**63 - 1
+
+
+class IntFilter(filters.NumberFilter):
+    """A whole number a database integer can hold; anything else is a 400 naming the parameter.
+
+    Use it for ids (``project``, ``job``…): numbers, not model choices, so an invisible row looks
+    exactly like a missing one.
+    """
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", -MAX_INT - 1)
+        kwargs.setdefault("max_value", MAX_INT)
+        super().__init__(*args, **kwargs)
+
+
+class FilterSet(filters.FilterSet):
+    """The base of every API filter set: integer and foreign-key fields filter through IntFilter."""
+
+    FILTER_DEFAULTS = {
+        **filters.FilterSet.FILTER_DEFAULTS,
+        **{
+            field: {"filter_class": IntFilter}
+            for field in (
+                models.ForeignKey,
+                models.OneToOneField,
+                models.AutoField,
+                models.BigAutoField,
+                models.SmallAutoField,
+                models.IntegerField,
+                models.BigIntegerField,
+                models.SmallIntegerField,
+                models.PositiveIntegerField,
+                models.PositiveBigIntegerField,
+                models.PositiveSmallIntegerField,
+            )
+        },
+    }
+
+
+class FilterBackend(filters.DjangoFilterBackend):
+    """DjangoFilterBackend whose generated filter sets (``filterset_fields``) use :class:`FilterSet`."""
+
+    filterset_base = FilterSet
 
 
 def _field_errors(exc: DjangoValidationError) -> dict[str, list[str]]:

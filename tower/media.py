@@ -23,6 +23,7 @@ from generation.selectors import assets_visible_to, jobs_visible_to
 from projects.selectors import episodes_visible_to, projects_visible_to
 
 _PREVIEW = re.compile(r"job-(\d+)\.(jpg|jpeg|png|webp)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _may_see(user, parts: tuple[str, ...], name: str) -> bool:  # type: ignore[no-untyped-def]
@@ -63,7 +64,9 @@ def media_view(request: HttpRequest, path: str) -> HttpResponse:
     if user is None:
         return redirect_to_login(request.get_full_path())
     relative = PurePosixPath(path)
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+    # A NUL (or other control character) is never part of a stored name; the filesystem calls
+    # would raise ValueError on it.
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts or _CONTROL.search(path):
         raise Http404("No such file")
     root = Path(settings.MEDIA_ROOT).resolve()
     target = (root / relative).resolve()

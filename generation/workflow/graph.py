@@ -9,6 +9,7 @@ list input as a link attempt, so a list of any other shape is an error here as w
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,8 @@ def is_link(value: Any) -> bool:
         and isinstance(value[0], str)
         and isinstance(value[1], int | float)
         and not isinstance(value[1], bool)
+        # NaN, Infinity and 1e400 are floats too, but no output index (int() raises on them).
+        and math.isfinite(value[1])
     )
 
 
