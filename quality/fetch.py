@@ -245,3 +245,46 @@ def start_background_fetch(models_dir: Path, *, enabled: bool, **options: object
         return None, f"{len(missing)} missing, not fetched (TOWER_FETCH_MODELS=0); run: {FETCH_ALL}"
     fetch = BackgroundFetch(models_dir, missing, **options).start()
     return fetch, f"fetching {len(missing)} missing in the background (progress on the dashboard)"
+
+
+@dataclass(frozen=True)
+class ScoringModels:
+    """What a page says about the scoring models: which are missing, and the last fetch's progress."""
+
+    missing: tuple[str, ...]
+    status: FetchStatus | None
+    command: str = FETCH_ALL
+
+    @property
+    def downloading(self) -> bool:
+        return self.status is not None and self.status.running
+
+    @property
+    def failed(self) -> list[ModelFetch]:
+        """The models the last fetch could not get (and that are still missing)."""
+        if self.status is None or self.downloading:
+            return []
+        return [m for m in self.status.failed if m.id in self.missing]
+
+    @property
+    def current(self) -> ModelFetch | None:
+        """The model being downloaded now."""
+        if not self.downloading:
+            return None
+        return next((m for m in self.status.models if m.state == "downloading"), None)  # type: ignore[union-attr]
+
+    @property
+    def off_metrics(self) -> list[str]:
+        """The metrics the missing models turn off or limit, in plain words."""
+        names: list[str] = []
+        for model_id in self.missing:
+            for used in weights.get_spec(model_id).used_by:
+                name = used.split(" (")[0].replace("_", " ")
+                if name not in names:
+                    names.append(name)
+        return names
+
+
+def scoring_models(models_dir: Path) -> ScoringModels:
+    """Cheap enough for every page view: a stat per model file and one small JSON file."""
+    return ScoringModels(missing=tuple(missing_models(models_dir)), status=read_status(models_dir))

@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from characters import views as character_views
 from generation import views as generation_views
+from quality import scoring_models_views
 from quality import views as quality_views
 from tower import project_views, views
 from training import views as training_views
@@ -34,7 +35,8 @@ urlpatterns = [
     path("jobs/<int:pk>/quality/", quality_views.job_quality_panel, name="job-quality"),
     path("jobs/<int:pk>/<str:action>/", generation_views.job_action, name="job-action"),
     path("gallery/", quality_views.gallery, name="gallery"),
-    path("assets/<int:pk>/", generation_views.asset_detail, name="asset-detail"),
+    path("scoring-models/", scoring_models_views.scoring_models_panel, name="scoring-models"),
+    path("assets/<int:pk>/", quality_views.asset_detail, name="asset-detail"),
     path("assets/<int:pk>/thumb/", generation_views.asset_thumb, name="asset-thumb"),
     path("assets/<int:pk>/add-to-dataset/", training_views.asset_add_to_dataset, name="asset-add-to-dataset"),
     path("", include("training.urls")),

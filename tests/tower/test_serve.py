@@ -279,6 +279,7 @@ class Serve:
     def start(self, **extra_env: str) -> Serve:
         env = {name: value for name, value in os.environ.items() if not _INHERITED_OUT.match(name)}
         env.update(TOWER_VAR_DIR=str(self.var_dir), TOWER_WORKERS="1", TOWER_HEALTH_MIN_FREE_BYTES="1")
+        env.update(TOWER_FETCH_MODELS="0")  # the tests never download the scoring models
         env.update(extra_env)
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(self.port), *self.args],
@@ -405,6 +406,11 @@ def test_first_run_prints_the_url_the_admin_login_and_where_data_lives(first_run
     assert "Traceback" not in output
     assert re.search(r"Workflows: \d+ shipped templates \(\d+ new, 0 updated\)$", output, re.MULTILINE)
     assert len([line for line in output.splitlines() if line.strip()]) < 30  # short
+
+
+def test_first_run_with_model_fetching_off_downloads_nothing(first_run, var_dir):
+    assert re.search(r"Scoring models: \d+ missing, not fetched \(TOWER_FETCH_MODELS=0\)", first_run.serve.output)
+    assert not (var_dir / "models" / ".fetch-status.json").exists()
 
 
 def test_the_printed_password_logs_in_to_the_admin(first_run):

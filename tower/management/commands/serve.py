@@ -1,7 +1,8 @@
 """``manage.py serve``: the whole studio in one command (what ``make run`` calls).
 
 Starts the embedded Redis (unless ``REDIS_URL`` is set), applies migrations, makes sure there is an
-admin user, registers the ``COMFYUI_URLS`` backends on first start, then runs the web server
+admin user, registers the ``COMFYUI_URLS`` backends on first start, fetches missing scoring models
+in the background (unless ``TOWER_FETCH_MODELS=0``), then runs the web server
 (daphne) and a worker (django-q2 ``qcluster``) as child processes until Ctrl-C / SIGTERM or until
 one of them dies. Children run in their own sessions so a Ctrl-C reaches only this supervisor,
 which stops them in order: web and worker first, Redis last (they need it to shut down cleanly).
@@ -34,6 +35,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from generation.models import Backend
 from generation.services.templates import TemplateError, template_sync_shipped
+from quality.fetch import BackgroundFetch, start_background_fetch
 from tower.embedded import EmbeddedRedis, EmbeddedRedisError, supervised_popen_kwargs
 from tower.env import env_int, env_str
 from tower.management.commands.ensure_admin import describe, ensure_admin
@@ -89,6 +91,7 @@ class Supervisor:
         self.host = host
         self.port = port
         self.redis: EmbeddedRedis | None = None
+        self.fetcher: BackgroundFetch | None = None
         self.children: list[Child] = []
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.env.setdefault("DJANGO_SETTINGS_MODULE", "tower.settings")
@@ -142,6 +145,7 @@ class Supervisor:
         for line in describe(ensure_admin(), admin_url=f"{self.url}admin/"):
             self.out.say(f"  {line}")
         self._seed_backends()
+        self._start_model_fetch()
         for folder in (settings.MEDIA_ROOT, settings.STATIC_ROOT):
             Path(folder).mkdir(parents=True, exist_ok=True)
         # Children open their own connections; ours must not be shared across fork/exec.
@@ -190,6 +194,9 @@ class Supervisor:
                 self._wake.wait(0.1)
             _kill_group(child.process)
         self.children.clear()
+        if self.fetcher is not None:
+            self.fetcher.stop()  # its .part files resume at the next start
+            self.fetcher = None
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
@@ -234,6 +241,12 @@ class Supervisor:
         names = seed_backends(settings.COMFYUI_URLS)
         if names:
             self.out.say(f"  ComfyUI: registered {', '.join(names)} (from COMFYUI_URLS)")
+
+    def _start_model_fetch(self) -> None:
+        # A thread of this process, not a child: it ends when the models are in, and its end
+        # (or failure) must never stop Tower. Progress goes to the dashboard, not the console.
+        self.fetcher, line = start_background_fetch(settings.MODELS_DIR, enabled=settings.TOWER_FETCH_MODELS)
+        self.out.say(f"  Scoring models: {line}")
 
     def _spawn(self, name: str, args: list[str]) -> None:
         process = subprocess.Popen(
