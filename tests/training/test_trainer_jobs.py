@@ -156,9 +156,23 @@ def test_a_file_that_is_not_safetensors_is_not_registered(ready_character, owner
     assert not LoraModel.objects.exists()
 
 
-def test_missing_trainer_command_fails_at_once_naming_the_setting(ready_character, owner, enqueued, trainer, settings):
+def test_without_a_trainer_no_job_is_queued_and_the_refusal_names_the_setting(
+    ready_character, owner, enqueued, trainer, settings
+):
     settings.TOWER_TRAINER_COMMAND = ""
-    job = start(ready_character, owner)
+    with pytest.raises(TrainingError, match="TOWER_TRAINER_COMMAND"):
+        training_job_create(character=ready_character, user=owner, options={})
+    assert not TrainingJob.objects.exists()
+
+
+def test_a_trainer_removed_after_queueing_fails_the_job_naming_the_setting(
+    ready_character, owner, enqueued, trainer, settings
+):
+    job = training_job_create(character=ready_character, user=owner, options={})
+    settings.TOWER_TRAINER_COMMAND = ""
+    training_job_claim_next(worker="w:1")
+    training_job_run(job_id=job.pk, poll_interval=0.05)
+    job.refresh_from_db()
     assert job.status == TrainingStatus.FAILED
     assert "TOWER_TRAINER_COMMAND" in job.error_message
 

@@ -183,3 +183,21 @@ def test_other_projects_jobs_in_the_queue_are_anonymous(client, owner, outsider,
     page = client.get(reverse("character-training", args=[ready_character.pk])).content.decode()
     assert "Hidden Hero" not in page
     assert "another project's training" in page
+
+
+def test_without_a_trainer_train_is_disabled_with_the_reason_and_nothing_is_queued(
+    client, owner, ready_character, enqueued, settings
+):
+    settings.TOWER_TRAINER_COMMAND = ""
+    client.force_login(owner)
+    url = reverse("character-training", args=[ready_character.pk])
+    page = client.get(url).content.decode()
+    button = page[page.index("<button", page.index('id="train-why"') - 400) : page.index("Queue training")]
+    assert " disabled" in button and "TOWER_TRAINER_COMMAND" in button
+    assert "Disabled: no trainer is configured" in page
+
+    response = client.post(
+        url, {"trigger_word": "kaiSTY", "repeats": 4, "epochs": 1, "learning_rate": "0.0001", "network_dim": 8}
+    )
+    assert response.status_code == 400 and "No trainer is configured" in response.content.decode()
+    assert not TrainingJob.objects.exists() and enqueued.count == 0

@@ -77,15 +77,28 @@ def _int_option(name: str, value: Any, low: int, high: int) -> int:
     return number
 
 
+def trainer_unavailable_reason() -> str:
+    """Why no training can run on this installation ("" when a trainer is configured)."""
+    if settings.TOWER_TRAINER_COMMAND.strip():
+        return ""
+    return (
+        "No trainer is configured: set TOWER_TRAINER_COMMAND (for example "
+        "`accelerate launch /opt/sd-scripts/train_network.py`) and restart Tower"
+    )
+
+
 def training_job_create(*, character: Character, user: AbstractBaseUser | None, options: dict[str, Any]) -> TrainingJob:
     """Queue a LoRA training of ``character`` on its approved images; the caller checked write access.
 
     ``options``: ``trigger_word`` (default: the character's), ``class_word``, ``repeats``,
     ``base_model`` (default ``TOWER_TRAINER_BASE_MODEL``), ``epochs`` and any editable kohya option
-    (:data:`training.trainer.config.EDITABLE`). Refused, with nothing written, below
-    ``TOWER_TRAINING_MIN_IMAGES`` approved images or with a bad option.
+    (:data:`training.trainer.config.EDITABLE`). Refused, with nothing written, when no trainer is
+    configured, below ``TOWER_TRAINING_MIN_IMAGES`` approved images or with a bad option.
     """
     options = {k: v for k, v in (options or {}).items() if v is not None and v != ""}
+    unavailable = trainer_unavailable_reason()
+    if unavailable:
+        raise TrainingError(unavailable)  # a queued job would only fail when it starts
     readiness = training_readiness(character)
     if not readiness.ready:
         raise TrainingError(

@@ -36,7 +36,12 @@ from training.trainer.registry import (
     lora_deploy,
     lora_remove_from_style,
 )
-from training.trainer.services import TrainingError, training_job_cancel, training_job_create
+from training.trainer.services import (
+    TrainingError,
+    trainer_unavailable_reason,
+    training_job_cancel,
+    training_job_create,
+)
 
 JOBS_SHOWN = 20
 LOG_TAIL = 60
@@ -98,7 +103,7 @@ def _training_context(request: HttpRequest, character: Character, form: Training
         "queues": queues,
         "loras": LoraModel.objects.filter(character=character).select_related("training_job").order_by("-created_at"),
         "style_lora_names": {item.get("name") for item in (project.style.loras or []) if isinstance(item, dict)},
-        "trainer_configured": bool(settings.TOWER_TRAINER_COMMAND.strip()),
+        "trainer_unavailable": trainer_unavailable_reason(),
     }
 
 
