@@ -299,17 +299,7 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     return redirect("job-detail", pk=result.pk)
 
 
-# --- Assets (the gallery itself is quality.views.gallery: it shows scores) ----------------------
-
-
-@page_login_required
-@require_GET
-def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    asset = get_object_or_404(assets_visible_to(request.user).select_related("job__character"), pk=pk)
-    can_write = project_user_can_write(project=asset.project, user=request.user)
-    characters = list(Character.objects.filter(project_id=asset.project_id).only("pk", "name")) if can_write else []
-    context = {"section": "gallery", "asset": asset, "dataset_characters": characters}
-    return render_page(request, "generation/asset_detail.html", "generation/_asset_view.html", context)
+# --- Assets (the gallery and the asset page are in quality.views: they show scores) ------------
 
 
 @page_login_required

@@ -100,6 +100,34 @@ def asset_scores(*, asset: Asset) -> list[QualityScore]:
     return list(current.values())
 
 
+@dataclass
+class AssetInspection:
+    """One output as the lightbox and the asset page show it."""
+
+    asset: Asset  # annotated like the gallery's (verdict, aesthetic, similarity)
+    scores: list[QualityScore]  # current rows, gated metrics first
+    position: int  # 1-based, among its job's outputs
+    outputs: int  # how many outputs its job has
+    parameters: list[tuple[str, Any]]  # the job's resolved parameters worth showing
+
+
+HIDDEN_PARAMETERS = frozenset({"inputs", "seed", "prompt", "negative"})  # shown on their own
+
+
+def asset_inspect(*, user: AnyUser, pk: int) -> AssetInspection:
+    """The output if ``user`` may see it (404 otherwise), with its scores and place in its job."""
+    asset = get_object_or_404(gallery_assets(user=user).select_related("job__character", "job__template"), pk=pk)
+    position = outputs = 1
+    parameters: list[tuple[str, Any]] = []
+    if asset.job_id:
+        siblings = list(Asset.objects.filter(job_id=asset.job_id).order_by("pk").values_list("pk", flat=True))
+        outputs, position = len(siblings), siblings.index(asset.pk) + 1
+        params = asset.job.params or {}
+        parameters = [(k, v) for k, v in params.items() if k not in HIDDEN_PARAMETERS and v not in (None, "", [], {})]
+    scores = _current(list(QualityScore.objects.filter(asset=asset)))
+    return AssetInspection(asset=asset, scores=scores, position=position, outputs=outputs, parameters=parameters)
+
+
 # --- the job page's quality panel ----------------------------------------------------------------
 
 

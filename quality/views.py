@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.views.decorators.http import require_GET
+from urllib.parse import urlencode
 
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+from django_htmx.http import push_url
+
+from characters.models import Character
+from projects.selectors import project_user_can_write
 from quality.forms import ScoredGalleryFilterForm
-from quality.selectors import gallery_assets, job_get_for_user, job_quality
+from quality.selectors import asset_inspect, gallery_assets, job_get_for_user, job_quality
 from tower.views import page_login_required, paginate, querystring_without_page, render_page
 
 GALLERY_PAGE_SIZE = 48
@@ -23,7 +29,31 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "page_obj": paginate(request, assets, per_page=GALLERY_PAGE_SIZE),
         "querystring_base": querystring_without_page(request),
     }
-    return render_page(request, "quality/gallery.html", "quality/_gallery_grid.html", context)
+    response = render_page(request, "quality/gallery.html", "quality/_gallery_grid.html", context)
+    if request.htmx and not request.htmx.history_restore_request:
+        # The address of exactly this grid (from the request the grid answers, not the form's
+        # state when htmx pushes), so Back, reload and bookmarks give the grid shown.
+        push_url(response, gallery_url(request))
+    return response
+
+
+def gallery_url(request: HttpRequest) -> str:
+    """The gallery's address for the request's filters, empty ones left out."""
+    pairs = [(key, value) for key, value in request.GET.items() if value != ""]
+    return reverse("gallery") + (f"?{urlencode(pairs)}" if pairs else "")
+
+
+@page_login_required
+@require_GET
+def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One output: the page of its own, or (HTMX) the lightbox's body. It lives here, not in
+    generation, because it shows scores and the verdict."""
+    inspection = asset_inspect(user=request.user, pk=pk)
+    asset = inspection.asset
+    can_write = project_user_can_write(project=asset.project, user=request.user)
+    characters = list(Character.objects.filter(project_id=asset.project_id).only("pk", "name")) if can_write else []
+    context = {"section": "gallery", "asset": asset, "inspection": inspection, "dataset_characters": characters}
+    return render_page(request, "generation/asset_detail.html", "generation/_asset_view.html", context)
 
 
 @page_login_required

@@ -36,7 +36,7 @@ urlpatterns = [
     path("jobs/<int:pk>/<str:action>/", generation_views.job_action, name="job-action"),
     path("gallery/", quality_views.gallery, name="gallery"),
     path("scoring-models/", scoring_models_views.scoring_models_panel, name="scoring-models"),
-    path("assets/<int:pk>/", generation_views.asset_detail, name="asset-detail"),
+    path("assets/<int:pk>/", quality_views.asset_detail, name="asset-detail"),
     path("assets/<int:pk>/thumb/", generation_views.asset_thumb, name="asset-thumb"),
     path("assets/<int:pk>/add-to-dataset/", training_views.asset_add_to_dataset, name="asset-add-to-dataset"),
     path("", include("training.urls")),

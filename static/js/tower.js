@@ -22,8 +22,51 @@
     var dialog = document.getElementById("lightbox");
     if (dialog && (e.target === dialog || (e.target.closest && e.target.closest("[data-close-lightbox]")))) {
       dialog.close();
-      document.getElementById("lightbox-body").innerHTML = "";
     }
+    // A standalone asset page: Close returns to the gallery as it was left (filters, scroll) when
+    // the gallery opened it, else the link goes to the gallery.
+    var back = e.target.closest && e.target.closest("[data-close-page]");
+    if (back && document.referrer) {
+      var from = new URL(document.referrer);
+      if (from.origin === window.location.origin && from.pathname === back.pathname && window.history.length > 1) {
+        e.preventDefault();
+        window.history.back();
+      }
+    }
+  });
+  // Esc closes the dialog natively; however it closes, drop its content (a video stops playing).
+  document.addEventListener("close", function (e) {
+    if (e.target.id === "lightbox") { document.getElementById("lightbox-body").innerHTML = ""; }
+  }, true);
+  // The arrow keys move the lightbox to the previous / next output among the tiles of the page.
+  document.addEventListener("keydown", function (e) {
+    var dialog = document.getElementById("lightbox");
+    if (!dialog || !dialog.open || (e.key !== "ArrowLeft" && e.key !== "ArrowRight")) { return; }
+    if (e.target.closest && e.target.closest("input, select, textarea, video")) { return; }
+    var view = dialog.querySelector("[data-asset-view]");
+    if (!view) { return; }
+    var tiles = Array.prototype.filter.call(document.querySelectorAll(".tile[data-asset]"), function (t) {
+      return !dialog.contains(t);
+    });
+    var index = tiles.findIndex(function (t) { return t.dataset.asset === view.dataset.assetView; });
+    var next = index < 0 ? null : tiles[index + (e.key === "ArrowRight" ? 1 : -1)];
+    if (next) {
+      e.preventDefault();
+      htmx.ajax("GET", next.getAttribute("hx-get"), { target: "#lightbox-body", swap: "innerHTML" });
+    }
+  });
+  // Back restores htmx's copy of the page, taken when the next filter was already chosen; set the
+  // filter forms from the restored address so the fields match the grid and the next change.
+  document.addEventListener("htmx:historyRestore", function () {
+    var params = new URLSearchParams(window.location.search);
+    document.querySelectorAll("form.filters").forEach(function (form) {
+      Array.prototype.forEach.call(form.elements, function (field) {
+        if (!field.name || field.type === "submit" || field.type === "button") { return; }
+        var value = params.get(field.name) || "";
+        if (field.type === "checkbox" || field.type === "radio") { field.checked = params.getAll(field.name).indexOf(field.value) >= 0; }
+        else { field.value = value; }
+      });
+    });
   });
   // Animated outputs: the tile shows a still of the first frame and plays the output on hover.
   document.addEventListener("mouseover", function (e) {

