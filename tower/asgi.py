@@ -11,7 +11,6 @@ from django.core.asgi import get_asgi_application
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from tower.routing import websocket_urlpatterns  # noqa: E402
 from tower.ws_auth import TowerAuthMiddlewareStack  # noqa: E402
@@ -19,6 +18,7 @@ from tower.ws_auth import TowerAuthMiddlewareStack  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(TowerAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # The Origin check (cookie sockets only) is part of the stack: token sockets need none.
+        "websocket": TowerAuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

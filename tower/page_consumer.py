@@ -9,12 +9,14 @@ state that is not true. A ``quality_evaluation`` event re-renders a job page's q
 ``quality.selectors.job_quality``; generation cannot render it, it does not know quality). Job
 pages also get the newest log lines, when a line was added since the socket last sent them
 (``LiveState``). Anonymous users and jobs the user may not see get a closed
-socket (4401, 4404); the socket accepts nothing from the browser.
+socket (4401, 4404); the socket accepts nothing from the browser (any frame is ignored). Before
+each event the socket's credentials are checked again (``credentials_hold``): after a sign-out, a
+deactivation or a revoked token the socket is closed with 4401 at its next event.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,34 +27,73 @@ from django.template.loader import render_to_string
 from generation.events import job_group, project_group
 from generation.models import Asset, Job, JobLogLine
 from generation.selectors import jobs_visible_to
-from generation.views import job_context, job_log_lines
+from generation.views import job_context, job_list_page, job_log_lines
 from projects.selectors import project_ids_visible_to
 from quality.selectors import job_quality
+from tower.views import (
+    ACTIVE_STATUSES,
+    DASHBOARD_ACTIVE_ROWS,
+    backend_health,
+    dashboard_active_jobs,
+    dashboard_recent_assets,
+)
+from tower.ws_auth import credentials_hold
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 TERMINAL_EVENTS = frozenset({"job_complete", "job_failed", "job_cancelled"})
 
 
-def _groups_for(user: Any, job_id: str | None) -> list[str] | None:
+VIEWS = frozenset({"dashboard", "jobs"})
+
+
+def _groups_for(user: Any, job_id: str | None, view: str | None) -> list[str] | None:
     if job_id is not None:
         if not job_id.isdigit() or not jobs_visible_to(user).filter(pk=int(job_id)).exists():
             return None
         return [job_group(int(job_id))]
+    if view not in VIEWS:
+        return []  # a page with nothing live on it: the socket only says it is connected
     return [project_group(pk) for pk in project_ids_visible_to(user).values_list("pk", flat=True)]
 
 
 @dataclass
 class LiveState:
-    """What one socket has already sent, so unchanged fragments are not sent again."""
+    """What one socket has already sent (or its page shows), so that unchanged fragments are not
+    sent again and every fragment sent has its target on the page."""
 
     log_last_id: int | None = None
+    view: str = ""
+    # Job rows the page shows and, on the dashboard, the status each was rendered with.
+    rows: dict[int, str] = field(default_factory=dict)
+    insert: bool = False  # the job list's first unfiltered page: new jobs are added on top
+    empty_row: bool = False  # the list still shows its "no jobs" row
+
+
+def live_state_for(*, user: Any, view: str | None, params: dict[str, str]) -> LiveState:
+    """The rows a dashboard or job list page shows as it connects (it re-reads them then too)."""
+    if view == "dashboard":
+        return LiveState(view=view, rows={job.pk: job.status for job in dashboard_active_jobs(user)})
+    if view == "jobs":
+        _, page, filtered = job_list_page(user, params)
+        rows = {job.pk: job.status for job in page}
+        return LiveState(view=view, rows=rows, insert=not filtered and page.number == 1, empty_row=not rows)
+    return LiveState(view=view or "")
 
 
 def render_event(
-    *, user: Any, event: dict[str, Any], job_page: bool, csrf_token: str, state: LiveState | None = None
+    *,
+    user: Any,
+    event: dict[str, Any],
+    job_page: bool = False,
+    csrf_token: str,
+    state: LiveState | None = None,
 ) -> str:
-    """The HTML fragments (all out-of-band) for one event, or "" when the user may not see the job."""
+    """The HTML fragments (all out-of-band) for one event, or "" when the user may not see the job.
+
+    A job page gets its job's panels; a dashboard or job list (``state.view``) gets the rows it
+    shows; other pages get nothing.
+    """
     job: Job | None = jobs_visible_to(user).filter(pk=event.get("job")).first()
     if job is None:
         return ""
@@ -62,33 +103,64 @@ def render_event(
         "oob": True,
         "csrf_token": csrf_token,
     }
-    parts = []
-    if kind == "job_queued" and not job_page:
-        # A new row for pages that list live jobs (the dashboard, the unfiltered job list).
-        parts.append(
-            '<tbody hx-swap-oob="afterbegin:#live-jobs">'
-            + render_to_string("partials/_job_row.html", {**context, "oob": False})
-            + "</tbody>"
-        )
-    else:
-        parts.append(render_to_string("partials/_job_row.html", context))
     if job_page:
-        parts.append(render_to_string("partials/_job_live.html", context))
-        parts.append(render_to_string("partials/_job_milestones.html", context))
-        if kind in TERMINAL_EVENTS:
-            # Buttons change only when the job ends; not replacing them on every progress step
-            # keeps a click from landing on a button that is being swapped out.
-            parts.append(render_to_string("partials/_job_actions.html", context))
-        parts.append(_render_log(job, context, state))
-        if kind == "quality_evaluation":
-            parts.append(render_to_string("quality/_job_quality.html", {**context, "quality": job_quality(job=job)}))
+        return _render_job_page(job, kind, context, state)
+    if state is not None and state.view == "dashboard":
+        return _render_dashboard(job, kind, context, state, user)
+    if state is not None and state.view == "jobs":
+        return _render_job_list(job, kind, context, state)
+    return ""
+
+
+def _render_job_page(job: Job, kind: Any, context: dict[str, Any], state: LiveState | None) -> str:
+    parts = [
+        render_to_string("partials/_job_live.html", context),
+        render_to_string("partials/_job_milestones.html", context),
+    ]
     if kind in TERMINAL_EVENTS:
-        assets = list(Asset.objects.filter(job=job).order_by("pk"))
-        context["job_assets"] = assets
-        if job_page:
-            parts.append(render_to_string("partials/_job_outputs.html", context))
-        elif assets:
-            parts.append(render_to_string("partials/_recent_asset.html", context))
+        # Buttons change only when the job ends; not replacing them on every progress step
+        # keeps a click from landing on a button that is being swapped out.
+        parts.append(render_to_string("partials/_job_actions.html", context))
+    parts.append(_render_log(job, context, state))
+    if kind == "quality_evaluation":
+        parts.append(render_to_string("quality/_job_quality.html", {**context, "quality": job_quality(job=job)}))
+    if kind in TERMINAL_EVENTS:
+        context["job_assets"] = list(Asset.objects.filter(job=job).order_by("pk"))
+        parts.append(render_to_string("partials/_job_outputs.html", context))
+    return "".join(parts)
+
+
+def _render_dashboard(job: Job, kind: Any, context: dict[str, Any], state: LiveState, user: Any) -> str:
+    """A row's progress while its status holds; when a job joins or leaves "Running and queued" (or
+    changes status), that section and the backends' GPU counts again, from the database."""
+    parts = []
+    if state.rows.get(job.pk) == job.status:
+        parts.append(render_to_string("partials/_job_row.html", context))
+    elif job.pk in state.rows or (job.status in ACTIVE_STATUSES and len(state.rows) < DASHBOARD_ACTIVE_ROWS):
+        active = dashboard_active_jobs(user)
+        state.rows = {row.pk: row.status for row in active}
+        parts.append(render_to_string("tower/_dashboard_active.html", {"active_jobs": active, "oob": True}))
+        parts.append(render_to_string("tower/_dashboard_backends.html", {"backends": backend_health(), "oob": True}))
+    if kind in TERMINAL_EVENTS and Asset.objects.filter(job=job).exists():
+        recent = dashboard_recent_assets(user)
+        parts.append(render_to_string("tower/_dashboard_recent.html", {"recent_assets": recent, "oob": True}))
+    return "".join(parts)
+
+
+def _render_job_list(job: Job, kind: Any, context: dict[str, Any], state: LiveState) -> str:
+    if job.pk in state.rows:
+        return render_to_string("partials/_job_row.html", context)
+    if kind != "job_queued" or not state.insert:
+        return ""  # not a row of this page
+    state.rows[job.pk] = job.status
+    parts = [
+        '<tbody hx-swap-oob="afterbegin:#live-jobs">'
+        + render_to_string("partials/_job_row.html", {**context, "oob": False})
+        + "</tbody>"
+    ]
+    if state.empty_row:
+        state.empty_row = False
+        parts.append('<tr id="live-jobs-empty" hx-swap-oob="true" hidden></tr>')
     return "".join(parts)
 
 
@@ -104,9 +176,11 @@ def _render_log(job: Job, context: dict[str, Any], state: LiveState | None) -> s
 
 class PageConsumer(AsyncWebsocketConsumer):
     groups_joined: list[str]
+    closing: bool
 
     async def connect(self) -> None:
         self.groups_joined = []
+        self.closing = False
         self.user = self.scope.get("user")
         if self.user is None or not self.user.is_authenticated:
             await self.accept()
@@ -114,13 +188,15 @@ class PageConsumer(AsyncWebsocketConsumer):
             return
         query = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"))
         job_id = query["job"][0] if "job" in query else None
-        groups = await database_sync_to_async(_groups_for)(self.user, job_id)
+        view = query["view"][0] if "view" in query else None
+        groups = await database_sync_to_async(_groups_for)(self.user, job_id, view)
         if groups is None:
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.job_page = job_id is not None
-        self.live = LiveState()
+        params = {key: values[0] for key, values in query.items()}
+        self.live = await database_sync_to_async(live_state_for)(user=self.user, view=view, params=params)
         # The page's forms post with this token (Django accepts the unmasked cookie secret).
         self.csrf_token = (self.scope.get("cookies") or {}).get("csrftoken", "")
         for group in groups:
@@ -136,6 +212,14 @@ class PageConsumer(AsyncWebsocketConsumer):
         """One-way: pages change things through forms, never through the socket."""
 
     async def tower_event(self, message: dict[str, Any]) -> None:
+        if self.closing:
+            return  # events that were already queued when the socket lost its credentials
+        if not await database_sync_to_async(credentials_hold)(self.scope):
+            self.closing = True
+            await self.disconnect(CLOSE_UNAUTHENTICATED)
+            self.groups_joined = []
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         html = await database_sync_to_async(render_event)(
             user=self.user,
             event=message["event"],
