@@ -35,3 +35,21 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class SignInFailure(models.Model):
+    """One failed password sign-in, kept while it counts towards a throttle (see tower/signin.py)."""
+
+    # SHA-256 of "account:<username>" or "address:<ip>": bounded, and no typed password-like
+    # usernames kept in the clear.
+    key = models.CharField(max_length=64)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["key", "at"], name="signinfailure_key_at"),
+            models.Index(fields=["at"], name="signinfailure_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key[:8]}… at {self.at:%Y-%m-%d %H:%M:%S}"
