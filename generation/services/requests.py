@@ -64,7 +64,7 @@ def submit_request(*, user: AbstractBaseUser, data: dict[str, Any]) -> list[Job]
         negative=data.get("negative", ""),
         overrides=data.get("overrides") or {},
         seeds=data.get("seeds"),
-        count=data.get("count", 1),
+        count=data.get("count"),
         grid=data.get("grid"),
         init_image=init,
     )

@@ -1,7 +1,9 @@
 """What a job will ask ComfyUI for: the project's style, the character, the scene and the request.
 
-Precedence, lowest first: the project's :class:`~projects.models.GenerationStyle` (with the
-draft or production preset for steps, CFG and denoise), then the request's ``overrides``. Every
+Precedence, lowest first: the template graph's own values, the project's
+:class:`~projects.models.GenerationStyle` (with the draft or production preset for steps, CFG
+and denoise) for the parameters the template says follow the style (``style_fields``; bindings
+marked ``"style": true``), then the request's ``overrides``. Every
 override is recorded in :attr:`Resolved.overrides_applied`, so a job says exactly where it left
 the style, and reproducing it does not depend on the style staying the same.
 
@@ -20,6 +22,7 @@ import: when ``extra_loras`` is None, the function named by ``settings.TOWER_CHA
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,9 +92,12 @@ class Resolved:
     overrides_applied: dict[str, Any] = field(default_factory=dict)
 
     def as_workflow_params(self) -> dict[str, Any]:
-        """Everything :func:`generation.workflow.apply` takes, without the unset values."""
+        """Everything :func:`generation.workflow.apply` takes, without the unset values.
+
+        An empty prompt or negative is unset too: the graph keeps the text its author wrote."""
         params = {k: v for k, v in self.parameters.items() if v is not None}
-        return {**params, "prompt": self.prompt, "negative": self.negative}
+        texts = {k: v for k, v in (("prompt", self.prompt), ("negative", self.negative)) if v}
+        return {**params, **texts}
 
 
 def _split_tags(text: str) -> list[str]:
@@ -207,12 +213,18 @@ def resolve_job_parameters(
     overrides: dict[str, Any] | None = None,
     extra_loras: list[dict[str, Any]] | None = None,
     learned_negatives_limit: int = LEARNED_NEGATIVES_LIMIT,
+    style_fields: Collection[str] | None = None,
 ) -> Resolved:
     """Compose the prompts and parameters of one job; see the module docstring for precedence.
 
     ``prompt`` and ``negative`` are the request's own text. ``overrides`` may set the style
     fields in :data:`STYLE_OVERRIDES` and the request parameters in :data:`REQUEST_PARAMETERS`;
     any other key, or an invalid value, raises :class:`ResolveError` naming it.
+
+    ``style_fields`` names the parameters the template lets the style set
+    (:func:`generation.workflow.style_parameters`; ``prompt`` and ``negative`` for the style's
+    texts); the others are None, so the graph keeps its own values. None means every field (no
+    template in view, e.g. a character's prompt preview).
     """
     if mode not in Mode.values:
         raise ResolveError(f"mode must be one of {', '.join(Mode.values)}, not {mode!r}")
@@ -256,6 +268,11 @@ def resolve_job_parameters(
         "fps": style.fps,
         "seed": None,  # drawn when the graph is built, unless the request gives one
     }
+    if style_fields is not None:
+        parameters = {
+            name: (value if name in style_fields else ([] if name == "loras" else None))
+            for name, value in parameters.items()
+        }
     parameters.update(applied)
     if "vae" in applied and not applied["vae"]:
         parameters["vae"] = None  # an explicit "" means the checkpoint's own VAE
@@ -271,10 +288,10 @@ def resolve_job_parameters(
         scene.camera if scene else "",
         scene.lighting if scene else "",
         prompt,
-        style.style_prompt,
+        style.style_prompt if style_fields is None or "prompt" in style_fields else "",
     )
     negative_text = join_prompt(
-        style.negative_prompt,
+        style.negative_prompt if style_fields is None or "negative" in style_fields else "",
         character.negative_prompt if character else "",
         ", ".join(_top_learned_negatives(character.learned_negatives, learned_negatives_limit)) if character else "",
         version.negative_delta if version else "",

@@ -18,7 +18,8 @@ from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, JobStat
 from generation.services.execution import job_fail
 from generation.services.jobs import JobError, job_log, job_transition
 from generation.services.resolve import ResolveError, resolve_job_parameters
-from generation.workflow import WorkflowError, apply, preflight
+from generation.workflow import Problem, WorkflowError, apply, preflight, style_parameters
+from generation.workflow.apply import graph_values
 from generation.workflow.bindings import resolve_bindings
 from projects.models import Project, Scene
 from tower.rows import insert_rows
@@ -79,17 +80,32 @@ def _known_object_infos() -> list[tuple[str, dict[str, Any]]]:
     return [(name, info) for backend_id, name in rows if (info := backend_object_info(backend_id))]
 
 
-def _preflight_everywhere(graph: dict[str, Any], infos: list[tuple[str, dict[str, Any]]]) -> str | None:
-    """A message when every backend we know the nodes of would refuse the graph, else None."""
+@dataclass(frozen=True)
+class Refusal:
+    """Why every backend whose nodes we know would refuse a graph."""
+
+    message: str
+    node: str  # "#4 ImageAddNoise": the node the first backend's first problem names, as the engine labels nodes
+    problems: list[dict[str, Any]]
+
+
+def _preflight_everywhere(graph: dict[str, Any], infos: list[tuple[str, dict[str, Any]]]) -> Refusal | None:
+    """A refusal when every backend we know the nodes of would refuse the graph, else None."""
     if not infos:
         return None
     reports = []
+    first: list[Problem] = []
     for name, info in infos:
         problems = preflight(graph, info)
         if not problems:
             return None
+        first = first or problems
         reports.append(f"{name}: " + "; ".join(p.message for p in problems[:5]))
-    return " | ".join(reports)
+    node_id = first[0].node_id
+    node = f"#{node_id} {first[0].class_type}".strip() if node_id else ""
+    return Refusal(
+        message=" | ".join(reports), node=node, problems=[{**p.__dict__, "value": repr(p.value)} for p in first[:50]]
+    )
 
 
 def jobs_create(
@@ -106,7 +122,7 @@ def jobs_create(
     negative: str = "",
     overrides: dict[str, Any] | None = None,
     seeds: list[int] | None = None,
-    count: int = 1,
+    count: int | None = None,
     grid: dict[str, list[Any]] | None = None,
     init_image: InitImage | None = None,
     extra_loras: list[dict[str, Any]] | None = None,
@@ -115,19 +131,40 @@ def jobs_create(
 ) -> list[Job]:
     """Resolve the request into one job per seed × grid cell, queue them, and start them after commit.
 
-    A graph that no known backend could run fails at once, naming the node and the value.
-    Raises JobError (bad request) with nothing written.
+    ``seeds`` (one job each) or ``count`` (jobs with drawn seeds), not both unless they agree.
+    The template's graph keeps its own values except where the request overrides them or a
+    binding follows the project's style. A graph that no known backend could run fails at once,
+    naming the node and the value. Raises JobError (bad request) with nothing written.
     """
     if template.project_id not in (None, project.pk):
         raise JobError("that workflow template belongs to another project")
     if seeds is not None and (not isinstance(seeds, list) or not seeds):
         raise JobError("seeds must be a non-empty list of numbers")
+    if seeds is not None and count is not None and count != len(seeds):
+        raise JobError(
+            f"give seeds (one job each) or count (jobs with drawn seeds), not both: "
+            f"count {count} with {len(seeds)} seed(s)"
+        )
+    if count is None:
+        count = 1
     if not 1 <= count <= MAX_JOBS_PER_REQUEST:
         raise JobError(f"count must be between 1 and {MAX_JOBS_PER_REQUEST}")
     cells = _grid_cells(grid)
     seed_list: list[int | None] = list(seeds) if seeds is not None else [None] * count
     if len(seed_list) * len(cells) > MAX_JOBS_PER_REQUEST:
         raise JobError(f"{len(seed_list) * len(cells)} jobs requested; at most {MAX_JOBS_PER_REQUEST} per request")
+    try:
+        # Every job of the request applies the same template: find its bound nodes once.
+        targets = resolve_bindings(template.graph, template.bindings)
+    except WorkflowError as exc:
+        raise JobError(f"the template cannot take these parameters: {exc}") from None
+    if len(seed_list) > 1 and "seed" not in targets:
+        # ComfyUI would answer every copy of one graph from its cache: n "succeeded" jobs, one image.
+        raise JobError(
+            f"this template has no seed input, so {len(seed_list)} jobs would all be the same cached image: "
+            "bind one (title a node's seed input's node 'seed' in ComfyUI before exporting, or add a 'seed' "
+            "binding to the template) or ask for count 1"
+        )
     overrides = dict(overrides or {})
     try:
         resolved = resolve_job_parameters(
@@ -141,6 +178,7 @@ def jobs_create(
             negative=negative,
             overrides=overrides,
             extra_loras=extra_loras,
+            style_fields=style_parameters(template.bindings),
         )
     except ResolveError as exc:
         raise JobError(str(exc)) from None
@@ -155,11 +193,10 @@ def jobs_create(
         base_params["init_image"] = upload_name
         inputs.append({"name": upload_name, "path": init_image.path})
     batch = uuid.uuid4() if len(seed_list) * len(cells) > 1 else None
-    try:
-        # Every job of the request applies the same template: find its bound nodes once.
-        targets = resolve_bindings(template.graph, template.bindings)
-    except WorkflowError as exc:
-        raise JobError(f"the template cannot take these parameters: {exc}") from None
+    # What the graph itself holds for the inputs left alone, so a job records what it ran with.
+    own = {
+        k: v for k, v in graph_values(template.graph, targets).items() if resolved.parameters.get(k, 0) in (None, [])
+    }
     pending: list[tuple[Job, list[str]]] = []
     for cell in cells:
         first: Job | None = None  # the cell's first job; the others are its copies
@@ -171,7 +208,7 @@ def jobs_create(
                 applied = apply(template.graph, template.bindings, params, resolved=targets)
             except WorkflowError as exc:
                 raise JobError(f"the template cannot take these parameters: {exc}") from None
-            stored = {**resolved.parameters, **cell, "seed": applied.seed}
+            stored = {**resolved.parameters, **own, **cell, "seed": applied.seed}
             if inputs:
                 stored["inputs"] = inputs
                 stored["init_image"] = base_params["init_image"]
@@ -226,8 +263,15 @@ def jobs_create(
         failed_now = [(job.pk, problem) for job, problem in zip(created, problems, strict=True) if problem]
         for job in created:
             events.job_event("job_queued", job_id=job.pk, project_id=project.pk, user_id=user.pk if user else None)
-        for job_id, problem in failed_now:
-            job_fail(job_id=job_id, error_type="preflight", message=f"pre-flight: {problem}", expect={JobStatus.QUEUED})
+        for job_id, refusal in failed_now:
+            job_fail(
+                job_id=job_id,
+                error_type="preflight",
+                message=f"pre-flight: {refusal.message}",
+                node=refusal.node,
+                details={"problems": refusal.problems},
+                expect={JobStatus.QUEUED},
+            )
         refused = {job_id for job_id, _ in failed_now}
         runnable = [j.pk for j in created if j.pk not in refused]
         transaction.on_commit(lambda: _enqueue(runnable))

@@ -17,11 +17,13 @@ from generation.workflow.apply import (
 )
 from generation.workflow.bindings import (
     PARAMETERS,
+    STYLE_PARAMETERS,
     TRANSFORMS,
     BindingError,
     Target,
     normalize_bindings,
     resolve_bindings,
+    style_parameters,
 )
 from generation.workflow.graph import (
     UI_FORMAT_HELP,
@@ -49,6 +51,7 @@ __all__ = [
     "MAX_DRAWN_SEED",
     "MAX_SEED",
     "PARAMETERS",
+    "STYLE_PARAMETERS",
     "TRANSFORMS",
     "UI_FORMAT_HELP",
     "WEIGHTLESS_NODES",
@@ -76,5 +79,6 @@ __all__ = [
     "preflight",
     "required_nodes",
     "resolve_bindings",
+    "style_parameters",
     "validate_graph",
 ]

@@ -173,6 +173,22 @@ def apply(
     return Applied(graph=out, seed=seed, applied=applied, ignored=ignored, inserted=inserted)
 
 
+def graph_values(graph: Graph, resolved: dict[str, list[ResolvedTarget]]) -> dict[str, Any]:
+    """The value ``graph`` itself holds for each bound parameter (its first target's input).
+
+    Structural and transformed targets are left out: their input holds no parameter value as such.
+    """
+    values: dict[str, Any] = {}
+    for name, targets in resolved.items():
+        first = targets[0]
+        if is_structural(name, first.target) or first.target.transform or first.target.input is None:
+            continue
+        value = graph[first.node_id].get("inputs", {}).get(first.target.input)
+        if value is not None:
+            values[name] = value
+    return values
+
+
 def insert_lora_chain(graph: Graph, at: ResolvedTarget, loras: list[dict[str, Any]]) -> list[str]:
     """Insert one LoRA loader per item after the loader ``at``, in order; mutate ``graph``.
 

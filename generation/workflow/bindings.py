@@ -15,6 +15,11 @@ A target may carry a ``transform`` (see :data:`TRANSFORMS`), which maps the para
 what the input takes: ``clip_skip`` 2 becomes ``stop_at_clip_layer`` -2 with ``negate``; the
 weightless templates turn the prompt and seed into a colour so that a new seed gives a new graph.
 
+A target may say ``"style": true``: the parameter then follows the project's
+:class:`~projects.models.GenerationStyle` (its size, sampler, checkpoint…). A parameter whose
+targets do not say so keeps the graph's own value unless the request overrides it, so an
+imported graph runs as its author wrote it; :func:`style_parameters` lists the ones that follow.
+
 ``loras`` (always) and ``vae`` (when the target has no ``input``) are structural: their target is
 the loader whose outputs feed the rest of the graph, and :func:`generation.workflow.apply.apply`
 inserts nodes after it.
@@ -58,6 +63,25 @@ PARAMETERS: dict[str, str] = {
     "min_cfg": "float",
 }
 STRUCTURAL = frozenset({"loras", "vae"})
+# Parameters a project's generation style gives a value to: only these may say "style": true.
+STYLE_PARAMETERS = frozenset(
+    {
+        "prompt",
+        "negative",
+        "checkpoint",
+        "vae",
+        "sampler",
+        "scheduler",
+        "steps",
+        "cfg",
+        "denoise",
+        "width",
+        "height",
+        "clip_skip",
+        "loras",
+        "fps",
+    }
+)
 
 
 def _stable_int(text: str, bits: int) -> int:
@@ -75,7 +99,9 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "unit_from_seed": lambda v: round(_stable_int(f"unit:{v}", 20) / (2**20 - 1), 3),
 }
 
-_TARGET_KEYS = frozenset({"node", "title", "class", "input", "transform", "model_output", "clip_output", "vae_output"})
+_TARGET_KEYS = frozenset(
+    {"node", "title", "class", "input", "transform", "style", "model_output", "clip_output", "vae_output"}
+)
 
 
 class BindingError(WorkflowError):
@@ -93,6 +119,7 @@ class Target:
     class_type: str | None = None
     input: str | None = None
     transform: str | None = None
+    style: bool = False  # the parameter follows the project's style (see the module docstring)
     # Structural targets: which outputs of the loader carry the model, the CLIP and the VAE.
     model_output: int = 0
     clip_output: int | None = 1
@@ -120,6 +147,8 @@ class Target:
             data["input"] = self.input
         if self.transform is not None:
             data["transform"] = self.transform
+        if self.style:
+            data["style"] = True
         if self.model_output != 0:
             data["model_output"] = self.model_output
         if self.clip_output != 1:
@@ -169,6 +198,16 @@ def _parse_target(param: str, raw: Any, problems: list[str]) -> Target | None:
     if transform is not None and transform not in TRANSFORMS:
         problems.append(f"{where}: unknown transform '{transform}' (known: {', '.join(sorted(TRANSFORMS))})")
         ok = False
+    style = raw.get("style", False)
+    if not isinstance(style, bool):
+        problems.append(f"{where}: 'style' must be true or false")
+        ok = False
+    elif style and param not in STYLE_PARAMETERS:
+        problems.append(
+            f"{where}: '{param}' has no value in the project's style, so it cannot follow it "
+            f"(these can: {', '.join(sorted(STYLE_PARAMETERS))})"
+        )
+        ok = False
     outputs: dict[str, int | None] = {}
     for key, default in (("model_output", 0), ("clip_output", 1), ("vae_output", 2)):
         value = raw.get(key, default)
@@ -187,6 +226,7 @@ def _parse_target(param: str, raw: Any, problems: list[str]) -> Target | None:
         class_type=strings["class"],
         input=strings["input"],
         transform=transform,
+        style=style is True,
         model_output=outputs["model_output"] or 0,
         clip_output=outputs["clip_output"],
         vae_output=outputs["vae_output"] if outputs["vae_output"] is not None else 2,
@@ -222,6 +262,11 @@ def normalize_bindings(raw: Any) -> Bindings:
     if problems:
         raise BindingError(problems)
     return result
+
+
+def style_parameters(bindings: Bindings | dict[str, Any]) -> frozenset[str]:
+    """The parameters that follow the project's style: those with a target saying ``"style": true``."""
+    return frozenset(param for param, targets in _ensure_normalized(bindings).items() if any(t.style for t in targets))
 
 
 def bindings_to_json(bindings: Bindings) -> dict[str, list[dict[str, Any]]]:

@@ -54,6 +54,9 @@ def test_grid_makes_one_job_per_cell_with_labels(api_member, project, template, 
         ({"count": 65}, "count"),
         ({"seeds": [1, 2], "grid": {"width": [64] * 16, "height": [64, 72, 80]}}, "at most 64"),
         ({"overrides": {"steps": -3}}, "steps"),
+        # Two answers to "how many jobs" are refused, not one of them silently dropped.
+        ({"seeds": [1, 2], "count": 3}, "give seeds (one job each) or count"),
+        ({"seeds": [1, 2], "count": 2}, "not both"),
     ],
 )
 def test_bad_requests_get_400_and_create_nothing(api_owner, project, template, enqueued, extra, message):

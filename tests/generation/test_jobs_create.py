@@ -20,7 +20,12 @@ def template():
 def test_every_job_of_a_grid_batch_has_its_own_seed_graph_and_parameters(owner, project, template, enqueued):
     seeds = list(range(1000, 1032))
     jobs = jobs_create(
-        user=owner, project=project, template=template, overrides={"height": 64}, seeds=seeds, grid={"width": [64, 96]}
+        user=owner,
+        project=project,
+        template=template,
+        overrides={"height": 64, "steps": 9},
+        seeds=seeds,
+        grid={"width": [64, 96]},
     )
     assert len(jobs) == 64 and all(j.pk for j in jobs)
     stored = {j.pk: j for j in Job.objects.filter(pk__in=[j.pk for j in jobs])}
@@ -44,7 +49,7 @@ def test_every_job_of_a_grid_batch_has_its_own_seed_graph_and_parameters(owner, 
     jobs[1].params["seed"] = -1
     assert jobs[2].overrides["width"] == jobs[0].overrides["width"] == 64
     assert jobs[2].params["seed"] != -1 and jobs[0].params["seed"] != -1
-    # The template does not use some of the style's parameters: one warning line per job.
+    # The request overrides a parameter the template does not use: one warning line per job.
     assert JobLogLine.objects.filter(job__in=jobs, level="warning").count() == 64
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from generation.workflow import BindingError, normalize_bindings, resolve_bindings
+from generation.workflow import BindingError, normalize_bindings, resolve_bindings, style_parameters
+from generation.workflow.bindings import bindings_to_json
 
 
 def _sampler(title: str, seed: int = 0) -> dict:
@@ -112,6 +113,8 @@ def test_every_failure_is_reported_together(graph):
         ({"seed": "3.seed"}, "each target must be an object"),
         ({"loras": {"node": "4", "input": "ckpt_name"}}, "drop 'input'"),
         ([], "bindings must be an object"),
+        ({"seed": {"node": "3", "input": "seed", "style": True}}, "'seed' has no value in the project's style"),
+        ({"steps": {"node": "3", "input": "steps", "style": "yes"}}, "'style' must be true or false"),
     ],
 )
 def test_malformed_bindings_are_refused(bindings, fragment):
@@ -127,3 +130,17 @@ def test_single_targets_and_integer_ids_are_normalised():
     assert normalized["seed"][0].node == "3"
     assert normalized["loras"][0].input is None
     assert normalized["loras"][0].clip_output == 1
+
+
+def test_only_bindings_marked_style_follow_the_project_style():
+    bindings = {
+        "steps": [{"node": "3", "input": "steps", "style": True}],
+        "seed": {"node": "3", "input": "seed"},
+        "prompt": {"title": "Positive", "input": "text"},
+    }
+    assert style_parameters(bindings) == {"steps"}
+    # The mark survives storing the normal form, and an unmarked target stores no mark.
+    stored = bindings_to_json(normalize_bindings(bindings))
+    assert stored["steps"] == [{"node": "3", "input": "steps", "style": True}]
+    assert "style" not in stored["prompt"][0]
+    assert style_parameters(stored) == {"steps"}

@@ -61,7 +61,7 @@ class Command(BaseCommand):
         parser.add_argument("--prompt", default="")
         parser.add_argument("--negative", default="")
         parser.add_argument("--seed", type=int, action="append", dest="seeds", help="repeat for several jobs")
-        parser.add_argument("--count", type=int, default=1, help="jobs with drawn seeds (ignored with --seed)")
+        parser.add_argument("--count", type=int, help="jobs with drawn seeds (default 1; not with --seed)")
         parser.add_argument(
             "--set",
             action="append",
