@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.templatetags.static import static
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -280,6 +280,18 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @page_login_required
+@require_GET
+def job_workflow_json(request: HttpRequest, pk: int) -> HttpResponse:
+    """The exact graph submitted to ComfyUI (API format) as a .json download, to load or re-run there."""
+    job = _job_for(request, pk)
+    if not job.graph:
+        raise Http404("This job has not been submitted yet: its graph is made when a backend takes it")
+    response = JsonResponse(job.graph, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="tower-job-{job.pk}-workflow-api.json"'
+    return response
+
+
+@page_login_required
 @require_POST
 def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if action not in JOB_ACTIONS:
@@ -307,7 +319,22 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 def asset_thumb(request: HttpRequest, pk: int) -> HttpResponse:
     """The asset's thumbnail, made on first request and then served from storage."""
     asset = get_object_or_404(assets_visible_to(request.user).select_related(None).only("pk", "thumbnail"), pk=pk)
-    name = asset.thumbnail.name if asset.thumbnail else asset_thumbnail_ensure(asset_id=asset.pk)
+    return _thumbnail_redirect(asset)
+
+
+@page_login_required
+@require_GET
+def job_thumb(request: HttpRequest, pk: int) -> HttpResponse:
+    """The thumbnail of the job's first output (the jobs list shows it; no output: a placeholder)."""
+    job = _job_for(request, pk)
+    asset = Asset.objects.filter(job=job).order_by("pk").only("pk", "thumbnail").first()
+    return _thumbnail_redirect(asset)
+
+
+def _thumbnail_redirect(asset: Asset | None) -> HttpResponse:
+    name = None
+    if asset is not None:
+        name = asset.thumbnail.name if asset.thumbnail else asset_thumbnail_ensure(asset_id=asset.pk)
     if not name:
         return HttpResponseRedirect(static("img/no-thumbnail.svg"))
     from django.core.files.storage import default_storage

@@ -11,9 +11,10 @@ newest row of each metric counts ("current"). Its verdict:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Case, Exists, OuterRef, Prefetch, QuerySet, Subquery, Value, When
 from django.shortcuts import get_object_or_404
@@ -22,7 +23,8 @@ from generation.models import Asset, Job
 from generation.selectors import assets_visible_to, jobs_visible_to
 from projects.selectors import AnyUser
 from quality.charts import Sparkline, temporal_chart
-from quality.models import QualityGate, QualityScore
+from quality.fetch import ScoringModels, scoring_models
+from quality.models import QualityGate, QualityScore, ScoreStatus
 
 AESTHETIC = "aesthetic"
 SIMILARITY = "character_similarity"
@@ -143,6 +145,10 @@ class JobQuality:
     job: Job
     outputs: list[OutputQuality]
     gates: list[QualityGate]
+    # Metrics that did not run because their model weights are missing, in plain words, and the
+    # models' state now (downloading, still missing, or in since): the card says it once.
+    off_metrics: list[str] = field(default_factory=list)
+    models: ScoringModels | None = None
 
     @property
     def scored(self) -> bool:
@@ -161,6 +167,18 @@ def _current(rows: list[QualityScore]) -> list[QualityScore]:
     return sorted(current.values(), key=lambda r: (r.threshold is None and r.metric != "media", r.metric))
 
 
+def _skipped_lines(skipped: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """A gate's skipped checks as (metric, why), once per metric and reason whatever the outputs."""
+    lines: dict[tuple[str, str], None] = {}
+    for entry in skipped:
+        if entry.get("status") == ScoreStatus.UNAVAILABLE:
+            why = "off (model not downloaded)"
+        else:
+            why = str(entry.get("reason") or entry.get("status") or "")
+        lines[(str(entry.get("metric", "")), why)] = None
+    return list(lines)
+
+
 def job_quality(*, job: Job) -> JobQuality:
     """Every output's current scores (and per-frame chart) and the job's gates: three queries."""
     assets = Asset.objects.filter(job=job).order_by("pk").prefetch_related(Prefetch("scores"))
@@ -170,4 +188,10 @@ def job_quality(*, job: Job) -> JobQuality:
         chart = temporal_chart({row.metric: row.details for row in scores})
         outputs.append(OutputQuality(asset=asset, scores=scores, chart=chart))
     gates = list(QualityGate.objects.filter(job=job).order_by("created_at", "pk"))
-    return JobQuality(job=job, outputs=outputs, gates=gates)
+    for gate in gates:
+        gate.skipped_lines = _skipped_lines(gate.details.get("skipped") or [])  # type: ignore[attr-defined]
+    off = sorted({s.metric for o in outputs for s in o.scores if s.status == ScoreStatus.UNAVAILABLE})
+    models_now = scoring_models(settings.MODELS_DIR) if off else None
+    return JobQuality(
+        job=job, outputs=outputs, gates=gates, off_metrics=[m.replace("_", " ") for m in off], models=models_now
+    )

@@ -65,7 +65,8 @@ def scored_clip(project, job=None, **gate_details):
     return job, asset
 
 
-def test_each_score_shows_value_threshold_and_verdict_or_why_it_is_missing(owner, project):
+def test_each_score_shows_value_threshold_and_verdict_or_why_it_is_missing(owner, project, settings, tmp_path):
+    settings.MODELS_DIR = tmp_path / "models"  # none downloaded
     job, asset = scored_clip(project)
 
     response = panel(owner, job)
@@ -77,7 +78,10 @@ def test_each_score_shows_value_threshold_and_verdict_or_why_it_is_missing(owner
     assert re.search(r"0\.710.*≥ 0\.85.*badge bad\">fail", row(html, "subject_consistency"))
     assert "no face found" in row(html, "character_similarity")
     lpips = row(html, "temporal_lpips")
-    assert "unavailable" in lpips and FIX in lpips and "0." not in lpips.split("</td>")[1]  # no invented value
+    assert "unavailable" in lpips and "0." not in lpips.split("</td>")[1]  # no invented value
+    # the command is said once, above the outputs, not on every row
+    assert FIX not in lpips and html.count("manage.py fetch_models") == 1
+    assert re.search(r"data-quality-off>Off on this studio: temporal lpips, because", html)
     assert "not gated" in row(html, "temporal_flicker")
     assert 'data-gate="post_gen"' in html and 'data-verdict="failed"' in html
     assert re.search(r"data-skipped>.*character_similarity", html)
