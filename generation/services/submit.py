@@ -162,7 +162,7 @@ def jobs_create(
         # ComfyUI would answer every copy of one graph from its cache: n "succeeded" jobs, one image.
         raise JobError(
             f"this template has no seed input, so {len(seed_list)} jobs would all be the same cached image: "
-            "bind one (title a node's seed input's node 'seed' in ComfyUI before exporting, or add a 'seed' "
+            "bind one (title the node that holds it 'seed' in ComfyUI before exporting, or add a 'seed' "
             "binding to the template) or ask for count 1"
         )
     overrides = dict(overrides or {})

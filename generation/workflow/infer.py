@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from generation.workflow.graph import Graph, consumers, is_link, iter_links, node_sort_key, upstream
+from generation.workflow.graph import Graph, consumers, is_link, iter_links, node_sort_key, node_title, upstream
 
 SAMPLERS = {
     "KSampler": {
@@ -41,6 +41,8 @@ FPS_INPUTS = {
     "VHS_VideoCombine": "frame_rate",
 }
 REFERENCE_USERS = ("IPAdapter",)
+# Inputs that hold the seed on a node titled "seed" (a sampler, a noise node, a PrimitiveInt).
+SEED_INPUTS = ("seed", "noise_seed", "value")
 
 
 def _target(graph: Graph, node_id: str, input_name: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -54,6 +56,11 @@ def _target(graph: Graph, node_id: str, input_name: str | None = None, **extra: 
 def _has_value(graph: Graph, node_id: str, input_name: str) -> bool:
     inputs = graph[node_id].get("inputs", {})
     return input_name in inputs and not is_link(inputs[input_name])
+
+
+def _has_int(graph: Graph, node_id: str, input_name: str) -> bool:
+    value = graph[node_id].get("inputs", {}).get(input_name)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _of_class(graph: Graph, classes: set[str] | dict[str, Any]) -> list[str]:
@@ -147,6 +154,14 @@ def infer_bindings(graph: Graph) -> dict[str, list[dict[str, Any]]]:
         if len(canvases) == 1:
             bind("width", canvases[0], "width")
             bind("height", canvases[0], "height")
+
+    if "seed" not in bindings:
+        # A graph with no sampler or noise node: a node its author titled "seed" holds it.
+        for node_id in sorted(graph, key=node_sort_key):
+            if (node_title(graph[node_id]) or "").strip().lower() == "seed":
+                name = next((n for n in SEED_INPUTS if _has_int(graph, node_id, n)), None)
+                if name is not None:
+                    bind("seed", node_id, name)
 
     loaders = _of_class(graph, CHECKPOINT_LOADERS)
     if len(loaders) == 1:

@@ -129,3 +129,14 @@ def test_an_image_only_graph_still_gets_seed_and_size():
     graph = json.loads((WORKFLOWS / "weightless-loop.json").read_text())["graph"]
     bindings = infer_bindings(graph)
     assert {"seed", "width", "height", "fps", "filename_prefix"} <= set(bindings)
+
+
+def test_a_node_titled_seed_is_bound_when_nothing_else_holds_one():
+    graph = {
+        "1": {"class_type": "PrimitiveInt", "inputs": {"value": 7}, "_meta": {"title": "Seed"}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+    }
+    assert infer_bindings(graph)["seed"] == [{"node": "1", "class": "PrimitiveInt", "input": "value"}]
+    graph["1"]["_meta"]["title"] = "Colour"
+    assert "seed" not in infer_bindings(graph)
