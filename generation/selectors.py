@@ -49,3 +49,9 @@ def job_debug(*, job: Job) -> dict:
         "log": list(JobLogLine.objects.filter(job=job).order_by("id")[:500]),
         "reproduction": reproduction,
     }
+
+
+def backends_user_can_manage(user: AnyUser) -> bool:
+    """Adding, editing, enabling and checking ComfyUI backends is for staff (as in the admin):
+    backends are shared by every project, so no project role grants it."""
+    return bool(getattr(user, "is_active", False) and (user.is_staff or user.is_superuser))

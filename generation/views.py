@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -28,7 +29,7 @@ from generation.services.thumbnails import asset_thumbnail_ensure
 from generation.workflow import WorkflowError, apply, preflight
 from projects.models import Project
 from projects.selectors import project_user_can_write
-from tower.views import page_login_required, paginate, querystring_without_page, render_page
+from tower.views import PAGE_SIZE, page_login_required, querystring_without_page, render_page
 
 JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
 JOB_LOG_LINES = 100  # the job page's log shows (and keeps live) the newest lines
@@ -166,11 +167,14 @@ def _url(name: str, *args: Any) -> str:
 # --- Jobs -----------------------------------------------------------------------------------------
 
 
-@page_login_required
-@require_GET
-def job_list(request: HttpRequest) -> HttpResponse:
-    form = JobFilterForm(request.GET or None, user=request.user)
-    jobs: QuerySet[Job] = jobs_visible_to(request.user).order_by("-created_at", "-pk")
+def job_list_page(user: Any, params: Any) -> tuple[JobFilterForm, Page, bool]:
+    """The job list's form, the requested page of jobs, and whether a filter applies.
+
+    Shared by the page and its socket (``tower.page_consumer``), which sends row updates only for
+    the jobs this page shows.
+    """
+    form = JobFilterForm(params or None, user=user)
+    jobs: QuerySet[Job] = jobs_visible_to(user).order_by("-created_at", "-pk")
     filtered = False
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
@@ -178,7 +182,13 @@ def job_list(request: HttpRequest) -> HttpResponse:
             if data.get(field):
                 jobs = jobs.filter(**{lookup: data[field]})
                 filtered = True
-    page_obj = paginate(request, jobs)
+    return form, Paginator(jobs, PAGE_SIZE).get_page(params.get("page")), filtered
+
+
+@page_login_required
+@require_GET
+def job_list(request: HttpRequest) -> HttpResponse:
+    form, page_obj, filtered = job_list_page(request.user, request.GET)
     context = {
         "section": "jobs",
         "form": form,

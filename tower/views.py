@@ -14,13 +14,13 @@ from urllib.parse import urlencode
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, Q, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse_lazy
 
-from generation.models import Backend, JobStatus
-from generation.selectors import assets_visible_to, jobs_visible_to
+from generation.models import Backend, Job, JobStatus
+from generation.selectors import assets_visible_to, backends_user_can_manage, jobs_visible_to
 from projects.selectors import projects_visible_to
 
 PAGE_SIZE = 25
@@ -77,15 +77,33 @@ def backend_health() -> list[dict[str, Any]]:
     return health
 
 
+DASHBOARD_ACTIVE_ROWS = 20
+DASHBOARD_RECENT_ASSETS = 12
+
+
+def dashboard_active_jobs(user: Any) -> list[Job]:
+    """The live jobs the dashboard lists under "Running and queued": those on a GPU (or being
+    scored) first, then the queue in the order it will run."""
+    waiting = Case(When(status=JobStatus.QUEUED, then=Value(1)), default=Value(0))
+    active = jobs_visible_to(user).filter(status__in=ACTIVE_STATUSES)
+    return list(active.order_by(waiting, "created_at", "pk")[:DASHBOARD_ACTIVE_ROWS])
+
+
+def dashboard_recent_assets(user: Any) -> list[Any]:
+    return list(
+        assets_visible_to(user).select_related("job__character").order_by("-created_at")[:DASHBOARD_RECENT_ASSETS]
+    )
+
+
 @page_login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
-    active = jobs_visible_to(user).filter(status__in=ACTIVE_STATUSES).order_by("-created_at")[:20]
     context = {
         "section": "dashboard",
-        "active_jobs": list(active),
-        "recent_assets": list(assets_visible_to(user).select_related("job__character").order_by("-created_at")[:12]),
+        "active_jobs": dashboard_active_jobs(user),
+        "recent_assets": dashboard_recent_assets(user),
         "backends": backend_health(),
+        "can_manage_backends": backends_user_can_manage(user),
         "projects": list(
             projects_visible_to(user)
             .annotate(

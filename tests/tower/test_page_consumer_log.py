@@ -48,7 +48,7 @@ async def test_project_pages_get_no_log(owner):
     project = await database_sync_to_async(make_project)(owner)
     job = await database_sync_to_async(JobFactory)(project=project, status=JobStatus.RUNNING)
     await database_sync_to_async(_log)(job, "sent to gpu-1")
-    communicator = await _connect("/ws/pages/", owner)
+    communicator = await _connect("/ws/pages/?view=dashboard", owner)
     await _send(project_group(project.pk), {"type": "progress", "job": job.pk, "project": project.pk})
     text = (await communicator.receive_output(timeout=3))["text"]
     assert f'id="job-row-{job.pk}"' in text and "job-log-" not in text

@@ -54,7 +54,7 @@ def test_every_page_renders_with_navigation_and_vendored_htmx(owner_client, proj
     html = response.content.decode()
     assert "/static/vendor/htmx-2.0.11/htmx.min.js" in html
     assert "/static/vendor/htmx-ext-ws-2.0.4/ws.min.js" in html
-    assert 'ws-connect="/ws/pages/"' in html
+    assert 'ws-connect="/ws/pages/' in html  # the page kind (dashboard, jobs…) follows
     assert "//cdn" not in html and "unpkg" not in html
     for link in ("project-list", "character-list", "generate", "job-list", "gallery"):
         assert f'href="{reverse(link)}"' in html
