@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.functional import cached_property
 
 from generation.forms import GalleryFilterForm
-from quality.selectors import Verdict
+from projects.selectors import AnyUser
+from quality.selectors import AESTHETIC, SIMILARITY, Verdict, gallery_scores_present
 
 
 class ScoredGalleryFilterForm(GalleryFilterForm):
@@ -26,6 +28,17 @@ class ScoredGalleryFilterForm(GalleryFilterForm):
         label="Similarity ≥",
         widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "e.g. 0.6", "inputmode": "decimal"}),
     )
+
+    def __init__(self, *args: Any, user: AnyUser, **kwargs: Any) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        self.user = user
+
+    @cached_property
+    def unscored(self) -> dict[str, bool]:
+        """Per score filter: True when no output the user can see has that score yet (the page
+        says so beside the field). Only the full page reads it: a grid refresh costs no query."""
+        present = gallery_scores_present(user=self.user)
+        return {"min_aesthetic": AESTHETIC not in present, "min_similarity": SIMILARITY not in present}
 
     def selector_kwargs(self) -> dict[str, Any]:
         """The valid filters as ``gallery_assets`` arguments; an invalid one is shown, not applied."""

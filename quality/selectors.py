@@ -93,6 +93,15 @@ def gallery_assets(
     return assets.order_by("-created_at", "-pk")
 
 
+def gallery_scores_present(*, user: AnyUser) -> set[str]:
+    """Which of the gallery's score filters (``aesthetic``, ``character_similarity``) any output
+    ``user`` may see has a value for: a filter on a score nothing has yet would only empty the grid."""
+    rows = QualityScore.objects.filter(
+        asset__in=assets_visible_to(user), metric__in=(AESTHETIC, SIMILARITY), status=ScoreStatus.OK
+    )
+    return set(rows.values_list("metric", flat=True).distinct())
+
+
 def asset_scores(*, asset: Asset) -> list[QualityScore]:
     """The asset's current score of each metric (for the lightbox), by metric name."""
     rows = QualityScore.objects.filter(asset=asset).order_by("metric", "-pk")
