@@ -64,3 +64,48 @@ def test_filter_changes_then_back_show_the_grid_the_address_names(page, producer
     page.goto("/gallery/?status=failed")
     assert len(_grid(page)) == 1
     assert not page.console_errors  # type: ignore[attr-defined]
+
+
+def test_lightbox_moves_with_the_arrow_keys_and_closes_with_esc(page, producer, stack, settings):  # noqa: F811
+    settings.MEDIA_ROOT = stack.logs / "media"
+    _outputs(producer, settings.MEDIA_ROOT)
+    log_in(page)
+    page.goto("/gallery/")
+    order = _grid(page)  # newest first
+    shown = "document.querySelector('#lightbox [data-asset-view]')?.dataset.assetView"
+
+    page.locator(f'#gallery-grid .tile[data-asset="{order[1]}"]').click()
+    page.wait_for_function(f"{shown} === '{order[1]}'")
+    assert page.locator("#lightbox").is_visible()
+    assert page.locator("#lightbox [data-prompt]").inner_text().endswith("rooftop at dusk")
+
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"{shown} === '{order[2]}'")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"{shown} === '{order[1]}'")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"{shown} === '{order[0]}'")
+    page.keyboard.press("ArrowLeft")  # the first output: nothing before it, it stays
+    assert page.evaluate(shown) == order[0]
+
+    page.keyboard.press("Escape")
+    page.wait_for_function("!document.getElementById('lightbox').open")
+    assert page.locator("#lightbox-body").inner_html() == ""
+    assert not page.console_errors  # type: ignore[attr-defined]
+
+
+def test_close_on_a_standalone_asset_page_returns_to_the_gallery(page, producer, stack, settings):  # noqa: F811
+    settings.MEDIA_ROOT = stack.logs / "media"
+    ids = _outputs(producer, settings.MEDIA_ROOT)
+    log_in(page)
+    page.goto(f"/assets/{ids[0]}/")
+    page.get_by_role("link", name="Close").click()
+    page.wait_for_url("**/gallery/")
+    # Come from a filtered gallery (as after "Add to the character's dataset" in its lightbox):
+    # Close goes back to it as it was left.
+    page.goto("/gallery/?status=failed")
+    page.evaluate(f"window.location.href = '/assets/{ids[1]}/'")
+    page.wait_for_url(f"**/assets/{ids[1]}/")
+    page.get_by_role("link", name="Close").click()
+    page.wait_for_url("**/gallery/?status=failed")
+    assert len(_grid(page)) == 1
