@@ -18,7 +18,7 @@ from tests.factories import AssetFactory, CharacterFactory, make_project
 from tests.generation.engine_helpers import Enqueued, shipped
 from tests.training.test_review import hx, make_image
 from training.models import DatasetImage, ReviewStatus
-from training.review.feedback import CATEGORY_TERMS, parse_learned_negatives
+from training.review.feedback import CATEGORY_TERMS, category_terms, parse_learned_negatives
 from training.review.services import dataset_image_regenerate
 from training.services import (
     CurationError,
@@ -61,9 +61,31 @@ def test_every_category_maps_to_sensible_terms_and_only_duplicate_and_other_teac
 
     assert set(CATEGORY_TERMS) == set(RejectionCategory.values)
     assert CATEGORY_TERMS["bad_anatomy"] == ("bad anatomy", "bad hands", "extra fingers", "missing fingers")
-    assert {"wrong hair colour", "wrong eye colour", "off-model colours"} == set(CATEGORY_TERMS["off_model_colours"])
     silent = {c for c, terms in CATEGORY_TERMS.items() if not terms}
     assert silent == {"duplicate", "other", "wrong_character"}  # wrong_character: the other one's trigger word
+
+
+def test_categories_teach_prompt_terms_not_their_own_labels():
+    from training.models import RejectionCategory
+
+    for category, label in RejectionCategory.choices:
+        for art_kind in ("anime", "photoreal"):
+            terms = category_terms(category, art_kind=art_kind)
+            assert label.lower() not in terms
+            assert not any(word in term for term in terms for word in ("wrong", "off-model", "mismatch in style"))
+    assert "bad colors" in category_terms("off_model_colours")
+    assert "mismatched clothing" in category_terms("wrong_outfit")
+
+
+def test_a_photoreal_style_mismatch_steers_away_from_drawn_styles_not_from_realism(project, owner):
+    project.art_kind = "photoreal"
+    project.save(update_fields=["art_kind"])
+    actor = CharacterFactory(project=project, name="Aiko")
+    image = make_image(actor)
+    dataset_images_reject(image_ids=[image.pk], categories=["style_mismatch"], reviewer=owner)
+    weights = learned(actor)
+    assert "anime" in weights and "cartoon" in weights
+    assert "realistic" not in weights and "photorealistic" not in weights
 
 
 def test_weights_count_occurrences_and_approval_teaches_nothing(kai, images, owner):
@@ -112,7 +134,7 @@ def test_undo_on_the_review_page_reverses_the_weights(member, kai, images):
     client = client_for(member)
     hx(client, act(images[0].pk, "reject"), {"category": ["bad_anatomy", "off_model_colours"]})
     hx(client, act(images[1].pk, "reject"), {"category": "bad_anatomy"})
-    assert learned(kai)["bad hands"] == 2 and learned(kai)["wrong eye colour"] == 1
+    assert learned(kai)["bad hands"] == 2 and learned(kai)["color bleeding"] == 1
 
     hx(client, reverse("review-undo"))
     assert learned(kai)["bad hands"] == 1
@@ -123,17 +145,18 @@ def test_undo_on_the_review_page_reverses_the_weights(member, kai, images):
 
 def test_a_new_rejection_shows_up_in_the_characters_resolved_prompt(member, kai, images):
     before = resolve_job_parameters(project=kai.project, mode="draft", character=kai)
-    assert "wrong hair colour" not in before.negative
+    assert "inconsistent colors" not in before.negative
 
     hx(client_for(member), act(images[0].pk, "reject"), {"category": "off_model_colours"})
 
     kai.refresh_from_db()
     resolved = resolve_job_parameters(project=kai.project, mode="draft", character=kai)
     assert resolved.negative.startswith(before.negative + ", ")
-    assert "wrong hair colour" in resolved.negative and "off-model colours" in resolved.negative
+    assert "inconsistent colors" in resolved.negative and "bad colors" in resolved.negative
+    assert "off-model colours" not in resolved.negative.lower()
     # and on the character page's resolved-prompt panel
     preview = client_for(member).get(reverse("character-preview", args=[kai.pk]))
-    assert "wrong eye colour" in html.unescape(preview.content.decode())
+    assert "color bleeding" in html.unescape(preview.content.decode())
 
 
 # --- The character page's editor -------------------------------------------------------------------
@@ -291,3 +314,9 @@ def test_undo_of_a_rejection_cancels_its_queued_regeneration(
     assert f"Regeneration job {child.pk} was cancelled" in html.unescape(response.content.decode())
     assert Job.objects.get(pk=child.pk).status == JobStatus.CANCELLED
     assert learned(kai) == {}
+
+
+def test_the_review_card_says_which_terms_each_category_adds(member, kai, images):
+    page = client_for(member).get(reverse("review"), {"character": kai.pk}).content.decode()
+    assert 'data-terms="bad colors, inconsistent colors, color bleeding, oversaturated"' in page
+    assert "adds to the character's negatives: bad anatomy, bad hands, extra fingers" in page

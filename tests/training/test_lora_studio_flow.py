@@ -171,7 +171,7 @@ def test_from_ingestion_to_a_trained_lora_the_next_generation_carries(studio, pr
     for term in CATEGORY_TERMS["bad_anatomy"] + CATEGORY_TERMS["off_model_colours"]:
         assert hana.learned_negatives.get(term) == 1
     negative = resolve_job_parameters(project=project, character=hana, mode="draft").negative
-    assert "extra fingers" in negative and "wrong eye colour" in negative
+    assert "extra fingers" in negative and "color bleeding" in negative
     assert "extra fingers" in client.get(reverse("character-detail", args=[hana.pk])).content.decode()
 
     # --- 4. captions for the approved images, by the vision LLM, trigger word first in the training set

@@ -55,8 +55,8 @@ def test_bulk_rejection_teaches_each_images_own_character(images, owner):
     ids = [images[0].pk, images[1].pk, theirs.pk]
     dataset_images_reject(image_ids=ids, categories=["wrong_outfit"], reviewer=owner)
 
-    assert Character.objects.get(pk=images[0].character_id).learned_negatives["wrong outfit"] == 2
-    assert Character.objects.get(pk=mei.pk).learned_negatives["wrong outfit"] == 1
+    assert Character.objects.get(pk=images[0].character_id).learned_negatives["mismatched clothing"] == 2
+    assert Character.objects.get(pk=mei.pk).learned_negatives["mismatched clothing"] == 1
 
 
 @pytest.mark.django_db

@@ -9,6 +9,22 @@ exactly what it added; a term whose weight reaches 0 is dropped.
 "duplicate" and "other" teach nothing: a duplicate is not a visual defect, and the note of "other"
 is free text meant for a person, not a prompt. "wrong character" teaches the *other* character's
 trigger word when the classifier named one (so the prompt steers away from it).
+
+The terms are the negative-prompt vocabulary checkpoints are trained on (booru tags and the common
+SD negatives), never the category's label: "off-model colours" or "wrong outfit" in a negative
+prompt means nothing to a model. Category → terms:
+
+=====================  =========================================================================
+wrong character        the other character's trigger word (when the classifier named one)
+off-model colours      bad colors, inconsistent colors, color bleeding, oversaturated
+bad anatomy or hands   bad anatomy, bad hands, extra fingers, missing fingers
+wrong outfit           mismatched clothing, inconsistent clothing, extra accessories
+low quality or blurry  low quality, worst quality, blurry, out of focus
+artifacts              jpeg artifacts, compression artifacts, glitch, distorted
+style mismatch         anime projects: 3d, realistic, photorealistic, western cartoon;
+                       photoreal projects: anime, cartoon, illustration, 3d render, painting
+duplicate, other       nothing
+=====================  =========================================================================
 """
 
 from __future__ import annotations
@@ -19,19 +35,37 @@ from collections.abc import Iterable, Mapping
 from django.db import transaction
 
 from characters.models import Character
+from projects.models import ArtKind
 from training.models import DatasetImage, RejectionCategory
 
 CATEGORY_TERMS: dict[str, tuple[str, ...]] = {
     RejectionCategory.WRONG_CHARACTER: (),  # the other character's trigger word, see terms_for_image
-    RejectionCategory.OFF_MODEL_COLOURS: ("wrong hair colour", "wrong eye colour", "off-model colours"),
+    RejectionCategory.OFF_MODEL_COLOURS: ("bad colors", "inconsistent colors", "color bleeding", "oversaturated"),
     RejectionCategory.BAD_ANATOMY: ("bad anatomy", "bad hands", "extra fingers", "missing fingers"),
-    RejectionCategory.WRONG_OUTFIT: ("wrong outfit", "wrong clothes", "inconsistent clothing"),
+    RejectionCategory.WRONG_OUTFIT: ("mismatched clothing", "inconsistent clothing", "extra accessories"),
     RejectionCategory.LOW_QUALITY: ("low quality", "worst quality", "blurry", "out of focus"),
-    RejectionCategory.ARTIFACTS: ("artifacts", "jpeg artifacts", "glitch", "distorted"),
+    RejectionCategory.ARTIFACTS: ("jpeg artifacts", "compression artifacts", "glitch", "distorted"),
     RejectionCategory.DUPLICATE: (),
     RejectionCategory.STYLE_MISMATCH: ("3d", "realistic", "photorealistic", "western cartoon"),
     RejectionCategory.OTHER: (),
 }
+# A photoreal project's style mismatch is the opposite drift: towards drawn styles.
+PHOTOREAL_TERMS: dict[str, tuple[str, ...]] = {
+    RejectionCategory.STYLE_MISMATCH: ("anime", "cartoon", "illustration", "3d render", "painting"),
+}
+
+
+def category_terms(category: str, *, art_kind: str = ArtKind.ANIME) -> tuple[str, ...]:
+    """The negative terms one rejection in ``category`` teaches a character of an ``art_kind`` project."""
+    if art_kind == ArtKind.PHOTOREAL and category in PHOTOREAL_TERMS:
+        return PHOTOREAL_TERMS[category]
+    return CATEGORY_TERMS.get(category, ())
+
+
+def all_category_terms() -> set[str]:
+    """Every term any category can teach (to tell learned terms from a person's own text)."""
+    return {t for terms in (*CATEGORY_TERMS.values(), *PHOTOREAL_TERMS.values()) for t in terms}
+
 
 MAX_TERM_LENGTH = 80
 
@@ -41,8 +75,9 @@ def terms_for(
 ) -> Counter[str]:
     """The terms (with their weight) one rejection with ``categories`` adds to ``character``."""
     added: Counter[str] = Counter()
+    art_kind = character.project.art_kind if character is not None else ArtKind.ANIME
     for category in sorted(set(categories)):
-        for term in CATEGORY_TERMS.get(category, ()):
+        for term in category_terms(category, art_kind=art_kind):
             added[term] = 1
         if (
             category == RejectionCategory.WRONG_CHARACTER

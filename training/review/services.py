@@ -15,7 +15,7 @@ from generation.services.jobs import JobError, job_log
 from generation.services.resolve import ALLOWED_OVERRIDES
 from generation.services.submit import InitImage, jobs_create
 from training.models import DatasetImage, ReviewStatus
-from training.review.feedback import CATEGORY_TERMS
+from training.review.feedback import all_category_terms
 from training.services import CurationError, dataset_images_approve
 
 REGENERATION_LOG_KEY = "review_regeneration_of_image"
@@ -87,7 +87,7 @@ def _request_negative(job: Job) -> str:
     learned = set()
     if job.character is not None and isinstance(job.character.learned_negatives, dict):
         learned = {str(t).strip().lower() for t in job.character.learned_negatives}
-    learned |= {t.lower() for terms in CATEGORY_TERMS.values() for t in terms}
+    learned |= {t.lower() for t in all_category_terms()}
     return ", ".join(tag for tag in _tags(job.negative_prompt or "") if tag.lower() not in learned)
 
 

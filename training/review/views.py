@@ -27,7 +27,7 @@ from projects.selectors import project_user_can_write, projects_visible_to
 from tower.views import page_login_required, render_page
 from training.ingest.selectors import held_images_for_page
 from training.models import DatasetSource, RejectionCategory, ReviewStatus
-from training.review.feedback import LearnedNegativesError, parse_learned_negatives
+from training.review.feedback import LearnedNegativesError, category_terms, parse_learned_negatives
 from training.review.selectors import ReviewFilter, dataset_image_get_for_user, review_filter_from, review_queue
 from training.review.services import dataset_image_promote, dataset_image_regenerate
 from training.review.session import ReviewSession
@@ -81,7 +81,12 @@ def _card_context(
         "last_action": last,
         "can_write": current is not None
         and project_user_can_write(project=current.character.project, user=request.user),
-        "category_keys": CATEGORY_KEYS,
+        "category_keys": [
+            (digit, value, label, ", ".join(category_terms(value, art_kind=current.character.project.art_kind)))
+            if current is not None
+            else (digit, value, label, "")
+            for digit, value, label in CATEGORY_KEYS
+        ],
         "notice": notice,
         "error": error,
         "reject": reject_data or {"categories": [], "note": "", "regenerate": False},
