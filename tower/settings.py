@@ -276,6 +276,9 @@ TOWER_COMFYUI_LORA_DIR = env_str("TOWER_COMFYUI_LORA_DIR", "")
 
 # --- Auth and API ---------------------------------------------------------------------------
 LOGIN_URL = "login"
+# Django's password backend behind a per-account and per-address throttle (tower/signin.py). The
+# plain one stays listed so sessions signed in through it stay valid; it never checks a password.
+AUTHENTICATION_BACKENDS = ["tower.signin.ThrottledModelBackend", "django.contrib.auth.backends.ModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

@@ -40,6 +40,8 @@ from training.models import CaptionRun, DatasetImage, IngestBatch, LoraModel, Tr
 OUR_APPS = ("tower", "projects", "characters", "generation", "quality", "training")
 # Edited inside their project's page, never on their own.
 INLINE_ONLY = {"projects.generationstyle", "projects.membership"}
+# Machine state with nothing to curate: sign-in failures are hashed keys that expire by themselves.
+NOT_IN_ADMIN = {"tower.signinfailure"}
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +133,7 @@ def client_for(user) -> Client:
 def test_every_model_of_ours_is_registered_or_edited_inline():
     ours = {m._meta.label_lower for app in OUR_APPS for m in apps.get_app_config(app).get_models()}
     registered = {m._meta.label_lower for m in our_registered_models()}
-    assert ours - INLINE_ONLY == registered
+    assert ours - INLINE_ONLY - NOT_IN_ADMIN == registered
     assert len(registered) == 23
 
 
