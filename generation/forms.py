@@ -70,7 +70,8 @@ class GenerateForm(forms.Form):
     def _picked(self, name: str) -> int | None:
         raw = self.data.get(name) if self.is_bound else self.initial.get(name)
         raw = getattr(raw, "pk", raw)
-        return int(raw) if isinstance(raw, int | str) and str(raw).isdigit() else None
+        # Past 2**63 an id lookup on a foreign key overflows the database driver (a 500).
+        return int(raw) if isinstance(raw, int | str) and str(raw).isdigit() and int(raw) < 2**63 else None
 
     def request_data(self) -> dict[str, Any]:
         """What generation.services.requests.submit_request takes."""

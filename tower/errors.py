@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.utils.html import format_html
 from django.views import defaults
 
 
@@ -42,8 +45,14 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    reason = str(exception or "") or "You do not have permission to do this."
     if is_api(request):
-        return JsonResponse({"detail": str(exception or "") or "you do not have permission to do this"}, status=403)
+        return JsonResponse({"detail": reason}, status=403)
+    try:
+        get_template("403.html")
+    except TemplateDoesNotExist:
+        # Django's built-in 403 page drops the reason ("read-only access" is the useful part).
+        return HttpResponseForbidden(format_html("<h1>403 Forbidden</h1><p>{}</p>", reason))
     return defaults.permission_denied(request, exception)  # type: ignore[arg-type]
 
 

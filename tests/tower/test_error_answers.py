@@ -53,5 +53,25 @@ def test_page_urls_with_huge_ids_never_answer_500(owner, project):
     assert len(routes) > 10
     for route in routes:
         url = "/" + re.sub(r"<(str|slug|path):\w+>", "x", re.sub(r"<int:\w+>", HUGE, route))
-        assert client.get(url).status_code in (404, 405), url
+        assert client.get(url).status_code in (403, 404, 405), url
         assert client.post(url).status_code < 500, url
+
+
+def test_a_viewer_posting_the_generate_form_is_told_read_only_access(viewer, project):
+    from tests.generation.engine_helpers import shipped
+
+    template = shipped("weightless-image")
+    client = Client(raise_request_exception=False)
+    client.force_login(viewer)
+    data = {"project": project.pk, "template": template.pk, "mode": "draft", "count": 1, "prompt": "x"}
+    response = client.post("/generate/", data)
+    assert response.status_code == 403
+    assert "read-only access" in response.content.decode()
+
+
+def test_the_generate_form_with_a_huge_project_id_is_not_a_500(owner, project):
+    client = Client(raise_request_exception=False)
+    client.force_login(owner)
+    response = client.post("/generate/", {"project": HUGE, "mode": "draft", "count": 1})
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
