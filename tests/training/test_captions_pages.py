@@ -221,3 +221,30 @@ def test_outsiders_get_404_everywhere(outsider, aiko, name, data):
 def test_anonymous_users_are_sent_to_log_in(aiko):
     response = Client().get(captions_url(aiko))
     assert response.status_code == 302 and "login" in response.url
+
+
+def test_the_two_caption_boxes_are_labelled(member, aiko):
+    image = add_image(aiko, 1, caption="1girl")
+    page = client_for(member).get(captions_url(aiko, status="all")).content.decode()
+    assert f'<label for="caption-{image.pk}"' in page and f'<textarea id="caption-{image.pk}"' in page
+    assert f'id="training-label-{image.pk}"' in page and f'aria-labelledby="training-label-{image.pk}"' in page
+    assert "Training caption" in page
+
+
+def test_an_error_shows_in_the_row_and_a_successful_save_clears_it(member, aiko, settings, monkeypatch):
+    from training.llm import captions
+
+    image = add_image(aiko, 1, caption="old")
+    url = reverse("dataset-image-caption", args=[image.pk])
+    client = client_for(member)
+    monkeypatch.setattr(captions, "MAX_CAPTION_CHARS", 10)
+    failed = client.post(url, {"caption": "a caption that is too long"}, HTTP_HX_REQUEST="true")
+    # htmx swaps only 2xx answers: the error must come in one to be seen at all.
+    assert failed.status_code == 200
+    body = failed.content.decode()
+    assert "errorlist" in body and "at most 10 characters" in body and 'aria-invalid="true"' in body
+
+    saved = client.post(url, {"caption": "1girl"}, HTTP_HX_REQUEST="true")
+    body = saved.content.decode()
+    assert saved.status_code == 200 and "saved" in body
+    assert "errorlist" not in body and "at most 10" not in body and "aria-invalid" not in body

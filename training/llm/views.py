@@ -127,9 +127,9 @@ def caption_save(request: HttpRequest, pk: int) -> HttpResponse:
         context = {"image": _row(image, character), "character": character, "can_write": True, "row_error": error}
         context["row_saved"] = not error
         context["status"] = _statuses(request.POST.get("status"))[0]
-        return render_page(
-            request, "training/captions/_row.html", "training/captions/_row.html", context, status=400 if error else 200
-        )
+        # 200 even with an error: htmx does not swap a 4xx answer, and the row must show the error
+        # in place of the one it had (a later successful save swaps in a row without it).
+        return render_page(request, "training/captions/_row.html", "training/captions/_row.html", context)
     if error:
         messages.error(request, f"Caption of image #{image.pk} not saved: {error}")
     else:
