@@ -22,7 +22,7 @@ from generation.models import (
     JobStatus,
     WorkflowTemplate,
 )
-from generation.services.backends import backends_set_enabled
+from generation.services.backends import backend_check_after_commit, backends_set_enabled
 from generation.services.jobs import job_transition
 from tower.admin import (
     PREVIEW_PX,
@@ -92,6 +92,11 @@ class BackendAdmin(admin.ModelAdmin):
     @admin.display(description="node classes")
     def node_count(self, obj: Backend) -> int:
         return len(obj.node_classes or [])
+
+    def save_model(self, request: HttpRequest, obj: Backend, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change or {"url", "enabled"} & set(form.changed_data):
+            backend_check_after_commit(obj.pk)  # not "down" until the next minute's poll
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Backend], enabled: bool) -> None:
         ids = list(queryset.values_list("pk", flat=True))

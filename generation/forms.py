@@ -8,7 +8,7 @@ from django import forms
 from django.db.models import Q
 
 from characters.selectors import characters_visible_to, variations_visible_to, versions_visible_to
-from generation.models import AssetKind, JobKind, JobStatus
+from generation.models import AssetKind, Backend, JobKind, JobStatus
 from generation.selectors import templates_visible_to
 from generation.workflow import MAX_SEED
 from projects.models import Mode
@@ -120,3 +120,16 @@ class GalleryFilterForm(forms.Form):
             # project__pk, not project_id: a pk lookup copes with a number past the database's range.
             characters = characters.filter(project__pk=int(project))
         self.fields["character"].queryset = characters
+
+
+class BackendForm(forms.ModelForm):
+    """A ComfyUI server as staff add or edit it in the studio (its health fields are Tower's)."""
+
+    url = forms.URLField(
+        max_length=300, assume_scheme="http", label="URL", help_text="e.g. http://gpu-1.local:8188"
+    )  # ComfyUI speaks plain HTTP
+
+    class Meta:
+        model = Backend
+        fields = ["name", "url", "enabled", "max_in_flight", "vram_hold_threshold"]
+        labels = {"max_in_flight": "Prompts at once", "vram_hold_threshold": "Hold above VRAM use"}

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -18,9 +18,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from characters.models import Character
 from characters.selectors import character_get_for_user, variations_visible_to, versions_visible_to
 from generation.engine.preview import PreviewFile
-from generation.forms import GenerateForm, JobFilterForm
-from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, JobStatus, WorkflowTemplate
-from generation.selectors import assets_visible_to, jobs_visible_to
+from generation.forms import BackendForm, GenerateForm, JobFilterForm
+from generation.models import Asset, Backend, BackendObjectInfo, Job, JobLogLine, JobStatus, WorkflowTemplate
+from generation.selectors import assets_visible_to, backends_user_can_manage, jobs_visible_to
+from generation.services.backends import (
+    BackendError,
+    backend_check,
+    backend_create,
+    backend_update,
+    backends_set_enabled,
+)
 from generation.services.jobs import JobError
 from generation.services.requests import submit_request
 from generation.services.resolve import Resolved, ResolveError, resolve_job_parameters
@@ -29,7 +36,7 @@ from generation.services.thumbnails import asset_thumbnail_ensure
 from generation.workflow import WorkflowError, apply, preflight
 from projects.models import Project
 from projects.selectors import project_user_can_write
-from tower.views import PAGE_SIZE, page_login_required, querystring_without_page, render_page
+from tower.views import PAGE_SIZE, form_add_service_errors, page_login_required, querystring_without_page, render_page
 
 JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
 JOB_LOG_LINES = 100  # the job page's log shows (and keeps live) the newest lines
@@ -350,3 +357,69 @@ def _thumbnail_redirect(asset: Asset | None) -> HttpResponse:
     from django.core.files.storage import default_storage
 
     return HttpResponseRedirect(default_storage.url(name))
+
+
+# --- Backends (staff) -----------------------------------------------------------------------------
+
+
+def _staff_only(request: HttpRequest) -> None:
+    if not backends_user_can_manage(request.user):
+        raise PermissionDenied("Only staff manage ComfyUI backends")
+
+
+@page_login_required
+@require_GET
+def backend_list(request: HttpRequest) -> HttpResponse:
+    _staff_only(request)
+    context = {"section": "dashboard", "backends": list(Backend.objects.order_by("name"))}
+    return render_page(request, "generation/backends.html", None, context)
+
+
+@page_login_required
+@require_http_methods(["GET", "POST"])
+def backend_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Add a backend (no ``pk``) or edit one; either is checked at once when saved."""
+    _staff_only(request)
+    backend = get_object_or_404(Backend, pk=pk) if pk is not None else None
+    form = BackendForm(request.POST or None, instance=backend)
+    if request.method == "POST" and form.is_valid():
+        try:
+            if backend is None:
+                backend = backend_create(**form.cleaned_data)
+            else:
+                backend = backend_update(backend=Backend.objects.get(pk=backend.pk), **form.cleaned_data)
+        except (BackendError, ValidationError) as exc:
+            form_add_service_errors(form, exc)
+        else:
+            backend.refresh_from_db()
+            _say_health(request, backend)
+            return redirect("backend-list")
+    context = {"section": "dashboard", "form": form, "backend": backend}
+    return render_page(request, "generation/backend_form.html", None, context, status=400 if form.errors else 200)
+
+
+@page_login_required
+@require_POST
+def backend_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """``check`` (poll it now), ``enable`` or ``disable``."""
+    _staff_only(request)
+    backend = get_object_or_404(Backend, pk=pk)
+    if action == "check":
+        backend_check(backend_id=backend.pk)
+    elif action in ("enable", "disable"):
+        backends_set_enabled(backend_ids=[backend.pk], enabled=action == "enable")
+    else:
+        raise Http404("No such action")
+    backend.refresh_from_db()
+    _say_health(request, backend)
+    return redirect("backend-list")
+
+
+def _say_health(request: HttpRequest, backend: Backend) -> None:
+    if not backend.enabled:
+        messages.info(request, f"{backend.name} is disabled: it gets no new work.")
+    elif backend.healthy:
+        version = f" (ComfyUI {backend.comfyui_version})" if backend.comfyui_version else ""
+        messages.success(request, f"{backend.name} is reachable{version}.")
+    else:
+        messages.error(request, f"{backend.name} is down: {backend.last_error or 'no answer'}")
