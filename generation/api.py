@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -138,9 +138,23 @@ class JobCreateSerializer(serializers.Serializer):
         return attrs
 
 
+class JobRefusalSerializer(serializers.Serializer):
+    job = serializers.IntegerField()
+    error_node = serializers.CharField(
+        help_text="the node pre-flight complained about, e.g. '#4 CheckpointLoaderSimple'"
+    )
+    reason = serializers.CharField()
+
+
 class JobBatchSerializer(serializers.Serializer):
     batch = serializers.UUIDField(allow_null=True)
     jobs = JobSerializer(many=True)
+    failed = JobRefusalSerializer(many=True, help_text="jobs that failed pre-flight at once, and why")
+
+
+class JobBatchRefusedSerializer(JobBatchSerializer):
+    detail = serializers.CharField(help_text="why no job of the request can run")
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="the distinct reasons")
 
 
 class ReproductionSerializer(serializers.Serializer):
@@ -243,12 +257,36 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         project_get_for_user(user=self.request.user, pk=job.project_id, write=True)
         return job
 
-    @extend_schema(request=JobCreateSerializer, responses={201: JobBatchSerializer})
+    @extend_schema(
+        request=JobCreateSerializer,
+        responses={
+            201: JobBatchSerializer,
+            422: OpenApiResponse(
+                JobBatchRefusedSerializer,
+                description="every job failed pre-flight (no enabled backend could run it); "
+                "the failed jobs are recorded and listed with their reasons",
+            ),
+        },
+    )
     def create(self, request: Request) -> Response:
         data = JobCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         jobs = submit_request(user=request.user, data=data.validated_data)
-        body = {"batch": jobs[0].batch if jobs else None, "jobs": JobSerializer(jobs, many=True).data}
+        failed = [
+            {"job": j.pk, "error_node": j.error_node, "reason": j.error_message}
+            for j in jobs
+            if j.status == JobStatus.FAILED
+        ]
+        body: dict[str, Any] = {
+            "batch": jobs[0].batch if jobs else None,
+            "jobs": JobSerializer(jobs, many=True).data,
+            "failed": failed,
+        }
+        if jobs and len(failed) == len(jobs):
+            # Nothing will run: answering 201 ("created") would read as success to a script.
+            reasons = list(dict.fromkeys(f["reason"] for f in failed))
+            body = {"detail": f"no job could run: {reasons[0]}", "reasons": reasons, **body}
+            return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: JobSerializer})

@@ -321,13 +321,46 @@ def job_copy(
     return clone
 
 
+@dataclass(frozen=True)
+class RetryCheck:
+    """Whether retrying a job could end differently, and a sentence saying why (for a page or API)."""
+
+    possible: bool
+    reason: str
+
+
+def job_retry_check(*, job: Job) -> RetryCheck:
+    """Whether :func:`job_retry` would run ``job`` again with a chance of another outcome.
+
+    A retry runs the same graph and seed. A job refused by pre-flight is refused again until a
+    backend changes (the model installed, a node pack added, another backend enabled): this
+    checks the graph against the enabled backends' current ``/object_info``, as submitting does.
+    """
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        return RetryCheck(False, f"only failed or cancelled jobs can be retried; this one is {job.status}")
+    if not job.graph:
+        return RetryCheck(False, "this job has no graph to run again")
+    if job.status == JobStatus.FAILED and job.error_type == "preflight":
+        refusal = _preflight_everywhere(job.graph, _known_object_infos())
+        if refusal is not None:
+            return RetryCheck(
+                False,
+                "nothing has changed since it was refused: no enabled backend can run this graph "
+                f"({refusal.message}); install what is missing on a backend, or change the request and generate again",
+            )
+        return RetryCheck(True, "a backend can run it now")
+    return RetryCheck(True, "")
+
+
 @transaction.atomic
 def job_retry(*, job: Job, user: AbstractBaseUser | None) -> Job:
-    """A new job with the same graph and seed, for a job that failed or was cancelled."""
-    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-        raise JobError(f"only failed or cancelled jobs can be retried; this one is {job.status}")
-    if not job.graph:
-        raise JobError("this job has no graph to run again")
+    """A new job with the same graph and seed, for a job that failed or was cancelled.
+
+    Refused (JobError with the reason) when :func:`job_retry_check` says it would fail the same way.
+    """
+    check = job_retry_check(job=job)
+    if not check.possible:
+        raise JobError(check.reason)
     return job_copy(job=job, user=user, parent=job)
 
 

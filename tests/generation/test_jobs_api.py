@@ -130,3 +130,63 @@ def test_cancel_retry_reproduce_debug_for_each_persona(
     }
     assert api_outsider.get(f"/api/v1/jobs/{done.pk}/debug").status_code == 404
     assert [line["message"] for line in api_owner.get(f"{url}/debug").json()["log"]][-1] == "cancelled by member"
+
+
+def _sd15_body(project, **extra):
+    return {"project": project.pk, "template": "txt2img-sd15", "overrides": {"width": 64, "height": 64}, **extra}
+
+
+def test_a_request_whose_jobs_all_fail_pre_flight_is_a_422_with_the_reasons(fake, api_owner, project, enqueued):
+    from tests.generation.engine_helpers import backend_for
+
+    backend_for(fake)
+    shipped("txt2img-sd15")
+    payload = _sd15_body(project, count=2)
+    payload["overrides"]["checkpoint"] = "missing.safetensors"
+    response = api_owner.post("/api/v1/jobs", payload, format="json")
+    assert response.status_code == 422, response.json()
+    data = response.json()
+    assert "no job could run" in data["detail"] and "checkpoint 'missing.safetensors'" in data["detail"]
+    assert len(data["reasons"]) == 1  # the same reason for both jobs, said once
+    assert [f["job"] for f in data["failed"]] == [j["id"] for j in data["jobs"]]
+    assert {f["error_node"] for f in data["failed"]} == {"#4 CheckpointLoaderSimple"}
+    for job in Job.objects.all():
+        assert (job.status, job.error_type, job.error_node) == ("failed", "preflight", "#4 CheckpointLoaderSimple")
+    assert enqueued.take() == []
+
+
+def test_a_request_with_some_jobs_refused_is_a_201_that_lists_them(fake, api_owner, project, enqueued):
+    from tests.generation.engine_helpers import backend_for
+
+    backend_for(fake)
+    shipped("txt2img-sd15")
+    payload = _sd15_body(project, grid={"checkpoint": ["anime_v1.safetensors", "missing.safetensors"]})
+    response = api_owner.post("/api/v1/jobs", payload, format="json")
+    assert response.status_code == 201, response.json()
+    data = response.json()
+    refused = {j["id"] for j in data["jobs"] if j["label"] == "checkpoint=missing.safetensors"}
+    assert [f["job"] for f in data["failed"]] == list(refused)
+    assert "missing.safetensors" in data["failed"][0]["reason"]
+    assert {j["status"] for j in data["jobs"] if j["id"] not in refused} == {"queued"}
+
+
+def test_retrying_a_pre_flight_refusal_is_refused_until_a_backend_changes(fake, api_owner, project, enqueued):
+    from generation.services.reconcile import backend_refresh
+    from generation.services.submit import job_retry_check
+    from tests.generation.engine_helpers import backend_for
+
+    backend = backend_for(fake)
+    shipped("txt2img-sd15")
+    payload = _sd15_body(project)
+    payload["overrides"]["checkpoint"] = "missing.safetensors"
+    [failed] = api_owner.post("/api/v1/jobs", payload, format="json").json()["jobs"]
+    check = job_retry_check(job=Job.objects.get(pk=failed["id"]))
+    assert not check.possible and "nothing has changed" in check.reason and "missing.safetensors" in check.reason
+    response = api_owner.post(f"/api/v1/jobs/{failed['id']}/retry")
+    assert response.status_code == 400 and "nothing has changed" in str(response.json())
+    assert Job.objects.count() == 1
+    # The checkpoint is installed on the server: the retry can now run.
+    fake.configure(checkpoints=["anime_v1.safetensors", "missing.safetensors"])
+    backend_refresh(backend=backend, force_object_info=True)
+    assert job_retry_check(job=Job.objects.get(pk=failed["id"])).possible
+    assert api_owner.post(f"/api/v1/jobs/{failed['id']}/retry").status_code == 201
