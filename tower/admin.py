@@ -54,6 +54,11 @@ def thumbnail(file: FieldFile | None, *, alt: str = "", size: int = THUMB_PX) ->
         url = file.url
     except ValueError:
         return "—"
+    return thumbnail_url(url, alt=alt, size=size)
+
+
+def thumbnail_url(url: str, *, alt: str = "", size: int = THUMB_PX) -> str:
+    """An ``<img>`` of ``url`` (a thumbnail view or file) at most ``size`` pixels on its longer side."""
     return format_html(
         '<img loading="lazy" src="{}" alt="{}" class="tower-thumb" '
         'style="max-width:{}px;max-height:{}px;width:auto;height:auto;object-fit:contain">',
