@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -18,7 +18,13 @@ from generation import selectors
 from generation.models import Asset, AssetKind, Job, JobKind, JobStatus, WorkflowTemplate
 from generation.services.requests import submit_request
 from generation.services.submit import job_cancel, job_reproduce, job_retry
-from generation.services.templates import TemplateError, template_delete, template_import
+from generation.services.templates import (
+    TemplateError,
+    template_delete,
+    template_follows_style,
+    template_import,
+    template_node_warnings,
+)
 from projects.selectors import project_get_for_user
 from tower.api import FilterSet, IntFilter
 
@@ -179,6 +185,11 @@ class JobDebugSerializer(serializers.Serializer):
 
 
 class TemplateSerializer(serializers.ModelSerializer):
+    follows_style = serializers.SerializerMethodField(
+        help_text="parameters that take the project style's values (their bindings say style: true); "
+        "every other bound input keeps the graph's own value unless a request overrides it"
+    )
+
     class Meta:
         model = WorkflowTemplate
         fields = [
@@ -192,10 +203,27 @@ class TemplateSerializer(serializers.ModelSerializer):
             "weightless",
             "required_nodes",
             "bindings",
+            "follows_style",
             "graph",
             "created_at",
             "updated_at",
         ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_follows_style(self, obj: WorkflowTemplate) -> list[str]:
+        return template_follows_style(template=obj)
+
+
+class TemplateImportedSerializer(TemplateSerializer):
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="node classes no enabled backend has (by its last /object_info); the import is kept",
+    )
+
+    class Meta(TemplateSerializer.Meta):
+        fields = [*TemplateSerializer.Meta.fields, "warnings"]
         read_only_fields = fields
 
 
@@ -336,7 +364,7 @@ class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[WorkflowTemplate]:
         return selectors.templates_visible_to(self.request.user)
 
-    @extend_schema(request=TemplateImportSerializer, responses={201: TemplateSerializer})
+    @extend_schema(request=TemplateImportSerializer, responses={201: TemplateImportedSerializer})
     def create(self, request: Request) -> Response:
         data = TemplateImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -353,7 +381,8 @@ class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
             )
         except TemplateError as exc:
             raise serializers.ValidationError({"graph": [str(exc)]}) from None
-        return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
+        template.warnings = template_node_warnings(template=template)
+        return Response(TemplateImportedSerializer(template).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:

@@ -72,7 +72,7 @@ def _grid_cells(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
-def _known_object_infos() -> list[tuple[str, dict[str, Any]]]:
+def known_object_infos() -> list[tuple[str, dict[str, Any]]]:
     """(backend name, parsed /object_info) of enabled backends whose nodes are known."""
     from generation.services.execution import backend_object_info
 
@@ -248,7 +248,7 @@ def jobs_create(
             pending.append((job, applied.ignored))
     # Pre-flight before the transaction: a write transaction holds SQLite's one write lock, which
     # the engine's claims and completions wait for.
-    infos = _known_object_infos()
+    infos = known_object_infos()
     problems = [_preflight_everywhere(job.graph, infos) for job, _ in pending]
     with transaction.atomic():
         created = [job for job, _ in pending]
@@ -341,7 +341,7 @@ def job_retry_check(*, job: Job) -> RetryCheck:
     if not job.graph:
         return RetryCheck(False, "this job has no graph to run again")
     if job.status == JobStatus.FAILED and job.error_type == "preflight":
-        refusal = _preflight_everywhere(job.graph, _known_object_infos())
+        refusal = _preflight_everywhere(job.graph, known_object_infos())
         if refusal is not None:
             return RetryCheck(
                 False,

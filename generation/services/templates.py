@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from generation.models import JobKind, WorkflowTemplate
+from generation.services.submit import known_object_infos
 from generation.workflow import (
     WEIGHTLESS_NODES,
     BindingError,
@@ -24,8 +25,10 @@ from generation.workflow import (
     parse_graph,
     required_nodes,
     resolve_bindings,
+    style_parameters,
 )
 from generation.workflow.bindings import bindings_to_json
+from generation.workflow.preflight import node_pack_hint
 from projects.models import Project
 from projects.services import unique_slug
 
@@ -91,6 +94,30 @@ def template_import(
         raise TemplateError(_validation_text(exc)) from exc
     template.save()
     return template
+
+
+def template_node_warnings(*, template: WorkflowTemplate) -> list[str]:
+    """Node classes of ``template`` that no enabled backend has, by their cached ``/object_info``.
+
+    Warnings, not refusals: the pack may be installed later, or the backend is just not enabled yet.
+    """
+    infos = known_object_infos()
+    if not infos:
+        return ["no enabled backend has reported its node classes yet, so this workflow's nodes were not checked"]
+    names = ", ".join(name for name, _ in infos)
+    return [
+        f"no enabled backend ({names}) has the node class '{class_type}': {node_pack_hint(class_type)}"
+        for class_type in template.required_nodes or []
+        if all(class_type not in info for _, info in infos)
+    ]
+
+
+def template_follows_style(*, template: WorkflowTemplate) -> list[str]:
+    """The parameters of ``template`` that take the project style's values, sorted."""
+    try:
+        return sorted(style_parameters(template.bindings or {}))
+    except BindingError:
+        return []  # bindings edited by hand in the admin that no longer parse follow nothing
 
 
 @dataclass

@@ -148,17 +148,22 @@ def _combo_message(prefix: str, name: str, value: Any, options: list[Any]) -> st
     return text
 
 
-def _missing_class_message(prefix: str, class_type: str) -> str:
+def node_pack_hint(class_type: str) -> str:
+    """Where a node class that a server lacks comes from, and what to do about it."""
     for start, pack in _PACKS:
         if class_type.startswith(start):
             return (
-                f"{prefix}: this backend has no node class '{class_type}'; it comes from the custom "
-                f"node pack {pack}: install it on the server (e.g. with ComfyUI-Manager) and restart ComfyUI"
+                f"it comes from the custom node pack {pack}: install it on the server "
+                "(e.g. with ComfyUI-Manager) and restart ComfyUI"
             )
-    return (
-        f"{prefix}: this backend has no node class '{class_type}' "
-        "(a custom node pack is missing, or the server runs an older ComfyUI)"
-    )
+    return "a custom node pack is missing, or the server runs an older ComfyUI"
+
+
+def _missing_class_message(prefix: str, class_type: str) -> str:
+    hint = node_pack_hint(class_type)
+    if hint.startswith("it comes"):
+        return f"{prefix}: this backend has no node class '{class_type}'; {hint}"
+    return f"{prefix}: this backend has no node class '{class_type}' ({hint})"
 
 
 def _types_compatible(received: str, expected: str) -> bool:

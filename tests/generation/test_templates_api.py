@@ -52,3 +52,40 @@ def test_viewers_outsiders_and_shipped_templates_are_protected(api_owner, api_vi
     assert api_owner.delete(f"/api/v1/templates/{mine['id']}").status_code == 204
     theirs = make_project(outsider, "Theirs")
     assert api_owner.post("/api/v1/templates", {**payload, "project": theirs.pk}, format="json").status_code == 404
+
+
+def test_templates_say_which_inputs_follow_the_project_style(api_member, project):
+    sd15 = api_member.get(f"/api/v1/templates/{shipped('txt2img-sd15').pk}").json()
+    assert {"width", "height", "checkpoint", "sampler", "steps", "prompt"} <= set(sd15["follows_style"])
+    assert "seed" not in sd15["follows_style"]
+    response = api_member.post(
+        "/api/v1/templates", {"project": project.pk, "name": "Mine", "kind": "image", "graph": GRAPH}, format="json"
+    )
+    assert response.json()["follows_style"] == []  # an import runs as written
+    marked = {"width": {"node": "1", "input": "width", "style": True}}
+    response = api_member.post(
+        "/api/v1/templates",
+        {"project": project.pk, "name": "Marked", "kind": "image", "graph": GRAPH, "bindings": marked},
+        format="json",
+    )
+    assert response.json()["follows_style"] == ["width"]
+
+
+def test_import_warns_about_node_classes_no_enabled_backend_has(fake, api_owner, project):
+    from tests.generation.engine_helpers import backend_for
+
+    backend_for(fake, name="gpu-1")
+    graph = {
+        **GRAPH,
+        "3": {"class_type": "ADE_AnimateDiffLoaderGen1", "inputs": {"model_name": "mm.ckpt"}},
+    }
+    response = api_owner.post(
+        "/api/v1/templates", {"project": project.pk, "name": "Anim", "kind": "loop", "graph": graph}, format="json"
+    )
+    assert response.status_code == 201, response.json()  # a warning, not a refusal
+    [warning] = response.json()["warnings"]
+    assert "'ADE_AnimateDiffLoaderGen1'" in warning and "gpu-1" in warning and "AnimateDiff-Evolved" in warning
+    plain = api_owner.post(
+        "/api/v1/templates", {"project": project.pk, "name": "Plain", "kind": "image", "graph": GRAPH}, format="json"
+    )
+    assert plain.json()["warnings"] == []
