@@ -233,7 +233,7 @@ JOB_FIELDSETS = [
         {"fields": ["character", "version", "variation", "scene", "template", "prompt", "negative_prompt", "seed"]},
     ),
     ("Progress", {"fields": ["progress_percent", "current_node", "eta_seconds", "queue_position"]}),
-    ("Where", {"fields": ["backend", "prompt_id", "client_id", "worker", "heartbeat_at", "attempts", "max_attempts"]}),
+    ("Where", {"fields": ["backend", "prompt_id", "client_id", "worker", "heartbeat_at", "submission_attempts"]}),
     ("Error", {"fields": ["error_node", "error_type", "error_message", "error_details_json"]}),
     ("Timings", {"fields": ["submitted_at", "started_at", "finished_at", "duration", "timings_json"]}),
     ("Lineage", {"fields": ["parent", "reproduce_of", "batch", "label"]}),
@@ -279,6 +279,11 @@ class JobAdmin(ProjectScopedAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs are submitted through the generation services
+
+    @admin.display(description="submission attempts", ordering="attempts")
+    def submission_attempts(self, obj: Job) -> str:
+        """The same words and number as the job page: times sent to ComfyUI, of the most allowed."""
+        return f"{obj.attempts} of {obj.max_attempts}"
 
     @admin.display(description="progress", ordering="progress")
     def progress_percent(self, obj: Job) -> str:

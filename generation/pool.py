@@ -59,7 +59,8 @@ def choose_backend(states: Sequence[BackendState], *, required_nodes: Iterable[s
         return Choice(None, f"no backend has the nodes this workflow needs ({detail})")
     with_room = [s for s in capable if s.in_flight < s.max_in_flight]
     if not with_room:
-        return Choice(None, "every capable backend is busy")
+        # The job waits for a slot, not for a backend: say which (pages show "waiting for a free slot on …").
+        return Choice(None, f"no free slot on {', '.join(s.name for s in capable)}")
     cool = [s for s in with_room if s.vram_used_fraction is None or s.vram_used_fraction <= s.vram_hold]
     if not cool:
         return Choice(None, "held: VRAM use is above the threshold on every free backend")

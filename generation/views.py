@@ -211,6 +211,9 @@ def _job_for(request: HttpRequest, pk: int) -> Job:
     return get_object_or_404(jobs_visible_to(request.user), pk=pk)
 
 
+NODE_POSITION_STATUSES = (JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED)
+
+
 def node_rows(job: Job) -> list[dict[str, Any]]:
     """One row per graph node: done (with seconds once recorded), running, failed or waiting.
 
@@ -230,8 +233,10 @@ def node_rows(job: Job) -> list[dict[str, Any]]:
             state = "failed"
         elif node_id in seconds or job.status == JobStatus.SUCCEEDED:
             state = "done"
-        elif job.status == JobStatus.RUNNING and current is not None:
-            state = "running" if index == current else "done" if index < current else "waiting"
+        elif job.status in NODE_POSITION_STATUSES and current is not None:
+            # A cancelled (or failed) job keeps the bars it had when it stopped.
+            here = "running" if job.status == JobStatus.RUNNING else "stopped"
+            state = here if index == current else "done" if index < current else "waiting"
         else:
             state = "waiting"
         rows.append({"id": node_id, "label": f"{title} (#{node_id})", "state": state, "seconds": seconds.get(node_id)})

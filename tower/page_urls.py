@@ -13,6 +13,7 @@ from training import views as training_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
     path("projects/", project_views.project_list, name="project-list"),

@@ -8,6 +8,7 @@ outsider gets the same 404 as for a missing row.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,9 +16,10 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.db.models import Case, Count, Q, QuerySet, Value, When
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse_lazy
+from django.views.decorators.http import require_GET
 
 from generation.models import Backend, Job, JobStatus
 from generation.selectors import assets_visible_to, backends_user_can_manage, jobs_visible_to
@@ -53,6 +55,17 @@ def render_page(
     """The full page, or only ``fragment`` for an HTMX request (history-restore asks for the page)."""
     use_fragment = fragment is not None and request.htmx and not request.htmx.history_restore_request
     return render(request, fragment if use_fragment else template, context, status=status)
+
+
+FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.ico"
+
+
+@require_GET
+def favicon(request: HttpRequest) -> FileResponse:
+    """``/favicon.ico``, which browsers and tools ask for at the root whatever the page links."""
+    response = FileResponse(FAVICON.open("rb"), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 def backend_health() -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ def test_without_affinity_the_least_busy_then_least_recently_used_wins():
 
 
 def test_full_backends_and_hot_vram_hold_work():
-    assert choose_backend([state(1, in_flight=2)], required_nodes=[]).reason == "every capable backend is busy"
+    assert choose_backend([state(1, in_flight=2)], required_nodes=[]).reason == "no free slot on gpu-1"
     held = choose_backend([state(1, vram_used_fraction=0.93)], required_nodes=[])
     assert held.backend_id is None
     assert "VRAM" in held.reason
