@@ -87,6 +87,7 @@ class IngestBatch(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "ingest batches"
         constraints = [
             models.CheckConstraint(condition=Q(status__in=IngestStatus.values), name="ingest_status_valid"),
             models.CheckConstraint(condition=Q(source__in=DatasetSource.values), name="ingest_source_valid"),
