@@ -16,9 +16,10 @@ urlpatterns = [
     ),
     # The docs page is for people: a signed-out browser is sent to the login page. Its assets are
     # served locally (drf-spectacular-sidecar). No ReDoc page: its template loads Google Fonts.
+    # api/docs.html adds the studio's dark look and a way back to it.
     path(
         "docs/",
-        login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        login_required(SpectacularSwaggerView.as_view(url_name="api-schema", template_name="api/docs.html")),
         name="api-docs",
     ),
 ]
