@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import include, path
 
 from characters import views as character_views
+from generation import template_views
 from generation import views as generation_views
 from quality import scoring_models_views
 from quality import views as quality_views
@@ -31,6 +32,8 @@ urlpatterns = [
     path("characters/<int:pk>/variations/", character_views.variation_add, name="character-variation-add"),
     path("characters/<int:pk>/preview/", generation_views.character_preview, name="character-preview"),
     path("generate/", generation_views.generate, name="generate"),
+    path("templates/", template_views.template_list, name="template-list"),
+    path("templates/<int:pk>/", template_views.template_detail, name="template-detail"),
     path("jobs/", generation_views.job_list, name="job-list"),
     path("jobs/<int:pk>/", generation_views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/quality/", quality_views.job_quality_panel, name="job-quality"),

@@ -27,6 +27,7 @@ from generation.workflow import (
     resolve_bindings,
     style_parameters,
 )
+from generation.workflow.apply import graph_values
 from generation.workflow.bindings import bindings_to_json
 from generation.workflow.preflight import node_pack_hint
 from projects.models import Project
@@ -118,6 +119,36 @@ def template_follows_style(*, template: WorkflowTemplate) -> list[str]:
         return sorted(style_parameters(template.bindings or {}))
     except BindingError:
         return []  # bindings edited by hand in the admin that no longer parse follow nothing
+
+
+@dataclass(frozen=True)
+class BindingRow:
+    """One bound parameter of a template, as its page lists it."""
+
+    parameter: str
+    targets: list[str]  # "node 5 (EmptyLatentImage) · width", with the transform if any
+    value: Any  # what the graph itself holds (None: structural, transformed or unresolved)
+    follows_style: bool
+
+
+def template_binding_rows(*, template: WorkflowTemplate) -> list[BindingRow]:
+    """Each bound parameter with where it goes, the graph's own value and whether the style sets it."""
+    try:
+        normalized = normalize_bindings(template.bindings or {})
+    except BindingError:
+        return []
+    try:
+        own = graph_values(template.graph, resolve_bindings(template.graph, normalized))
+    except BindingError:
+        own = {}
+    rows = []
+    for param, targets in normalized.items():
+        described = []
+        for target in targets:
+            text = target.describe() + (f" · {target.input}" if target.input else "")
+            described.append(text + (f" ({target.transform})" if target.transform else ""))
+        rows.append(BindingRow(param, described, own.get(param), any(t.style for t in targets)))
+    return rows
 
 
 @dataclass
