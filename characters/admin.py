@@ -30,14 +30,18 @@ from tower.admin import (
     ScopedInline,
     pretty_json,
     thumbnail,
+    thumbnail_url,
 )
+from tower.thumbnails import AdminThumbnailMixin, admin_thumb_url
 
 HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 def _reference_thumb(obj: ReferenceImage, size: int | None = None) -> str:
-    kwargs = {"size": size} if size else {}
-    return thumbnail(obj.image, alt=f"{obj.character.name} reference", **kwargs)
+    """A list cell: the small thumbnail (made once by the admin's thumb view); a preview: the image."""
+    if size:
+        return thumbnail(obj.image, alt=f"{obj.character.name} reference", size=size)
+    return thumbnail_url(admin_thumb_url(ReferenceImage, obj.pk), alt=f"{obj.character.name} reference")
 
 
 # --- Character ---------------------------------------------------------------------------------
@@ -137,7 +141,7 @@ class CharacterAdmin(ProjectScopedAdmin):
         refs = getattr(obj, "primary_references", None)
         if not refs:
             return "—"
-        return thumbnail(refs[0].image, alt=f"{obj.name} reference", size=64)
+        return thumbnail_url(admin_thumb_url(ReferenceImage, refs[0].pk), alt=f"{obj.name} reference", size=64)
 
     @admin.display(description="references", ordering="reference_count")
     def reference_count(self, obj: Character) -> int:
@@ -202,7 +206,7 @@ class ReferenceEmbeddingInline(ReadOnlyInline):
 
 
 @admin.register(ReferenceImage)
-class ReferenceImageAdmin(ProjectScopedAdmin):
+class ReferenceImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
     project_lookup = "character__project"
     list_display = ["thumb", "character", "project", "is_primary", "dimensions", "original_name", "created_at"]
     list_display_links = ["thumb", "character"]

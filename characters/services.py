@@ -14,6 +14,7 @@ from characters.palette import extract_palette
 from characters.selectors import palette_suggestion
 from projects.models import Project
 from projects.services import unique_slug
+from tower.thumbnails import thumb_name
 from tower.uploads import UploadError, check_image
 
 CHARACTER_FIELDS = frozenset(
@@ -152,7 +153,8 @@ def reference_delete(*, reference: ReferenceImage) -> None:
         if successor:
             successor.is_primary = True
             successor.save(update_fields=["is_primary"])
-    transaction.on_commit(lambda: storage.delete(name))
+    # The admin's thumbnail (tower.thumbnails) goes with the image.
+    transaction.on_commit(lambda: [storage.delete(n) for n in (name, thumb_name(name))])
 
 
 VERSION_FIELDS = frozenset({"name", "slug", "prompt_delta", "negative_delta", "description", "order"})
@@ -203,7 +205,9 @@ def variation_update(*, variation: Variation, **fields: Any) -> Variation:
 def character_delete(*, character: Character) -> None:
     """Delete the character with its references, versions and variations; files after commit."""
     files = [
-        (ref.image.storage, ref.image.name) for ref in ReferenceImage.objects.filter(character=character).only("image")
+        (ref.image.storage, name)
+        for ref in ReferenceImage.objects.filter(character=character).only("image")
+        for name in (ref.image.name, thumb_name(ref.image.name))
     ]
     character.delete()
     transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.core.files.storage import Storage, default_storage
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -23,7 +24,9 @@ from generation.models import (
     WorkflowTemplate,
 )
 from generation.services.backends import backend_check_after_commit, backends_set_enabled
-from generation.services.jobs import job_transition
+from generation.services.jobs import JobError, job_transition
+from generation.services.submit import job_retry
+from generation.services.thumbnails import asset_thumbnail_ensure
 from tower.admin import (
     PREVIEW_PX,
     ProjectScopedAdmin,
@@ -32,18 +35,24 @@ from tower.admin import (
     admin_link,
     pretty_json,
     thumbnail,
+    thumbnail_url,
 )
+from tower.thumbnails import AdminThumbnailMixin, admin_thumb_url
 
 
 def asset_thumb(asset: Asset, *, size: int | None = None) -> str:
-    """The asset's thumbnail, or the file itself when it is an image a browser can show."""
-    kwargs = {"size": size} if size else {}
+    """The asset's stored thumbnail; while it is missing, the admin's thumb view, which makes it.
+
+    Never the full-size file in a list (a page of PNGs weighs hundreds of megabytes); a change
+    page's large preview may show the image itself.
+    """
     alt = f"asset {asset.pk}"
+    if size and asset.kind != AssetKind.VIDEO and asset.mime.startswith("image/"):
+        return thumbnail(asset.file, alt=alt, size=size)
+    kwargs = {"size": size} if size else {}
     if asset.thumbnail:
         return thumbnail(asset.thumbnail, alt=alt, **kwargs)
-    if asset.kind != AssetKind.VIDEO and asset.mime.startswith("image/"):
-        return thumbnail(asset.file, alt=alt, **kwargs)
-    return "—"
+    return thumbnail_url(admin_thumb_url(Asset, asset.pk), alt=alt, **kwargs)
 
 
 # --- Backends ------------------------------------------------------------------------------------
@@ -273,7 +282,7 @@ class JobAdmin(ProjectScopedAdmin):
     search_fields = ["=id", "prompt", "label", "=prompt_id", "=batch", "error_message"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    actions = ["cancel_queued"]
+    actions = ["cancel_queued", "retry"]
     fieldsets = JOB_FIELDSETS
     readonly_fields = [f for _, opts in JOB_FIELDSETS for f in opts["fields"]]
 
@@ -331,13 +340,35 @@ class JobAdmin(ProjectScopedAdmin):
         )
         self.report_skipped(request, skipped)
 
+    @admin.action(description="Retry the selected failed or cancelled jobs", permissions=["change"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        """A new job with the same graph and seed for each, through the Retry service the job page uses."""
+        ids, skipped = self.writable_ids(request, queryset)
+        created, refused = [], []
+        for job in Job.objects.filter(pk__in=ids).order_by("pk"):
+            try:
+                clone = job_retry(job=job, user=request.user)
+            except JobError as exc:
+                refused.append(f"#{job.pk}: {exc}")
+            else:
+                created.append(f"#{job.pk} → #{clone.pk}")
+        if created:
+            self.message_user(request, f"{len(created)} job(s) retried: {', '.join(created)}.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Not retried: {'; '.join(refused)}.", messages.WARNING)
+        self.report_skipped(request, skipped)
+
 
 # --- Assets and logs -----------------------------------------------------------------------------
 
 
 @admin.register(Asset)
-class AssetAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+class AssetAdmin(AdminThumbnailMixin, ReadOnlyAdminMixin, ProjectScopedAdmin):
     """Outputs fetched from ComfyUI: read-only, deletable."""
+
+    def thumbnail_storage_name(self, obj: Asset) -> tuple[Storage, str | None]:
+        # Videos and animations get their first frame, as on the pages.
+        return default_storage, asset_thumbnail_ensure(asset_id=obj.pk)
 
     project_lookup = "project"
     list_display = ["thumb", "id", "kind", "mime", "size", "dimensions", "project", "job_link", "created_at"]

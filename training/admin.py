@@ -14,6 +14,7 @@ from django.utils.html import format_html
 
 from generation.models import Asset, Job
 from tower.admin import PREVIEW_PX, ProjectScopedAdmin, admin_link, pretty_json, thumbnail
+from tower.thumbnails import AdminThumbnailMixin
 from training.models import CaptionRun, DatasetImage, IngestBatch, LoraModel, RejectionCategory, TrainingJob
 from training.review.services import dataset_image_promote, dataset_image_regenerate
 from training.services import CurationError, dataset_images_approve, dataset_images_reject, dataset_images_reset
@@ -76,7 +77,7 @@ class RejectForm(forms.Form):
 
 
 @admin.register(DatasetImage)
-class DatasetImageAdmin(ProjectScopedAdmin):
+class DatasetImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
     """The curation queue: approve, reject with categories, or send back to pending."""
 
     project_lookup = "character__project"
@@ -152,7 +153,7 @@ class DatasetImageAdmin(ProjectScopedAdmin):
 
     @admin.display(description="image")
     def thumb(self, obj: DatasetImage) -> str:
-        return thumbnail(obj.image, alt=f"dataset image {obj.pk}")
+        return self.thumbnail_cell(obj, alt=f"dataset image {obj.pk}")
 
     @admin.display(description="image")
     def preview(self, obj: DatasetImage) -> str:
@@ -228,7 +229,8 @@ class DatasetImageAdmin(ProjectScopedAdmin):
             "form": form,
             "selected": selected,
             "previews": [
-                (obj, thumbnail(obj.image, alt=f"dataset image {obj.pk}")) for obj in selected[:REJECT_PREVIEW_LIMIT]
+                (obj, self.thumbnail_cell(obj, alt=f"dataset image {obj.pk}"))
+                for obj in selected[:REJECT_PREVIEW_LIMIT]
             ],
             "hidden_count": max(0, len(selected) - REJECT_PREVIEW_LIMIT),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,

@@ -97,8 +97,9 @@ def test_character_list_shows_the_primary_reference_and_the_count(admin_client, 
     response = admin_client.get(CHARACTERS)
     html = response.content.decode()
 
-    assert f'<img loading="lazy" src="{primary.image.url}"' in html
-    assert other.image.url not in html
+    thumb = reverse("admin:characters_referenceimage_thumb", args=[primary.pk])
+    assert f'<img loading="lazy" src="{thumb}"' in html  # a thumbnail, never the full-size file
+    assert other.image.url not in html and primary.image.url not in html
     row = response.context["cl"].result_list[0]
     assert row.reference_count == 2
 
@@ -109,7 +110,8 @@ def test_reference_thumbnails_are_bounded_and_escaped(admin_client, owner):
 
     html = admin_client.get(REFERENCES).content.decode()
 
-    assert f'<img loading="lazy" src="{reference.image.url}"' in html
+    thumb = reverse("admin:characters_referenceimage_thumb", args=[reference.pk])
+    assert f'<img loading="lazy" src="{thumb}"' in html
     assert "max-width:96px;max-height:96px" in html
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; reference" in html
@@ -120,7 +122,8 @@ def test_character_page_shows_references_inline_with_thumbnails(admin_client, ch
 
     html = admin_client.get(reverse("admin:characters_character_change", args=[character.pk])).content.decode()
 
-    assert f'<img loading="lazy" src="{reference.image.url}"' in html
+    thumb = reverse("admin:characters_referenceimage_thumb", args=[reference.pk])
+    assert f'<img loading="lazy" src="{thumb}"' in html
     assert "front view" in html
 
 
