@@ -17,12 +17,12 @@ from rest_framework.response import Response
 from characters import selectors, services
 from characters.models import Character, CharacterVersion, ReferenceImage, Variation, VariationKind
 from projects.selectors import project_get_for_user
-from tower.api import AccessViewSetMixin, FilterSet, IntFilter, ParentIdField
+from tower.api import AccessViewSetMixin, FilterSet, IntFilter, ModelSerializer, ParentIdField
 
 # --- Serializers ----------------------------------------------------------------------------
 
 
-class CharacterSerializer(serializers.ModelSerializer):
+class CharacterSerializer(ModelSerializer):
     project = ParentIdField(source="project_id")
     reference_count = serializers.SerializerMethodField()
     primary_reference_url = serializers.SerializerMethodField()
@@ -70,7 +70,7 @@ class CharacterSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request else url
 
 
-class ReferenceSerializer(serializers.ModelSerializer):
+class ReferenceSerializer(ModelSerializer):
     character = serializers.IntegerField(source="character_id", read_only=True)
 
     class Meta:
@@ -106,7 +106,7 @@ class ReferenceUpdateSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
 
-class VersionSerializer(serializers.ModelSerializer):
+class VersionSerializer(ModelSerializer):
     character = ParentIdField(source="character_id")
 
     class Meta:
@@ -127,7 +127,7 @@ class VersionSerializer(serializers.ModelSerializer):
         validators: list = []
 
 
-class VariationSerializer(serializers.ModelSerializer):
+class VariationSerializer(ModelSerializer):
     character = ParentIdField(source="character_id")
 
     class Meta:

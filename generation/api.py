@@ -26,12 +26,12 @@ from generation.services.templates import (
     template_node_warnings,
 )
 from projects.selectors import project_get_for_user
-from tower.api import FilterSet, IntFilter
+from tower.api import TEXT_MAX_LENGTH, FilterSet, IntFilter, ModelSerializer
 
 # --- Serializers ----------------------------------------------------------------------------
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(ModelSerializer):
     backend_name = serializers.CharField(source="backend.name", read_only=True, allow_null=True)
 
     class Meta:
@@ -81,7 +81,7 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AssetSerializer(serializers.ModelSerializer):
+class AssetSerializer(ModelSerializer):
     class Meta:
         model = Asset
         fields = [
@@ -112,7 +112,7 @@ class AssetSerializer(serializers.ModelSerializer):
 
 class JobCreateSerializer(serializers.Serializer):
     project = serializers.IntegerField()
-    template = serializers.CharField(help_text="template id or slug")
+    template = serializers.CharField(max_length=200, help_text="template id or slug")
     mode = serializers.ChoiceField(choices=["draft", "production"], default="draft")
     character = serializers.IntegerField(required=False, allow_null=True)
     version = serializers.IntegerField(required=False, allow_null=True)
@@ -184,7 +184,7 @@ class JobDebugSerializer(serializers.Serializer):
     reproduction = ReproductionSerializer(allow_null=True)
 
 
-class TemplateSerializer(serializers.ModelSerializer):
+class TemplateSerializer(ModelSerializer):
     follows_style = serializers.SerializerMethodField(
         help_text="parameters that take the project style's values (their bindings say style: true); "
         "every other bound input keeps the graph's own value unless a request overrides it"
@@ -231,7 +231,7 @@ class TemplateImportSerializer(serializers.Serializer):
     project = serializers.IntegerField()
     name = serializers.CharField(max_length=200)
     kind = serializers.ChoiceField(choices=JobKind.choices)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=TEXT_MAX_LENGTH)
     graph = serializers.JSONField(help_text="the API-format export (Workflow → Export (API))")
     bindings = serializers.JSONField(required=False, allow_null=True, default=None, help_text="inferred when absent")
 

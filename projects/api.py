@@ -31,7 +31,7 @@ from projects.models import (
     Project,
     Scene,
 )
-from tower.api import AccessViewSetMixin, FilterSet, IntFilter, ParentIdField, parse_id
+from tower.api import AccessViewSetMixin, FilterSet, IntFilter, ModelSerializer, ParentIdField, parse_id
 
 
 def _as_drf_error(exc: DjangoValidationError, field: str) -> serializers.ValidationError:
@@ -42,7 +42,7 @@ def _as_drf_error(exc: DjangoValidationError, field: str) -> serializers.Validat
 # --- Serializers ----------------------------------------------------------------------------
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class ProjectSerializer(ModelSerializer):
     owner_username = serializers.CharField(source="owner.username", read_only=True)
     role = serializers.SerializerMethodField(help_text="your role: owner, editor or viewer")
 
@@ -78,6 +78,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "threshold_motion": {"min_value": 0, "max_value": 1},
             "phase_pass_ratio": {"min_value": 0.01, "max_value": 1},
             "phase_window": {"min_value": 1},
+            "max_regenerations": {"min_value": 0, "max_value": services.MAX_REGENERATIONS},
         }
 
     def get_role(self, project: Project) -> str | None:
@@ -107,7 +108,7 @@ class PresetsSerializer(serializers.Serializer):
     production = PresetSerializer()
 
 
-class StyleSerializer(serializers.ModelSerializer):
+class StyleSerializer(ModelSerializer):
     presets = serializers.SerializerMethodField()
 
     class Meta:
@@ -138,7 +139,7 @@ class StyleSerializer(serializers.ModelSerializer):
             raise _as_drf_error(exc, "loras") from None
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(ModelSerializer):
     user_id = serializers.IntegerField(read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
 
@@ -153,7 +154,7 @@ class MemberInputSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=MemberRole.choices, default=MemberRole.EDITOR)
 
 
-class EpisodeSerializer(serializers.ModelSerializer):
+class EpisodeSerializer(ModelSerializer):
     project = ParentIdField(source="project_id")
 
     class Meta:
@@ -164,7 +165,7 @@ class EpisodeSerializer(serializers.ModelSerializer):
         validators: list = []  # (project, number) is checked by the service, with the row's project
 
 
-class SceneSerializer(serializers.ModelSerializer):
+class SceneSerializer(ModelSerializer):
     episode = ParentIdField(source="episode_id")
     project = serializers.IntegerField(source="episode.project_id", read_only=True)
     characters = serializers.PrimaryKeyRelatedField(many=True, read_only=True)

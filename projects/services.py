@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -80,12 +81,54 @@ def validate_story_bible(bible: Any) -> dict[str, Any]:
     return bible
 
 
+# Automatic regenerations of a failed output, per job: each is a full generation on a GPU.
+MAX_REGENERATIONS = 10
+MODEL_NAME_FIELDS = ("checkpoint", "vae")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a model name as ComfyUI lists it, or None.
+
+    A model name is a file name under one of ComfyUI's model folders, optionally in subfolders:
+    ``SD1.5/model.safetensors`` (and ``SD1.5\\model.safetensors`` from a Windows server, which
+    lists them with backslashes). It is never absolute, never climbs out (``..``), and holds no
+    NUL or control characters; ComfyUI refuses such names too, but they must not reach it.
+    """
+    if _CONTROL.search(name):
+        return "must not contain control characters"
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        return "must be a name as ComfyUI lists it (subfolder/file), not an absolute path"
+    segments = re.split(r"[/\\]", name)
+    if any(segment in {"", ".", ".."} for segment in segments):
+        return "must be a name as ComfyUI lists it (subfolder/file), without '..' or empty parts"
+    return None
+
+
+def validate_model_names(fields: dict[str, Any]) -> None:
+    errors = {
+        key: problem
+        for key in MODEL_NAME_FIELDS
+        if isinstance(fields.get(key), str) and fields[key] and (problem := model_name_problem(fields[key]))
+    }
+    if errors:
+        raise ValidationError(errors)
+
+
+def validate_max_regenerations(fields: dict[str, Any]) -> None:
+    value = fields.get("max_regenerations")
+    if value is not None and not (isinstance(value, int) and 0 <= value <= MAX_REGENERATIONS):
+        raise ValidationError({"max_regenerations": f"must be a whole number from 0 to {MAX_REGENERATIONS}"})
+
+
 def validate_loras(loras: Any) -> list[dict[str, Any]]:
     if not isinstance(loras, list):
         raise ValidationError({"loras": "must be a list of {name, strength}"})
     for i, item in enumerate(loras):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
             raise ValidationError({"loras": f"item {i} needs a non-empty 'name'"})
+        if problem := model_name_problem(item["name"]):
+            raise ValidationError({"loras": f"item {i} name {problem}"})
         strength = item.get("strength", 1.0)
         if isinstance(strength, bool) or not isinstance(strength, int | float) or not -5 <= strength <= 5:
             raise ValidationError({"loras": f"item {i} strength must be a number between -5 and 5"})
@@ -99,6 +142,7 @@ def project_create(*, owner: AbstractBaseUser, name: str, **fields: Any) -> Proj
         raise ProjectError(f"unknown project fields: {', '.join(sorted(unknown))}")
     if "story_bible" in fields:
         validate_story_bible(fields["story_bible"])
+    validate_max_regenerations(fields)
     slug = fields.pop("slug", None) or unique_slug(Project, name)
     project = Project(owner=owner, name=name, slug=slug, **fields)
     project.full_clean()
@@ -116,6 +160,7 @@ def project_update(*, project: Project, **fields: Any) -> Project:
         raise ProjectError(f"unknown project fields: {', '.join(sorted(unknown))}")
     if "story_bible" in fields:
         validate_story_bible(fields["story_bible"])
+    validate_max_regenerations(fields)
     for key, value in fields.items():
         setattr(project, key, value)
     project.full_clean()
@@ -130,6 +175,7 @@ def style_update(*, project: Project, **fields: Any) -> GenerationStyle:
         raise ProjectError(f"unknown style fields: {', '.join(sorted(unknown))}")
     if "loras" in fields:
         validate_loras(fields["loras"])
+    validate_model_names(fields)
     style = GenerationStyle.objects.select_for_update().get(project=project)
     for key, value in fields.items():
         setattr(style, key, value)

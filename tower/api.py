@@ -91,6 +91,22 @@ class FilterBackend(filters.DjangoFilterBackend):
     filterset_base = FilterSet
 
 
+# The longest free text (a description, a prompt, a synopsis) the API accepts in one field. Model
+# TextFields have no bound of their own; a body's size is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE.
+TEXT_MAX_LENGTH = 20_000
+
+
+# The base of the API's model serializers: a model TextField accepts at most TEXT_MAX_LENGTH
+# characters (DRF gives it no bound). A comment, not a docstring: the schema would show it for
+# every serializer without a docstring of its own.
+class ModelSerializer(serializers.ModelSerializer):
+    def build_standard_field(self, field_name: str, model_field: models.Field) -> tuple[type, dict[str, Any]]:
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        if isinstance(model_field, models.TextField) and not kwargs.get("read_only"):
+            kwargs.setdefault("max_length", TEXT_MAX_LENGTH)
+        return field_class, kwargs
+
+
 def _field_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
     """Django's ``{field: [messages]}`` with ``__all__`` renamed to DRF's non-field key."""
     if not hasattr(exc, "error_dict"):
