@@ -31,7 +31,7 @@ from generation.services.backends import (
 from generation.services.jobs import JobError
 from generation.services.requests import submit_request
 from generation.services.resolve import Resolved, ResolveError, resolve_job_parameters
-from generation.services.submit import job_cancel, job_reproduce, job_retry
+from generation.services.submit import job_cancel, job_reproduce, job_retry, job_retry_check
 from generation.services.thumbnails import asset_thumbnail_ensure
 from generation.workflow import WorkflowError, apply, preflight
 from projects.models import Project
@@ -110,10 +110,9 @@ def generate(request: HttpRequest) -> HttpResponse:
             except JobError as exc:
                 form.add_error(None, str(exc))
             else:
+                _say_submitted(request, jobs)
                 if len(jobs) == 1:
-                    messages.success(request, f"Job #{jobs[0].pk} queued.")
                     return redirect("job-detail", pk=jobs[0].pk)
-                messages.success(request, f"{len(jobs)} jobs queued.")
                 return HttpResponseRedirect(f"{_url('job-list')}?batch={jobs[0].batch}")
     elif request.GET:
         form = GenerateForm(request.GET, user=request.user, lenient=True)
@@ -141,6 +140,21 @@ def _refreshed_by(changed: str | None) -> tuple[str, ...]:
     if changed is None:
         return REFRESHED_BY["project"]
     return REFRESHED_BY.get(changed, ())
+
+
+def _say_submitted(request: HttpRequest, jobs: list[Job]) -> None:
+    """Say "queued" (green) only of jobs that are; those refused at once (pre-flight) say so, with why."""
+    refused = [job for job in jobs if job.status == JobStatus.FAILED]
+    queued = len(jobs) - len(refused)
+    if refused:
+        first = refused[0]
+        why = first.error_message or first.error_type or "refused"
+        if len(jobs) == 1:
+            messages.error(request, f"Job #{first.pk} was refused: {why}")
+        else:
+            messages.error(request, f"{len(refused)} of {len(jobs)} jobs were refused (#{first.pk}: {why}).")
+    if queued:
+        messages.success(request, f"Job #{jobs[0].pk} queued." if len(jobs) == 1 else f"{queued} jobs queued.")
 
 
 def _generate_preview(request: HttpRequest, form: GenerateForm) -> dict[str, Any]:
@@ -281,6 +295,7 @@ def job_context(job: Job, *, user: Any, preview: str | None = None) -> dict[str,
     """
     return {
         "job": job,
+        "retry": job_retry_check(job=job) if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else None,
         "nodes": node_rows(job),
         "preview_url": preview or live_preview_url(job),
         "can_write": project_user_can_write(project=job.project, user=user),

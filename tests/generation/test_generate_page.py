@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -45,3 +47,29 @@ def test_a_new_project_brings_its_characters_and_workflows(owner, project):
 def test_the_full_page_still_renders_every_field(owner, project):
     html = client_for(owner).get(reverse("generate"), {"project": project.pk, "prompt": "x"}).content.decode()
     assert 'name="prompt"' in html and "/static/js/generate.js" in html and "data-generate-form" in html
+
+
+def test_a_request_refused_by_pre_flight_is_not_called_queued_and_retry_says_why(owner, project, monkeypatch):
+    from django.utils import timezone
+
+    from generation import tasks
+    from generation.models import BackendObjectInfo, Job, JobStatus
+    from tests.factories import BackendFactory
+
+    monkeypatch.setattr(tasks, "enqueue_run", lambda job_id: None)
+    template = shipped("weightless-image")
+    backend = BackendFactory(healthy=True)
+    unrelated = {"SaveImage": {"input": {"required": {}}, "output": [], "output_node": True}}
+    BackendObjectInfo.objects.create(backend=backend, data=unrelated, fetched_at=timezone.now())  # lacks the nodes
+    form = {"project": project.pk, "template": template.pk, "mode": "draft", "count": 1, "seed": ""}
+    response = client_for(owner).post(reverse("generate"), form, follow=True)
+    job = Job.objects.get()
+    assert job.status == JobStatus.FAILED
+    html = response.content.decode()
+    assert f"Job #{job.pk} was refused: pre-flight" in html
+    assert "queued." not in html and 'class="alert ok"' not in html
+    # Nothing has changed since: Retry is there, disabled, and says why.
+    assert re.search(r'data-action="retry" disabled title="nothing has changed', html)
+    assert "data-retry-why>Nothing has changed since it was refused" in html
+    response = client_for(owner).post(reverse("job-action", args=[job.pk, "retry"]), follow=True)
+    assert Job.objects.count() == 1 and "nothing has changed" in response.content.decode()
