@@ -21,8 +21,9 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.utils.crypto import constant_time_compare
 
 from tower.models import ApiToken, hash_token
 
@@ -85,7 +86,8 @@ def credentials_hold(scope: dict[str, Any]) -> bool:
     """Whether what authenticated the socket still does (one or two indexed queries; sync).
 
     A token socket: the token still exists and its user is active. A session socket: the session
-    still exists for the same user (signing out deletes it), and the user is active.
+    still exists for the same user (signing out deletes it), the user is active, and the password
+    is the one the session was signed in with.
     """
     user = scope.get("user")
     if user is None or not user.is_authenticated:
@@ -100,4 +102,10 @@ def credentials_hold(scope: dict[str, Any]) -> bool:
     stored = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
     if stored.get(SESSION_KEY) != str(user.pk):
         return False
-    return get_user_model()._default_manager.filter(pk=user.pk, is_active=True).exists()
+    current = get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
+    if current is None:
+        return False
+    # As Django's get_user(): a password change ends the sessions signed in with the old one.
+    session_hash = stored.get(HASH_SESSION_KEY) or ""
+    hashes = [current.get_session_auth_hash(), *current.get_session_auth_fallback_hash()]
+    return any(constant_time_compare(session_hash, h) for h in hashes)

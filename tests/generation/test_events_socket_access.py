@@ -144,6 +144,16 @@ async def test_a_signed_out_session_closes_the_socket_at_the_next_event(world):
     assert await _closed_with(comm) == 4401
 
 
+async def test_a_password_change_closes_the_other_sessions_sockets(world):
+    _, cookie = await database_sync_to_async(_signed_in)(world["member"])
+    comm = await _subscribed(cookie + SAME_ORIGIN)
+    member = world["member"]
+    member.set_password("a new password, elsewhere")
+    await database_sync_to_async(member.save)(update_fields=["password"])
+    await sync_to_async(_queued)(world["job"])
+    assert await _closed_with(comm) == 4401
+
+
 async def test_a_removed_member_stops_getting_that_project_but_keeps_their_own(world):
     comm = await _subscribed(_bearer(world["member_token"]))
     await database_sync_to_async(project_member_remove)(project=world["project"], user_id=world["member"].pk)
