@@ -49,3 +49,16 @@ def test_other_variations_add_to_the_design(kai, kind):
     assert "black tactical military vest with glowing blue circuit patterns" in resolved.prompt
     assert "smiling" in resolved.prompt
     assert design_prompt_for(character=kai) == KAI
+
+
+def test_the_character_page_says_what_an_outfit_variation_does(owner, kai):
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(owner)
+    page = client.get(reverse("character-detail", args=[kai.pk])).content.decode()
+    assert (
+        "An outfit replaces the design&#x27;s own outfit" in page
+        or "An outfit replaces the design's own outfit" in page
+    )
