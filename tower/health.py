@@ -1,7 +1,8 @@
 """``GET /api/health``: is every part Tower depends on working right now?
 
-Open to anyone (load balancers and monitors call it), so it reports states, numbers and short
-error messages scrubbed of secrets, URL credentials and local file paths. Every check runs on
+Open to anyone (load balancers and monitors call it): anonymous callers get the status alone;
+signed-in callers (session or API token) get every check's states, numbers and short error
+messages, scrubbed of secrets, URL credentials and local file paths. Every check runs on
 each request (nothing is cached), concurrently, each bounded by its own timeout, so a hung part
 makes the answer slower by at most that timeout and never hangs the endpoint. 200 when all is
 well, 503 naming what failed. The view only reads: keeping ``Backend`` rows up to date is the
@@ -58,12 +59,37 @@ Check = dict[str, Any]
 @require_GET
 async def health_view(request: HttpRequest) -> JsonResponse:
     report = await collect()
-    response = JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    status = 200 if report["status"] == "ok" else 503
+    # Worker host names, backend names, VRAM and free disk are for the studio's people; a load
+    # balancer or a stranger learns only whether Tower is well.
+    body = report if await _signed_in(request) else {"status": report["status"]}
+    response = JsonResponse(body, status=status)
     _log_change(report["failing"])
     # A 503 here is the answer, not a server error: Django would log every one at ERROR with the
     # request (a monitor polling during an outage filled the log). _log_change says it once.
     response._has_been_logged = True  # type: ignore[attr-defined]  # Django's own flag (log_response)
     return response
+
+
+async def _signed_in(request: HttpRequest) -> bool:
+    """A session user, or a valid API token (monitors that want the detail send one)."""
+    try:
+        if (await request.auser()).is_authenticated:
+            return True
+        return await sync_to_async(_token_user_exists)(request)
+    except DatabaseError:
+        return False  # sessions and tokens live in the database: nobody can be identified
+
+
+def _token_user_exists(request: HttpRequest) -> bool:
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from tower.auth import ApiTokenAuthentication
+
+    try:
+        return bool(ApiTokenAuthentication().authenticate(request))
+    except AuthenticationFailed:
+        return False
 
 
 _last_failing: tuple[str, ...] = ()  # this process's last answer

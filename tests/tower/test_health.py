@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import redis
+from asgiref.sync import async_to_sync
 from django.db import connections
 from django_q.conf import Conf
 
@@ -27,6 +28,14 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db]
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "/api/health"
+
+
+@pytest.fixture
+def client(client, owner):
+    """Signed in: the checks' detail is for the studio's people (anonymous callers: the status)."""
+    client.force_login(owner)
+    return client
+
 
 # Redis databases of their own, so a cluster started by another test module (or still expiring
 # from one) is never counted here, and ours never elsewhere.
@@ -170,6 +179,20 @@ def test_health_needs_no_login_and_is_never_cached(client, healthy):
     assert "no-cache" in response["Cache-Control"]
 
 
+def test_anonymous_callers_get_the_status_only_and_token_holders_the_detail(healthy, owner, token_for):
+    from django.test import Client
+
+    BackendFactory(name="gpu-box-secret", url="http://127.0.0.1:9/")
+    anonymous = Client().get(URL)
+    assert anonymous.json() == {"status": "degraded"}
+    assert anonymous.status_code == 503
+    assert b"gpu-box-secret" not in anonymous.content
+    assert b"127.0.0.1" not in anonymous.content
+    with_token = Client().get(URL, HTTP_AUTHORIZATION=f"Bearer {token_for(owner)}")
+    assert with_token.status_code == 503
+    assert "gpu-box-secret" in json.dumps(with_token.json()["checks"]["backends"])
+
+
 def test_health_only_answers_get(client, healthy):
     assert client.post(URL).status_code == 405
 
@@ -207,9 +230,11 @@ def unreachable_database(tmp_path: Path) -> Iterator[None]:
 def test_database_down_is_503_naming_the_database(client, healthy, tmp_path):
     with unreachable_database(tmp_path):
         response = client.get(URL)
+        body = async_to_sync(health.collect)()  # what a signed-in caller would read
 
-    body = response.json()
+    # Without the database nobody can be identified, so the answer is the status alone.
     assert response.status_code == 503
+    assert response.json() == {"status": "degraded"}
     assert body["status"] == "degraded"
     assert body["failing"] == ["database"]
     assert body["checks"]["database"]["ok"] is False
@@ -358,8 +383,8 @@ def test_a_degraded_report_reveals_no_secret_credential_or_path(client, healthy,
 
     with unreachable_database(tmp_path):
         response = client.get(URL)
+        text = json.dumps(async_to_sync(health.collect)())  # what a signed-in caller would read
 
-    text = response.content.decode()
     assert response.status_code == 503
     assert set(json.loads(text)["failing"]) >= {"database", "broker", "channel_layer", "workers"}
     for secret in (settings.SECRET_KEY, "redis-s3cret-pw", "comfy-s3cret-pw", "db-s3cret-password"):
