@@ -160,7 +160,7 @@ def _render_job_list(job: Job, kind: Any, context: dict[str, Any], state: LiveSt
     ]
     if state.empty_row:
         state.empty_row = False
-        parts.append('<tr id="live-jobs-empty" hx-swap-oob="true" hidden></tr>')
+        parts.append('<tbody id="live-jobs-empty" hx-swap-oob="true" hidden></tbody>')
     return "".join(parts)
 
 
