@@ -171,6 +171,10 @@ def test_without_an_llm_embeddings_decide(settings, project, cast, models):
 
 def test_no_references_no_decision(settings, project, cast, models):
     settings.TOWER_LLM_BASE_URL = ""
+    # Photoreal, like the other embedding tests: the tiny CCIP file is not the pinned size, so an
+    # anime project would stop at "weights missing" before looking at references.
+    project.art_kind = "photoreal"
+    project.save(update_fields=["art_kind"])
     result = classify_image(project=project, data=png_bytes(64, 64, RED))
     assert result.character_id is None and "no reference image" in result.note
 
