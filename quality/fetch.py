@@ -216,8 +216,11 @@ class BackgroundFetch:
     def _run(self, models_dir: Path, ids: list[str], options: dict) -> None:
         try:
             self.result = fetch_missing(models_dir, ids=ids, stop=self.stop_event, **options)
-        except OSError as exc:  # the models directory cannot be written: say so, never kill the studio
-            logger.warning("fetching the scoring models failed: %s", exc)
+        except Exception as exc:
+            # Whatever went wrong, the studio keeps running and the dashboard must not show a
+            # download "running" forever: record the failure where the page reads it.
+            logger.exception("fetching the scoring models failed")
+            _record_failure(models_dir, ids, f"{exc.__class__.__name__}: {exc}")
 
     def start(self) -> BackgroundFetch:
         self.thread.start()
@@ -230,6 +233,14 @@ class BackgroundFetch:
     def join(self, timeout: float | None = None) -> FetchStatus | None:
         self.thread.join(timeout)
         return self.result
+
+
+def _record_failure(models_dir: Path, ids: Sequence[str], error: str) -> None:
+    status = FetchStatus(state="failed", models=[ModelFetch(i, "failed", error=error) for i in ids])
+    try:
+        _Writer(models_dir, status).write()
+    except OSError:
+        logger.warning("cannot write %s", status_path(models_dir))
 
 
 def start_background_fetch(models_dir: Path, *, enabled: bool, **options: object) -> tuple[BackgroundFetch | None, str]:

@@ -218,17 +218,19 @@ def test_stopping_tower_stops_the_fetch(registry, server, models_dir, settings, 
     settings.TOWER_FETCH_MODELS = True
     tower, _ = supervisor()
     started = threading.Event()
+    running: list[fetch.BackgroundFetch] = []
     real_download = weights.download
 
     def download_once_stopping(*args, **kwargs):
         # Holds the first download until Tower is stopping, so the stop lands mid-download.
         started.set()
-        tower_fetcher.stop_event.wait(30)
+        wait_for(lambda: running and running[0].stop_event.is_set(), what="Tower to stop")
         return real_download(*args, **kwargs)
 
     monkeypatch.setattr(weights, "download", download_once_stopping)
     tower._start_model_fetch()
     tower_fetcher = tower.fetcher
+    running.append(tower_fetcher)
     wait_for(started.is_set, what="the download to start")
 
     tower._stop_all()
@@ -236,6 +238,20 @@ def test_stopping_tower_stops_the_fetch(registry, server, models_dir, settings, 
     assert tower.fetcher is None and not tower_fetcher.thread.is_alive()
     assert fetch.read_status(models_dir).state == "stopped"
     assert [path for path, _ in gets(server)] == ["/files/alpha.bin"]  # beta was never asked for
+
+
+def test_an_unexpected_error_in_the_background_is_recorded_not_left_running(registry, models_dir, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(weights, "download", broken)
+
+    fetcher, _ = fetch.start_background_fetch(models_dir, enabled=True)
+    fetcher.join(timeout=30)
+
+    status = fetch.read_status(models_dir)
+    assert status.state == "failed"
+    assert {m.error for m in status.models} == {"RuntimeError: disk on fire"}
 
 
 # --- the dashboard --------------------------------------------------------------------------------
@@ -292,6 +308,17 @@ def test_the_dashboard_says_how_to_turn_scoring_on_when_nothing_was_fetched(regi
 
     assert 'data-fetch-state="missing"' in html
     assert "alpha score, beta score" in html
+    assert html.count("python manage.py fetch_models") == 1
+
+
+def test_after_a_stopped_download_the_dashboard_says_it_resumes(registry, server, models_dir, owner):
+    stop = threading.Event()
+    stop.set()
+    fetch.fetch_missing(models_dir, stop=stop)
+
+    html = dashboard(owner)
+
+    assert 'data-fetch-state="stopped"' in html and "resumes at its next start" in html
     assert html.count("python manage.py fetch_models") == 1
 
 
