@@ -234,6 +234,14 @@ class TemplateImportSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=TEXT_MAX_LENGTH)
     graph = serializers.JSONField(help_text="the API-format export (Workflow → Export (API))")
     bindings = serializers.JSONField(required=False, allow_null=True, default=None, help_text="inferred when absent")
+    follows_style = serializers.ListField(
+        child=serializers.CharField(max_length=40),
+        required=False,
+        default=list,
+        max_length=20,
+        help_text="bound parameters to take from the project style (e.g. width, height); "
+        "the others keep the graph's own values",
+    )
 
 
 # --- Filters --------------------------------------------------------------------------------
@@ -378,6 +386,7 @@ class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
                 user=request.user,
                 bindings=data.validated_data["bindings"],
                 description=data.validated_data["description"],
+                follows_style=data.validated_data["follows_style"],
             )
         except TemplateError as exc:
             raise serializers.ValidationError({"graph": [str(exc)]}) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from generation.workflow import (
     style_parameters,
 )
 from generation.workflow.apply import graph_values
-from generation.workflow.bindings import bindings_to_json
+from generation.workflow.bindings import STYLE_PARAMETERS, Bindings, bindings_to_json
 from generation.workflow.preflight import node_pack_hint
 from projects.models import Project
 from projects.services import unique_slug
@@ -44,6 +44,25 @@ def _validation_text(exc: ValidationError) -> str:
     return "; ".join(exc.messages)
 
 
+def _mark_style(bindings: Bindings, names: list[str]) -> Bindings:
+    unknown = sorted(set(names) - STYLE_PARAMETERS)
+    if unknown:
+        raise TemplateError(
+            f"the project style has no value for {', '.join(unknown)} "
+            f"(it can set: {', '.join(sorted(STYLE_PARAMETERS))})"
+        )
+    unbound = sorted(set(names) - set(bindings))
+    if unbound:
+        raise TemplateError(
+            f"cannot follow the style for {', '.join(unbound)}: this workflow has no binding for it "
+            f"(bound: {', '.join(sorted(bindings)) or 'nothing'})"
+        )
+    return {
+        param: [replace(t, style=True) for t in targets] if param in names else targets
+        for param, targets in bindings.items()
+    }
+
+
 @transaction.atomic
 def template_import(
     *,
@@ -54,11 +73,14 @@ def template_import(
     user: AbstractBaseUser | None,
     bindings: dict[str, Any] | None = None,
     description: str = "",
+    follows_style: list[str] | None = None,
 ) -> WorkflowTemplate:
     """Store a user's exported ComfyUI graph as a template of ``project``.
 
     With no ``bindings``, they are inferred from the graph (:func:`infer_bindings`); given
-    bindings must resolve on it. The caller has checked that ``user`` may edit the project.
+    bindings must resolve on it. Every bound input keeps the graph's value unless its binding
+    says ``"style": true``; ``follows_style`` names parameters to mark so (they must be bound).
+    The caller has checked that ``user`` may edit the project.
     """
     if kind not in JobKind.values:
         raise TemplateError(f"kind must be one of {', '.join(JobKind.values)}, not {kind!r}")
@@ -75,6 +97,7 @@ def template_import(
         resolve_bindings(graph, normalized)
     except BindingError as exc:
         raise TemplateError(f"the bindings do not fit this workflow: {exc}") from exc
+    normalized = _mark_style(normalized, follows_style or [])
     classes = required_nodes(graph)
     template = WorkflowTemplate(
         project=project,

@@ -89,3 +89,15 @@ def test_import_warns_about_node_classes_no_enabled_backend_has(fake, api_owner,
         "/api/v1/templates", {"project": project.pk, "name": "Plain", "kind": "image", "graph": GRAPH}, format="json"
     )
     assert plain.json()["warnings"] == []
+
+
+def test_an_import_can_ask_for_inputs_to_follow_the_style(api_owner, project):
+    payload = {"project": project.pk, "name": "Styled", "kind": "image", "graph": GRAPH}
+    response = api_owner.post("/api/v1/templates", {**payload, "follows_style": ["width", "height"]}, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["follows_style"] == ["height", "width"]
+    assert response.json()["bindings"]["width"][0]["style"] is True
+    refused = api_owner.post("/api/v1/templates", {**payload, "follows_style": ["steps"]}, format="json")
+    assert refused.status_code == 400 and "no binding for it" in str(refused.json())
+    refused = api_owner.post("/api/v1/templates", {**payload, "follows_style": ["seed"]}, format="json")
+    assert refused.status_code == 400 and "no value for seed" in str(refused.json())
