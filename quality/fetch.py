@@ -290,10 +290,15 @@ class ScoringModels:
         names: list[str] = []
         for model_id in self.missing:
             for used in weights.get_spec(model_id).used_by:
-                name = used.split(" (")[0].replace("_", " ")
+                name = metric_label(used.split(" (")[0])
                 if name not in names:
                     names.append(name)
         return names
+
+
+def metric_label(metric: str) -> str:
+    """A metric's name in plain words: ``temporal_lpips`` → "temporal LPIPS"."""
+    return metric.replace("_", " ").replace("lpips", "LPIPS").replace("ssim", "SSIM")
 
 
 def scoring_models(models_dir: Path) -> ScoringModels:

@@ -23,7 +23,7 @@ from generation.models import Asset, Job
 from generation.selectors import assets_visible_to, jobs_visible_to
 from projects.selectors import AnyUser
 from quality.charts import Sparkline, temporal_chart
-from quality.fetch import ScoringModels, scoring_models
+from quality.fetch import ScoringModels, metric_label, scoring_models
 from quality.models import QualityGate, QualityScore, ScoreStatus
 
 AESTHETIC = "aesthetic"
@@ -202,5 +202,5 @@ def job_quality(*, job: Job) -> JobQuality:
     off = sorted({s.metric for o in outputs for s in o.scores if s.status == ScoreStatus.UNAVAILABLE})
     models_now = scoring_models(settings.MODELS_DIR) if off else None
     return JobQuality(
-        job=job, outputs=outputs, gates=gates, off_metrics=[m.replace("_", " ") for m in off], models=models_now
+        job=job, outputs=outputs, gates=gates, off_metrics=[metric_label(m) for m in off], models=models_now
     )

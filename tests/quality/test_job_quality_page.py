@@ -81,7 +81,7 @@ def test_each_score_shows_value_threshold_and_verdict_or_why_it_is_missing(owner
     assert "unavailable" in lpips and "0." not in lpips.split("</td>")[1]  # no invented value
     # the command is said once, above the outputs, not on every row
     assert FIX not in lpips and html.count("manage.py fetch_models") == 1
-    assert re.search(r"data-quality-off>Off on this studio: temporal lpips, because", html)
+    assert re.search(r"data-quality-off>Off on this studio: temporal LPIPS, because", html)
     assert "not gated" in row(html, "temporal_flicker")
     assert 'data-gate="post_gen"' in html and 'data-verdict="failed"' in html
     assert re.search(r"data-skipped>.*character_similarity", html)
