@@ -253,6 +253,10 @@ TOWER_INGEST_MAX_ARCHIVE_BYTES = env_int("TOWER_INGEST_MAX_ARCHIVE_BYTES", 2 * 1
 TOWER_INGEST_MAX_ARCHIVE_MEMBERS = env_int("TOWER_INGEST_MAX_ARCHIVE_MEMBERS", 10_000, min_value=1)
 # Largest video accepted for frame extraction (upload or download), in bytes.
 TOWER_INGEST_MAX_VIDEO_BYTES = env_int("TOWER_INGEST_MAX_VIDEO_BYTES", 4 * 1024**3, min_value=1024)
+# Hosts a URL ingest may fetch from although they are not public internet addresses (loopback,
+# private, link-local…): comma-separated host names, addresses or CIDR ranges, e.g.
+# nas.lan,192.168.1.0/24. Empty = public addresses only (a URL cannot reach Tower's own services).
+TOWER_INGEST_ALLOWED_HOSTS = env_list("TOWER_INGEST_ALLOWED_HOSTS", [])
 # Folders that "scan a ComfyUI output folder" may read (comma-separated); empty = none allowed.
 TOWER_COMFYUI_OUTPUT_DIRS = env_list("TOWER_COMFYUI_OUTPUT_DIRS", [])
 # Approved images a character needs before a LoRA can be trained.

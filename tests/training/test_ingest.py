@@ -107,6 +107,7 @@ def api_graph(positive: str, seed: int) -> dict:
 def _ingest_settings(settings):
     settings.TOWER_DATASET_MIN_SIDE = 64
     settings.TOWER_DATASET_PHASH_DISTANCE = 6
+    settings.TOWER_INGEST_ALLOWED_HOSTS = ["127.0.0.1"]  # the fake file servers are on loopback
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tower.netguard import BlockedAddressError, check_public_url, public_connections_only
+
 # At most 1080p, one file (no merge step, so no ffmpeg needed): frames are all that is used.
 FORMAT = "best[height<=1080]/bestvideo[height<=1080]/best/bestvideo"
 SOCKET_TIMEOUT = 30.0
@@ -40,10 +42,17 @@ class _Log:
 
 
 def check_url(url: str) -> str:
+    """The URL, stripped, when it is http(s) and its host is a public address (or allowed by
+    TOWER_INGEST_ALLOWED_HOSTS); otherwise DownloadError saying why. Checked when a batch is
+    submitted and again by the worker (the host's DNS answer may have changed)."""
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise DownloadError("enter an http:// or https:// address")
+    try:
+        check_public_url(url)
+    except BlockedAddressError as exc:
+        raise DownloadError(str(exc)) from None
     return url
 
 
@@ -86,9 +95,15 @@ def download(
         "progress_hooks": [hook],
         "overwrites": True,
         "cachedir": False,
+        # Downloads stay in this thread and in Python, where public_connections_only sees every
+        # connection: no parallel fragment threads, no ffmpeg for HLS.
+        "concurrent_fragment_downloads": 1,
+        "hls_prefer_native": True,
     }
     try:
-        with yt_dlp.YoutubeDL(options) as ydl:
+        # Every connection yt-dlp makes (each redirect, each fragment, the page and the media it
+        # names) is checked again at connect time.
+        with public_connections_only(), yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=True)
     except yt_dlp.utils.DownloadError as exc:
         message = log.errors[-1] if log.errors else str(exc).removeprefix("ERROR: ")
