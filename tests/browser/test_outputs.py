@@ -109,3 +109,21 @@ def test_close_on_a_standalone_asset_page_returns_to_the_gallery(page, producer,
     page.get_by_role("link", name="Close").click()
     page.wait_for_url("**/gallery/?status=failed")
     assert len(_grid(page)) == 1
+
+
+def test_an_animated_tile_plays_on_hover_and_stops_after(page, producer, stack, settings):  # noqa: F811
+    settings.MEDIA_ROOT = stack.logs / "media"
+    ids = _outputs(producer, settings.MEDIA_ROOT)
+    log_in(page)
+    page.goto("/gallery/")
+    clip = page.locator(f'#gallery-grid .tile[data-asset="{ids[3]}"]')
+    assert clip.locator("video").count() == 0  # a still until pointed at
+    clip.hover()
+    playing = clip.locator("video.hover-play")
+    playing.wait_for()
+    assert playing.get_attribute("src") == clip.get_attribute("data-play")
+    page.mouse.move(2, 2)
+    playing.wait_for(state="detached")
+    still = page.locator(f'#gallery-grid .tile[data-asset="{ids[0]}"]')
+    still.hover()
+    assert still.locator("video").count() == 0 and still.get_attribute("data-play") is None
