@@ -320,3 +320,31 @@ def test_the_review_card_says_which_terms_each_category_adds(member, kai, images
     page = client_for(member).get(reverse("review"), {"character": kai.pk}).content.decode()
     assert 'data-terms="bad colors, inconsistent colors, color bleeding, oversaturated"' in page
     assert "adds to the character's negatives: bad anatomy, bad hands, extra fingers" in page
+
+
+def test_learned_label_terms_of_earlier_rejections_become_model_terms(kai, images, owner):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("training.migrations.0006_learned_negatives_model_terms")
+    kai.learned_negatives = {
+        "off-model colours": 2,
+        "wrong hair colour": 2,
+        "wrong eye colour": 3,
+        "wrong outfit": 1,
+        "bad hands": 4,
+        "extra arms": 1,
+    }
+    kai.save()
+    migration.forwards(apps, None)
+
+    weights = learned(kai)
+    assert not {"off-model colours", "wrong hair colour", "wrong eye colour", "wrong outfit"} & set(weights)
+    assert weights["bad colors"] == weights["color bleeding"] == 3
+    assert weights["mismatched clothing"] == weights["extra accessories"] == 1
+    assert (weights["bad hands"], weights["extra arms"]) == (4, 1)
+    # A rejection withdrawn afterwards takes back exactly the new terms it taught.
+    dataset_images_reject(image_ids=[images[0].pk], categories=["off_model_colours"], reviewer=owner)
+    dataset_images_approve(image_ids=[images[0].pk], reviewer=owner)
+    assert learned(kai) == weights
