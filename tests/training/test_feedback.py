@@ -348,3 +348,15 @@ def test_learned_label_terms_of_earlier_rejections_become_model_terms(kai, image
     dataset_images_reject(image_ids=[images[0].pk], categories=["off_model_colours"], reviewer=owner)
     dataset_images_approve(image_ids=[images[0].pk], reviewer=owner)
     assert learned(kai) == weights
+
+
+def test_a_regeneration_drops_retired_label_terms_from_an_old_jobs_negative(
+    django_capture_on_commit_callbacks, member, owner, kai, enqueued
+):
+    # A job made before the terms changed carries the old learned label in its negative prompt.
+    image = generated_image(kai.project, kai, owner, negative="umbrella, off-model colours")
+    with django_capture_on_commit_callbacks(execute=True):
+        hx(client_for(member), act(image.pk, "reject"), {"category": "off_model_colours", "regenerate": "1"})
+    child = Job.objects.get(parent=image.origin_job)
+    assert "umbrella" in child.negative_prompt and "bad colors" in child.negative_prompt
+    assert "off-model colours" not in child.negative_prompt

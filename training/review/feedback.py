@@ -62,9 +62,21 @@ def category_terms(category: str, *, art_kind: str = ArtKind.ANIME) -> tuple[str
     return CATEGORY_TERMS.get(category, ())
 
 
+# Taught before the terms above replaced them (migration 0006 rewrote learned negatives); jobs
+# made back then still carry them in their negative prompt.
+RETIRED_TERMS = (
+    "wrong hair colour",
+    "wrong eye colour",
+    "off-model colours",
+    "wrong outfit",
+    "wrong clothes",
+    "artifacts",
+)
+
+
 def all_category_terms() -> set[str]:
-    """Every term any category can teach (to tell learned terms from a person's own text)."""
-    return {t for terms in (*CATEGORY_TERMS.values(), *PHOTOREAL_TERMS.values()) for t in terms}
+    """Every term any category teaches or taught (to tell learned terms from a person's own text)."""
+    return {t for terms in (*CATEGORY_TERMS.values(), *PHOTOREAL_TERMS.values(), RETIRED_TERMS) for t in terms}
 
 
 MAX_TERM_LENGTH = 80
