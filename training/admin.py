@@ -13,9 +13,18 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from generation.models import Asset, Job
-from tower.admin import PREVIEW_PX, ProjectScopedAdmin, admin_link, pretty_json, thumbnail
+from tower.admin import PREVIEW_PX, ProjectScopedAdmin, ReadOnlyAdminMixin, admin_link, pretty_json, thumbnail
 from tower.thumbnails import AdminThumbnailMixin
-from training.models import CaptionRun, DatasetImage, IngestBatch, LoraModel, RejectionCategory, TrainingJob
+from training.ingest.services import held_image_discard
+from training.models import (
+    CaptionRun,
+    DatasetImage,
+    HeldImage,
+    IngestBatch,
+    LoraModel,
+    RejectionCategory,
+    TrainingJob,
+)
 from training.review.services import dataset_image_promote, dataset_image_regenerate
 from training.services import CurationError, dataset_images_approve, dataset_images_reject, dataset_images_reset
 
@@ -474,3 +483,34 @@ class CaptionRunAdmin(ProjectScopedAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a run starts from the character's captions page
+
+
+@admin.register(HeldImage)
+class HeldImageAdmin(AdminThumbnailMixin, ReadOnlyAdminMixin, ProjectScopedAdmin):
+    """Images ingestion kept aside (no character recognised, near-duplicates); they are assigned or
+    kept anyway on the review page, so rows are read-only here (deleting one removes its files)."""
+
+    project_lookup = "batch__project"
+    list_display = ["thumb", "id", "reason", "character", "batch_link", "source_ref", "created_at"]
+    list_display_links = ["thumb", "id"]
+    list_select_related = ["character", "batch"]
+    list_filter = ["reason", ("batch__project", RelatedOnlyFieldListFilter)]
+    search_fields = ["=id", "source_ref", "note"]
+    show_full_result_count = False
+    fields = ["batch", "reason", "note", "character", "duplicate_of", "source", "source_ref", "created_at"]
+    readonly_fields = fields
+
+    @admin.display(description="image")
+    def thumb(self, obj: HeldImage) -> str:
+        return self.thumbnail_cell(obj, alt=f"held image {obj.pk}")
+
+    @admin.display(description="batch", ordering="batch_id")
+    def batch_link(self, obj: HeldImage) -> str:
+        return admin_link(IngestBatch, obj.batch_id, f"Ingest #{obj.batch_id}")
+
+    def delete_model(self, request: HttpRequest, obj: HeldImage) -> None:
+        held_image_discard(held=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[HeldImage]) -> None:
+        for held in queryset:
+            held_image_discard(held=held)

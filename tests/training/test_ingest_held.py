@@ -163,3 +163,13 @@ def test_the_ingest_page_says_before_the_upload_when_no_classifier_is_available(
 
     settings.TOWER_LLM_BASE_URL = "http://127.0.0.1:9/v1"
     assert "Automatic classification is not available" not in client_for(owner).get(reverse("ingest")).text
+
+
+def test_the_admin_lists_held_images_as_thumbnails(admin_client, project, owner, hana):
+    batch = five_unclassified(project, owner)
+    held = HeldImage.objects.filter(batch=batch).first()
+    html = admin_client.get(reverse("admin:training_heldimage_changelist")).content.decode()
+    thumb = reverse("admin:training_heldimage_thumb", args=[held.pk])
+    assert f'src="{thumb}"' in html and held.image.url not in html
+    response = admin_client.get(thumb)
+    assert response.status_code == 302 and "/thumbs/" in response["Location"]
