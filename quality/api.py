@@ -1,7 +1,9 @@
 """REST API v1 for quality: evaluate media on demand, a job's scores and gates, phase gates.
 
-- ``POST /quality/evaluate``: synchronous (see ``quality.services.evaluate`` for the bounds);
-  needs write access to the project (it may store scores), like submitting a job.
+- ``POST /quality/evaluate``: synchronous, so bounded before anything is decoded: a still image
+  up to ``TOWER_UPLOAD_MAX_PIXELS``, or a clip of at most ``EVALUATE_MAX_TOTAL_PIXELS`` decoded
+  pixels in all; more is a 413 with the reason (a job's outputs of any length are scored by the
+  workers). Needs write access to the project (it may store scores), like submitting a job.
 - ``POST /quality/phase-gate/{phase}``: evaluate a phase gate now (write access).
 - ``GET /jobs/{id}/quality``: read access. Projects you cannot see answer 404.
 """
@@ -15,6 +17,7 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -29,6 +32,7 @@ from quality.services.evaluate import media_evaluate
 from quality.services.phases import phase_gate_evaluate
 from tower.api import parse_id
 from tower.parsers import JSONParser
+from tower.uploads import UploadError, image_header
 
 # --- Serializers ----------------------------------------------------------------------------
 
@@ -133,6 +137,32 @@ class PhaseGateSerializer(serializers.ModelSerializer):
 
 # --- Views ----------------------------------------------------------------------------------
 
+# Decoded pixels (all frames together) an evaluation in the web process may hold: about 120 MB as
+# RGB. A still image up to UPLOAD_MAX_PIXELS, or a short small clip; longer clips are scored by
+# the workers when they are a job's output.
+EVALUATE_MAX_TOTAL_PIXELS = 40_000_000
+
+
+class PayloadTooLarge(APIException):
+    status_code = 413
+    default_detail = "the upload is too large to evaluate"
+    default_code = "too_large"
+
+
+def _refuse_oversized(content: bytes, *, max_bytes: int) -> None:
+    """413 for an upload whose header says it decodes to too many pixels
+    (a decompression bomb, or an animation of many large frames), before anything is decoded."""
+    if len(content) > max_bytes:
+        return  # media_evaluate says so (400)
+    try:
+        image_header(
+            content,
+            max_pixels=settings.UPLOAD_MAX_PIXELS,
+            max_total_pixels=min(settings.UPLOAD_MAX_PIXELS, EVALUATE_MAX_TOTAL_PIXELS),
+        )
+    except UploadError as exc:
+        raise PayloadTooLarge(str(exc)) from None
+
 
 def _bad_request(exc: QualityError) -> serializers.ValidationError:
     return serializers.ValidationError({"detail": [str(exc)]})
@@ -146,7 +176,11 @@ class QualityViewSet(viewsets.ViewSet):
     @extend_schema(request={"multipart/form-data": EvaluateRequestSerializer}, responses={200: EvaluationSerializer})
     @action(detail=False, methods=["post"])
     def evaluate(self, request: Request) -> Response:
-        """Score an uploaded image or video, or a stored asset, now; 400 for media that cannot be scored."""
+        """Score an uploaded image or video, or a stored asset, now; 400 for media that cannot be scored.
+
+        Synchronous: an upload whose header says it decodes to more than 40 million pixels (all
+        frames together; a still image: TOWER_UPLOAD_MAX_PIXELS) is a 413 before it is decoded.
+        """
         data = EvaluateRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -170,6 +204,7 @@ class QualityViewSet(viewsets.ViewSet):
                 content = handle.read(max_bytes + 1)
         else:
             content = values["file"].read(max_bytes + 1)
+            _refuse_oversized(content, max_bytes=max_bytes)
         try:
             evaluation = media_evaluate(
                 data=content, project=project, character=character, asset=asset, max_bytes=max_bytes
