@@ -33,7 +33,7 @@ from generation.services.requests import submit_request
 from generation.services.resolve import Resolved, ResolveError, resolve_job_parameters
 from generation.services.submit import job_cancel, job_reproduce, job_retry, job_retry_check
 from generation.services.thumbnails import asset_thumbnail_ensure
-from generation.workflow import WorkflowError, apply, preflight
+from generation.workflow import WorkflowError, apply, preflight, style_parameters
 from projects.models import Project
 from projects.selectors import project_user_can_write
 from tower.views import PAGE_SIZE, form_add_service_errors, page_login_required, querystring_without_page, render_page
@@ -162,6 +162,7 @@ def _generate_preview(request: HttpRequest, form: GenerateForm) -> dict[str, Any
     project: Project | None = data.get("project")
     if project is None:
         return {"resolved": None}
+    template = data.get("template")
     resolved, error = _resolve(
         project=project,
         mode=data.get("mode") or "draft",
@@ -170,9 +171,10 @@ def _generate_preview(request: HttpRequest, form: GenerateForm) -> dict[str, Any
         variation=data.get("variation"),
         prompt=data.get("prompt") or "",
         negative=data.get("negative") or "",
+        # The preview shows what the job will get: the style reaches only the inputs the template marks.
+        style_fields=style_parameters(template.bindings) if template is not None else None,
     )
     context: dict[str, Any] = {"resolved": resolved, "resolve_error": error, "preview_project": project}
-    template = data.get("template")
     if resolved is not None and template is not None:
         context["preflight"] = preflight_report(template, resolved, data.get("seed"))
     context["can_write"] = project_user_can_write(project=project, user=request.user)

@@ -73,3 +73,23 @@ def test_a_request_refused_by_pre_flight_is_not_called_queued_and_retry_says_why
     assert "data-retry-why>Nothing has changed since it was refused" in html
     response = client_for(owner).post(reverse("job-action", args=[job.pk, "retry"]), follow=True)
     assert Job.objects.count() == 1 and "nothing has changed" in response.content.decode()
+
+
+def test_the_preview_of_an_imported_graph_shows_the_values_it_will_run_with(owner, project):
+    from generation.services.templates import template_import
+    from tests.generation.test_workflow_style import ANIMATION
+
+    style = project.style
+    style.width, style.height, style.fps, style.style_prompt = 768, 1024, 12, "neon lighting"
+    style.save()
+    template = template_import(project=project, name="Mine", graph_json=ANIMATION, kind="loop", user=owner)
+    query = {"project": project.pk, "template": template.pk, "prompt": "on the roof", "changed": "template"}
+    html = client_for(owner).get(reverse("generate"), query, HTTP_HX_REQUEST="true").content.decode()
+    preview = html[html.index('id="generate-preview"') :]
+    # The graph keeps its own 512×512 at 10 fps, and the style's prompt does not reach it.
+    assert "on the roof" in preview and "neon lighting" not in preview
+    assert '<dd class="mono">1024</dd>' not in preview and '<dd class="mono">12</dd>' not in preview
+    shipped_html = client_for(owner).get(
+        reverse("generate"), {**query, "template": shipped("weightless-image").pk}, HTTP_HX_REQUEST="true"
+    )
+    assert "neon lighting" in shipped_html.content.decode()  # a shipped template follows the style
