@@ -8,6 +8,7 @@ heavy, so the gallery plays the output itself only while the pointer is over its
 from __future__ import annotations
 
 import io
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -31,22 +32,26 @@ def _save(frame: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def image_thumbnail(data: bytes, *, size: int = DEFAULT_SIZE) -> bytes:
+def _stream(source: bytes | BinaryIO) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def image_thumbnail(source: bytes | BinaryIO, *, size: int = DEFAULT_SIZE) -> bytes:
     """A still WebP of an image; of an animated one, its first frame (Pillow opens on frame 0)."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(_stream(source)) as image:
             image.seek(0)
             return _save(_fit(image, size))
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ThumbnailError(f"not a readable image ({exc.__class__.__name__})") from None
 
 
-def video_thumbnail(data: bytes, *, size: int = DEFAULT_SIZE) -> bytes:
-    """A still WebP of a video's first decoded frame."""
+def video_thumbnail(source: bytes | BinaryIO, *, size: int = DEFAULT_SIZE) -> bytes:
+    """A still WebP of a video's first decoded frame (only the start of the file is read)."""
     import av  # imported here: a still-image gallery never pays for it
 
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(_stream(source)) as container:
             stream = container.streams.video[0]
             first = next(iter(container.decode(stream)), None)
             image = first.to_image() if first is not None else None
@@ -57,7 +62,8 @@ def video_thumbnail(data: bytes, *, size: int = DEFAULT_SIZE) -> bytes:
     return _save(_fit(image, size))
 
 
-def make_thumbnail(data: bytes, *, mime: str, size: int = DEFAULT_SIZE) -> bytes:
+def make_thumbnail(source: bytes | BinaryIO, *, mime: str, size: int = DEFAULT_SIZE) -> bytes:
+    """A still WebP thumbnail of the image or video in ``source`` (bytes or a seekable binary file)."""
     if mime.startswith("video/"):
-        return video_thumbnail(data, size=size)
-    return image_thumbnail(data, size=size)
+        return video_thumbnail(source, size=size)
+    return image_thumbnail(source, size=size)

@@ -28,9 +28,9 @@ def asset_thumbnail_ensure(*, asset_id: int) -> str | None:
     if asset.size_bytes > MAX_SOURCE_BYTES:
         return None
     try:
+        # The open file, not its bytes: a video's first frame needs only the start of the file.
         with asset.file.open("rb") as handle:
-            data = handle.read(MAX_SOURCE_BYTES + 1)
-        thumb = make_thumbnail(data, mime=asset.mime)
+            thumb = make_thumbnail(handle, mime=asset.mime)
     except (OSError, ThumbnailError) as exc:
         logger.warning("no thumbnail for asset %s: %s", asset_id, exc)
         return None

@@ -251,10 +251,8 @@ def test_animated_image_thumbnail_is_a_still_of_its_first_frame(fmt):
     _is_first_frame(thumbs.make_thumbnail(buffer.getvalue(), mime=f"image/{fmt.lower()}", size=64), (64, 32))
 
 
-@pytest.mark.parametrize(
-    ("container_format", "codec", "mime"), [("webm", "libvpx", "video/webm"), ("mp4", "h264", "video/mp4")]
-)
-def test_video_thumbnail_is_a_still_of_its_first_frame(container_format, codec, mime):
+def _video(container_format: str, codec: str) -> bytes:
+    """Twelve frames at 12 fps: the first red, the rest green."""
     import av
 
     video = io.BytesIO()
@@ -267,7 +265,25 @@ def test_video_thumbnail_is_a_still_of_its_first_frame(container_format, codec, 
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    _is_first_frame(thumbs.make_thumbnail(video.getvalue(), mime=mime, size=32), (32, 24))
+    return video.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("container_format", "codec", "mime"), [("webm", "libvpx", "video/webm"), ("mp4", "h264", "video/mp4")]
+)
+def test_video_thumbnail_is_a_still_of_its_first_frame(container_format, codec, mime):
+    _is_first_frame(thumbs.make_thumbnail(_video(container_format, codec), mime=mime, size=32), (32, 24))
+
+
+def test_a_video_outputs_stored_thumbnail_is_a_still_of_its_first_frame(owner, project):
+    clip = AssetFactory(
+        project=project, kind="video", mime="video/mp4", file=ContentFile(_video("mp4", "h264"), name="clip.mp4")
+    )
+    response = client_for(owner).get(reverse("asset-thumb", args=[clip.pk]))
+    clip.refresh_from_db()
+    assert response.status_code == 302 and response.url == clip.thumbnail.url
+    with clip.thumbnail.open("rb") as handle:
+        _is_first_frame(handle.read(), (64, 48))
 
 
 def test_unreadable_media_has_no_thumbnail():
