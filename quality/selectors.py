@@ -125,6 +125,20 @@ class AssetInspection:
 HIDDEN_PARAMETERS = frozenset({"inputs", "seed", "prompt", "negative"})  # shown on their own
 
 
+def asset_neighbours(*, user: AnyUser, asset: Asset) -> tuple[int | None, int | None]:
+    """The ids of the outputs before and after ``asset`` in the gallery's order (newest first)."""
+    visible = assets_visible_to(user).select_related(None).order_by()
+    newer = visible.filter(
+        models.Q(created_at__gt=asset.created_at) | models.Q(created_at=asset.created_at, pk__gt=asset.pk)
+    )
+    older = visible.filter(
+        models.Q(created_at__lt=asset.created_at) | models.Q(created_at=asset.created_at, pk__lt=asset.pk)
+    )
+    before = newer.order_by("created_at", "pk").values_list("pk", flat=True).first()
+    after = older.order_by("-created_at", "-pk").values_list("pk", flat=True).first()
+    return before, after
+
+
 def asset_inspect(*, user: AnyUser, pk: int) -> AssetInspection:
     """The output if ``user`` may see it (404 otherwise), with its scores and place in its job."""
     asset = get_object_or_404(gallery_assets(user=user).select_related("job__character", "job__template"), pk=pk)

@@ -12,7 +12,7 @@ from django_htmx.http import push_url
 from characters.models import Character
 from projects.selectors import project_user_can_write
 from quality.forms import ScoredGalleryFilterForm
-from quality.selectors import asset_inspect, gallery_assets, job_get_for_user, job_quality
+from quality.selectors import asset_inspect, asset_neighbours, gallery_assets, job_get_for_user, job_quality
 from tower.views import page_login_required, paginate, querystring_without_page, render_page
 
 GALLERY_PAGE_SIZE = 48
@@ -53,6 +53,8 @@ def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     can_write = project_user_can_write(project=asset.project, user=request.user)
     characters = list(Character.objects.filter(project_id=asset.project_id).only("pk", "name")) if can_write else []
     context = {"section": "gallery", "asset": asset, "inspection": inspection, "dataset_characters": characters}
+    # The page of its own moves through the gallery's order (the lightbox through the tiles shown).
+    context["newer"], context["older"] = asset_neighbours(user=request.user, asset=asset)
     return render_page(request, "generation/asset_detail.html", "generation/_asset_view.html", context)
 
 

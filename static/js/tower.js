@@ -38,6 +38,17 @@
   document.addEventListener("close", function (e) {
     if (e.target.id === "lightbox") { document.getElementById("lightbox-body").innerHTML = ""; }
   }, true);
+  // A standalone asset page: the arrow keys follow its Newer / Older links, Esc its Close.
+  document.addEventListener("keydown", function (e) {
+    var dialog = document.getElementById("lightbox");
+    if ((dialog && dialog.open) || !document.querySelector("[data-asset-nav]")) { return; }
+    if (e.target.closest && e.target.closest("input, select, textarea, video")) { return; }
+    var link = null;
+    if (e.key === "ArrowLeft") { link = document.querySelector("[data-asset-nav] [data-nav=prev]"); }
+    else if (e.key === "ArrowRight") { link = document.querySelector("[data-asset-nav] [data-nav=next]"); }
+    else if (e.key === "Escape") { link = document.querySelector("[data-close-page]"); }
+    if (link) { e.preventDefault(); link.click(); }
+  });
   // The arrow keys move the lightbox to the previous / next output among the tiles of the page.
   document.addEventListener("keydown", function (e) {
     var dialog = document.getElementById("lightbox");

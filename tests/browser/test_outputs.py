@@ -98,6 +98,14 @@ def test_close_on_a_standalone_asset_page_returns_to_the_gallery(page, producer,
     settings.MEDIA_ROOT = stack.logs / "media"
     ids = _outputs(producer, settings.MEDIA_ROOT)
     log_in(page)
+    # The page of its own moves with the arrow keys (gallery order, newest first) and Esc closes it.
+    page.goto(f"/assets/{ids[2]}/")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(f"**/assets/{ids[1]}/")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url(f"**/assets/{ids[2]}/")
+    page.keyboard.press("Escape")
+    page.wait_for_url("**/gallery/")
     page.goto(f"/assets/{ids[0]}/")
     page.get_by_role("link", name="Close").click()
     page.wait_for_url("**/gallery/")

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from quality.models import QualityScore
-from tests.factories import AssetFactory, CharacterFactory, JobFactory, TemplateFactory
+from tests.factories import AssetFactory, CharacterFactory, JobFactory, TemplateFactory, make_project
 
 pytestmark = pytest.mark.django_db
 
@@ -81,3 +81,17 @@ def test_close_on_the_standalone_page_goes_to_the_gallery_and_in_the_lightbox_cl
 def test_outsider_gets_404(outsider, outputs):
     _, first, _ = outputs
     assert client_for(outsider).get(reverse("asset-detail", args=[first.pk])).status_code == 404
+
+
+def test_standalone_page_links_the_newer_and_older_outputs_in_gallery_order(owner, outsider, outputs):
+    _, first, second = outputs
+    newest = AssetFactory(project=first.project)
+    AssetFactory(project=make_project(outsider, name="Elsewhere"))  # never a neighbour: not visible
+    client = client_for(owner)
+    middle = client.get(reverse("asset-detail", args=[second.pk])).content.decode()
+    assert f'href="{reverse("asset-detail", args=[newest.pk])}" rel="prev"' in middle
+    assert f'href="{reverse("asset-detail", args=[first.pk])}" rel="next"' in middle
+    top = client.get(reverse("asset-detail", args=[newest.pk])).content.decode()
+    assert 'rel="prev"' not in top and f'href="{reverse("asset-detail", args=[second.pk])}" rel="next"' in top
+    last = client.get(reverse("asset-detail", args=[first.pk])).content.decode()
+    assert 'rel="next"' not in last
