@@ -75,3 +75,11 @@ def test_api_docs_are_themed_with_a_way_back_to_the_studio(owner):
     html = client_for(owner).get(reverse("api-docs")).content.decode()
     assert "/static/css/api-docs.css" in html and 'id="swagger-ui"' in html
     assert f'href="{reverse("dashboard")}">Back to the studio</a>' in html
+
+
+def test_a_form_without_its_csrf_token_gets_the_themed_403(owner):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    response = client.post(reverse("generate"), {"prompt": "x"})
+    html = response.content.decode()
+    assert response.status_code == 403 and THEME in html and "reload the page" in html
