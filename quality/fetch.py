@@ -11,6 +11,7 @@ Django-free: callers pass the models directory (``settings.MODELS_DIR``).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from quality import weights
 logger = logging.getLogger(__name__)
 
 STATUS_NAME = ".fetch-status.json"
+LOCK_NAME = ".fetch.lock"
 # A "running" file not touched for this long was left by a process that is gone (a download with
 # no data for its timeout, 60 s, fails and says so well before this).
 STALE_AFTER = 180.0
@@ -37,6 +39,10 @@ OnProgress = Callable[[str, int, int | None], None]  # (model id, bytes done, to
 
 class FetchStopped(Exception):
     """The fetch was asked to stop; the ``.part`` file stays for the next run to resume."""
+
+
+class FetchBusy(weights.WeightsError):
+    """Another process is fetching into the same models directory (two writers would mix one ``.part``)."""
 
 
 @dataclass
@@ -158,6 +164,26 @@ def fetch_missing(
     ids = list(ids) if ids else list(weights.MODELS)
     for model_id in ids:
         weights.get_spec(model_id)  # an unknown id fails before anything starts
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with (models_dir / LOCK_NAME).open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
+        except BlockingIOError:
+            raise FetchBusy(
+                "another fetch of the scoring models is running (its progress is on the dashboard)"
+            ) from None
+        return _fetch_locked(models_dir, ids, force, mirror, timeout, stop, on_progress)
+
+
+def _fetch_locked(
+    models_dir: Path,
+    ids: list[str],
+    force: bool,
+    mirror: str,
+    timeout: float,
+    stop: threading.Event | None,
+    on_progress: OnProgress | None,
+) -> FetchStatus:
     status = FetchStatus(state="running", started=time.time())
     for model_id in ids:
         usable = weights.model_status(model_id, models_dir, verify=False).usable
@@ -216,6 +242,8 @@ class BackgroundFetch:
     def _run(self, models_dir: Path, ids: list[str], options: dict) -> None:
         try:
             self.result = fetch_missing(models_dir, ids=ids, stop=self.stop_event, **options)
+        except FetchBusy as exc:  # the other fetch reports its own progress; leave its file alone
+            logger.info("%s", exc)
         except Exception as exc:
             # Whatever went wrong, the studio keeps running and the dashboard must not show a
             # download "running" forever: record the failure where the page reads it.

@@ -7,7 +7,9 @@ Nothing here downloads from the internet: the registry is replaced by small file
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import json
 import os
 import threading
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
@@ -153,6 +156,16 @@ def test_a_stopped_fetch_keeps_its_part_file_for_the_next_start(registry, server
     assert fetch.fetch_missing(models_dir).state == "done"  # the next start resumes it
     assert gets(server)[1] == ("/files/alpha.bin", f"bytes={kept}-")
     assert (models_dir / "alpha/alpha.bin").read_bytes() == ALPHA
+
+
+def test_a_second_fetch_into_the_same_folder_is_refused_while_one_runs(registry, server, models_dir):
+    models_dir.mkdir(parents=True)
+    with (models_dir / fetch.LOCK_NAME).open("a") as held:  # what a running fetch holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(CommandError, match="another fetch of the scoring models is running"):
+            call_command("fetch_models", stdout=io.StringIO(), stderr=io.StringIO())
+        assert gets(server) == []
+    assert fetch.fetch_missing(models_dir).state == "done"  # once it is released
 
 
 def test_a_running_status_left_by_a_dead_process_reads_as_stopped(models_dir):

@@ -44,14 +44,17 @@ class Command(BaseCommand):
 
         # The same code path as the background fetch of `manage.py serve`: the dashboard shows
         # this run's progress too.
-        result = fetch.fetch_missing(
-            root,
-            ids=ids,
-            force=options["force"],
-            mirror=options["mirror"],
-            timeout=options["timeout"],
-            on_progress=progress,
-        )
+        try:
+            result = fetch.fetch_missing(
+                root,
+                ids=ids,
+                force=options["force"],
+                mirror=options["mirror"],
+                timeout=options["timeout"],
+                on_progress=progress,
+            )
+        except fetch.FetchBusy as exc:
+            raise CommandError(f"{exc}; run this again when it has finished") from None
         for bar in bars.values():
             bar.close()
         for entry in result.models:
