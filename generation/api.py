@@ -227,12 +227,17 @@ class TemplateImportedSerializer(TemplateSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field({"oneOf": [{"type": "object", "additionalProperties": True}, {"type": "string"}]})
+class GraphField(serializers.JSONField):
+    """A graph: an object, or the JSON text of one (never null: the schema said any JSON before)."""
+
+
 class TemplateImportSerializer(serializers.Serializer):
     project = serializers.IntegerField()
     name = serializers.CharField(max_length=200)
     kind = serializers.ChoiceField(choices=JobKind.choices)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=TEXT_MAX_LENGTH)
-    graph = serializers.JSONField(help_text="the API-format export (Workflow → Export (API))")
+    graph = GraphField(help_text="the API-format export (Workflow → Export (API)), as an object or its JSON text")
     bindings = serializers.JSONField(required=False, allow_null=True, default=None, help_text="inferred when absent")
     follows_style = serializers.ListField(
         child=serializers.CharField(max_length=40),

@@ -21,6 +21,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from characters.selectors import characters_visible_to
 from generation.models import Job
@@ -260,14 +261,16 @@ class QualityViewSet(viewsets.ViewSet):
         return Response(PhaseGateSerializer(gate).data)
 
 
-class JobQualityViewSet(viewsets.ViewSet):
-    """The scores of a job's outputs and the job's gates."""
+class JobQualityView(APIView):
+    """The scores of a job's outputs and the job's gates: one object (a view, not a viewset's
+    ``list``, which the schema would document as an array)."""
 
     @extend_schema(
+        operation_id="jobs_quality_retrieve",
         responses={200: JobQualitySerializer},
         parameters=[OpenApiParameter("job_pk", int, OpenApiParameter.PATH, description="the job's id")],
     )
-    def list(self, request: Request, job_pk: str) -> Response:
+    def get(self, request: Request, job_pk: str) -> Response:
         job: Job | None = jobs_visible_to(request.user).filter(pk=parse_id(job_pk)).first()
         if job is None:
             raise Http404("No such job")

@@ -6,13 +6,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.urls import re_path
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 
 from characters.api import CharacterViewSet, ReferenceViewSet, VariationViewSet, VersionViewSet
 from generation.api import AssetViewSet, JobViewSet, TemplateViewSet
 from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
-from quality.api import JobQualityViewSet, QualityViewSet
+from quality.api import JobQualityView, QualityViewSet
 from tower.api import Router
 from tower.models import ApiToken, hash_token, new_raw_token
 
@@ -106,6 +107,8 @@ router.register("assets", AssetViewSet, basename="asset")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("quality", QualityViewSet, basename="quality")
-router.register(r"jobs/(?P<job_pk>[0-9]+)/quality", JobQualityViewSet, basename="job-quality")
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    re_path(r"^jobs/(?P<job_pk>[0-9]+)/quality/?$", JobQualityView.as_view(), name="job-quality-api"),
+]
