@@ -56,3 +56,20 @@ def test_error_page_wears_the_studio_theme(page, superuser):
     assert response is not None and response.status == 404
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == DARK
     assert page.get_by_role("heading", name="Nothing here").is_visible()
+
+
+def test_file_inputs_and_fieldsets_are_styled(page, superuser):
+    project = make_project(superuser, name="Skyline Academy")
+    page.goto("/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+    page.goto("/ingest/")
+    file_input = page.locator("input[type=file]").first
+    assert file_input.evaluate("e => getComputedStyle(e).borderStyle") == "dashed"
+    button = file_input.evaluate("e => getComputedStyle(e, '::file-selector-button').backgroundColor")
+    assert is_dark(button)  # not the browser's light grey button
+    page.goto(f"/projects/{project.pk}/")
+    fieldset = page.locator("fieldset").first
+    assert fieldset.evaluate("e => getComputedStyle(e).borderTopColor") == "rgb(46, 51, 59)"  # --line
