@@ -69,6 +69,9 @@ def parse_graph(raw: str | bytes | dict[str, Any]) -> Graph:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise GraphFormatError([f"not valid JSON ({exc})"]) from exc
+        except RecursionError:
+            # json recurses once per level: text nested ~1,000 deep is no graph, and not a 500.
+            raise GraphFormatError(["not a workflow: the JSON is nested far too deeply"]) from None
     if (
         isinstance(data, dict)
         and isinstance(data.get("prompt"), dict)

@@ -80,3 +80,12 @@ def test_a_graph_string_with_a_non_finite_link_index_answers_400(api_owner, proj
     )
     assert response.status_code == 400, response.content
     assert "not a link" in str(response.json())
+
+
+def test_a_graph_string_nested_1000_deep_answers_400(api_owner, project):
+    graph = "[" * 1000 + "]" * 1000
+    response = api_owner.post(
+        "/api/v1/templates", {"project": project.pk, "name": "Deep", "kind": "image", "graph": graph}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert "nested far too deeply" in str(response.json())
