@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.base import ContentFile
+from playwright.sync_api import expect
 
 from quality.models import QualityScore
 from tests.browser.conftest import screenshot
@@ -51,6 +52,7 @@ def test_gallery_shows_scores_and_filters_by_verdict_and_score(page, producer, s
     page.fill("#id_min_aesthetic", "6")
     page.press("#id_min_aesthetic", "Tab")  # a change event, as a person leaving the field
     page.wait_for_url("**min_aesthetic=6**")
-    page.wait_for_function("document.querySelectorAll('#gallery-grid .tile').length === 3")
+    # A locator wait: the page's Content-Security-Policy forbids evaluating strings in it.
+    expect(page.locator("#gallery-grid .tile")).to_have_count(3, timeout=15_000)
     screenshot(page, "14-gallery-aesthetic-6")
     assert not page.console_errors  # type: ignore[attr-defined]

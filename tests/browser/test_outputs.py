@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.base import ContentFile
+from playwright.sync_api import expect
 
 from quality.models import QualityScore
 from tests.browser.test_studio import log_in, producer  # noqa: F401 (fixture)
 from tests.factories import AssetFactory, JobFactory, make_project, png_bytes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+WAIT = 15_000  # ms, as the pages' default (expect's own is 5 s; two cores are shared)
 
 
 def _outputs(owner, media_root) -> list[int]:
@@ -40,24 +43,24 @@ def test_filter_changes_then_back_show_the_grid_the_address_names(page, producer
     assert len(everything) == 4
 
     page.select_option("#id_status", "passed")
-    page.wait_for_function("document.querySelectorAll('#gallery-grid .tile').length === 2")
+    expect(page.locator("#gallery-grid .tile")).to_have_count(2, timeout=WAIT)
     assert page.url.endswith("/gallery/?status=passed")
     passed = _grid(page)
 
     page.select_option("#id_kind", "video")
-    page.wait_for_function("document.querySelectorAll('#gallery-grid .tile').length === 0")
+    expect(page.locator("#gallery-grid .tile")).to_have_count(0, timeout=WAIT)
     assert "status=passed" in page.url and "kind=video" in page.url
 
     page.go_back()
     page.wait_for_url("**/gallery/?status=passed")
-    page.wait_for_function("document.querySelectorAll('#gallery-grid .tile').length === 2")
+    expect(page.locator("#gallery-grid .tile")).to_have_count(2, timeout=WAIT)
     assert _grid(page) == passed
     # The form shows the filters of the grid shown, so the next change starts from them.
     assert page.input_value("#id_status") == "passed" and page.input_value("#id_kind") == ""
 
     page.go_back()
     page.wait_for_url("**/gallery/")
-    page.wait_for_function("document.querySelectorAll('#gallery-grid .tile').length === 4")
+    expect(page.locator("#gallery-grid .tile")).to_have_count(4, timeout=WAIT)
     assert page.input_value("#id_status") == ""
 
     # A bookmark of a filtered address gives that grid.
@@ -72,24 +75,25 @@ def test_lightbox_moves_with_the_arrow_keys_and_closes_with_esc(page, producer, 
     log_in(page)
     page.goto("/gallery/")
     order = _grid(page)  # newest first
-    shown = "document.querySelector('#lightbox [data-asset-view]')?.dataset.assetView"
+    # Waits through locators: the page's Content-Security-Policy forbids evaluating strings.
+    shown = page.locator("#lightbox [data-asset-view]")
 
     page.locator(f'#gallery-grid .tile[data-asset="{order[1]}"]').click()
-    page.wait_for_function(f"{shown} === '{order[1]}'")
+    expect(shown).to_have_attribute("data-asset-view", order[1], timeout=WAIT)
     assert page.locator("#lightbox").is_visible()
     assert page.locator("#lightbox [data-prompt]").inner_text().endswith("rooftop at dusk")
 
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(f"{shown} === '{order[2]}'")
+    expect(shown).to_have_attribute("data-asset-view", order[2], timeout=WAIT)
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function(f"{shown} === '{order[1]}'")
+    expect(shown).to_have_attribute("data-asset-view", order[1], timeout=WAIT)
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function(f"{shown} === '{order[0]}'")
+    expect(shown).to_have_attribute("data-asset-view", order[0], timeout=WAIT)
     page.keyboard.press("ArrowLeft")  # the first output: nothing before it, it stays
-    assert page.evaluate(shown) == order[0]
+    assert shown.get_attribute("data-asset-view") == order[0]
 
     page.keyboard.press("Escape")
-    page.wait_for_function("!document.getElementById('lightbox').open")
+    expect(page.locator("#lightbox")).to_have_js_property("open", False, timeout=WAIT)
     assert page.locator("#lightbox-body").inner_html() == ""
     assert not page.console_errors  # type: ignore[attr-defined]
 
