@@ -73,3 +73,18 @@ def test_file_inputs_and_fieldsets_are_styled(page, superuser):
     page.goto(f"/projects/{project.pk}/")
     fieldset = page.locator("fieldset").first
     assert fieldset.evaluate("e => getComputedStyle(e).borderTopColor") == "rgb(46, 51, 59)"  # --line
+
+
+def test_api_docs_render_dark_with_a_way_back(page, superuser):
+    page.goto("/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+    page.goto("/api/docs/")
+    page.locator(".swagger-ui .info").wait_for()  # Swagger UI started (its script is a file: CSP)
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == DARK
+    assert page.locator(".swagger-ui").evaluate("e => getComputedStyle(e).filter").startswith("invert(")
+    page.get_by_role("link", name="Back to the studio").click()
+    page.wait_for_url("**/")
+    assert not page.console_errors  # type: ignore[attr-defined]
