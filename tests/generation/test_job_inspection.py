@@ -76,3 +76,16 @@ def test_a_job_not_yet_submitted_has_no_workflow_to_download(owner, project):
     assert client.get(reverse("job-workflow-json", args=[job.pk])).status_code == 404
     page = client.get(reverse("job-detail", args=[job.pk])).content.decode()
     assert "Workflow: not submitted yet" in page and reverse("job-workflow-json", args=[job.pk]) not in page
+
+
+def test_job_page_output_tiles_cost_no_query_each(owner, project, django_assert_max_num_queries):
+    job = JobFactory(project=project, status=JobStatus.SUCCEEDED, graph=GRAPH)
+    AssetFactory(project=project, job=job)
+    client = client_for(owner)
+    with django_assert_max_num_queries(40) as few:
+        client.get(reverse("job-detail", args=[job.pk]))
+    for _ in range(8):
+        AssetFactory(project=project, job=job)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        html = client.get(reverse("job-detail", args=[job.pk])).content.decode()
+    assert html.count("data-asset=") == 9
