@@ -56,9 +56,8 @@ def test_the_dashboard_follows_a_job_in_and_out(page, producer, fake, stack, set
     row = f"#dashboard-active #job-row-{job_id}"
     page.wait_for_selector(f"{row} [data-status]:has-text('Running')", timeout=30_000)
     assert "Nothing running" not in page.inner_text("#dashboard-active")
-    page.wait_for_function(
-        "document.querySelector('#dashboard-backends [data-on-gpu]').textContent.startsWith('1 on GPU')"
-    )
+    on_gpu = "#dashboard-backends [data-on-gpu]"
+    wait_until(lambda: page.inner_text(on_gpu).startswith("1 on GPU"), timeout=30, what="1 on GPU")
     jobs_page.wait_for_selector(f"#job-row-{job_id} [data-status]:has-text('Running')")
     screenshot(page, "20-dashboard-running")
 
@@ -66,9 +65,8 @@ def test_the_dashboard_follows_a_job_in_and_out(page, producer, fake, stack, set
     fake.release()
     page.wait_for_selector(row, state="detached", timeout=30_000)  # the finished job leaves the list
     page.wait_for_selector("#dashboard-active :text('Nothing running')")
-    page.wait_for_function(
-        "document.querySelector('#dashboard-backends [data-on-gpu]').textContent.startsWith('0 on GPU')"
-    )
+    on_gpu = "#dashboard-backends [data-on-gpu]"
+    wait_until(lambda: page.inner_text(on_gpu).startswith("0 on GPU"), timeout=30, what="0 on GPU")
     page.wait_for_selector("#recent-outputs .tile")
     generator.wait_for_selector(f"#job-live-{job_id} [data-status]:has-text('Succeeded')")
     jobs_page.wait_for_selector(f"#job-row-{job_id} [data-status]:has-text('Succeeded')")

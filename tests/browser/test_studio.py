@@ -134,9 +134,9 @@ def test_generate_and_watch_it_finish_live(page, producer, fake, tmp_path, stack
     # The worker picks it up and the held node keeps it running: the page follows by itself.
     page.wait_for_selector(f"#job-live-{job_id} [data-status]:has-text('Running')", timeout=30_000)
     wait_until(lambda: fake.held_nodes(), timeout=15, what="the fake to hold the grain node")
-    page.wait_for_function(
-        f"Number(document.querySelector('#job-live-{job_id} [data-job-progress]').getAttribute('aria-valuenow')) > 0"
-    )
+    progress = f"#job-live-{job_id} [data-job-progress]"
+    # Polled from here: the page's Content-Security-Policy forbids Playwright's eval-based wait_for_function.
+    wait_until(lambda: int(page.get_attribute(progress, "aria-valuenow") or 0) > 0, timeout=30, what="progress")
     midway = int(page.get_attribute(f"#job-live-{job_id} [data-job-progress]", "aria-valuenow"))
     assert 0 < midway < 100
     assert "Grain" in page.inner_text(f"#job-live-{job_id}")
@@ -147,9 +147,9 @@ def test_generate_and_watch_it_finish_live(page, producer, fake, tmp_path, stack
     page.wait_for_selector(f"#job-outputs-{job_id} img", timeout=15_000)
     assert page.get_attribute(f"#job-live-{job_id} [data-job-progress]", "aria-valuenow") == "100"
     assert page.evaluate("window.__sameDocument === true")  # no reload happened
-    page.wait_for_function(
-        f"document.querySelector('#job-outputs-{job_id} img').naturalWidth > 0"
-    )  # the thumbnail really loads (made once, served through the access-checked media view)
+    # The thumbnail really loads (made once, served through the access-checked media view).
+    thumb = f"#job-outputs-{job_id} img"
+    wait_until(lambda: page.eval_on_selector(thumb, "img => img.naturalWidth") > 0, timeout=15, what="thumbnail")
     assert Job.objects.get(pk=job_id).status == JobStatus.SUCCEEDED
     screenshot(page, "06-job-done")
 
