@@ -41,7 +41,8 @@ def character_list(request: HttpRequest) -> HttpResponse:
     characters = characters_with_summary_visible_to(request.user)
     project_id = request.GET.get("project", "")
     if project_id.isdigit():
-        characters = characters.filter(project_id=int(project_id))
+        # project__pk, not project_id: a pk lookup copes with a number past the database's range.
+        characters = characters.filter(project__pk=int(project_id))
     context = {
         "section": "characters",
         "page_obj": paginate(request, characters),

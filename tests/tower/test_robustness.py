@@ -89,3 +89,10 @@ def test_a_graph_string_nested_1000_deep_answers_400(api_owner, project):
     )
     assert response.status_code == 400, response.content
     assert "nested far too deeply" in str(response.json())
+
+
+@pytest.mark.parametrize("path", ["/characters/", "/jobs/", "/ingest/", "/review/", "/generate/"])
+def test_pages_with_a_huge_id_filter_are_not_a_500(client, owner, project, path):
+    client.force_login(owner)
+    for param in ("project", "character", "job"):
+        assert client.get(f"{path}?{param}={HUGE}").status_code in (200, 404)
