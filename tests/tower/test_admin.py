@@ -35,7 +35,7 @@ from tests.factories import (
 )
 from tower.admin import ProjectScopedAdmin
 from tower.models import ApiToken, hash_token, new_raw_token
-from training.models import CaptionRun, DatasetImage, IngestBatch, LoraModel, TrainingJob
+from training.models import CaptionRun, DatasetImage, HeldImage, IngestBatch, LoraModel, TrainingJob
 
 OUR_APPS = ("tower", "projects", "characters", "generation", "quality", "training")
 # Edited inside their project's page, never on their own.
@@ -99,6 +99,9 @@ def build_world(owner, *, tag: str) -> dict[type[models.Model], models.Model]:
     batch = IngestBatch.objects.create(
         project=project, character=character, source="upload", source_ref=f"shots-{tag}.zip", report={"added": 1}
     )
+    held = HeldImage(batch=batch, reason="unassigned", sha256=f"{tag:0>64}", source="upload", width=64, height=64)
+    held.image.save("h.png", ContentFile(png_bytes(colour=(4, 5, 6))), save=False)
+    held.save()
     lora = LoraModel.objects.create(
         project=project, character=character, training_job=training, name=f"{tag}.safetensors"
     )
@@ -107,7 +110,7 @@ def build_world(owner, *, tag: str) -> dict[type[models.Model], models.Model]:
     rows = [
         project, episode, scene, character, reference, embedding, VersionFactory(character=character),
         VariationFactory(character=character), backend, object_info, template, job, log_line, asset, score, gate,
-        phase_gate, dataset_image, training, lora, token, batch, caption_run,
+        phase_gate, dataset_image, training, lora, token, batch, caption_run, held,
     ]  # fmt: skip
     return {type(row): row for row in rows}
 
@@ -134,7 +137,7 @@ def test_every_model_of_ours_is_registered_or_edited_inline():
     ours = {m._meta.label_lower for app in OUR_APPS for m in apps.get_app_config(app).get_models()}
     registered = {m._meta.label_lower for m in our_registered_models()}
     assert ours - INLINE_ONLY - NOT_IN_ADMIN == registered
-    assert len(registered) == 23
+    assert len(registered) == 24
 
 
 @pytest.fixture
