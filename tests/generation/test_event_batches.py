@@ -22,7 +22,8 @@ def _receive_all(layer, channel: str, *, until: int) -> list[dict]:
         got: list[dict] = []
         while len(got) < until:
             try:
-                message = await asyncio.wait_for(layer.receive(channel), 1)
+                # Generous: the sender batches in the background, and a loaded CI machine can lag a second.
+                message = await asyncio.wait_for(layer.receive(channel), 3)
             except TimeoutError:
                 break
             got.append(message["event"])
