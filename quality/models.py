@@ -108,3 +108,39 @@ class PhaseGate(models.Model):
     def __str__(self) -> str:
         who = self.character or self.project
         return f"{who} phase {self.phase}: {'open' if self.is_open else 'closed'}"
+
+
+class EvaluationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Evaluation(models.Model):
+    """One ``POST /quality/evaluate``: scored by a worker; its answer is kept for the requester."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    character = models.ForeignKey(Character, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    upload_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="the stored upload (MEDIA_ROOT/evaluations/<sha256>), if not an asset"
+    )
+    status = models.CharField(max_length=8, choices=EvaluationStatus.choices, default=EvaluationStatus.PENDING)
+    result = models.JSONField(default=dict, blank=True, help_text="the answer's body when done")
+    error = models.TextField(blank=True, help_text="why the media could not be scored, when failed")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=EvaluationStatus.values), name="evaluation_status_valid"),
+            models.CheckConstraint(
+                condition=Q(asset__isnull=False) | ~Q(upload_sha256=""), name="evaluation_has_media"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.pk}: {self.status}"
