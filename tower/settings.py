@@ -205,6 +205,8 @@ WORKFLOWS_DIR = BASE_DIR / "workflows"
 
 UPLOAD_MAX_BYTES = env_int("TOWER_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, min_value=1024)
 UPLOAD_MAX_PIXELS = env_int("TOWER_UPLOAD_MAX_PIXELS", 40_000_000, min_value=64 * 64)
+# How long POST /api/v1/quality/evaluate waits for the worker before answering 202 (then poll).
+EVALUATE_WAIT_SECONDS = env_float("TOWER_EVALUATE_WAIT", 20.0, min_value=0.0, max_value=300.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 HEALTH_MIN_FREE_BYTES = env_int("TOWER_HEALTH_MIN_FREE_BYTES", 1024**3, min_value=0)
