@@ -82,12 +82,19 @@ def image_header(data: bytes, *, max_pixels: int, max_total_pixels: int) -> Imag
 
 
 def check_image(stream: BinaryIO, *, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Read at most ``max_bytes`` + 1 bytes and prove they are a whole, sane PNG/JPEG/WebP."""
+    """Read at most ``max_bytes`` + 1 bytes and prove they are a whole, sane PNG/JPEG/WebP.
+
+    ``max_pixels`` bounds a still image and, for an animated PNG or WebP, all its frames together:
+    whoever reads the frames later (thumbnails, palettes, scoring) must not be handed more pixels
+    than the largest still image.
+    """
     data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise UploadError(f"the file is larger than the limit of {_size(max_bytes)}")
     if not data:
         raise UploadError("the file is empty")
+    # Size and frame count from the header, before a pixel is decoded.
+    image_header(data, max_pixels=max_pixels, max_total_pixels=max_pixels)
     with warnings.catch_warnings():
         # Pillow warns (rather than raises) between 1× and 2× its own bomb limit; we decide here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -97,10 +104,6 @@ def check_image(stream: BinaryIO, *, max_bytes: int, max_pixels: int) -> Checked
                 width, height = probe.size
                 if fmt not in ALLOWED_FORMATS:
                     raise UploadError(f"{fmt or 'this'} files are not accepted; upload a PNG, JPEG or WebP image")
-                if width * height > max_pixels:
-                    raise UploadError(
-                        f"the image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
-                    )
                 probe.verify()
             # verify() does not decode pixels; a truncated file only shows when they are loaded.
             with Image.open(io.BytesIO(data)) as full:

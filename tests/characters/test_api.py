@@ -15,6 +15,7 @@ from PIL import Image
 from characters.models import Character, CharacterVersion, ReferenceImage, Variation
 from characters.services import character_add_reference, character_create, variation_create, version_create
 from tests.factories import UserFactory, make_project, png_bytes
+from tests.tower.test_uploads import apng_bytes
 
 PERSONAS = ["owner", "member", "viewer", "outsider", "anonymous"]
 
@@ -325,6 +326,26 @@ def test_upload_over_the_pixel_limit_is_refused(api_owner, character, settings):
     assert "pixels" in response.json()["image"][0]
     assert ReferenceImage.objects.count() == 0
     assert _files(settings) == []
+
+
+def test_animation_over_the_pixel_limit_in_all_its_frames_is_refused(api_owner, character, settings):
+    # 30 frames at 3000×3000: 35 KB on disk, each frame under the limit, 270 M pixels together.
+    data = apng_bytes(3000, 3000, frames=30)
+    response = api_owner.post(f"/api/v1/characters/{character.pk}/references/", _upload(data=data), format="multipart")
+    assert response.status_code == 400
+    assert "30 frames of 3000×3000" in response.json()["image"][0]
+    assert ReferenceImage.objects.count() == 0
+    assert _files(settings) == []
+
+
+def test_small_animated_reference_is_accepted(api_owner, character):
+    frames = [Image.new("RGB", (64, 64), (i * 50, 90, 30)) for i in range(4)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="PNG", save_all=True, append_images=frames[1:], duration=80, loop=0)
+    url = f"/api/v1/characters/{character.pk}/references/"
+    response = api_owner.post(url, _upload(data=buffer.getvalue()), format="multipart")
+    assert response.status_code == 201, response.content
+    assert ReferenceImage.objects.get().width == 64
 
 
 def test_duplicate_reference_is_refused_and_leaves_one_file(world, api_owner, settings):
