@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+# Automatic regenerations of a failed output, per job: each is a full generation on a GPU. On the
+# field as validators, so every ModelForm (the admin's too) refuses more, not only the service.
+MAX_REGENERATIONS = 10
 
 
 class ArtKind(models.TextChoices):
@@ -36,7 +41,9 @@ class Project(models.Model):
     threshold_motion = models.FloatField(default=0.80)
     phase_pass_ratio = models.FloatField(default=0.80)
     phase_window = models.PositiveIntegerField(default=10)
-    max_regenerations = models.PositiveSmallIntegerField(default=3)
+    max_regenerations = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(0), MaxValueValidator(MAX_REGENERATIONS)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

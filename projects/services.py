@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
-from projects.models import Episode, GenerationStyle, MemberRole, Membership, Project, Scene
+from projects.models import MAX_REGENERATIONS, Episode, GenerationStyle, MemberRole, Membership, Project, Scene
 from tower.files import delete_files_after_commit, files_of_cascade
 
 STYLE_FIELDS = frozenset(
@@ -81,8 +81,6 @@ def validate_story_bible(bible: Any) -> dict[str, Any]:
     return bible
 
 
-# Automatic regenerations of a failed output, per job: each is a full generation on a GPU.
-MAX_REGENERATIONS = 10
 MODEL_NAME_FIELDS = ("checkpoint", "vae")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
