@@ -136,6 +136,29 @@ def test_style_is_edited_inline_and_validated(admin_client, project):
     assert (project.style.width, project.style.loras) == (832, [{"name": "ink.safetensors", "strength": 0.6}])
 
 
+def test_max_regenerations_above_ten_is_a_form_error_and_nothing_changes(admin_client, project):
+    url = reverse("admin:projects_project_change", args=[project.pk])
+    form = project_form(name="Renamed", slug=project.slug, owner=project.owner_id, max_regenerations="1000000")
+    memberships = list(project.memberships.order_by("pk"))
+    form.update(management("memberships", total=len(memberships), initial=len(memberships)))
+    for i, m in enumerate(memberships):
+        form.update(
+            {
+                f"memberships-{i}-id": m.pk,
+                f"memberships-{i}-project": project.pk,
+                f"memberships-{i}-user": m.user_id,
+                f"memberships-{i}-role": m.role,
+            }
+        )
+
+    response = admin_client.post(url, {**form, **style_form(project.style)})
+
+    assert response.status_code == 200
+    assert "less than or equal to 10" in str(response.context["adminform"].form.errors["max_regenerations"])
+    project.refresh_from_db()
+    assert (project.name, project.max_regenerations) == ("Skyline Academy", 3)
+
+
 def test_episode_page_lists_its_scenes_inline(admin_client, project):
     episode = episode_create(project=project, title="Pilot")
     scene_create(episode=episode, title="Rooftop at dusk")
