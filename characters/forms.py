@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 
 from characters.models import Character, VariationKind
+from tower.limits import TEXT_MAX_LENGTH, bounded_formfield
 
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
 
@@ -16,12 +17,14 @@ class CharacterForm(forms.ModelForm):
     attributes_text = forms.CharField(
         label="Attributes",
         required=False,
+        max_length=TEXT_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "hair: silver, short\neyes: amber"}),
         help_text="one per line as name: value",
     )
     palette_text = forms.CharField(
         label="Palette",
         required=False,
+        max_length=TEXT_MAX_LENGTH,
         help_text=(
             "#rrggbb colours separated by spaces or commas; filled from the first reference when empty,"
             " never replaced by an upload"
@@ -30,6 +33,7 @@ class CharacterForm(forms.ModelForm):
 
     class Meta:
         model = Character
+        formfield_callback = bounded_formfield
         fields = ["name", "design_prompt", "trigger_word", "negative_prompt", "consistency_threshold"]
         widgets = {
             "design_prompt": forms.Textarea(attrs={"rows": 4}),
@@ -84,13 +88,17 @@ class ReferenceForm(forms.Form):
 
 class VersionForm(forms.Form):
     name = forms.CharField(max_length=120)
-    prompt_delta = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    negative_delta = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 1}))
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 1}))
+    prompt_delta = forms.CharField(required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 2}))
+    negative_delta = forms.CharField(
+        required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 1})
+    )
+    description = forms.CharField(required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 1}))
 
 
 class VariationForm(forms.Form):
     kind = forms.ChoiceField(choices=VariationKind.choices)
     name = forms.CharField(max_length=120)
-    prompt_delta = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    negative_delta = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 1}))
+    prompt_delta = forms.CharField(required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 2}))
+    negative_delta = forms.CharField(
+        required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 1})
+    )

@@ -13,6 +13,7 @@ from generation.selectors import templates_visible_to
 from generation.workflow import MAX_SEED
 from projects.models import Mode
 from projects.selectors import AnyUser, projects_visible_to
+from tower.limits import TEXT_MAX_LENGTH
 
 MAX_COUNT = 16
 DEPENDENT = ("character", "version", "variation", "template")
@@ -37,9 +38,14 @@ class GenerateForm(forms.Form):
     )
     count = forms.IntegerField(min_value=1, max_value=MAX_COUNT, initial=1, label="Images")
     prompt = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="added after the character's prompt"
+        required=False,
+        max_length=TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="added after the character's prompt",
     )
-    negative = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 1}), label="Extra negative")
+    negative = forms.CharField(
+        required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 1}), label="Extra negative"
+    )
 
     def __init__(self, *args: Any, user: AnyUser, lenient: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

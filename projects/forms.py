@@ -7,11 +7,13 @@ from typing import Any
 from django import forms
 
 from projects.models import GenerationStyle, Project
+from tower.limits import TEXT_MAX_LENGTH, bounded_formfield
 
 
 class ProjectForm(forms.ModelForm):
     class Meta:
         model = Project
+        formfield_callback = bounded_formfield
         fields = ["name", "description", "art_kind"]
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
 
@@ -20,12 +22,14 @@ class StyleForm(forms.ModelForm):
     loras_text = forms.CharField(
         label="LoRAs",
         required=False,
+        max_length=TEXT_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "style_a.safetensors: 0.8"}),
         help_text="one per line: file name, then ':' and a strength between -5 and 5 (default 1.0)",
     )
 
     class Meta:
         model = GenerationStyle
+        formfield_callback = bounded_formfield
         fields = [
             "checkpoint",
             "vae",
@@ -90,14 +94,17 @@ def _lines(value: Any) -> str:
 
 
 class StoryBibleForm(forms.Form):
-    premise = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    premise = forms.CharField(required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3}))
     tone = forms.CharField(required=False, max_length=500)
-    world = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    themes = forms.CharField(required=False, help_text="comma separated")
+    world = forms.CharField(required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3}))
+    themes = forms.CharField(required=False, max_length=TEXT_MAX_LENGTH, help_text="comma separated")
     episode_outline = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 5}), help_text="one episode per line"
+        required=False,
+        max_length=TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="one episode per line",
     )
-    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    notes = forms.CharField(required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3}))
 
     @classmethod
     def from_bible(cls, bible: dict[str, Any]) -> StoryBibleForm:

@@ -21,6 +21,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from characters.services import CharacterError
 from generation.services.jobs import JobError
 from projects.services import ProjectError
+from tower.limits import TEXT_MAX_LENGTH
 
 DOMAIN_ERRORS = (ProjectError, CharacterError, JobError)
 
@@ -91,13 +92,9 @@ class FilterBackend(filters.DjangoFilterBackend):
     filterset_base = FilterSet
 
 
-# The longest free text (a description, a prompt, a synopsis) the API accepts in one field. Model
-# TextFields have no bound of their own; a body's size is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE.
-TEXT_MAX_LENGTH = 20_000
-
-
 # The base of the API's model serializers: a model TextField accepts at most TEXT_MAX_LENGTH
-# characters (DRF gives it no bound). A comment, not a docstring: the schema would show it for
+# characters (DRF gives it no bound; the page forms share the bound, a body's size is bounded by
+# DATA_UPLOAD_MAX_MEMORY_SIZE). A comment, not a docstring: the schema would show it for
 # every serializer without a docstring of its own.
 class ModelSerializer(serializers.ModelSerializer):
     def build_standard_field(self, field_name: str, model_field: models.Field) -> tuple[type, dict[str, Any]]:

@@ -63,6 +63,23 @@ def test_bad_design_is_refused_inline_and_keeps_the_text(owner, project):
     assert Character.objects.get(pk=character.pk).design_prompt == "original"
 
 
+@pytest.mark.parametrize("field", ["design_prompt", "negative_prompt", "attributes_text"])
+def test_free_text_too_long_is_a_form_error_and_nothing_is_saved(owner, project, field):
+    # The page form shares the API's bound (tower.limits.TEXT_MAX_LENGTH).
+    client = client_for(owner)
+    long = "hair: " + "x" * 100_000 if field == "attributes_text" else "x" * 100_000
+    created = client.post(reverse("character-create", args=[project.pk]), design(**{field: long}))
+    assert created.status_code == 400
+    assert "at most 20000 characters" in created.content.decode()
+    assert not Character.objects.filter(project=project, name="Kai").exists()
+
+    character = CharacterFactory(project=project, design_prompt="original", negative_prompt="", attributes={})
+    edited = client.post(reverse("character-detail", args=[character.pk]), design(**{field: long}))
+    assert edited.status_code == 400
+    character.refresh_from_db()
+    assert (character.design_prompt, character.negative_prompt, character.attributes) == ("original", "", {})
+
+
 def test_reference_upload_shows_a_thumbnail_and_sets_the_palette(owner, project):
     character = CharacterFactory(project=project)
     client = client_for(owner)

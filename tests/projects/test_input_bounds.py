@@ -83,3 +83,68 @@ def test_a_character_design_prompt_is_bounded(api_owner, project):
     )
     assert response.status_code == 400
     assert "design_prompt" in response.json()
+
+
+# Page forms share the API's bound (tower.limits.TEXT_MAX_LENGTH): 100,000 characters is a form
+# error, not a saved row.
+LONG = "x" * 100_000
+TOO_LONG = "at most 20000 characters"
+
+
+def _client(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_project_description_too_long_is_a_form_error_on_the_page(owner):
+    from django.urls import reverse
+
+    response = _client(owner).post(
+        reverse("project-create"), {"name": "Endless", "description": LONG, "art_kind": "anime"}
+    )
+    assert response.status_code == 400
+    assert TOO_LONG in response.content.decode()
+    assert not Project.objects.filter(name="Endless").exists()
+
+
+@pytest.mark.parametrize("field", ["premise", "world", "themes", "episode_outline", "notes"])
+def test_a_story_bible_field_too_long_is_a_form_error_on_the_page(owner, project, field):
+    from django.urls import reverse
+
+    Project.objects.filter(pk=project.pk).update(story_bible={"premise": "old"})
+    form = {"premise": "new", "tone": "", "world": "", "themes": "", "episode_outline": "", "notes": "", field: LONG}
+    response = _client(owner).post(reverse("project-bible", args=[project.pk]), form)
+    assert response.status_code == 400
+    assert TOO_LONG in response.content.decode()
+    assert Project.objects.get(pk=project.pk).story_bible == {"premise": "old"}
+
+
+def test_a_style_prompt_too_long_is_a_form_error_on_the_page(owner, project):
+    from django.urls import reverse
+
+    from tests.projects.test_pages import style_data
+
+    response = _client(owner).post(reverse("project-style", args=[project.pk]), style_data(style_prompt=LONG))
+    assert response.status_code == 400
+    assert TOO_LONG in response.content.decode()
+    assert GenerationStyle.objects.get(project=project).style_prompt != LONG
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative"])
+def test_a_generate_prompt_too_long_is_a_form_error_and_queues_nothing(owner, project, monkeypatch, field):
+    from django.urls import reverse
+
+    from generation import tasks
+    from generation.models import Job
+    from tests.generation.engine_helpers import shipped
+
+    monkeypatch.setattr(tasks, "enqueue_run", lambda job_id: None)
+    template = shipped("weightless-image")
+    form = {"project": project.pk, "template": template.pk, "mode": "draft", "count": 1, "seed": "", field: LONG}
+    response = _client(owner).post(reverse("generate"), form)
+    assert response.status_code == 400
+    assert TOO_LONG in response.content.decode()
+    assert not Job.objects.exists()
