@@ -1,9 +1,11 @@
 """REST API v1 for quality: evaluate media on demand, a job's scores and gates, phase gates.
 
-- ``POST /quality/evaluate``: synchronous, so bounded before anything is decoded: a still image
-  up to ``TOWER_UPLOAD_MAX_PIXELS``, or a clip of at most ``EVALUATE_MAX_TOTAL_PIXELS`` decoded
-  pixels in all; more is a 413 with the reason (a job's outputs of any length are scored by the
-  workers). Needs write access to the project (it may store scores), like submitting a job.
+- ``POST /quality/evaluate``: bounded before anything is decoded (a still image up to
+  ``TOWER_UPLOAD_MAX_PIXELS``, a clip of at most ``EVALUATE_MAX_TOTAL_PIXELS`` decoded pixels in
+  all; more is a 413 with the reason), then scored by a worker: the answer comes when the worker
+  finishes within ``TOWER_EVALUATE_WAIT`` seconds, else a 202 whose ``url``
+  (``GET /quality/evaluations/{id}``, the requester only) gives it later. Needs write access to the
+  project (it may store scores), like submitting a job.
 - ``POST /quality/phase-gate/{phase}``: evaluate a phase gate now (write access).
 - ``GET /jobs/{id}/quality``: read access. Projects you cannot see answer 404.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -27,9 +30,10 @@ from characters.selectors import characters_visible_to
 from generation.models import Job
 from generation.selectors import assets_visible_to, jobs_visible_to
 from projects.selectors import project_get_for_user
-from quality.models import PhaseGate, QualityGate, QualityScore
+from quality import tasks
+from quality.models import Evaluation, EvaluationStatus, PhaseGate, QualityGate, QualityScore
 from quality.services.common import QualityError
-from quality.services.evaluate import media_evaluate
+from quality.services.evaluations import evaluation_request, evaluation_wait
 from quality.services.phases import phase_gate_evaluate
 from tower.api import parse_id
 from tower.parsers import JSONParser
@@ -68,6 +72,12 @@ class EvaluationSerializer(serializers.Serializer):
     character = serializers.IntegerField(allow_null=True)
     frames = serializers.IntegerField()
     results = MetricResultSerializer(many=True)
+
+
+class EvaluationPendingSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField(help_text="pending: a worker has not finished it yet")
+    url = serializers.CharField(help_text="where the answer will be (GET)")
 
 
 class ScoreSerializer(serializers.ModelSerializer):
@@ -150,11 +160,9 @@ class PayloadTooLarge(APIException):
     default_code = "too_large"
 
 
-def _refuse_oversized(content: bytes, *, max_bytes: int) -> None:
+def _refuse_oversized(content: bytes) -> None:
     """413 for an upload whose header says it decodes to too many pixels
     (a decompression bomb, or an animation of many large frames), before anything is decoded."""
-    if len(content) > max_bytes:
-        return  # media_evaluate says so (400)
     try:
         image_header(
             content,
@@ -169,18 +177,33 @@ def _bad_request(exc: QualityError) -> serializers.ValidationError:
     return serializers.ValidationError({"detail": [str(exc)]})
 
 
+def _answer(row: Evaluation) -> Response:
+    """What ``evaluate`` answers for ``row``: the scores, the reason it failed (400), or pending."""
+    if row.status == EvaluationStatus.DONE:
+        return Response(EvaluationSerializer(row.result).data)
+    if row.status == EvaluationStatus.FAILED:
+        raise _bad_request(QualityError(row.error))
+    url = reverse("quality-evaluation", kwargs={"evaluation_pk": row.pk})
+    return Response(EvaluationPendingSerializer({"id": row.pk, "status": "pending", "url": url}).data, status=202)
+
+
 class QualityViewSet(viewsets.ViewSet):
     """Quality evaluation and phase gates."""
 
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(request={"multipart/form-data": EvaluateRequestSerializer}, responses={200: EvaluationSerializer})
+    @extend_schema(
+        request={"multipart/form-data": EvaluateRequestSerializer},
+        responses={200: EvaluationSerializer, 202: EvaluationPendingSerializer},
+    )
     @action(detail=False, methods=["post"])
     def evaluate(self, request: Request) -> Response:
-        """Score an uploaded image or video, or a stored asset, now; 400 for media that cannot be scored.
+        """Score an uploaded image or video, or a stored asset; 400 for media that cannot be scored.
 
-        Synchronous: an upload whose header says it decodes to more than 40 million pixels (all
-        frames together; a still image: TOWER_UPLOAD_MAX_PIXELS) is a 413 before it is decoded.
+        An upload whose header says it decodes to more than 40 million pixels (all frames together;
+        a still image: TOWER_UPLOAD_MAX_PIXELS) is a 413 before it is decoded. A worker scores it:
+        its answer comes here when ready within TOWER_EVALUATE_WAIT seconds (default 20), else a 202
+        whose ``url`` gives the answer later.
         """
         data = EvaluateRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -199,42 +222,36 @@ class QualityViewSet(viewsets.ViewSet):
             character = characters_visible_to(user).filter(pk=values["character"], project=project).first()
             if character is None:
                 raise Http404("No such character")
-        max_bytes = settings.UPLOAD_MAX_BYTES
-        if asset is not None:
-            with asset.file.open("rb") as handle:
-                content = handle.read(max_bytes + 1)
-        else:
+        content = None
+        if asset is None:
+            max_bytes = settings.UPLOAD_MAX_BYTES
             content = values["file"].read(max_bytes + 1)
-            _refuse_oversized(content, max_bytes=max_bytes)
-        try:
-            evaluation = media_evaluate(
-                data=content, project=project, character=character, asset=asset, max_bytes=max_bytes
-            )
-        except QualityError as exc:
-            raise _bad_request(exc) from None
-        results = []
-        for r in evaluation.results:
-            threshold = evaluation.thresholds.get(r.metric)
-            passed = None if threshold is None or not r.ok else r.value >= threshold  # type: ignore[operator]
-            results.append(
-                {
-                    "metric": r.metric,
-                    "status": r.status.value,
-                    "value": r.value,
-                    "model_id": r.model_id,
-                    "threshold": threshold,
-                    "passed": passed,
-                    "fix": r.fix,
-                    "details": r.details,
-                }
-            )
-        body = {
-            "asset": asset.pk if asset else None,
-            "character": character.pk if character else None,
-            "frames": evaluation.frames,
-            "results": results,
-        }
-        return Response(EvaluationSerializer(body).data)
+            if len(content) > max_bytes:
+                raise _bad_request(
+                    QualityError(f"the file is {len(content):,} bytes; at most {max_bytes:,} are evaluated here")
+                )
+            _refuse_oversized(content)
+        row = evaluation_request(
+            user=user,
+            project=project,
+            character=character,
+            asset=asset,
+            data=content,
+            enqueue=tasks.enqueue_evaluation,
+        )
+        return _answer(evaluation_wait(evaluation_id=row.pk, seconds=settings.EVALUATE_WAIT_SECONDS))
+
+    @extend_schema(
+        responses={200: EvaluationSerializer, 202: EvaluationPendingSerializer},
+        parameters=[OpenApiParameter("evaluation_pk", int, OpenApiParameter.PATH, description="the evaluation's id")],
+    )
+    @action(detail=False, methods=["get"], url_path=r"evaluations/(?P<evaluation_pk>[0-9]+)")
+    def evaluation(self, request: Request, evaluation_pk: str) -> Response:
+        """The answer of an evaluation you asked for: as ``evaluate`` would have answered, or pending (202)."""
+        row = Evaluation.objects.filter(pk=parse_id(evaluation_pk), user=request.user).first()
+        if row is None:
+            raise Http404("No such evaluation")
+        return _answer(row)
 
     @extend_schema(
         request=PhaseGateRequestSerializer,

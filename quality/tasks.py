@@ -7,6 +7,7 @@ from typing import Any
 
 from quality.services import pending
 from quality.services.catch_up import score_missing_enqueue
+from quality.services.evaluations import evaluation_run
 from quality.services.scoring import job_score
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,19 @@ def score_pending() -> str:
 def score_missing() -> list[int]:
     """Re-enqueue scoring of recent succeeded jobs that have no gate (``settings.TOWER_ON_RECONCILE``)."""
     return score_missing_enqueue(enqueue=enqueue_score)
+
+
+def evaluate_media(evaluation_id: int) -> str:
+    """Score one ``POST /quality/evaluate`` upload or asset here, not in the web process."""
+    return evaluation_run(evaluation_id=evaluation_id)
+
+
+def enqueue_evaluation(evaluation_id: int) -> None:
+    from generation import tasks
+
+    tasks.async_task(
+        "quality.tasks.evaluate_media", evaluation_id, task_name=f"evaluate-{evaluation_id}", group="quality"
+    )
 
 
 def enqueue_score(job_id: int) -> None:

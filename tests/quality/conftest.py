@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quality.services import pending
+from tests.quality.evaluate_helpers import evaluation_worker
 from tests.quality.scoring_helpers import broker, engine, fake, models, models_without
 
 
@@ -14,4 +15,4 @@ def no_gathering(monkeypatch):
     monkeypatch.setattr(pending, "GATHER_SECONDS", 0.0)
 
 
-__all__ = ["broker", "engine", "fake", "models", "models_without"]
+__all__ = ["broker", "engine", "evaluation_worker", "fake", "models", "models_without"]

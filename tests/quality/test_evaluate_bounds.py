@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from quality.models import QualityScore
+from quality.models import Evaluation, QualityScore
 
 pytestmark = pytest.mark.django_db
 
@@ -55,3 +55,4 @@ def test_an_image_that_decodes_to_too_many_pixels_is_a_413_with_a_message(client
     assert response.status_code == 413, response.content
     assert message in response.json()["detail"]
     assert not QualityScore.objects.exists()
+    assert not Evaluation.objects.exists()  # nothing stored, nothing handed to a worker

@@ -38,7 +38,7 @@ def mp4(frames: int, size: int = 64) -> bytes:
     return buffer.getvalue()
 
 
-def test_an_uploaded_image_gets_its_metric_results(api_member, project, models):
+def test_an_uploaded_image_gets_its_metric_results(api_member, project, models, evaluation_worker):
     response = api_member.post(EVALUATE, {"project": project.pk, "file": upload(png_bytes())}, format="multipart")
 
     assert response.status_code == 200, response.content
@@ -50,7 +50,7 @@ def test_an_uploaded_image_gets_its_metric_results(api_member, project, models):
     assert aesthetic["passed"] is False  # the tiny head scores ~0.03 against 5.5
 
 
-def test_a_video_with_no_face_records_no_face_found(api_owner, project, models):
+def test_a_video_with_no_face_records_no_face_found(api_owner, project, models, evaluation_worker):
     character = character_create(project=project, name="Kai", design_prompt="1boy")
     from characters.services import character_add_reference
 
@@ -89,7 +89,9 @@ def test_a_video_with_no_face_records_no_face_found(api_owner, project, models):
         ("huge", "bytes; at most"),
     ],
 )
-def test_bad_media_is_a_400_with_a_clear_message(api_owner, project, models, settings, data, message):
+def test_bad_media_is_a_400_with_a_clear_message(
+    api_owner, project, models, settings, evaluation_worker, data, message
+):
     settings.UPLOAD_MAX_BYTES = 4096
     if data == "single":
         data = mp4(1)
@@ -101,7 +103,7 @@ def test_bad_media_is_a_400_with_a_clear_message(api_owner, project, models, set
     assert message in str(response.json())
 
 
-def test_a_bad_asset_records_a_failed_evaluation(api_owner, project, models):
+def test_a_bad_asset_records_a_failed_evaluation(api_owner, project, models, evaluation_worker):
     asset = AssetFactory(project=project, job=JobFactory(project=project), file__data=b"broken")
 
     response = api_owner.post(EVALUATE, {"asset": asset.pk}, format="multipart")
@@ -111,7 +113,7 @@ def test_a_bad_asset_records_a_failed_evaluation(api_owner, project, models):
     assert (row.metric, row.status, row.passed, row.value) == ("media", "error", False, None)
 
 
-def test_an_asset_evaluation_stores_its_scores(api_owner, project, models):
+def test_an_asset_evaluation_stores_its_scores(api_owner, project, models, evaluation_worker):
     asset = AssetFactory(project=project, job=JobFactory(project=project), file__data=png_bytes())
 
     response = api_owner.post(EVALUATE, {"asset": asset.pk}, format="json")

@@ -41,7 +41,8 @@ OUR_APPS = ("tower", "projects", "characters", "generation", "quality", "trainin
 # Edited inside their project's page, never on their own.
 INLINE_ONLY = {"projects.generationstyle", "projects.membership"}
 # Machine state with nothing to curate: sign-in failures are hashed keys that expire by themselves.
-NOT_IN_ADMIN = {"tower.signinfailure"}
+# An evaluation is an API answer kept for its requester only, not something to curate.
+NOT_IN_ADMIN = {"tower.signinfailure", "quality.evaluation"}
 
 
 @pytest.fixture(autouse=True)
