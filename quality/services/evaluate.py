@@ -1,6 +1,7 @@
 """On-demand evaluation of an uploaded image or video, or of a stored asset, against a character.
 
-It runs synchronously in the request, so what it accepts is bounded: the upload size
+It runs on a worker (``quality.services.evaluations``; the API has already refused uploads whose
+header decodes to too many pixels), and what it accepts is bounded: the upload size
 (``TOWER_UPLOAD_MAX_BYTES``), the pixels of a frame, and :data:`MAX_FRAMES` frames (about ten
 seconds of 24 fps video; longer clips are scored by the workers when they are a job's output).
 Bad media raise :class:`QualityError` (HTTP 400) with a message for people; for an asset the failed
