@@ -30,8 +30,8 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from characters.models import Character, CharacterVersion, Variation
-from characters.prompt import design_prompt_for
-from generation.workflow import ParameterError, coerce_parameter
+from characters.prompt import design_prompt_for, split_tags
+from generation.workflow import STYLE_PARAMETERS, ParameterError, coerce_parameter
 from projects.models import GenerationStyle, Mode, Project, Scene
 
 LEARNED_NEGATIVES_LIMIT = 12
@@ -46,22 +46,8 @@ _STYLE_LIMITS: dict[str, tuple[float, float]] = {
     "clip_skip": (1, 12),
     "fps": (1, 120),
 }
-STYLE_OVERRIDES = frozenset(
-    {
-        "checkpoint",
-        "vae",
-        "sampler",
-        "scheduler",
-        "steps",
-        "cfg",
-        "denoise",
-        "width",
-        "height",
-        "clip_skip",
-        "loras",
-        "fps",
-    }
-)
+# The style fields a request may override: every style parameter but its two texts.
+STYLE_OVERRIDES = STYLE_PARAMETERS - {"prompt", "negative"}
 # Request parameters that have no style default.
 REQUEST_PARAMETERS = frozenset(
     {
@@ -100,29 +86,12 @@ class Resolved:
         return {**params, **texts}
 
 
-def _split_tags(text: str) -> list[str]:
-    """Split on commas outside brackets, so ``(red hair, blue eyes:1.2)`` stays one part."""
-    parts, depth, current = [], 0, []
-    for char in text:
-        if char in "([{<":
-            depth += 1
-        elif char in ")]}>" and depth:
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
 def join_prompt(*pieces: str | None) -> str:
     """Join prompt pieces with ", ": no empty parts, doubled commas, stray whitespace or repeated tags."""
     seen: set[str] = set()
     tags: list[str] = []
     for piece in pieces:
-        for raw in _split_tags(piece or ""):
+        for raw in split_tags(piece or ""):
             tag = re.sub(r"\s+", " ", raw).strip()
             key = tag.lower()
             if tag and key not in seen:
