@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.http import Http404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
@@ -33,7 +33,7 @@ from projects.selectors import project_get_for_user
 from quality import tasks
 from quality.models import Evaluation, EvaluationStatus, PhaseGate, QualityGate, QualityScore
 from quality.services.common import QualityError
-from quality.services.evaluations import evaluation_request, evaluation_wait
+from quality.services.evaluations import QUEUE_UNREACHABLE, evaluation_request, evaluation_wait
 from quality.services.phases import phase_gate_evaluate
 from tower.api import parse_id
 from tower.parsers import JSONParser
@@ -182,6 +182,8 @@ def _answer(row: Evaluation) -> Response:
     if row.status == EvaluationStatus.DONE:
         return Response(EvaluationSerializer(row.result).data)
     if row.status == EvaluationStatus.FAILED:
+        if row.error.startswith(QUEUE_UNREACHABLE):
+            return Response({"detail": row.error}, status=503)
         raise _bad_request(QualityError(row.error))
     url = reverse("quality-evaluation", kwargs={"evaluation_pk": row.pk})
     return Response(EvaluationPendingSerializer({"id": row.pk, "status": "pending", "url": url}).data, status=202)
@@ -194,7 +196,14 @@ class QualityViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request={"multipart/form-data": EvaluateRequestSerializer},
-        responses={200: EvaluationSerializer, 202: EvaluationPendingSerializer},
+        responses={
+            200: EvaluationSerializer,
+            202: EvaluationPendingSerializer,
+            503: OpenApiResponse(
+                inline_serializer("QueueUnreachable", {"detail": serializers.CharField()}),
+                description="the task queue cannot be reached: nothing was queued; try again",
+            ),
+        },
     )
     @action(detail=False, methods=["post"])
     def evaluate(self, request: Request) -> Response:

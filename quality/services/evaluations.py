@@ -10,6 +10,7 @@ time. The caller bounds the upload (bytes, pixels) before calling ``evaluation_r
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -29,7 +30,11 @@ from quality.services.common import QualityError
 from quality.services.evaluate import Evaluation as Scored
 from quality.services.evaluate import media_evaluate
 
+logger = logging.getLogger(__name__)
+
 UNFINISHED = (EvaluationStatus.PENDING, EvaluationStatus.RUNNING)
+# How a failed evaluation's error starts when no worker could be asked: the service, not the media, failed.
+QUEUE_UNREACHABLE = "the task queue cannot be reached"
 
 
 def upload_path(sha256: str) -> Path:
@@ -62,8 +67,18 @@ def evaluation_request(
         # Written after the row exists: a worker that just finished another evaluation of the same
         # content deletes the file only when no unfinished row names it (see _release).
         _store(data, sha256)
-    transaction.on_commit(lambda: enqueue(row.pk))
+    transaction.on_commit(lambda: _dispatch(row, enqueue))
     return row
+
+
+def _dispatch(row: Evaluation, enqueue: Callable[[int], None]) -> None:
+    try:
+        enqueue(row.pk)
+    except Exception as exc:
+        # No worker will ever see it: say so at once (the caller's answer) instead of pending forever.
+        logger.warning("broker unreachable; evaluation %s not queued", row.pk, exc_info=True)
+        _finish(row.pk, status=EvaluationStatus.FAILED, error=f"{QUEUE_UNREACHABLE} ({exc}); try again")
+        _release(row.upload_sha256)
 
 
 def _body(scored: Scored, *, asset: Asset | None, character: Character | None) -> dict[str, Any]:

@@ -109,3 +109,27 @@ def test_the_task_is_pushed_to_the_workers_by_its_path(monkeypatch):
     tasks.enqueue_evaluation(7)
 
     assert pushed == [("quality.tasks.evaluate_media", 7)]
+
+
+def test_an_unreachable_task_queue_is_a_503_that_says_so_not_a_500(
+    api_owner, project, models, transactional_db, monkeypatch
+):
+    import socket
+
+    import redis
+    from django_q.brokers import get_broker
+
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    broker = get_broker()
+    broker.connection = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    monkeypatch.setattr(generation_tasks, "_broker", lambda: broker)
+    data = big_png(256)
+
+    response = api_owner.post(EVALUATE, {"project": project.pk, **upload(data)}, format="multipart")
+
+    assert response.status_code == 503, response.content
+    assert response.json()["detail"].startswith("the task queue cannot be reached")
+    assert Evaluation.objects.get().status == "failed"  # not pending forever
+    assert not upload_path(hashlib.sha256(data).hexdigest()).exists()  # nothing left behind
