@@ -201,7 +201,7 @@ async def _drive(
                     job_id=claim.job_id,
                     error_type="rejected",
                     message=str(exc),
-                    node=_first_node(exc),
+                    node=_node_label(claim.graph, next(iter(exc.node_errors or {}), None)),
                     details={"error": exc.error, "node_errors": exc.node_errors},
                 )
                 return "failed:rejected"
@@ -236,10 +236,6 @@ def _read_media(path: str) -> bytes:
 
 def _extra_data(claim: svc.Claim) -> dict[str, Any]:
     return {"tower": {"job": claim.job_id}}
-
-
-def _first_node(exc: ComfyRejected) -> str:
-    return next(iter(exc.node_errors or {}), "")
 
 
 async def _follow(

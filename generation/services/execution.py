@@ -342,7 +342,7 @@ def _claim_locked(
             job_id=job.pk,
             error_type="preflight",
             message=message,
-            node=problems[0].node_id,
+            node=f"#{problems[0].node_id} {problems[0].class_type}".strip() if problems[0].node_id else "",
             details={"problems": [p.__dict__ for p in problems[:50]]},
             expect={JobStatus.QUEUED},
         )

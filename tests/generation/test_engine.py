@@ -146,7 +146,7 @@ def test_validation_error_from_the_server_is_shown_in_words(fake, project, owner
     failed = job(created.pk)
     assert failed.status == JobStatus.FAILED
     assert "missing.safetensors" in failed.error_message
-    assert failed.error_node
+    assert failed.error_node == "#4 CheckpointLoaderSimple"  # named as runtime errors name it
     assert failed.error_details["node_errors"]
     assert fake.counters.jobs_started == 0
 
@@ -160,6 +160,26 @@ def test_preflight_fails_the_job_before_any_gpu_time(fake, project, owner, enque
     assert "anime/nope.safetensors" in failed.error_message
     assert "anime_v1.safetensors" in failed.error_message  # what the backend does have
     assert enqueued.take() == []
+    assert fake.counters.prompts_received == 0
+
+
+def test_a_backend_that_lost_a_model_before_the_claim_fails_the_job_naming_the_node(fake, project, owner, enqueued):
+    from django.utils import timezone
+
+    backend = backend_for(fake)
+    [created] = create(project, owner, slug="txt2img-sd15", overrides={"checkpoint": "anime_v1.safetensors"})
+    assert job(created.pk).status == JobStatus.QUEUED
+    # The server's models change between submission and claim: pre-flight runs again at the claim.
+    info = backend.object_info
+    info.data["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] = ["other.safetensors"]
+    info.fetched_at, info.digest = timezone.now(), "0" * 64
+    info.save()
+    Backend.objects.filter(pk=backend.pk).update(object_info_fetched_at=info.fetched_at)  # as the health poll writes
+
+    assert tasks.job_run(created.pk) == "not claimed"
+    failed = job(created.pk)
+    assert (failed.status, failed.error_type) == (JobStatus.FAILED, "preflight")
+    assert failed.error_node == "#4 CheckpointLoaderSimple"
     assert fake.counters.prompts_received == 0
 
 
