@@ -13,6 +13,13 @@ from characters.palette import extract_palette
 from projects.selectors import AnyUser, project_ids_visible_to, project_user_can_write
 
 
+def similarity_threshold(character: Character) -> float:
+    """The face similarity a character's outputs must reach: its own, else its project's (one place)."""
+    if character.consistency_threshold is not None:
+        return character.consistency_threshold
+    return character.project.threshold_similarity
+
+
 def characters_visible_to(user: AnyUser) -> QuerySet[Character]:
     return Character.objects.filter(project__in=project_ids_visible_to(user)).select_related("project")
 

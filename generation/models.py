@@ -67,6 +67,48 @@ class BackendObjectInfo(models.Model):
         return f"object_info of {self.backend}"
 
 
+class BackendUpload(models.Model):
+    """A file Tower has put in a backend's input folder, under its content-addressed name."""
+
+    backend = models.ForeignKey(Backend, on_delete=models.CASCADE, related_name="uploads")
+    name = models.CharField(max_length=200, help_text="the name LoadImage takes: tower-<sha256 prefix>.<ext>")
+    sha256 = models.CharField(max_length=64)
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["backend", "name"], name="backend_upload_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.backend}"
+
+
+def input_image_upload_to(instance: InputImage, filename: str) -> str:
+    # The caller has already replaced the user's file name with a content-addressed one.
+    return f"inputs/{instance.project_id}/{filename}"
+
+
+class InputImage(models.Model):
+    """An image a person uploaded to feed a template's image input (init image, reference, first frame)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="input_images")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    file = models.ImageField(upload_to=input_image_upload_to, max_length=300)
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    original_name = models.CharField(max_length=255, blank=True, help_text="as uploaded; display only")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["project", "sha256"], name="input_image_unique_content")]
+
+    def __str__(self) -> str:
+        return f"input image #{self.pk}"
+
+
 class JobKind(models.TextChoices):
     IMAGE = "image", "Image"
     IMG2IMG = "img2img", "Image to image"
@@ -221,6 +263,9 @@ class Job(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reproductions"
     )
     batch = models.UUIDField(null=True, blank=True, db_index=True, help_text="jobs submitted together")
+    forced_reason = models.TextField(
+        blank=True, help_text="why an editor ran this past a closed phase gate (empty: not forced)"
+    )
     label = models.CharField(max_length=200, blank=True, help_text="e.g. the grid cell: cfg=7, steps=20")
 
     class Meta:

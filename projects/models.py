@@ -21,6 +21,29 @@ class Phase(models.IntegerChoices):
     VIDEO = 3, "3 · Video"
 
 
+# The eight poses of a phase-1 character sheet (the designs' list); editable per project.
+DEFAULT_SHEET_POSES = [
+    "front view",
+    "three-quarter view from the left",
+    "three-quarter view from the right",
+    "profile from the left",
+    "profile from the right",
+    "back view",
+    "close-up of the face",
+    "full-body action pose",
+]
+# The workflow template (slug) each phase uses when an orchestration names none.
+DEFAULT_PHASE_TEMPLATES = {"sheet": "character-sheet", "loop": "animatediff-loop", "video": "svd-video"}
+
+
+def default_sheet_poses() -> list[str]:
+    return list(DEFAULT_SHEET_POSES)
+
+
+def default_phase_templates() -> dict[str, str]:
+    return dict(DEFAULT_PHASE_TEMPLATES)
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -39,6 +62,16 @@ class Project(models.Model):
     threshold_aesthetic = models.FloatField(default=5.5)
     threshold_temporal = models.FloatField(default=0.85)
     threshold_motion = models.FloatField(default=0.80)
+    threshold_palette = models.FloatField(default=25.0, help_text="largest mean ΔE (Lab) from a character's palette")
+    threshold_face_quality = models.FloatField(default=0.80, help_text="phase 1 gate: character sheet face quality")
+    threshold_overall = models.FloatField(default=0.80, help_text="phase 3 gate: the clip's overall quality")
+    advance_unevaluated = models.BooleanField(
+        default=False, help_text="let an orchestration pass a phase gate that could not be evaluated"
+    )
+    sheet_poses = models.JSONField(default=default_sheet_poses, blank=True, help_text="the character sheet's poses")
+    phase_templates = models.JSONField(
+        default=default_phase_templates, blank=True, help_text='{"sheet": slug, "loop": slug, "video": slug}'
+    )
     phase_pass_ratio = models.FloatField(default=0.80)
     phase_window = models.PositiveIntegerField(default=10)
     max_regenerations = models.PositiveSmallIntegerField(
@@ -66,6 +99,18 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(threshold_motion__gte=0, threshold_motion__lte=1),
                 name="project_motion_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(threshold_palette__gte=0, threshold_palette__lte=100), name="project_palette_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    threshold_face_quality__gte=0,
+                    threshold_face_quality__lte=1,
+                    threshold_overall__gte=0,
+                    threshold_overall__lte=1,
+                ),
+                name="project_phase_thresholds_range",
             ),
             models.CheckConstraint(
                 condition=Q(phase_pass_ratio__gt=0, phase_pass_ratio__lte=1),

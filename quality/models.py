@@ -6,7 +6,7 @@ from django.db.models import Q
 
 from characters.models import Character
 from generation.models import Asset, Job
-from projects.models import Phase, Project
+from projects.models import Mode, Phase, Project
 
 
 class ScoreStatus(models.TextChoices):
@@ -144,3 +144,87 @@ class Evaluation(models.Model):
 
     def __str__(self) -> str:
         return f"evaluation {self.pk}: {self.status}"
+
+
+class OrchestrationStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    WAITING = "waiting", "Waiting for approval"
+    COMPLETE = "complete", "Complete"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Orchestration(models.Model):
+    """One request that runs a character through sheet → loop → video, each phase behind its gate."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="orchestrations")
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="orchestrations")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    prompt = models.TextField(blank=True)
+    mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.DRAFT)
+    auto_advance = models.BooleanField(default=True)
+    templates = models.JSONField(default=dict, blank=True, help_text='{"sheet": slug, "loop": slug, "video": slug}')
+    status = models.CharField(
+        max_length=10, choices=OrchestrationStatus.choices, default=OrchestrationStatus.RUNNING, db_index=True
+    )
+    phase = models.PositiveSmallIntegerField(choices=Phase.choices, default=Phase.STILLS)
+    reasons = models.JSONField(default=list, blank=True, help_text="why it failed or was stopped")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=OrchestrationStatus.values), name="orchestration_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(phase__gte=1, phase__lte=3), name="orchestration_phase_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"orchestration {self.pk} ({self.status}, phase {self.phase})"
+
+
+class PhaseRunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class PhaseRun(models.Model):
+    """One phase of an orchestration: its attempts (jobs), its gate verdict and its best output."""
+
+    orchestration = models.ForeignKey(Orchestration, on_delete=models.CASCADE, related_name="phase_runs")
+    phase = models.PositiveSmallIntegerField(choices=Phase.choices)
+    status = models.CharField(max_length=20, choices=PhaseRunStatus.choices, default=PhaseRunStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    jobs = models.ManyToManyField(Job, related_name="phase_runs", blank=True)
+    input_asset = models.ForeignKey(
+        Asset,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="handed on by the phase before",
+    )
+    best_asset = models.ForeignKey(Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    gate = models.JSONField(default=dict, blank=True, help_text="the phase gate's last verdict and its reasons")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["orchestration", "phase"]
+        constraints = [
+            models.UniqueConstraint(fields=["orchestration", "phase"], name="phaserun_unique_phase"),
+            models.CheckConstraint(condition=Q(status__in=PhaseRunStatus.values), name="phaserun_status_valid"),
+            models.CheckConstraint(condition=Q(phase__gte=1, phase__lte=3), name="phaserun_phase_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"phase {self.phase} of orchestration {self.orchestration_id}: {self.status}"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from characters.models import Character
+from characters.selectors import similarity_threshold
 from quality.metrics import (
     MetricInputError,
     MetricModels,
@@ -130,7 +131,7 @@ def measure(
                 embedded.references,
                 art_kind=character.project.art_kind,  # type: ignore[arg-type]
                 models=models,
-                threshold=character.consistency_threshold,
+                threshold=similarity_threshold(character),
             )
 
     for m in readable:

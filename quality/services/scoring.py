@@ -50,6 +50,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
 from characters.models import Character
+from characters.selectors import similarity_threshold
 from generation import events
 from generation.models import Asset, Job, JobKind, JobStatus
 from generation.services.jobs import job_log
@@ -82,7 +83,7 @@ def gate_thresholds(
     """The gated metrics of one output and their thresholds (``loop``: a phase-2 loop job)."""
     thresholds = {"aesthetic": project.threshold_aesthetic}
     if character is not None:
-        thresholds["character_similarity"] = character.consistency_threshold
+        thresholds["character_similarity"] = similarity_threshold(character)
     if animated:
         thresholds["subject_consistency"] = project.threshold_temporal
         thresholds["motion_smoothness"] = project.threshold_motion

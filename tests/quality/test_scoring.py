@@ -82,7 +82,8 @@ def test_character_similarity_embeds_the_references_and_reports_the_match(fake, 
     assert embedding.model_id == "buffalo_l" and embedding.dim == 512
     row = QualityScore.objects.get(asset__job=job, metric="character_similarity")
     assert row.model_id == "buffalo_l"
-    assert row.threshold == character.consistency_threshold
+    assert character.consistency_threshold is None  # follows the project
+    assert row.threshold == project.threshold_similarity
     assert row.character == character
     if row.status == "ok":
         assert row.details["reference"] == embedding.reference_id

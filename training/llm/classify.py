@@ -27,6 +27,7 @@ import numpy as np
 from django.conf import settings
 
 from characters.models import Character
+from characters.selectors import similarity_threshold
 from projects.models import Project
 from quality import weights
 from quality.metrics import (
@@ -200,10 +201,10 @@ class Classifier:
         best = scores[best_pk]
         character = next(c for c in self.candidates if c.pk == best_pk)
         confidence = min(1.0, max(0.0, best))
-        if best < character.consistency_threshold:
+        if best < similarity_threshold(character):
             note = (
                 f"{why}; closest is {character.name} at similarity {best:.2f}, "
-                f"below its threshold {character.consistency_threshold:.2f}"
+                f"below its threshold {similarity_threshold(character):.2f}"
             )
             return Classification(None, confidence, "embedding", note)
         return Classification(character.pk, confidence, "embedding", why)
