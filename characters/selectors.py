@@ -20,6 +20,20 @@ def similarity_threshold(character: Character) -> float:
     return character.project.threshold_similarity
 
 
+def primary_reference(character: Character, version: CharacterVersion | None = None) -> ReferenceImage | None:
+    """The reference a character's job is conditioned on: the version's primary (else its first)
+    when the version has references of its own, else the character's primary (else its first)."""
+    if version is not None:
+        ref = ReferenceImage.objects.filter(version=version).order_by("-is_primary", "created_at", "pk").first()
+        if ref is not None:
+            return ref
+    return (
+        ReferenceImage.objects.filter(character=character, version__isnull=True)
+        .order_by("-is_primary", "created_at", "pk")
+        .first()
+    )
+
+
 def characters_visible_to(user: AnyUser) -> QuerySet[Character]:
     return Character.objects.filter(project__in=project_ids_visible_to(user)).select_related("project")
 
