@@ -66,6 +66,7 @@ class ProjectSerializer(ModelSerializer):
             "phase_pass_ratio",
             "phase_window",
             "max_regenerations",
+            "advance_unevaluated",
             "created_at",
             "updated_at",
         ]

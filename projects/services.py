@@ -49,6 +49,7 @@ PROJECT_FIELDS = frozenset(
         "phase_pass_ratio",
         "phase_window",
         "max_regenerations",
+        "advance_unevaluated",
     }
 )
 STORY_BIBLE_KEYS = {"premise": str, "tone": str, "world": str, "episode_outline": list, "notes": str, "themes": list}
