@@ -67,6 +67,11 @@ def _verdicts(project: Project, phase: int, character: Character | None, count: 
     )
 
 
+def verdicts_window(*, project: Project, phase: int, character: Character | None = None) -> list[bool]:
+    """The verdicts the gate of ``phase`` is evaluated on now (the latest window), newest first."""
+    return _verdicts(project, phase, character, project.phase_window)
+
+
 def _opens(project: Project, verdicts: Sequence[bool]) -> bool:
     ratio = sum(verdicts) / len(verdicts) if verdicts else None
     return len(verdicts) >= project.phase_window and (ratio or 0.0) >= project.phase_pass_ratio
