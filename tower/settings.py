@@ -232,6 +232,10 @@ TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min
 # commits; they enqueue work, never do it) when a job succeeds: how apps above generation subscribe
 # to "job finished" without generation importing them. Not from the environment.
 TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.job_succeeded"]
+# Called with job_ids=[...] after a submission commits: quality records each job's pre_gen gate.
+TOWER_ON_JOBS_CREATED = ["quality.services.phase_gates.jobs_created"]
+# fn(project=, character=, phase=) -> reason or None: may a character start phase-N work.
+TOWER_PHASE_CHECK = "quality.services.phase_gates.phase_open_for"
 # Functions (dotted paths, no arguments) that generation's reconcile calls after each run (every
 # worker start, once a minute): catch-up steps of apps above generation. Not from the environment.
 TOWER_ON_RECONCILE = ["quality.tasks.score_missing", "training.trainer.tasks.training_reconcile"]
