@@ -1,6 +1,7 @@
 """The one place events leave Tower: JSON events to Channels groups, only after commit.
 
-Groups: ``job.<id>``, ``project.<id>`` and ``user.<id>``. Every event carries ``type``, ``job``,
+Groups: ``job.<id>``, ``project.<id>``, ``user.<id>`` and ``orchestration.<id>`` (quality's
+orchestration events, which carry ``orchestration`` instead of ``job``). Every event carries ``type``, ``job``,
 ``project`` and its data; consumers forward them untouched to sockets that joined a group, and the
 page consumer turns them into HTML fragments. Progress is throttled per job (at most
 ``PROGRESS_MAX_PER_SECOND``) in the process that drives the job; the last step always goes out.
@@ -24,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_MAX_PER_SECOND = 10
 EVENT_TYPES = frozenset({"job_queued", "progress", "job_complete", "job_failed", "job_cancelled", "quality_evaluation"})
+# Events of quality's orchestrations (sheet → loop → video); they name an orchestration, not a job.
+ORCHESTRATION_EVENT_TYPES = frozenset(
+    {"orchestration_progress", "phase_passed", "orchestration_complete", "orchestration_failed"}
+)
 # Channels maps the message "type" to a consumer method name: "tower.event" → tower_event().
 CHANNEL_MESSAGE_TYPE = "tower.event"
 
@@ -41,6 +46,10 @@ def project_group(project_id: int) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
+
+
+def orchestration_group(orchestration_id: int) -> str:
+    return f"orchestration.{orchestration_id}"
 
 
 SEND_TIMEOUT = 10.0  # seconds a flush waits for the events before it is given up (and logged)
@@ -247,6 +256,34 @@ def job_event(event_type: str, *, job_id: int, project_id: int, user_id: int | N
     if event_type in {"job_complete", "job_failed", "job_cancelled"}:
         with _lock:
             _last_progress.pop(job_id, None)
+    transaction.on_commit(lambda: _send_now(groups, event))
+
+
+def orchestration_event(
+    event_type: str,
+    *,
+    orchestration_id: int,
+    project_id: int,
+    phase: int,
+    status: str,
+    user_id: int | None = None,
+    **data: Any,
+) -> None:
+    """Queue an orchestration's event for its own group and its project's, after commit."""
+    if event_type not in ORCHESTRATION_EVENT_TYPES:
+        raise ValueError(f"unknown orchestration event type {event_type!r}")
+    event = {
+        "type": event_type,
+        "orchestration": orchestration_id,
+        "project": project_id,
+        "phase": phase,
+        "status": status,
+        "at": timezone.now().isoformat(),
+        **data,
+    }
+    groups = [orchestration_group(orchestration_id), project_group(project_id)]
+    if user_id is not None:
+        groups.append(user_group(user_id))
     transaction.on_commit(lambda: _send_now(groups, event))
 
 
