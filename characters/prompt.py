@@ -1,20 +1,26 @@
-"""The character's part of a prompt (Django-free apart from the model types).
+"""The character's part of a prompt: its design prompt and its structured attributes.
 
-An outfit variation replaces the base outfit rather than adding a second one: the design prompt's
-outfit tags are left out when a variation of kind ``outfit`` is chosen. Which tags are the outfit:
+A character's :class:`~characters.models.CharacterAttribute` rows join the prompt after the design
+prompt, highest priority first, each as its ``prompt_tokens`` (or else its ``value``).
 
-- the tags of the character's ``outfit`` attribute (also ``clothes``, ``clothing``, ``costume``,
-  ``attire``) when it has one — the explicit answer;
-- otherwise every design-prompt tag naming a garment (``black tactical vest``, ``school uniform``…).
+A variation that ``replaces`` an attribute type is worn instead of that attribute, not beside it:
+the attribute is left out, and so are its tags where the design prompt repeats them. An outfit
+variation saved without ``replaces`` replaces the outfit (as it always did). Which design-prompt
+tags are the replaced attribute's:
+
+- the tags of the character's attribute of that type (its tokens and its value) when it has one —
+  the explicit answer;
+- otherwise, for the outfit only, every design-prompt tag naming a garment (``black tactical
+  vest``, ``school uniform``…); any other type without an attribute leaves the design prompt whole.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from characters.models import Character, Variation, VariationKind
+from characters.models import AttributeType, Character, CharacterAttribute, Variation, VariationKind
 
-OUTFIT_ATTRIBUTES = ("outfit", "clothes", "clothing", "costume", "attire")
 GARMENTS = frozenset(
     {
         "apron",
@@ -89,12 +95,23 @@ def _bare(tag: str) -> str:
     return (match.group(1) if match else tag).strip().lower()
 
 
-def _outfit_attribute(character: Character) -> str:
-    attributes = character.attributes if isinstance(character.attributes, dict) else {}
-    for key, value in attributes.items():
-        if str(key).strip().lower() in OUTFIT_ATTRIBUTES and isinstance(value, str) and value.strip():
-            return value
-    return ""
+def replaced_type(variation: Variation | None) -> str:
+    """The attribute type ``variation`` is worn instead of ("" for none)."""
+    if variation is None:
+        return ""
+    if variation.replaces:
+        return variation.replaces
+    # Outfit variations made before ``replaces`` existed keep replacing the outfit.
+    return AttributeType.OUTFIT if variation.kind == VariationKind.OUTFIT else ""
+
+
+def attribute_tokens(attribute: CharacterAttribute) -> str:
+    return attribute.prompt_tokens.strip() or attribute.value.strip()
+
+
+def character_attributes(character: Character) -> list[CharacterAttribute]:
+    """The character's attributes in prompt order: highest priority first, then by type."""
+    return sorted(character.attribute_set.all(), key=lambda a: (-a.priority, a.type))
 
 
 def is_outfit_tag(tag: str, *, outfit: str = "") -> bool:
@@ -105,10 +122,37 @@ def is_outfit_tag(tag: str, *, outfit: str = "") -> bool:
     return any(word in GARMENTS for word in re.findall(r"[a-z][a-z-]*", bare))
 
 
-def design_prompt_for(*, character: Character, variation: Variation | None = None) -> str:
-    """The design prompt as a job uses it: without the base outfit when an outfit variation replaces it."""
-    if variation is None or variation.kind != VariationKind.OUTFIT:
+def design_prompt_for(
+    *,
+    character: Character,
+    variation: Variation | None = None,
+    attributes: Sequence[CharacterAttribute] | None = None,
+) -> str:
+    """The design prompt as a job uses it: without the attribute the variation replaces.
+
+    ``attributes`` saves the query when the caller already holds :func:`character_attributes`."""
+    replaced = replaced_type(variation)
+    if not replaced:
         return character.design_prompt
-    outfit = _outfit_attribute(character)
-    kept = [tag for tag in split_tags(character.design_prompt) if not is_outfit_tag(tag, outfit=outfit)]
+    rows = character_attributes(character) if attributes is None else attributes
+    attribute = next((a for a in rows if a.type == replaced), None)
+    if attribute is not None:
+        own = {_bare(t) for text in (attribute.prompt_tokens, attribute.value) for t in split_tags(text)}
+        kept = [tag for tag in split_tags(character.design_prompt) if _bare(tag) not in own]
+    elif replaced == AttributeType.OUTFIT:
+        kept = [tag for tag in split_tags(character.design_prompt) if not is_outfit_tag(tag)]
+    else:
+        return character.design_prompt
     return ", ".join(kept)
+
+
+def attribute_prompt_for(
+    *,
+    character: Character,
+    variation: Variation | None = None,
+    attributes: Sequence[CharacterAttribute] | None = None,
+) -> list[str]:
+    """The attributes' prompt pieces in priority order, less the one the variation replaces."""
+    replaced = replaced_type(variation)
+    rows = character_attributes(character) if attributes is None else attributes
+    return [attribute_tokens(a) for a in rows if a.type != replaced and attribute_tokens(a)]

@@ -7,9 +7,12 @@ marked ``"style": true``), then the request's ``overrides``. Every
 override is recorded in :attr:`Resolved.overrides_applied`, so a job says exactly where it left
 the style, and reproducing it does not depend on the style staying the same.
 
-Prompt order: trigger word, design prompt (without its outfit under an outfit variation, see
-:mod:`characters.prompt`), version delta, variation delta, scene (description,
-mood, camera, lighting), the request's prompt, the style prompt. Negative order: style negative,
+Prompt order: trigger word, design prompt, the character's attributes by priority (highest
+first; each its prompt tokens, else its value), version delta, variation delta, scene
+(description, mood, camera, lighting), the request's prompt, the style prompt. A variation that
+``replaces`` an attribute type (an outfit variation: the outfit) leaves that attribute out, and
+its tags out of the design prompt (see :mod:`characters.prompt`). Repeated tags appear once, at
+their first place. Negative order: style negative,
 character negative, the character's learned negatives (heaviest first, at most
 ``learned_negatives_limit``), version and variation negative deltas, the request's negative.
 
@@ -30,7 +33,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from characters.models import Character, CharacterVersion, Variation
-from characters.prompt import design_prompt_for, split_tags
+from characters.prompt import attribute_prompt_for, character_attributes, design_prompt_for, split_tags
 from generation.workflow import STYLE_PARAMETERS, ParameterError, coerce_parameter
 from projects.models import GenerationStyle, Mode, Project, Scene
 
@@ -247,9 +250,11 @@ def resolve_job_parameters(
         parameters["vae"] = None  # an explicit "" means the checkpoint's own VAE
     parameters["loras"] = _merge_loras(parameters["loras"], extra)
 
+    attributes = character_attributes(character) if character else []
     positive = join_prompt(
         character.trigger_word if character else "",
-        design_prompt_for(character=character, variation=variation) if character else "",  # outfit replaced
+        design_prompt_for(character=character, variation=variation, attributes=attributes) if character else "",
+        *(attribute_prompt_for(character=character, variation=variation, attributes=attributes) if character else []),
         version.prompt_delta if version else "",
         variation.prompt_delta if variation else "",
         scene.description if scene else "",

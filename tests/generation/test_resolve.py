@@ -101,6 +101,36 @@ def test_prompt_is_composed_in_order(kai, scene):
 
 
 @pytest.mark.django_db
+def test_attributes_follow_the_design_prompt_by_priority(kai, scene):
+    from characters.services import character_update, variation_create
+
+    character_update(
+        character=kai,
+        attributes=[
+            {"type": "eyes", "value": "amber", "priority": 20},
+            {"type": "hair", "value": "silver", "prompt_tokens": "(silver hair:1.2), ahoge", "priority": 90},
+            {"type": "outfit", "value": "navy school uniform, red tie", "priority": 50},
+            {"type": "accessory", "value": "round glasses", "priority": 50},
+        ],
+    )
+    version = VersionFactory(character=kai, prompt_delta="age 17")
+    resolved = resolve_job_parameters(project=kai.project, character=kai, version=version, scene=scene, mode="draft")
+    # Highest priority first; a tie by type; tokens when given, else the value; "amber eyes"
+    # is the design's tag, "amber" the attribute's (a different tag, kept).
+    assert resolved.prompt == (
+        "kaiN, 1boy, silver hair, amber eyes, (silver hair:1.2), ahoge, round glasses, navy school uniform, "
+        "red tie, amber, age 17, rooftop at dusk, wistful, low angle, rim light, anime style, cel shading"
+    )
+
+    coat = variation_create(character=kai, kind="outfit", name="Coat", prompt_delta="duffel coat")
+    swapped = resolve_job_parameters(project=kai.project, character=kai, variation=coat, mode="draft")
+    assert swapped.prompt == (
+        "kaiN, 1boy, silver hair, amber eyes, (silver hair:1.2), ahoge, round glasses, amber, duffel coat, "
+        "anime style, cel shading"
+    )
+
+
+@pytest.mark.django_db
 def test_learned_negatives_are_capped_heaviest_first(kai):
     resolved = resolve_job_parameters(project=kai.project, character=kai, mode="draft", learned_negatives_limit=2)
     assert resolved.negative == "lowres, watermark, extra arms, wrong eye colour, hat"
