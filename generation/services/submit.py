@@ -6,16 +6,27 @@ import copy
 import itertools
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils.module_loading import import_string
 
-from characters.models import Character, CharacterVersion, ReferenceImage, Variation
+from characters.models import Character, CharacterVersion, Variation
+from characters.selectors import primary_reference
 from generation import events
-from generation.models import Asset, BackendObjectInfo, Job, JobLogLine, JobStatus, LogLevel, WorkflowTemplate
+from generation.models import BackendObjectInfo, Job, JobLogLine, JobStatus, LogLevel, WorkflowTemplate
 from generation.services.execution import job_fail
+from generation.services.inputs import (
+    PHASE_OF_KIND,
+    ImageSource,
+    image_source_from,
+    template_image_inputs,
+    upload_name,
+)
 from generation.services.jobs import JobError, job_log, job_transition
 from generation.services.resolve import ResolveError, resolve_job_parameters
 from generation.workflow import Problem, WorkflowError, apply, preflight, style_parameters
@@ -31,16 +42,9 @@ MAX_GRID_PARAMETERS = 2
 _NOT_CLEANED = ["graph", "project", "character", "version", "variation", "scene", "template", "created_by", "parent"]
 
 
-@dataclass(frozen=True)
-class InitImage:
-    path: str  # storage path of the file
-    sha256: str
-    extension: str
-
-
-def init_image_from(obj: Asset | ReferenceImage) -> InitImage:
-    path = obj.file.name if isinstance(obj, Asset) else obj.image.name
-    return InitImage(path=path, sha256=obj.sha256, extension=path.rsplit(".", 1)[-1].lower())
+# The names before image inputs were general (an init image only); kept for their callers.
+InitImage = ImageSource
+init_image_from = image_source_from
 
 
 def _enqueue(job_ids: list[int]) -> None:
@@ -108,6 +112,87 @@ def _preflight_everywhere(graph: dict[str, Any], infos: list[tuple[str, dict[str
     )
 
 
+def _image_sources(
+    *,
+    template: WorkflowTemplate,
+    targets: dict[str, Any],
+    images: dict[str, ImageSource],
+    overrides: dict[str, Any],
+    character: Character | None,
+    version: CharacterVersion | None,
+) -> dict[str, ImageSource]:
+    """The file of each image parameter the template binds, in IMAGE_PARAMETERS order.
+
+    Refuses (JobError) an image the template has no input for, and an input nothing fills: sent
+    as it is, the graph would fail on the template's placeholder file (``example.png``).
+    """
+    wanted = template_image_inputs(template)
+    for param in images:
+        if param not in wanted:
+            takes = ", ".join(wanted) if wanted else "no image"
+            raise JobError(f"this template has no image input {param!r} (it takes: {takes})")
+    sources: dict[str, ImageSource] = {}
+    default: ImageSource | None = None
+    for param in wanted:
+        if param in images:
+            sources[param] = images[param]
+            continue
+        if isinstance(overrides.get(param), str) and overrides[param]:
+            continue  # a file the requester names on the backend themselves
+        if character is not None and default is None:
+            reference = primary_reference(character, version)
+            default = image_source_from(reference) if reference is not None else None
+        if default is None:
+            node = _node_label(template, targets, param)
+            raise JobError(
+                f"this template needs an image for {param!r}{f' ({node})' if node else ''}: "
+                f"give images.{param} (a reference, an asset or an upload)"
+            )
+        sources[param] = default
+    return sources
+
+
+def _node_label(template: WorkflowTemplate, targets: dict[str, Any], param: str) -> str:
+    """'LoadImage #12': the node an image parameter feeds, as a person finds it in ComfyUI."""
+    found = targets.get(param) or []
+    if not found:
+        return ""
+    node_id = found[0].node_id
+    class_type = (template.graph.get(str(node_id)) or {}).get("class_type", "")
+    return f"{class_type} #{node_id}".strip()
+
+
+def _phase_gate(*, project: Project, character: Character | None, phase: int, force_reason: str) -> str:
+    """The reason a character's phase-``phase`` work would run behind a closed gate ("" when open).
+
+    The gate's state belongs to an app above generation: ``settings.TOWER_PHASE_CHECK`` names
+    the function that knows (none: no check). A closed gate refuses the request unless an
+    editor forces it with a reason.
+    """
+    path = getattr(settings, "TOWER_PHASE_CHECK", "")
+    if character is None or phase < 2 or not path:
+        return ""
+    reason = import_string(path)(project=project, character=character, phase=phase)
+    if not reason:
+        return ""
+    if not force_reason.strip():
+        raise JobError(f"{reason} (an editor may force it with a reason)")
+    return str(reason)
+
+
+def announce_jobs_created(job_ids: list[int]) -> None:
+    """Call every function listed in ``settings.TOWER_ON_JOBS_CREATED`` with ``job_ids=``, after commit.
+
+    Like ``TOWER_ON_JOB_SUCCEEDED``: apps above generation (quality records the jobs' pre-flight
+    gates) subscribe by a dotted path in settings. A subscriber that raises is logged; the jobs stand.
+    """
+    for path in getattr(settings, "TOWER_ON_JOBS_CREATED", ()) or ():
+        try:
+            import_string(path)(job_ids=job_ids)
+        except Exception:
+            logger.warning("%s failed for jobs %s", path, job_ids, exc_info=True)
+
+
 def jobs_create(
     *,
     user: AbstractBaseUser | None,
@@ -124,7 +209,10 @@ def jobs_create(
     seeds: list[int] | None = None,
     count: int | None = None,
     grid: dict[str, list[Any]] | None = None,
-    init_image: InitImage | None = None,
+    init_image: ImageSource | None = None,
+    images: Mapping[str, ImageSource] | None = None,
+    phase: int | None = None,
+    force_reason: str = "",
     extra_loras: list[dict[str, Any]] | None = None,
     kind: str | None = None,
     parent: Job | None = None,
@@ -135,9 +223,26 @@ def jobs_create(
     The template's graph keeps its own values except where the request overrides them or a
     binding follows the project's style. A graph that no known backend could run fails at once,
     naming the node and the value. Raises JobError (bad request) with nothing written.
+
+    ``images`` fills the template's image parameters (``init_image=`` is ``images["init_image"]``);
+    a character's job gets the character's (or its version's) primary reference in every one
+    left empty, and a template input nothing fills is refused, naming it. ``phase`` defaults to
+    the phase of the job's kind; a character's phase-2 or phase-3 work behind a closed gate of the
+    phase before (``settings.TOWER_PHASE_CHECK``) is refused unless ``force_reason`` says why it
+    runs anyway (recorded on the job).
     """
     if template.project_id not in (None, project.pk):
         raise JobError("that workflow template belongs to another project")
+    images = dict(images or {})
+    if init_image is not None:
+        if "init_image" in images:
+            raise JobError("give the init image once: init_image or images['init_image'], not both")
+        images["init_image"] = init_image
+    job_kind = kind or template.kind
+    if phase is None:
+        phase = PHASE_OF_KIND.get(job_kind, 1)
+    if phase not in (1, 2, 3):
+        raise JobError(f"phase must be 1, 2 or 3, not {phase!r}")
     if seeds is not None and (not isinstance(seeds, list) or not seeds):
         raise JobError("seeds must be a non-empty list of numbers")
     if seeds is not None and count is not None and count != len(seeds):
@@ -186,12 +291,16 @@ def jobs_create(
         character = version.character
     if variation is not None and character is None:
         character = variation.character
+    sources = _image_sources(
+        template=template, targets=targets, images=images, overrides=overrides, character=character, version=version
+    )
+    forced = _phase_gate(project=project, character=character, phase=phase, force_reason=force_reason)
     inputs: list[dict[str, str]] = []
     base_params = resolved.as_workflow_params()
-    if init_image is not None:
-        upload_name = f"tower-{init_image.sha256[:24]}.{init_image.extension}"
-        base_params["init_image"] = upload_name
-        inputs.append({"name": upload_name, "path": init_image.path})
+    for param, source in sources.items():
+        name = upload_name(source)
+        base_params[param] = name
+        inputs.append({"parameter": param, "name": name, "path": source.path, "sha256": source.sha256})
     batch = uuid.uuid4() if len(seed_list) * len(cells) > 1 else None
     # What the graph itself holds for the inputs left alone, so a job records what it ran with.
     own = {
@@ -211,7 +320,7 @@ def jobs_create(
             stored = {**resolved.parameters, **own, **cell, "seed": applied.seed}
             if inputs:
                 stored["inputs"] = inputs
-                stored["init_image"] = base_params["init_image"]
+                stored.update({item["parameter"]: item["name"] for item in inputs})
             if first is None:
                 job = first = Job(
                     project=project,
@@ -221,8 +330,8 @@ def jobs_create(
                     scene=scene,
                     template=template,
                     created_by=user,
-                    kind=kind or template.kind,
-                    phase=project.phase,
+                    kind=job_kind,
+                    phase=phase,
                     mode=mode,
                     prompt=resolved.prompt,
                     negative_prompt=resolved.negative,
@@ -233,6 +342,7 @@ def jobs_create(
                     batch=batch,
                     label=", ".join(f"{k}={v}" for k, v in cell.items()),
                     parent=parent,
+                    forced_reason=force_reason if forced else "",
                 )
                 # Field checks only: the database enforces the constraints, and asking it per
                 # job was most of the cost of a large batch. The related rows are the objects in
@@ -260,6 +370,17 @@ def jobs_create(
                 if ignored
             ]
         )
+        if forced:
+            insert_rows(
+                [
+                    JobLogLine(
+                        job=job,
+                        level=LogLevel.WARNING,
+                        message=f"forced past a closed phase gate ({forced}): {force_reason}",
+                    )
+                    for job in created
+                ]
+            )
         failed_now = [(job.pk, problem) for job, problem in zip(created, problems, strict=True) if problem]
         for job in created:
             events.job_event("job_queued", job_id=job.pk, project_id=project.pk, user_id=user.pk if user else None)
@@ -275,6 +396,8 @@ def jobs_create(
         refused = {job_id for job_id, _ in failed_now}
         runnable = [j.pk for j in created if j.pk not in refused]
         transaction.on_commit(lambda: _enqueue(runnable))
+        job_ids = [j.pk for j in created]
+        transaction.on_commit(lambda: announce_jobs_created(job_ids))
     if refused:
         failed = {j.pk: j for j in Job.objects.filter(pk__in=refused)}
         created = [failed.get(j.pk, j) for j in created]
