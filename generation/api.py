@@ -10,13 +10,15 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from generation import selectors
-from generation.models import Asset, AssetKind, Job, JobKind, JobStatus, WorkflowTemplate
-from generation.services.requests import submit_request
+from generation.models import Asset, AssetKind, InputImage, Job, JobKind, JobStatus, WorkflowTemplate
+from generation.services.inputs import IMAGE_PARAMETERS, input_image_create
+from generation.services.requests import IMAGE_SOURCE_KINDS, MAX_ID, image_spec_problem, submit_request
 from generation.services.submit import job_cancel, job_reproduce, job_retry
 from generation.services.templates import (
     TemplateError,
@@ -27,6 +29,7 @@ from generation.services.templates import (
 )
 from projects.selectors import project_get_for_user
 from tower.api import TEXT_MAX_LENGTH, FilterSet, IntFilter, ModelSerializer
+from tower.thumbnails import thumb_name
 
 # --- Serializers ----------------------------------------------------------------------------
 
@@ -107,7 +110,72 @@ class AssetSerializer(ModelSerializer):
         read_only_fields = fields
 
 
+class InputImageSerializer(ModelSerializer):
+    project = serializers.IntegerField(source="project_id", read_only=True)
+    url = serializers.SerializerMethodField(help_text="the stored image")
+    thumbnail_url = serializers.SerializerMethodField(help_text="a JPEG at most 320 pixels on its longer side")
+
+    class Meta:
+        model = InputImage
+        fields = ["id", "project", "sha256", "width", "height", "original_name", "url", "thumbnail_url", "created_at"]
+        read_only_fields = fields
+
+    def _absolute(self, url: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+    def get_url(self, obj: InputImage) -> str:
+        return self._absolute(obj.file.url)
+
+    def get_thumbnail_url(self, obj: InputImage) -> str:
+        # Made when the image was uploaded (input_image_create); the image itself if it is missing.
+        name = thumb_name(obj.file.name)
+        return self._absolute(obj.file.storage.url(name) if obj.file.storage.exists(name) else obj.file.url)
+
+
+class InputImageUploadSerializer(serializers.Serializer):
+    project = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    file = serializers.FileField(help_text="PNG, JPEG or WebP; checked by content, not by name")
+
+
 # --- Submitting and steering jobs --------------------------------------------------------------
+
+
+class ImageChoiceSerializer(serializers.Serializer):
+    """Where one image input's file comes from: exactly one of the four, by id."""
+
+    reference = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="a reference image")
+    version = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="a character version: its primary reference"
+    )
+    asset = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="an earlier output")
+    upload = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="an input image (POST /api/v1/input-images)"
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, int]:
+        if isinstance(data, dict) and set(data) - set(IMAGE_SOURCE_KINDS):
+            raise serializers.ValidationError(f'give one of {", ".join(IMAGE_SOURCE_KINDS)}, e.g. {{"asset": 12}}')
+        value = super().to_internal_value(data)
+        if len(value) != 1:
+            raise serializers.ValidationError(
+                f'give exactly one of {", ".join(IMAGE_SOURCE_KINDS)}, e.g. {{"reference": 3}}'
+            )
+        return value
+
+
+class ImagesSerializer(serializers.Serializer):
+    """The template's image inputs (only those it binds; see GET /templates/{id}/)."""
+
+    init_image = ImageChoiceSerializer(required=False, help_text="the image to start from (img2img, first frame)")
+    reference_image = ImageChoiceSerializer(required=False, help_text="the IPAdapter reference")
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            for param in data:
+                if param not in IMAGE_PARAMETERS:
+                    raise serializers.ValidationError(image_spec_problem(param, data[param]))
+        return super().to_internal_value(data)
 
 
 class JobCreateSerializer(serializers.Serializer):
@@ -132,8 +200,25 @@ class JobCreateSerializer(serializers.Serializer):
         required=False,
         help_text='parameter → values, e.g. {"cfg": [6, 8], "steps": [20, 30]}',
     )
-    init_asset = serializers.IntegerField(required=False, allow_null=True, help_text="an output to start from")
-    init_reference = serializers.IntegerField(required=False, allow_null=True, help_text="a reference image")
+    init_asset = serializers.IntegerField(
+        required=False, allow_null=True, help_text="an output to start from (short for images.init_image.asset)"
+    )
+    init_reference = serializers.IntegerField(
+        required=False, allow_null=True, help_text="a reference image (short for images.init_image.reference)"
+    )
+    images = ImagesSerializer(
+        required=False,
+        help_text="the template's image inputs, each from a reference, a version (its primary reference), an "
+        "output or an upload; a character's job fills those left out with its primary reference",
+    )
+    force_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=1000,
+        help_text="run a character's phase-2 or phase-3 work although the phase before is not passed, "
+        "and why (editors; recorded on the job)",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "count" in attrs and attrs.get("seeds") is not None:
@@ -406,3 +491,43 @@ class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
         project_get_for_user(user=request.user, pk=template.project_id, write=True)
         template_delete(template=template)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InputImageFilter(FilterSet):
+    project = IntFilter(field_name="project_id")
+
+    class Meta:
+        model = InputImage
+        fields = ["project"]
+
+
+class InputImageViewSet(viewsets.ReadOnlyModelViewSet):
+    """Images uploaded to feed templates' image inputs (``images: {"init_image": {"upload": ID}}`` in
+    POST /jobs), of the projects you can see, newest first. POST uploads one."""
+
+    serializer_class = InputImageSerializer
+    filterset_class = InputImageFilter
+    ordering_fields = ["created_at"]
+    parser_classes = [MultiPartParser]
+
+    def get_queryset(self) -> QuerySet[InputImage]:
+        return selectors.input_images_visible_to(self.request.user)
+
+    @extend_schema(
+        request={"multipart/form-data": InputImageUploadSerializer},
+        responses={
+            201: InputImageSerializer,
+            200: OpenApiResponse(InputImageSerializer, description="the same image was uploaded before: that one"),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        data = InputImageUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_get_for_user(user=request.user, pk=data.validated_data["project"], write=True)
+        upload = data.validated_data["file"]
+        image, created = input_image_create(
+            project=project, user=request.user, upload=upload, original_name=upload.name or ""
+        )
+        return Response(
+            self.get_serializer(image).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
+from django.http import Http404
 
-from generation.models import Asset, Job, WorkflowTemplate
+from generation.models import Asset, InputImage, Job, WorkflowTemplate
 from projects.selectors import AnyUser, project_ids_visible_to
 
 
@@ -16,6 +17,18 @@ def jobs_visible_to(user: AnyUser) -> QuerySet[Job]:
 
 def assets_visible_to(user: AnyUser) -> QuerySet[Asset]:
     return Asset.objects.filter(project__in=project_ids_visible_to(user)).select_related("project", "job")
+
+
+def input_images_visible_to(user: AnyUser) -> QuerySet[InputImage]:
+    """Images uploaded as job inputs to the projects ``user`` can see, newest first."""
+    return InputImage.objects.filter(project__in=project_ids_visible_to(user)).select_related("project")
+
+
+def input_image_get_for_user(*, user: AnyUser, pk: int | str) -> InputImage:
+    try:
+        return input_images_visible_to(user).get(pk=pk)
+    except (InputImage.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise Http404("No such input image") from None
 
 
 def templates_visible_to(user: AnyUser) -> QuerySet[WorkflowTemplate]:

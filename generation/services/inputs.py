@@ -9,9 +9,19 @@ reproducible: the name says which bytes it held.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.db import IntegrityError, transaction
 
 from generation.models import Asset, InputImage, JobKind, WorkflowTemplate
+from projects.models import Project
+from tower.thumbnails import make_jpeg_thumbnail, thumb_name
+from tower.uploads import UploadError, check_image
 
 if TYPE_CHECKING:
     from characters.models import ReferenceImage
@@ -59,3 +69,59 @@ def template_image_inputs(template: WorkflowTemplate) -> list[str]:
 def upload_name(source: ImageSource) -> str:
     """The file name the source has in a backend's input folder (what LoadImage is given)."""
     return f"tower-{source.sha256[:24]}.{source.extension}"
+
+
+def input_image_create(
+    *, project: Project, user: AbstractBaseUser | None, upload: BinaryIO, original_name: str = ""
+) -> tuple[InputImage, bool]:
+    """Store an uploaded image as an input of ``project``; (the row, whether it is new).
+
+    Validated by content and bounded (``tower.uploads``), stored under its content's name
+    (``inputs/<project>/<sha256>.<ext>``): the same bytes uploaded again give the existing row.
+    If anything fails after the file is written, the file is removed again.
+    """
+    try:
+        checked = check_image(upload, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS)
+    except UploadError as exc:
+        raise ValidationError({"file": str(exc)}) from None
+    existing = InputImage.objects.filter(project=project, sha256=checked.sha256).first()
+    if existing is not None:
+        return existing, False
+    image = InputImage(
+        project=project,
+        created_by=user,
+        sha256=checked.sha256,
+        width=checked.width,
+        height=checked.height,
+        original_name=(original_name or "")[:255],
+    )
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            image.file.save(f"{checked.sha256}.{checked.extension}", ContentFile(checked.data), save=False)
+            stored.append(image.file.name)
+            image.full_clean(exclude=["file"])
+            image.save()
+            stored.append(_store_thumbnail(image.file.storage, image.file.name, checked.data))
+    except IntegrityError:
+        # The same bytes came in twice at once: the other request's row stands.
+        _delete(image.file.storage, stored)
+        return InputImage.objects.get(project=project, sha256=checked.sha256), False
+    except BaseException:
+        _delete(image.file.storage, stored)
+        raise
+    return image, True
+
+
+def _store_thumbnail(storage: Storage, name: str, data: bytes) -> str:
+    """The picker's thumbnail, made while the validated bytes are in hand (pages never make one)."""
+    thumb = thumb_name(name)
+    if storage.exists(thumb):
+        return ""  # the file was stored once before (its row since deleted): it is the same image
+    return storage.save(thumb, ContentFile(make_jpeg_thumbnail(data)))
+
+
+def _delete(storage: Storage, names: list[str]) -> None:
+    for name in names:
+        if name:
+            storage.delete(name)
