@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 
 from characters.api import CharacterViewSet, ReferenceViewSet, VariationViewSet, VersionViewSet
-from generation.api import AssetViewSet, JobViewSet, TemplateViewSet
+from generation.api import AssetViewSet, InputImageViewSet, JobViewSet, TemplateViewSet
 from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
 from quality.api import JobQualityView, QualityViewSet
 from tower.api import Router
@@ -104,6 +104,7 @@ router.register("versions", VersionViewSet, basename="version")
 router.register("variations", VariationViewSet, basename="variation")
 router.register("jobs", JobViewSet, basename="job")
 router.register("assets", AssetViewSet, basename="asset")
+router.register("input-images", InputImageViewSet, basename="input-image")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("quality", QualityViewSet, basename="quality")
