@@ -18,6 +18,8 @@ from generation.models import (
     AssetKind,
     Backend,
     BackendObjectInfo,
+    BackendUpload,
+    InputImage,
     Job,
     JobLogLine,
     JobStatus,
@@ -143,6 +145,21 @@ class BackendObjectInfoAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="names")
     def node_names(self, obj: BackendObjectInfo) -> str:
         return ", ".join(sorted(obj.data or {})) or "—"
+
+
+@admin.register(BackendUpload)
+class BackendUploadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Files Tower has put in each backend's input folder. Deleting a row makes the next job that
+    needs the file upload it again (the engine also does so when the backend has lost it)."""
+
+    list_display = ["name", "backend", "uploaded_at"]
+    list_select_related = ["backend"]
+    list_filter = [("backend", RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "=sha256"]
+    date_hierarchy = "uploaded_at"
+    show_full_result_count = False
+    fields = ["backend", "name", "sha256", "uploaded_at"]
+    readonly_fields = fields
 
 
 # --- Workflow templates --------------------------------------------------------------------------
@@ -422,6 +439,35 @@ class AssetAdmin(AdminThumbnailMixin, ReadOnlyAdminMixin, ProjectScopedAdmin):
     @admin.display(description="metadata")
     def metadata_json(self, obj: Asset) -> str:
         return pretty_json(obj.metadata)
+
+
+@admin.register(InputImage)
+class InputImageAdmin(AdminThumbnailMixin, ReadOnlyAdminMixin, ProjectScopedAdmin):
+    """Images people uploaded to feed templates' image inputs: read-only, deletable."""
+
+    thumbnail_field = "file"
+    project_lookup = "project"
+    list_display = ["thumb", "id", "original_name", "dimensions", "project", "created_by", "created_at"]
+    list_display_links = ["thumb", "id"]
+    list_select_related = ["project", "created_by"]
+    list_filter = [("project", RelatedOnlyFieldListFilter)]
+    search_fields = ["=id", "=sha256", "original_name"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = ["preview", "project", "file", "original_name", ("width", "height"), "sha256", "created_by", "created_at"]
+    readonly_fields = [f for f in fields if isinstance(f, str)] + ["width", "height"]
+
+    @admin.display(description="preview")
+    def thumb(self, obj: InputImage) -> str:
+        return self.thumbnail_cell(obj, alt=f"input image {obj.pk}")
+
+    @admin.display(description="preview")
+    def preview(self, obj: InputImage) -> str:
+        return thumbnail(obj.file, alt=f"input image {obj.pk}", size=PREVIEW_PX)
+
+    @admin.display(description="pixels")
+    def dimensions(self, obj: InputImage) -> str:
+        return f"{obj.width}×{obj.height}"
 
 
 @admin.register(JobLogLine)
