@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from characters.models import ReferenceEmbedding
 from characters.services import character_add_reference
-from generation.models import BackendObjectInfo, JobLogLine
+from generation.models import BackendObjectInfo, BackendUpload, JobLogLine
+from generation.services.inputs import input_image_create
 from projects.models import Project
 from projects.services import episode_create, project_member_set, scene_create
 from quality.models import PhaseGate, QualityGate, QualityScore
@@ -106,12 +107,16 @@ def build_world(owner, *, tag: str) -> dict[type[models.Model], models.Model]:
     lora = LoraModel.objects.create(
         project=project, character=character, training_job=training, name=f"{tag}.safetensors"
     )
+    input_image, _ = input_image_create(
+        project=project, user=owner, upload=io.BytesIO(png_bytes(colour=(7, 8, 9))), original_name="start.png"
+    )
+    upload = BackendUpload.objects.create(backend=backend, name=f"tower-{tag:0>24}.png", sha256=f"{tag:0>64}")
     raw = new_raw_token()
     token = ApiToken.objects.create(user=owner, name=f"script {tag}", key_hash=hash_token(raw), prefix=raw[:8])
     rows = [
         project, episode, scene, character, reference, embedding, VersionFactory(character=character),
         VariationFactory(character=character), backend, object_info, template, job, log_line, asset, score, gate,
-        phase_gate, dataset_image, training, lora, token, batch, caption_run, held,
+        phase_gate, dataset_image, training, lora, token, batch, caption_run, held, input_image, upload,
     ]  # fmt: skip
     return {type(row): row for row in rows}
 
@@ -138,7 +143,7 @@ def test_every_model_of_ours_is_registered_or_edited_inline():
     ours = {m._meta.label_lower for app in OUR_APPS for m in apps.get_app_config(app).get_models()}
     registered = {m._meta.label_lower for m in our_registered_models()}
     assert ours - INLINE_ONLY - NOT_IN_ADMIN == registered
-    assert len(registered) == 24
+    assert len(registered) == 26
 
 
 @pytest.fixture
