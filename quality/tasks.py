@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from quality.services import orchestration as orchestrations
 from quality.services import pending
 from quality.services.catch_up import score_missing_enqueue
 from quality.services.evaluations import evaluation_run
@@ -18,6 +19,7 @@ def score_job(job_id: int) -> str:
     gate = job_score(job_id=job_id)
     if gate is None:
         return "not scored"
+    _step_orchestrations([job_id])
     return str(gate.details.get("outcome", "scored"))
 
 
@@ -36,10 +38,53 @@ def job_succeeded(job_id: int) -> None:
 def score_pending() -> str:
     """Score every announced job not scored yet, oldest first, at most a limit a run."""
     run = pending.score_pending_run(redis=_redis(), enqueue=_enqueue_pending, gather=pending.GATHER_SECONDS)
+    _step_orchestrations(run.scored)
     summary = f"{len(run.scored)} scored"
     if run.failed:
         summary += f", {len(run.failed)} failed"
     return summary + (", more pending" if run.more else "")
+
+
+def _step_orchestrations(job_ids: list[int]) -> None:
+    """Conclude the orchestration attempts among the jobs just scored (their gate passed or not).
+
+    Logged, never raised: the scores are stored, and reconcile steps the orchestration later.
+    """
+    try:
+        orchestrations.orchestrations_after_scoring(job_ids=job_ids)
+    except Exception:
+        logger.warning("stepping the orchestrations of jobs %s failed; reconcile will", job_ids, exc_info=True)
+
+
+def job_failed(job_id: int) -> None:
+    """generation's ``TOWER_ON_JOB_FAILED`` hook: a failed job of a running orchestration is a
+    failed attempt; its step runs on a worker (this runs in the engine's process: one query)."""
+    orchestration_id = orchestrations.orchestration_of_job(job_id=job_id)
+    if orchestration_id is None:
+        return
+    from generation import tasks
+
+    try:
+        tasks.async_task(
+            "quality.tasks.orchestration_step",
+            orchestration_id,
+            job_id,
+            task_name=f"orchestration-{orchestration_id}-{job_id}",
+            group="quality",
+        )
+    except pending.BROKER_ERRORS as exc:
+        logger.warning("could not step orchestration %s (%s); reconcile will", orchestration_id, exc)
+
+
+def orchestration_step(orchestration_id: int, job_id: int | None = None) -> str:
+    """Conclude an orchestration's current attempt if it ended; safe to re-deliver."""
+    return orchestrations.orchestration_step(orchestration_id=orchestration_id, job_id=job_id)
+
+
+def orchestrations_reconcile() -> str:
+    """Resume running orchestrations whose current phase has no live job (``TOWER_ON_RECONCILE``)."""
+    outcomes = orchestrations.orchestrations_reconcile()
+    return f"{len(outcomes)} running orchestration(s) checked"
 
 
 def score_missing() -> list[int]:

@@ -2,7 +2,8 @@
 
 A failed gate queues the same job with a new seed (``generation.services.regenerate.job_regenerate``,
 parent = the failed job) while the chain of regenerations from the original is shorter than
-``project.max_regenerations``. The gate's ``details["regenerated_as"]`` links the attempts. When a
+``project.max_regenerations``, except a job of an orchestration's phase (its attempts are
+the regeneration). The gate's ``details["regenerated_as"]`` links the attempts. When a
 chain ends (a pass, a not-evaluated attempt, or the limit), the best attempt (passing first, then
 highest ``combined_score``: the mean over evaluated checks of value / threshold, 0 for unreadable
 media) is kept: every gate of the chain records ``kept_job`` and the best one ``kept: true``.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from generation.models import Job
 from generation.services.jobs import JobError, job_log
 from generation.services.regenerate import job_regenerate
-from quality.models import GateStage, QualityGate
+from quality.models import GateStage, PhaseRun, QualityGate
 
 
 def regeneration_chain(job: Job, gate: QualityGate | None = None) -> list[tuple[Job, QualityGate]]:
@@ -48,7 +49,11 @@ def gate_conclude(*, job: Job, gate: QualityGate) -> None:
     outcome = gate.details["outcome"]
     regenerations = len(chain) - 1
     limit = job.project.max_regenerations
-    if outcome == "failed" and regenerations < limit:
+    if outcome == "failed" and regenerations < limit and _in_orchestration(job):
+        # An orchestration's attempts are its regeneration (quality.services.orchestration): a
+        # second, automatic one here would run the phase twice and the orchestration would not see it.
+        gate.details["regeneration"] = "left to its orchestration, whose attempts are the regeneration"
+    elif outcome == "failed" and regenerations < limit:
         failing = ", ".join(sorted({c["metric"] for c in gate.details["checks"] if not c["passed"]}))
         try:
             # The batch loaded the job without the columns a copy needs.
@@ -63,6 +68,10 @@ def gate_conclude(*, job: Job, gate: QualityGate) -> None:
         gate.details["regeneration"] = f"limit reached ({limit} regenerations)"
     gate.details.update(attempt=regenerations + 1, max_regenerations=limit)
     _keep_best(chain, current=gate)
+
+
+def _in_orchestration(job: Job) -> bool:
+    return PhaseRun.objects.filter(jobs=job.pk).exists()
 
 
 def _keep_best(chain: list[tuple[Job, QualityGate]], *, current: QualityGate) -> None:
