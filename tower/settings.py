@@ -232,13 +232,20 @@ TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min
 # commits; they enqueue work, never do it) when a job succeeds: how apps above generation subscribe
 # to "job finished" without generation importing them. Not from the environment.
 TOWER_ON_JOB_SUCCEEDED = ["quality.tasks.job_succeeded"]
+# The same for a job that failed (never for a cancelled one): quality's orchestrations count it as
+# a failed attempt. Not from the environment.
+TOWER_ON_JOB_FAILED = ["quality.tasks.job_failed"]
 # Called with job_ids=[...] after a submission commits: quality records each job's pre_gen gate.
 TOWER_ON_JOBS_CREATED = ["quality.services.phase_gates.jobs_created"]
 # fn(project=, character=, phase=) -> reason or None: may a character start phase-N work.
 TOWER_PHASE_CHECK = "quality.services.phase_gates.phase_open_for"
 # Functions (dotted paths, no arguments) that generation's reconcile calls after each run (every
 # worker start, once a minute): catch-up steps of apps above generation. Not from the environment.
-TOWER_ON_RECONCILE = ["quality.tasks.score_missing", "training.trainer.tasks.training_reconcile"]
+TOWER_ON_RECONCILE = [
+    "quality.tasks.score_missing",
+    "quality.tasks.orchestrations_reconcile",
+    "training.trainer.tasks.training_reconcile",
+]
 # A function (dotted path) that, given a Character, returns the LoRAs its generations must carry
 # ([{"name", "strength"}]): the character's active trained LoRA, which lives in training. Not from
 # the environment; empty = none.

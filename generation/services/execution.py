@@ -587,6 +587,7 @@ def job_fail(
             user_id=job.created_by_id,
             error={"type": job.error_type, "node": job.error_node, "message": job.error_message},
         )
+        transaction.on_commit(lambda: announce_job_failed(job_id))
     return job
 
 
@@ -821,6 +822,16 @@ def announce_job_succeeded(job_id: int) -> None:
     idempotent, and catch up on announcements they lost (quality's ``score_missing``).
     """
     for path in getattr(settings, "TOWER_ON_JOB_SUCCEEDED", ()):
+        try:
+            import_string(path)(job_id)
+        except Exception:
+            logger.warning("%s failed for job %s", path, job_id, exc_info=True)
+
+
+def announce_job_failed(job_id: int) -> None:
+    """Call every function listed in ``settings.TOWER_ON_JOB_FAILED`` with the job's id, after the
+    failure commits: as :func:`announce_job_succeeded` (quick, idempotent, logged when they raise)."""
+    for path in getattr(settings, "TOWER_ON_JOB_FAILED", ()):
         try:
             import_string(path)(job_id)
         except Exception:
