@@ -55,6 +55,12 @@ from generation.engine.progress import ProgressTracker
 from generation.engine.session import IGNORED, Connection
 from generation.models import JobStatus
 from generation.services import execution as svc
+from generation.services.inputs import (
+    backend_uploads_forget,
+    backend_uploads_present,
+    backend_uploads_record,
+    missing_uploads,
+)
 from generation.services.jobs import job_log
 
 logger = logging.getLogger(__name__)
@@ -192,10 +198,10 @@ async def _drive(
                 if claim.fresh:
                     # A reproduction must really run: drop the server's cache of node outputs.
                     await comfy.free(free_memory=True)
-                for item in claim.inputs:
-                    data = await _db(_read_media)(item["path"])
-                    await comfy.upload_image(data, item["name"], overwrite=True)
-                accepted = await comfy.submit(claim.graph, prompt_id=prompt_id, extra_data=_extra_data(claim))
+                accepted = await _submit_with_inputs(comfy, claim, prompt_id)
+            except InputMissing as exc:
+                await _db(svc.job_fail)(job_id=claim.job_id, error_type="input_missing", message=str(exc))
+                return "failed:input"
             except ComfyRejected as exc:
                 await _db(svc.job_fail)(
                     job_id=claim.job_id,
@@ -218,6 +224,63 @@ async def _drive(
                     data={"node_errors": accepted.node_errors},
                 )
         return await _follow(comfy, claim, prompt_id, stream, worker=worker, on_ended=on_ended, store=store)
+
+
+class InputMissing(Exception):
+    """A job's input file is no longer in Tower's storage (its reference or output was deleted)."""
+
+
+async def _submit_with_inputs(comfy: ComfyClient, claim: svc.Claim, prompt_id: str) -> Any:
+    """Upload the job's input files the backend lacks, then submit.
+
+    A backend keeps uploaded files in its input folder, so each content-addressed name is uploaded
+    once per backend (``BackendUpload``). If the server refuses the prompt because such a file is
+    gone (its input folder was cleared), the record is dropped, the file uploaded again and the
+    prompt sent once more.
+    """
+    await _upload_inputs(comfy, claim)
+    try:
+        return await comfy.submit(claim.graph, prompt_id=prompt_id, extra_data=_extra_data(claim))
+    except ComfyRejected as exc:
+        gone = missing_uploads(claim.inputs, exc.node_errors)
+        if not gone:
+            raise
+        await _db(backend_uploads_forget)(backend_id=claim.backend_id, names=gone)
+        await _db(job_log)(
+            job_id=claim.job_id,
+            message=f"{claim.backend_name} no longer had {', '.join(gone)}; uploading again",
+            level="warning",
+        )
+    await _upload_inputs(comfy, claim)
+    try:
+        return await comfy.submit(claim.graph, prompt_id=prompt_id, extra_data=_extra_data(claim))
+    except ComfyRejected as exc:
+        # Still refused: whatever the server did with the file, do not trust the record.
+        if gone := missing_uploads(claim.inputs, exc.node_errors):
+            await _db(backend_uploads_forget)(backend_id=claim.backend_id, names=gone)
+        raise
+
+
+async def _upload_inputs(comfy: ComfyClient, claim: svc.Claim) -> None:
+    if not claim.inputs:
+        return
+    items = {item["name"]: item for item in claim.inputs}  # two parameters may take one file
+    there = await _db(backend_uploads_present)(backend_id=claim.backend_id, names=list(items))
+    done: list[tuple[str, str]] = []
+    for name, item in items.items():
+        if name in there:
+            continue
+        try:
+            data = await asyncio.to_thread(_read_media, item["path"])
+        except OSError:
+            raise InputMissing(
+                f"the file for {item.get('parameter') or 'an image input'} ({item['path']}) is no longer in "
+                "Tower's storage; choose another image and generate again"
+            ) from None
+        await comfy.upload_image(data, name, overwrite=True)
+        done.append((name, item.get("sha256", "")))
+    if done:
+        await _db(backend_uploads_record)(backend_id=claim.backend_id, uploads=done)
 
 
 async def _requeue(claim: svc.Claim, reason: str, tag: str) -> str:

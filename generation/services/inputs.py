@@ -9,7 +9,7 @@ reproducible: the name says which bytes it held.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,7 +18,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.db import IntegrityError, transaction
 
-from generation.models import Asset, InputImage, JobKind, WorkflowTemplate
+from generation.models import Asset, BackendUpload, InputImage, JobKind, WorkflowTemplate
 from projects.models import Project
 from tower.thumbnails import make_jpeg_thumbnail, thumb_name
 from tower.uploads import UploadError, check_image
@@ -125,3 +125,43 @@ def _delete(storage: Storage, names: list[str]) -> None:
     for name in names:
         if name:
             storage.delete(name)
+
+
+# --- What each backend holds (the engine's bookkeeping) ------------------------------------------
+
+
+def backend_uploads_present(*, backend_id: int, names: list[str]) -> set[str]:
+    """Which of ``names`` Tower has uploaded to the backend before."""
+    return set(BackendUpload.objects.filter(backend_id=backend_id, name__in=names).values_list("name", flat=True))
+
+
+def backend_uploads_record(*, backend_id: int, uploads: list[tuple[str, str]]) -> None:
+    """Remember files (name, sha256) now in the backend's input folder; a name already known stays."""
+    BackendUpload.objects.bulk_create(
+        [BackendUpload(backend_id=backend_id, name=name, sha256=sha256) for name, sha256 in uploads],
+        ignore_conflicts=True,
+    )
+
+
+def backend_uploads_forget(*, backend_id: int, names: list[str]) -> None:
+    """The backend no longer has these files (its input folder was cleared): upload them next time."""
+    BackendUpload.objects.filter(backend_id=backend_id, name__in=names).delete()
+
+
+def missing_uploads(inputs: list[dict[str, str]], node_errors: dict[str, Any]) -> list[str]:
+    """The job's uploaded files a refused prompt's ``node_errors`` say the server does not have.
+
+    ComfyUI names the file in LoadImage's "Invalid image file: NAME" (custom validation) or in
+    "image: 'NAME' not in [...]" (value not in list); only the part before the list is read, which
+    may name other files.
+    """
+    names = {str(item.get("name", "")) for item in inputs} - {""}
+    gone: list[str] = []
+    for node in (node_errors or {}).values():
+        for error in (node or {}).get("errors", []) if isinstance(node, dict) else []:
+            if not isinstance(error, dict):
+                continue
+            received = (error.get("extra_info") or {}).get("received_value")
+            text = " ".join([str(error.get("details", "")).split(" not in ", 1)[0], str(received or "")])
+            gone.extend(name for name in names if name in text and name not in gone)
+    return gone
