@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import Http404
 
-from characters.models import Character, CharacterVersion, ReferenceImage, Variation
+from characters.models import Character, CharacterAttribute, CharacterVersion, ReferenceImage, Variation
 from characters.palette import extract_palette
 from projects.selectors import AnyUser, project_ids_visible_to, project_user_can_write
 
@@ -57,9 +57,15 @@ def references_visible_to(user: AnyUser) -> QuerySet[ReferenceImage]:
 
 
 def versions_visible_to(user: AnyUser) -> QuerySet[CharacterVersion]:
-    return CharacterVersion.objects.filter(character__project__in=project_ids_visible_to(user)).select_related(
-        "character"
+    return (
+        CharacterVersion.objects.filter(character__project__in=project_ids_visible_to(user))
+        .select_related("character")
+        .prefetch_related("references")
     )
+
+
+def attributes_of(character: Character) -> QuerySet[CharacterAttribute]:
+    return CharacterAttribute.objects.filter(character=character).order_by("-priority", "type")
 
 
 def variations_visible_to(user: AnyUser) -> QuerySet[Variation]:
@@ -73,7 +79,7 @@ def characters_with_summary_visible_to(user: AnyUser) -> QuerySet[Character]:
     """Visible characters annotated with ``reference_count`` and ``primary_reference_name``."""
     from django.db.models import Count, OuterRef, Subquery
 
-    primary = ReferenceImage.objects.filter(character=OuterRef("pk"), is_primary=True)
+    primary = ReferenceImage.objects.filter(character=OuterRef("pk"), version__isnull=True, is_primary=True)
     # An aggregate drops Meta.ordering, so the model's order is restated (pagination needs one).
     return (
         characters_visible_to(user)
@@ -81,6 +87,7 @@ def characters_with_summary_visible_to(user: AnyUser) -> QuerySet[Character]:
             reference_count=Count("references", distinct=True),
             primary_reference_name=Subquery(primary.values("image")[:1]),
         )
+        .prefetch_related("attribute_set")
         .order_by("project__name", "name", "pk")
     )
 
@@ -118,7 +125,7 @@ def palette_suggestion(*, character: Character) -> list[str]:
     Extracted from the stored file (the backdrop left out) and cached by the file's hash, so the
     character page does not decode the reference on every view.
     """
-    reference = character.references.filter(is_primary=True).only("image", "sha256").first()
+    reference = character.references.filter(is_primary=True, version__isnull=True).only("image", "sha256").first()
     if reference is None:
         return []
     key = f"characters:palette:{reference.sha256}"

@@ -27,6 +27,7 @@ CREATE = (201, 201, 403, 404, 401)
 DELETE = (204, 204, 403, 404, 401)
 
 UPLOAD = "upload"  # marker: a multipart body with a fresh PNG
+UPLOAD_TO_VERSION = "upload-to-version"  # the same, naming the world's character and version
 
 MATRIX = [
     ("get", "/api/v1/characters/", None, LIST),
@@ -40,6 +41,8 @@ MATRIX = [
     ("get", "/api/v1/references/{reference}/", None, READ),
     ("patch", "/api/v1/references/{reference}/", {"note": "front view"}, WRITE),
     ("delete", "/api/v1/references/{reference}/", None, DELETE),
+    ("get", "/api/v1/references/", None, LIST),
+    ("post", "/api/v1/references/", UPLOAD_TO_VERSION, CREATE),
     ("get", "/api/v1/versions/", None, LIST),
     ("post", "/api/v1/versions/", {"character": "{character}", "name": "Teen"}, CREATE),
     ("get", "/api/v1/versions/{version}/", None, READ),
@@ -104,6 +107,9 @@ def test_access_matrix(request, world, persona, method, url, body, expected):
     client = request.getfixturevalue(f"api_{persona}")
     if body == UPLOAD:
         response = client.post(_fill(url, world), _upload(), format="multipart")
+    elif body == UPLOAD_TO_VERSION:
+        extra = {"character": world["character"], "version": world["version"]}
+        response = client.post(_fill(url, world), _upload(**extra), format="multipart")
     else:
         response = getattr(client, method)(_fill(url, world), _fill(body, world), format="json")
     want = expected[PERSONAS.index(persona)]
@@ -145,9 +151,16 @@ def test_create_character_returns_resolved_fields(world, api_member):
     data = response.json()
     assert data["slug"] == "mei-tanaka"
     assert data["project"] == world["project"]
-    assert data["attributes"] == {"hair": "black bob"}
+    # The old dict form is accepted and answered as structured rows.
+    (row,) = data["attributes"]
+    assert {k: v for k, v in row.items() if k != "id"} == {
+        "type": "hair",
+        "value": "black bob",
+        "prompt_tokens": "",
+        "priority": 50,
+    }
     assert data["learned_negatives"] == {"extra fingers": 1.2}
-    assert data["consistency_threshold"] == 0.8
+    assert data["consistency_threshold"] == 0.8 == data["effective_similarity_threshold"]
     assert data["reference_count"] == 0
     assert data["primary_reference_url"] is None
     assert Character.objects.filter(name="Mei Tanaka", project_id=world["project"]).exists()
@@ -221,10 +234,11 @@ def test_character_list_runs_a_constant_number_of_queries(api_owner, project, dj
                 character_add_reference(character=character, upload=io.BytesIO(data))
 
     add(2, 0)
-    with django_assert_max_num_queries(2):
+    # The count, the page, and one prefetch of the page's attributes.
+    with django_assert_max_num_queries(3):
         small = api_owner.get("/api/v1/characters/")
     add(10, 100)
-    with django_assert_max_num_queries(2):
+    with django_assert_max_num_queries(3):
         large = api_owner.get("/api/v1/characters/")
     assert small.json()["count"] == 2
     assert large.json()["count"] == 12
@@ -444,3 +458,171 @@ def test_version_list_is_scoped_to_visible_projects(world, api_member):
     version_create(character=theirs, name="Hidden")
     names = [v["name"] for v in api_member.get("/api/v1/versions/").json()["results"]]
     assert names == ["Child"]
+
+
+# --- consistency engine: attributes, thresholds, version references, replaces -----------------
+
+
+def _rows(data):
+    return [(a["type"], a["value"], a["prompt_tokens"], a["priority"]) for a in data["attributes"]]
+
+
+def test_structured_attributes_are_written_as_a_whole_list_and_read_by_priority(world, api_member, character):
+    url = f"/api/v1/characters/{world['character']}/"
+    body = {
+        "attributes": [
+            {"type": "eyes", "value": "amber", "priority": 10},
+            {"type": "hair", "value": "silver", "prompt_tokens": "(silver hair:1.2)", "priority": 90},
+            {"type": "outfit", "value": "navy school uniform"},
+        ]
+    }
+    response = api_member.patch(url, body, format="json")
+    assert response.status_code == 200, response.content
+    assert _rows(response.json()) == [
+        ("hair", "silver", "(silver hair:1.2)", 90),
+        ("outfit", "navy school uniform", "", 50),
+        ("eyes", "amber", "", 10),
+    ]
+    hair_id = response.json()["attributes"][0]["id"]
+    # A second write replaces the list: the row with an id is changed, the missing ones deleted.
+    again = api_member.patch(url, {"attributes": [{"id": hair_id, "type": "hair", "value": "white"}]}, format="json")
+    assert again.status_code == 200, again.content
+    assert again.json()["attributes"] == [
+        {"id": hair_id, "type": "hair", "value": "white", "prompt_tokens": "", "priority": 50}
+    ]
+    assert api_member.get(url).json()["attributes"] == again.json()["attributes"]
+    # The old dict form is still accepted on write.
+    old = api_member.patch(url, {"attributes": {"hair": "silver", "eyes": "amber"}}, format="json")
+    assert sorted(_rows(old.json())) == [("eyes", "amber", "", 50), ("hair", "silver", "", 50)]
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        [{"type": "hair", "value": "a"}, {"type": "hair", "value": "b"}],
+        [{"type": "hair", "value": "a", "priority": 101}],
+        [{"type": "wings", "value": "a"}],
+        [{"type": "hair", "value": ""}],
+        [{"id": 999999, "type": "hair", "value": "a"}],
+    ],
+    ids=["repeated type", "priority over 100", "unknown type", "no value", "someone else's id"],
+)
+def test_invalid_attributes_are_refused_and_nothing_changes(world, api_owner, character, attributes):
+    from characters.services import character_set_attributes
+
+    character_set_attributes(character=character, attributes=[{"type": "eyes", "value": "amber"}])
+    response = api_owner.patch(f"/api/v1/characters/{world['character']}/", {"attributes": attributes}, format="json")
+    assert response.status_code == 400, response.content
+    assert "attributes" in response.json()
+    assert list(character.attribute_set.values_list("type", "value")) == [("eyes", "amber")]
+
+
+def test_another_characters_attribute_id_is_refused(world, api_owner, project, character):
+    from characters.services import character_set_attributes
+
+    other = character_create(project=project, name="Mei", design_prompt="1girl")
+    (theirs,) = character_set_attributes(character=other, attributes=[{"type": "hair", "value": "black"}])
+    body = {"attributes": [{"id": theirs.pk, "type": "hair", "value": "stolen"}]}
+    response = api_owner.patch(f"/api/v1/characters/{world['character']}/", body, format="json")
+    assert response.status_code == 400
+    theirs.refresh_from_db()
+    assert theirs.value == "black" and theirs.character_id == other.pk
+
+
+def test_similarity_threshold_empty_follows_the_project_and_a_value_overrides_it(world, api_owner, project):
+    url = f"/api/v1/characters/{world['character']}/"
+    project.threshold_similarity = 0.66
+    project.save(update_fields=["threshold_similarity"])
+    data = api_owner.get(url).json()
+    assert data["consistency_threshold"] is None and data["effective_similarity_threshold"] == 0.66
+    data = api_owner.patch(url, {"consistency_threshold": 0.9}, format="json").json()
+    assert data["consistency_threshold"] == 0.9 == data["effective_similarity_threshold"]
+    data = api_owner.patch(url, {"consistency_threshold": None}, format="json").json()
+    assert data["consistency_threshold"] is None and data["effective_similarity_threshold"] == 0.66
+    assert Character.objects.get().consistency_threshold is None
+
+
+def test_palette_gating_fields_are_read_and_written(world, api_owner):
+    url = f"/api/v1/characters/{world['character']}/"
+    data = api_owner.get(url).json()
+    assert data["palette_gated"] is False and data["palette_threshold"] is None
+    data = api_owner.patch(url, {"palette_gated": True, "palette_threshold": 12.5}, format="json").json()
+    assert data["palette_gated"] is True and data["palette_threshold"] == 12.5
+    assert api_owner.patch(url, {"palette_threshold": 101}, format="json").status_code == 400
+    assert Character.objects.get().palette_threshold == 12.5
+
+
+def test_versions_carry_states_and_their_own_references(world, api_member, character):
+    created = api_member.post(
+        "/api/v1/versions/",
+        {"character": world["character"], "name": "Old", "age_state": "elder", "emotional_state": "sad"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    version = created.json()
+    assert (version["age_state"], version["emotional_state"], version["references"]) == ("elder", "sad", [])
+    bad = api_member.post(
+        "/api/v1/versions/", {"character": world["character"], "name": "X", "age_state": "baby"}, format="json"
+    )
+    assert bad.status_code == 400 and "age_state" in bad.json()
+
+    first = api_member.post(
+        "/api/v1/references/",
+        _upload(data=png_bytes(colour=(200, 10, 10)), character=world["character"], version=version["id"]),
+        format="multipart",
+    )
+    assert first.status_code == 201, first.content
+    second = api_member.post(
+        f"/api/v1/characters/{world['character']}/references/",
+        _upload(data=png_bytes(colour=(10, 200, 10)), version=version["id"]),
+        format="multipart",
+    )
+    assert second.status_code == 201, second.content
+    assert (first.json()["version"], first.json()["is_primary"]) == (version["id"], True)  # the version's first
+    assert (second.json()["version"], second.json()["is_primary"]) == (version["id"], False)
+    # The character's own primary is untouched by the version's.
+    assert ReferenceImage.objects.get(pk=world["reference"]).is_primary
+    listed = api_member.get(f"/api/v1/versions/{version['id']}/").json()["references"]
+    assert [r["id"] for r in listed] == [first.json()["id"], second.json()["id"]]
+    only = api_member.get(f"/api/v1/references/?version={version['id']}").json()["results"]
+    assert {r["id"] for r in only} == {first.json()["id"], second.json()["id"]}
+    # Making the second primary demotes the first only.
+    api_member.patch(f"/api/v1/references/{second.json()['id']}/", {"is_primary": True}, format="json")
+    primaries = set(ReferenceImage.objects.filter(is_primary=True).values_list("pk", flat=True))
+    assert primaries == {world["reference"], second.json()["id"]}
+
+
+def test_a_reference_for_another_characters_version_is_refused(world, api_owner, project, outsider, settings):
+    other = character_create(project=project, name="Mei", design_prompt="1girl")
+    foreign = version_create(character=other, name="Teen")
+    theirs = version_create(
+        character=character_create(project=make_project(outsider, "Theirs"), name="Spy", design_prompt="x"), name="X"
+    )
+    files = _files(settings)
+    for version_id in (foreign.pk, theirs.pk, 987654):
+        for url, extra in (
+            ("/api/v1/references/", {"character": world["character"]}),
+            (f"/api/v1/characters/{world['character']}/references/", {}),
+        ):
+            response = api_owner.post(url, _upload(version=version_id, **extra), format="multipart")
+            assert response.status_code == 400, response.content
+            assert "version" in response.json()
+    assert ReferenceImage.objects.count() == 1
+    assert _files(settings) == files
+
+
+def test_variations_declare_what_they_replace(world, api_member):
+    created = api_member.post(
+        "/api/v1/variations/",
+        {"character": world["character"], "kind": "pose", "name": "Wig", "replaces": "hair"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["replaces"] == "hair"
+    outfit = api_member.post(
+        "/api/v1/variations/", {"character": world["character"], "kind": "outfit", "name": "Coat"}, format="json"
+    )
+    assert outfit.json()["replaces"] == "outfit"
+    bad = api_member.patch(f"/api/v1/variations/{created.json()['id']}/", {"replaces": "wings"}, format="json")
+    assert bad.status_code == 400
+    assert Variation.objects.get(pk=created.json()["id"]).replaces == "hair"
