@@ -49,6 +49,7 @@ class FakeServer:
         self._object_info = object_info_full()
         if config.video_helper_suite:
             self._object_info.update(copy.deepcopy(VHS_OBJECT_INFO))
+        self._object_info.update(copy.deepcopy(config.extra_object_info))
         self.hub = Hub()
         self.state = ServerState()
         self.executor = self._new_executor()

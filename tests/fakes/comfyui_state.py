@@ -36,6 +36,9 @@ class FakeComfyConfig:
     sampler_previews: bool = False
     # Register Video Helper Suite's VHS_VideoCombine (reports files under "gifs").
     video_helper_suite: bool = False
+    # Further node definitions (/object_info entries) of custom node packs a test needs; they run
+    # as generic nodes (outputs passed through from inputs of their type).
+    extra_object_info: dict[str, Any] = field(default_factory=dict)
     vram_total: int | None = None
     vram_free: int | None = None
     # Seconds between a prompt's execution_success and its history entry. A real ComfyUI sends the
