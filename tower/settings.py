@@ -350,6 +350,7 @@ SPECTACULAR_SETTINGS = {
         "JobKindEnum": "generation.models.JobKind",
         "AssetKindEnum": "generation.models.AssetKind",
         "VariationKindEnum": "characters.models.VariationKind",
+        "AttributeTypeEnum": "characters.models.AttributeType",
     },
 }
 
