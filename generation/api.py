@@ -141,6 +141,9 @@ class InputImageUploadSerializer(serializers.Serializer):
 # --- Submitting and steering jobs --------------------------------------------------------------
 
 
+IMAGE_CHOICE = 'give exactly one of reference, version, asset or upload with an id, e.g. {"reference": 3}'
+
+
 class ImageChoiceSerializer(serializers.Serializer):
     """Where one image input's file comes from: exactly one of the four, by id."""
 
@@ -154,13 +157,12 @@ class ImageChoiceSerializer(serializers.Serializer):
     )
 
     def to_internal_value(self, data: Any) -> dict[str, int]:
-        if isinstance(data, dict) and set(data) - set(IMAGE_SOURCE_KINDS):
-            raise serializers.ValidationError(f'give one of {", ".join(IMAGE_SOURCE_KINDS)}, e.g. {{"asset": 12}}')
+        # Unknown keys would be dropped silently ({"assett": 3} read as nothing given).
+        if not isinstance(data, dict) or set(data) - set(IMAGE_SOURCE_KINDS):
+            raise serializers.ValidationError(IMAGE_CHOICE)
         value = super().to_internal_value(data)
         if len(value) != 1:
-            raise serializers.ValidationError(
-                f'give exactly one of {", ".join(IMAGE_SOURCE_KINDS)}, e.g. {{"reference": 3}}'
-            )
+            raise serializers.ValidationError(IMAGE_CHOICE)
         return value
 
 
