@@ -150,8 +150,7 @@ def phase_templates(*, project: Project, templates: Mapping[str, Any] | None) ->
             raise OrchestrationError(f"no workflow template {slug!r} for the {key} phase (templates.{key})")
         if template.kind != PHASE_KINDS[phase]:
             raise OrchestrationError(
-                f"the {key} phase needs a {PHASE_KINDS[phase].label.lower()} template "
-                f"(kind {PHASE_KINDS[phase].value}); {slug!r} is kind {template.kind}"
+                f"the {key} phase needs a template of kind {PHASE_KINDS[phase].value}; {slug!r} is kind {template.kind}"
             )
         chosen[phase] = template
     return chosen
