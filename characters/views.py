@@ -14,9 +14,22 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_http_methods, require_POST
 
-from characters.forms import CharacterForm, ReferenceForm, VariationForm, VersionForm
+from characters.forms import (
+    CharacterForm,
+    ReferenceForm,
+    VariationForm,
+    VersionForm,
+    VersionStateForm,
+    attribute_formset,
+)
 from characters.models import Character
-from characters.selectors import character_get_for_user, characters_with_summary_visible_to, palette_suggestion
+from characters.selectors import (
+    character_get_for_user,
+    characters_with_summary_visible_to,
+    palette_suggestion,
+    similarity_threshold,
+    version_get_for_user,
+)
 from characters.services import (
     CharacterError,
     character_add_reference,
@@ -25,6 +38,7 @@ from characters.services import (
     character_use_palette_suggestion,
     variation_create,
     version_create,
+    version_update,
 )
 from projects.selectors import project_get_for_user, project_user_can_write, projects_visible_to
 from tower.views import (
@@ -57,20 +71,26 @@ def character_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def character_create_view(request: HttpRequest, pk: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, pk=pk, write=request.method == "POST")
-    form = CharacterForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    form = CharacterForm(request.POST or None, project=project)
+    attributes = attribute_formset(data=request.POST or None)
+    if request.method == "POST" and form.is_valid() and attributes.is_valid():
         fields = form.character_fields()
         try:
             character = character_create(
-                project=project, name=fields.pop("name"), design_prompt=fields.pop("design_prompt"), **fields
+                project=project,
+                name=fields.pop("name"),
+                design_prompt=fields.pop("design_prompt"),
+                attributes=attributes.rows(),
+                **fields,
             )
         except (ValidationError, CharacterError) as exc:
             form_add_service_errors(form, exc)
         else:
             messages.success(request, f"Character “{character.name}” created.")
             return redirect("character-detail", pk=character.pk)
-    context = {"section": "characters", "project": project, "form": form}
-    return render_page(request, "characters/create.html", None, context, status=400 if form.errors else 200)
+    failed = request.method == "POST"
+    context = {"section": "characters", "project": project, "form": form, "attribute_formset": attributes}
+    return render_page(request, "characters/create.html", None, context, status=400 if failed else 200)
 
 
 def _learned_negatives(character: Character) -> list[tuple[str, Any]]:
@@ -82,18 +102,26 @@ def _learned_negatives(character: Character) -> list[tuple[str, Any]]:
 
 def _detail_context(request: HttpRequest, character: Character, **forms: Any) -> dict[str, Any]:
     learned = _learned_negatives(character)
+    versions = list(character.versions.prefetch_related("references"))
+    for version in versions:
+        version.state_form = VersionStateForm(  # type: ignore[attr-defined]
+            initial={"age_state": version.age_state, "emotional_state": version.emotional_state},
+            prefix=f"v{version.pk}",
+        )
     return {
         "section": "characters",
         "character": character,
         "project": character.project,
         "can_write": project_user_can_write(project=character.project, user=request.user),
         "form": forms.get("form") or CharacterForm(instance=character),
-        "reference_form": forms.get("reference_form") or ReferenceForm(),
+        "attribute_formset": forms.get("attribute_formset") or attribute_formset(character),
+        "reference_form": forms.get("reference_form") or ReferenceForm(character=character),
         "version_form": forms.get("version_form") or VersionForm(),
         "variation_form": forms.get("variation_form") or VariationForm(),
-        "references": list(character.references.all()[:48]),
-        "versions": list(character.versions.all()),
+        "references": list(character.references.filter(version__isnull=True)[:48]),
+        "versions": versions,
         "variations": list(character.variations.all()),
+        "similarity_threshold": similarity_threshold(character),
         "palette_suggestion": palette_suggestion(character=character),
         "learned_negatives": learned,
         "learned_negatives_text": "\n".join(f"{term}: {weight:g}" for term, weight in learned),
@@ -105,19 +133,20 @@ def _detail_context(request: HttpRequest, character: Character, **forms: Any) ->
 def character_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """GET the character page; POST saves the design (prompt, attributes, palette, threshold)."""
     character = character_get_for_user(user=request.user, pk=pk, write=request.method == "POST")
-    form = None
+    form = attributes = None
     if request.method == "POST":
         form = CharacterForm(request.POST, instance=character)
-        if form.is_valid():
+        attributes = attribute_formset(character, data=request.POST)
+        if form.is_valid() and attributes.is_valid():
             try:
-                character_update(character=character, **form.character_fields())
+                character_update(character=character, attributes=attributes.rows(), **form.character_fields())
             except (ValidationError, CharacterError) as exc:
                 form_add_service_errors(form, exc)
             else:
                 messages.success(request, "Character saved.")
                 return redirect("character-detail", pk=character.pk)
         character = character_get_for_user(user=request.user, pk=pk)  # as stored, not as typed
-    context = _detail_context(request, character, form=form)
+    context = _detail_context(request, character, form=form, attribute_formset=attributes)
     return render_page(request, "characters/detail.html", None, context, status=400 if form else 200)
 
 
@@ -125,7 +154,7 @@ def character_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def reference_add(request: HttpRequest, pk: int) -> HttpResponse:
     character = character_get_for_user(user=request.user, pk=pk, write=True)
-    form = ReferenceForm(request.POST, request.FILES)
+    form = ReferenceForm(request.POST, request.FILES, character=character)
     if form.is_valid():
         upload = form.cleaned_data["image"]
         try:
@@ -135,6 +164,7 @@ def reference_add(request: HttpRequest, pk: int) -> HttpResponse:
                 original_name=upload.name,
                 note=form.cleaned_data["note"],
                 primary=True if form.cleaned_data["primary"] else None,
+                version=form.cleaned_data["version"],
             )
         except (ValidationError, CharacterError) as exc:
             form_add_service_errors(form, exc)
@@ -166,6 +196,25 @@ def _add_child(request: HttpRequest, pk: int, form_class: type, create: Any, wha
 @require_POST
 def version_add(request: HttpRequest, pk: int) -> HttpResponse:
     return _add_child(request, pk, VersionForm, version_create, "Version", "version_form")
+
+
+@page_login_required
+@require_POST
+def version_states(request: HttpRequest, pk: int) -> HttpResponse:
+    """Change a version's age and emotional state (its row on the character page)."""
+    version = version_get_for_user(user=request.user, pk=pk, write=True)
+    form = VersionStateForm(request.POST, prefix=f"v{version.pk}")
+    if form.is_valid():
+        try:
+            version_update(version=version, **form.cleaned_data)
+        except (ValidationError, CharacterError) as exc:
+            messages.error(request, f"Version not changed: {exc}")
+        else:
+            messages.success(request, f"Version “{version.name}” saved.")
+    else:
+        errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+        messages.error(request, f"Version not changed: {errors}")
+    return redirect("character-detail", pk=version.character_id)
 
 
 @page_login_required
