@@ -29,6 +29,7 @@ urlpatterns = [
     path("characters/<int:pk>/references/", character_views.reference_add, name="character-reference-add"),
     path("characters/<int:pk>/palette/", character_views.palette_use_suggestion, name="character-palette-use"),
     path("characters/<int:pk>/versions/", character_views.version_add, name="character-version-add"),
+    path("versions/<int:pk>/states/", character_views.version_states, name="character-version-states"),
     path("characters/<int:pk>/variations/", character_views.variation_add, name="character-variation-add"),
     path("characters/<int:pk>/preview/", generation_views.character_preview, name="character-preview"),
     path("generate/", generation_views.generate, name="generate"),
