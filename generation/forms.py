@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from django import forms
 from django.db.models import Q
 
 from characters.selectors import characters_visible_to, variations_visible_to, versions_visible_to
+from generation.choices import backend_choices
 from generation.models import AssetKind, Backend, JobKind, JobStatus
 from generation.selectors import templates_visible_to
 from generation.workflow import MAX_SEED
@@ -17,6 +20,68 @@ from tower.limits import TEXT_MAX_LENGTH
 
 MAX_COUNT = 16
 DEPENDENT = ("character", "version", "variation", "template")
+# Per-job controls: each defaults to the project's style (the mode's preset for steps and CFG);
+# only those a person changes become the job's recorded overrides.
+NAMED_CONTROLS = {"checkpoint": "checkpoints", "vae": "vaes", "sampler": "samplers", "scheduler": "schedulers"}
+NUMBER_CONTROLS = ("steps", "cfg", "width", "height")
+CONTROLS = (*NAMED_CONTROLS, *NUMBER_CONTROLS)
+MAX_LORAS = 12
+IMAGE_CHOICE = re.compile(r"^(reference|version|asset|upload):(\d{1,18})$")
+NOT_OFFERED = "not offered by any enabled backend"
+
+
+def template_image_inputs(template: Any) -> list[str]:
+    """The image parameters a template binds (C1's list; generation.services.inputs is not committed yet)."""
+    bound = template.bindings or {}
+    return [name for name in ("init_image", "reference_image") if bound.get(name)]
+
+
+def style_defaults(project: Any, mode: str) -> dict[str, Any]:
+    """What the job gets from the project's style when a control is left alone."""
+    style = project.style
+    preset = style.preset(mode if mode in Mode.values else Mode.DRAFT)
+    return {
+        "checkpoint": style.checkpoint,
+        "vae": style.vae,
+        "sampler": style.sampler,
+        "scheduler": style.scheduler,
+        "steps": preset["steps"],
+        "cfg": float(preset["cfg"]),
+        "width": style.width,
+        "height": style.height,
+        "loras": lora_rows(style.loras or []),
+    }
+
+
+def lora_rows(loras: list[Any]) -> list[dict[str, Any]]:
+    """LoRAs as the page edits them: a name and one strength each."""
+    rows = []
+    for item in loras:
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"].strip():
+            strength = item.get("strength", 1.0)
+            rows.append({"name": item["name"].strip(), "strength": float(strength) if _number(strength) else 1.0})
+    return rows
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def named_choices(offered: list[str], keep: list[str], *, blank: str | None = None) -> list[tuple[str, str]]:
+    """A select's options: what the backends offer, plus each value in ``keep`` (the current one,
+    the style's) marked when it is not offered (a backend offline, a file removed): kept
+    selectable, never silently dropped."""
+    choices = [("", blank)] if blank is not None else []
+    for value in dict.fromkeys(keep):
+        if value and value not in offered:
+            choices.append((value, f"{value} ({NOT_OFFERED})"))
+    return [*choices, *((name, name) for name in offered)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _number(a) and _number(b):
+        return abs(float(a) - float(b)) < 1e-9
+    return (a if a is not None else "") == (b if b is not None else "")
 
 
 class GenerateForm(forms.Form):
@@ -47,7 +112,26 @@ class GenerateForm(forms.Form):
         required=False, max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 1}), label="Extra negative"
     )
 
-    def __init__(self, *args: Any, user: AnyUser, lenient: bool = False, **kwargs: Any) -> None:
+    steps = forms.IntegerField(required=False, min_value=1, max_value=200)
+    cfg = forms.FloatField(
+        required=False, min_value=0, max_value=30, label="CFG", widget=forms.NumberInput(attrs={"step": "0.1"})
+    )
+    width = forms.IntegerField(
+        required=False, min_value=64, max_value=8192, widget=forms.NumberInput(attrs={"step": 8})
+    )
+    height = forms.IntegerField(
+        required=False, min_value=64, max_value=8192, widget=forms.NumberInput(attrs={"step": 8})
+    )
+    loras = forms.CharField(required=False, widget=forms.HiddenInput)  # rows come as lora_name / lora_strength
+
+    def __init__(
+        self,
+        *args: Any,
+        user: AnyUser,
+        lenient: bool = False,
+        choices: dict[str, list[str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         fields = self.fields
         fields["project"].queryset = projects_visible_to(user).order_by("name")
@@ -72,6 +156,128 @@ class GenerateForm(forms.Form):
                 value = self.data.get(name)
                 if value and not (value.isdigit() and fields[name].queryset.filter(pk=value).exists()):
                     self.data[name] = ""
+        self.backend_choices = backend_choices() if choices is None else choices
+        project = (
+            fields["project"].queryset.filter(pk=project_id).select_related("style").first() if project_id else None
+        )
+        template_id = self._picked("template")
+        self.template = fields["template"].queryset.filter(pk=template_id).first() if template_id else None
+        raw_mode = self.data.get("mode") if self.is_bound else self.initial.get("mode")
+        self.preset_mode = raw_mode if raw_mode in Mode.values else Mode.DRAFT
+        self.defaults: dict[str, Any] = style_defaults(project, self.preset_mode) if project else {}
+        if lenient and self.is_bound and self.defaults:
+            self._follow_defaults()
+        elif not self.is_bound and self.defaults:
+            self.initial.update({name: self.defaults[name] for name in CONTROLS})
+        for name, key in NAMED_CONTROLS.items():
+            fields[name] = self._named_field(name, key)
+            note = fields[name].help_text  # free text: why there is no list
+            style_note = f"style: {self.defaults[name] or '—'}" if self.defaults else ""
+            fields[name].help_text = "; ".join(part for part in (style_note, note) if part)
+        for name in NUMBER_CONTROLS:
+            fields[name].help_text = f"style: {self.defaults[name]}" if self.defaults else ""
+        self.image_parameters = template_image_inputs(self.template) if self.template is not None else []
+        for param in self.image_parameters:
+            fields[f"image_{param}"] = forms.RegexField(
+                regex=IMAGE_CHOICE, required=False, label=param.replace("_", " ").capitalize()
+            )
+
+    # --- per-job controls
+
+    def _follow_defaults(self) -> None:
+        """On a re-render (project or mode changed), a control still showing the default it was
+        shown with takes the new default; one a person changed keeps its value."""
+        data = self.data
+        for name in CONTROLS:
+            if name not in data or data.get(name) == data.get(f"shown_{name}"):
+                data[name] = _text(self.defaults[name])
+        if "lora_name" not in data or self._submitted_rows_text() == data.get("shown_loras"):
+            rows = self.defaults["loras"]
+            data.setlist("lora_name", [row["name"] for row in rows])
+            data.setlist("lora_strength", [_text(row["strength"]) for row in rows])
+
+    def _named_field(self, name: str, key: str) -> forms.Field:
+        offered = self.backend_choices.get(key) or []
+        label = "VAE" if name == "vae" else name.capitalize()
+        if not offered:
+            noun = {"vae": "VAEs", "checkpoint": "checkpoints"}.get(name, f"{name}s")
+            return forms.CharField(
+                required=False, max_length=255, label=label, help_text=f"no enabled backend has listed its {noun} yet"
+            )
+        current = self.data.get(name) if self.is_bound else None
+        keep = [v for v in (current, self.defaults.get(name)) if v]
+        blank = (
+            "the checkpoint's own" if name == "vae" else "the workflow's own" if not self.defaults.get(name) else None
+        )
+        return forms.ChoiceField(required=False, label=label, choices=named_choices(offered, keep, blank=blank))
+
+    def _submitted_rows(self) -> list[tuple[str, str]]:
+        getlist = getattr(self.data, "getlist", None)
+        if getlist is None:
+            return []
+        names, strengths = getlist("lora_name"), getlist("lora_strength")
+        strengths = strengths + [""] * (len(names) - len(strengths))
+        return [(n.strip(), s.strip()) for n, s in zip(names, strengths, strict=False) if n.strip()]
+
+    def _submitted_rows_text(self) -> str:
+        return json.dumps([[n, _text(_float(s))] for n, s in self._submitted_rows()])
+
+    def shown_loras(self) -> str:
+        """The style's LoRAs as the page shows them, to tell later whether a person changed them."""
+        return json.dumps([[row["name"], _text(row["strength"])] for row in self.defaults.get("loras", [])])
+
+    def lora_table(self) -> list[dict[str, Any]]:
+        """The LoRA rows to render: as submitted, else the style's."""
+        if self.is_bound:
+            rows = [{"name": n, "strength": s} for n, s in self._submitted_rows()]
+        else:
+            rows = [{"name": r["name"], "strength": _text(r["strength"])} for r in self.defaults.get("loras", [])]
+        offered = self.backend_choices.get("loras") or []
+        for row in rows:
+            row["offered"] = row["name"] in offered
+        return rows
+
+    def clean_loras(self) -> list[dict[str, Any]] | None:
+        rows = self._submitted_rows()
+        if len(rows) > MAX_LORAS:
+            raise forms.ValidationError(f"at most {MAX_LORAS} LoRAs")
+        loras = []
+        for name, strength in rows:
+            value = _float(strength)
+            if value is None or not -5 <= value <= 5:
+                raise forms.ValidationError(f"{name}: the strength must be a number between -5 and 5")
+            loras.append({"name": name, "strength": value})
+        return loras
+
+    def controls(self) -> list[dict[str, Any]]:
+        """Each control's bound field with the default it shows (re-sent as ``shown_<name>``)."""
+        return [{"field": self[name], "shown": _text(self.defaults.get(name, ""))} for name in CONTROLS]
+
+    def overrides(self) -> dict[str, Any]:
+        """The controls a person changed from the style's default: what the job records as overrides."""
+        data, defaults = self.cleaned_data, self.defaults
+        changed: dict[str, Any] = {}
+        for name in CONTROLS:
+            value = data.get(name)
+            if name not in self.data or value is None or (value == "" and name != "vae"):
+                continue
+            if not _same(value, defaults.get(name)):
+                changed[name] = value
+        loras = data.get("loras")
+        if "lora_name" in self.data and loras is not None:
+            before = [(r["name"], r["strength"]) for r in defaults.get("loras", [])]
+            if [(r["name"], r["strength"]) for r in loras] != before:
+                changed["loras"] = loras
+        return changed
+
+    def images(self) -> dict[str, dict[str, int]]:
+        """The C1 ``images`` mapping from the picker's choices ("asset:12" → {"asset": 12})."""
+        chosen = {}
+        for param in self.image_parameters:
+            match = IMAGE_CHOICE.match(self.cleaned_data.get(f"image_{param}") or "")
+            if match:
+                chosen[param] = {match[1]: int(match[2])}
+        return chosen
 
     def _picked(self, name: str) -> int | None:
         raw = self.data.get(name) if self.is_bound else self.initial.get(name)
@@ -94,7 +300,22 @@ class GenerateForm(forms.Form):
             "negative": data["negative"],
             "seeds": [seed + i for i in range(count)] if seed is not None else None,
             "count": count,
+            "overrides": self.overrides(),
+            "images": self.images(),
         }
+
+
+def _text(value: Any) -> str:
+    """A value as a form shows it (1.0 stays "1.0"; None is "")."""
+    return "" if value is None else str(value)
+
+
+def _float(raw: str) -> float | None:
+    try:
+        value = float(raw) if raw.strip() else 1.0
+    except ValueError:
+        return None
+    return value if value == value and abs(value) != float("inf") else None
 
 
 def _choices(choices: list[tuple[str, str]], empty: str) -> list[tuple[str, str]]:

@@ -9,17 +9,33 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from characters.models import Character
-from characters.selectors import character_get_for_user, variations_visible_to, versions_visible_to
+from characters.selectors import (
+    character_get_for_user,
+    references_visible_to,
+    variations_visible_to,
+    versions_visible_to,
+)
 from generation.engine.preview import PreviewFile
 from generation.forms import BackendForm, GenerateForm, JobFilterForm
-from generation.models import Asset, Backend, BackendObjectInfo, Job, JobLogLine, JobStatus, WorkflowTemplate
+from generation.models import (
+    Asset,
+    AssetKind,
+    Backend,
+    BackendObjectInfo,
+    InputImage,
+    Job,
+    JobLogLine,
+    JobStatus,
+    WorkflowTemplate,
+)
 from generation.selectors import assets_visible_to, backends_user_can_manage, jobs_visible_to
 from generation.services.backends import (
     BackendError,
@@ -35,7 +51,7 @@ from generation.services.submit import job_cancel, job_reproduce, job_retry, job
 from generation.services.thumbnails import asset_thumbnail_ensure
 from generation.workflow import WorkflowError, apply, preflight, style_parameters
 from projects.models import Project
-from projects.selectors import project_user_can_write
+from projects.selectors import project_ids_visible_to, project_user_can_write
 from tower.views import PAGE_SIZE, form_add_service_errors, page_login_required, querystring_without_page, render_page
 
 JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
@@ -108,23 +124,175 @@ def generate(request: HttpRequest) -> HttpResponse:
             try:
                 jobs = submit_request(user=request.user, data=form.request_data())
             except JobError as exc:
-                form.add_error(None, str(exc))
+                _add_submit_error(form, str(exc))
             else:
                 _say_submitted(request, jobs)
-                if len(jobs) == 1:
-                    return redirect("job-detail", pk=jobs[0].pk)
-                return HttpResponseRedirect(f"{_url('job-list')}?batch={jobs[0].batch}")
+                return HttpResponseRedirect(_after_submit_url(request, jobs))
+    elif request.GET.get("pane"):
+        # The output pane alone, re-read on a socket (re)connect: events sent meanwhile are lost.
+        return render(request, "generation/_generate_output.html", {**_output_pane(request), "oob": True})
     elif request.GET:
         form = GenerateForm(request.GET, user=request.user, lenient=True)
         form.is_valid()  # for cleaned_data; a GET shows choices, not errors
         form.errors.clear()
     else:
         form = GenerateForm(user=request.user, initial={"count": 1, "mode": "draft"})
-    context = {"section": "generate", "form": form, **_generate_preview(request, form)}
+    context = {
+        "section": "generate",
+        "form": form,
+        **_generate_preview(request, form),
+        "pickers": image_pickers(request.user, form),
+        **_output_pane(request),
+    }
     if request.method == "GET":
-        context["refreshed_fields"] = [form[name] for name in _refreshed_by(request.GET.get("changed"))]
+        changed = request.GET.get("changed")
+        context["refreshed_fields"] = [form[name] for name in _refreshed_by(changed)]
+        context["refresh_controls"] = changed in (None, "project", "mode")
+        context["refresh_images"] = changed in (None, "project", "template", "character", "version")
         return render_page(request, "generation/generate.html", "generation/_generate_update.html", context)
     return render_page(request, "generation/generate.html", None, context, status=400)
+
+
+def _add_submit_error(form: GenerateForm, message: str) -> None:
+    """A refusal that names an image input goes next to its picker; anything else above the form."""
+    for param in form.image_parameters:
+        if f"'{param}'" in message or f"images.{param}" in message:
+            form.add_error(f"image_{param}", message)
+            return
+    form.add_error(None, message)
+
+
+# Jobs listed in the output pane after a submission (the form allows at most 16 per request).
+MAX_PANE_JOBS = 64
+
+
+def _after_submit_url(request: HttpRequest, jobs: list[Job]) -> str:
+    """Back to the Generate page with the same choices, its output pane showing the new jobs."""
+    query = request.POST.copy()
+    for key in ("csrfmiddlewaretoken", "changed", "pane"):
+        query.pop(key, None)
+    query["submitted"] = ",".join(str(job.pk) for job in jobs)
+    return f"{_url('generate')}?{query.urlencode()}#generate-output"
+
+
+def submitted_ids(params: Any) -> list[int]:
+    """The job ids an output pane shows (``?submitted=12,13``), bounded."""
+    raw = params.get("submitted") or ""
+    return [int(part) for part in raw.split(",") if part.isdigit() and int(part) < 2**63][:MAX_PANE_JOBS]
+
+
+def output_pane_jobs(user: Any, params: Any) -> list[Job]:
+    ids = submitted_ids(params)
+    if not ids:
+        return []
+    return list(
+        jobs_visible_to(user).filter(pk__in=ids).select_related("project", "character", "template").order_by("pk")
+    )
+
+
+def output_pane_context(job: Job, context: dict[str, Any]) -> dict[str, Any]:
+    return {**context, "job_assets": list(Asset.objects.filter(job=job).order_by("pk"))}
+
+
+def _output_pane(request: HttpRequest) -> dict[str, Any]:
+    jobs = output_pane_jobs(request.user, request.GET)
+    assets: dict[int, list[Asset]] = {job.pk: [] for job in jobs}
+    for asset in Asset.objects.filter(job__in=jobs).order_by("pk"):
+        assets[asset.job_id].append(asset)
+    return {
+        "pane_jobs": [{"job": job, "job_assets": assets[job.pk]} for job in jobs],
+        "pane_ids": ",".join(str(job.pk) for job in jobs),
+    }
+
+
+def render_output_pane_event(job: Job, kind: Any, context: dict[str, Any]) -> str:
+    """A Generate page's output pane for one event of its jobs: the job's row, and its outputs
+    when it ends (``tower.page_consumer`` sends it to pages connected with ``view=generate``)."""
+    parts = [render_to_string("partials/_job_row.html", context)]
+    if kind in ("job_complete", "job_failed", "job_cancelled"):
+        parts.append(render_to_string("partials/_job_outputs.html", output_pane_context(job, context)))
+    return "".join(parts)
+
+
+# --- The image picker -------------------------------------------------------------------------------
+
+PICKER_LIMIT = 24
+
+
+def image_pickers(user: Any, form: GenerateForm) -> list[dict[str, Any]]:
+    """One picker per image input of the chosen template, with the project's own images to choose from."""
+    if not form.image_parameters:
+        return []
+    data = getattr(form, "cleaned_data", {}) or {}
+    project = data.get("project")
+    if project is None:
+        return []
+    character, version = data.get("character"), data.get("version")
+    references = references_visible_to(user).filter(character__project=project)
+    if character is not None:
+        references = references.filter(character=character)
+        references = references.filter(Q(version__isnull=True) | Q(version=version)) if version else references
+    references = references.select_related("character", "version").order_by("character__name", "-is_primary", "pk")
+    assets = (
+        assets_visible_to(user)
+        .filter(project=project, kind=AssetKind.IMAGE)
+        .select_related(None)
+        .order_by("-created_at", "-pk")[:PICKER_LIMIT]
+    )
+    uploads = input_images_for(user).filter(project=project).order_by("-created_at", "-pk")[:PICKER_LIMIT]
+    groups = [
+        (
+            "references",
+            "References",
+            [
+                {
+                    "value": f"reference:{ref.pk}",
+                    "url": ref.image.url,
+                    "title": f"{ref.character.name}{f' · {ref.version.name}' if ref.version else ''}"
+                    f"{' · primary' if ref.is_primary else ''} (reference #{ref.pk})",
+                }
+                for ref in references[:PICKER_LIMIT]
+            ],
+        ),
+        (
+            "assets",
+            "Recent outputs",
+            [
+                {
+                    "value": f"asset:{asset.pk}",
+                    "url": asset.thumbnail.url if asset.thumbnail else _url("asset-thumb", asset.pk),
+                    "title": f"output #{asset.pk}" + (f" of job #{asset.job_id}" if asset.job_id else ""),
+                }
+                for asset in assets
+            ],
+        ),
+        (
+            "uploads",
+            "Uploads",
+            [
+                {"value": f"upload:{image.pk}", "url": image.file.url, "title": f"upload #{image.pk}"}
+                for image in uploads
+            ],
+        ),
+    ]
+    pickers = []
+    for param in form.image_parameters:
+        bound = form[f"image_{param}"]
+        pickers.append(
+            {
+                "param": param,
+                "field": bound,
+                "value": bound.value() or "",
+                "automatic": "the character's primary reference" if character is not None else "",
+                "groups": groups,
+            }
+        )
+    return pickers
+
+
+def input_images_for(user: Any) -> QuerySet[InputImage]:
+    """Uploads the user may use (C1's ``input_images_visible_to`` once it is committed)."""
+    return InputImage.objects.filter(project__in=project_ids_visible_to(user))
 
 
 # Which choices depend on a field: a project has its characters and workflows, a character its
@@ -171,6 +339,7 @@ def _generate_preview(request: HttpRequest, form: GenerateForm) -> dict[str, Any
         variation=data.get("variation"),
         prompt=data.get("prompt") or "",
         negative=data.get("negative") or "",
+        overrides=form.overrides(),  # the controls a person changed, as the job will record them
         # The preview shows what the job will get: the style reaches only the inputs the template marks.
         style_fields=style_parameters(template.bindings) if template is not None else None,
     )

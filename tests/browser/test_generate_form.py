@@ -97,7 +97,7 @@ def test_a_prompt_typed_while_other_fields_change_is_submitted_exactly(page, pro
 
     page.unroute(PREVIEW)
     page.click("#submit-generate")
-    page.wait_for_url(re.compile(r"/jobs/"))
+    page.wait_for_url(re.compile(r"/generate/\?.*submitted="))  # back on the page, its output pane listing the jobs
     jobs = list(Job.objects.filter(project=project).order_by("pk"))
     assert len(jobs) == 2
     for job in jobs:

@@ -68,6 +68,10 @@ def test_a_request_refused_by_pre_flight_is_not_called_queued_and_retry_says_why
     html = response.content.decode()
     assert f"Job #{job.pk} was refused: pre-flight" in html
     assert "queued." not in html and 'class="alert ok"' not in html
+    # The Generate page's output pane lists it as failed; its page offers Retry.
+    pane = html[html.index('id="generate-output"') :]
+    assert f'id="job-row-{job.pk}"' in pane and "Failed" in pane
+    html = client_for(owner).get(reverse("job-detail", args=[job.pk])).content.decode()
     # Nothing has changed since: Retry is there, disabled, and says why.
     assert re.search(r'data-action="retry" disabled title="nothing has changed', html)
     assert "data-retry-why>Nothing has changed since it was refused" in html

@@ -53,7 +53,12 @@ def test_generate_shows_resolved_prompt_and_preflight_then_queues(owner, project
     )
     jobs = list(Job.objects.order_by("pk"))
     assert [j.seed for j in jobs] == [42, 43] and all(j.character == character for j in jobs)
-    assert response.status_code == 302 and f"batch={jobs[0].batch}" in response.url
+    # Back to the Generate page with the same choices; its output pane lists the batch.
+    assert response.status_code == 302 and response.url.startswith(reverse("generate"))
+    assert f"submitted={jobs[0].pk}%2C{jobs[1].pk}" in response.url and "seed=42" in response.url
+    html = client.get(response.url).content.decode()
+    pane = html[html.index('id="generate-output"') :]
+    assert all(f'id="job-row-{job.pk}"' in pane for job in jobs)
 
 
 def test_forged_ids_change_nothing(owner, outsider, project):
