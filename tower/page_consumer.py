@@ -27,7 +27,7 @@ from django.template.loader import render_to_string
 from generation.events import job_group, project_group
 from generation.models import Asset, Job, JobLogLine
 from generation.selectors import jobs_visible_to
-from generation.views import job_context, job_list_page, job_log_lines
+from generation.views import job_context, job_list_page, job_log_lines, output_pane_jobs, render_output_pane_event
 from projects.selectors import project_ids_visible_to
 from quality.selectors import job_quality
 from tower.views import (
@@ -44,7 +44,7 @@ CLOSE_NOT_FOUND = 4404
 TERMINAL_EVENTS = frozenset({"job_complete", "job_failed", "job_cancelled"})
 
 
-VIEWS = frozenset({"dashboard", "jobs"})
+VIEWS = frozenset({"dashboard", "jobs", "generate"})
 
 
 def _groups_for(user: Any, job_id: str | None, view: str | None) -> list[str] | None:
@@ -78,6 +78,8 @@ def live_state_for(*, user: Any, view: str | None, params: dict[str, str]) -> Li
         _, page, filtered = job_list_page(user, params)
         rows = {job.pk: job.status for job in page}
         return LiveState(view=view, rows=rows, insert=not filtered and page.number == 1, empty_row=not rows)
+    if view == "generate":  # the Generate page's output pane: the jobs of its last submission
+        return LiveState(view=view, rows={job.pk: job.status for job in output_pane_jobs(user, params)})
     return LiveState(view=view or "")
 
 
@@ -109,6 +111,8 @@ def render_event(
         return _render_dashboard(job, kind, context, state, user)
     if state is not None and state.view == "jobs":
         return _render_job_list(job, kind, context, state)
+    if state is not None and state.view == "generate":
+        return render_output_pane_event(job, kind, context) if job.pk in state.rows else ""
     return ""
 
 
