@@ -18,8 +18,8 @@ from django.db import connection
 
 from generation import tasks
 from generation.management.commands import generate as generate_command
-from generation.models import Asset, Backend, Job, JobStatus
-from tests.factories import CharacterFactory, UserFactory
+from generation.models import Asset, Backend, InputImage, Job, JobStatus
+from tests.factories import AssetFactory, CharacterFactory, UserFactory, png_bytes
 from tests.generation.engine_helpers import backend_for, run_in_thread, shipped
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
@@ -79,6 +79,12 @@ def run(command: str, *args: str, stdout: io.StringIO | None = None) -> tuple[in
     except SystemExit as exc:
         code = int(exc.code or 0)
     return code, out.getvalue()
+
+
+def factory_file(name: str):
+    from django.core.files.base import ContentFile
+
+    return ContentFile(png_bytes(), name=name)
 
 
 def wait_until(condition: Callable[[], Any], *, timeout: float = 15, what: str) -> Any:
@@ -227,6 +233,103 @@ def test_a_bad_request_is_refused_clearly_and_creates_nothing(project, templates
     assert message in str(error.value)
     assert not Job.objects.exists()
     assert enqueued.take() == []
+
+
+# --- image inputs ----------------------------------------------------------------------------------
+
+
+def _kai_with_references(project):
+    from characters.services import character_add_reference
+
+    kai = CharacterFactory(project=project, slug="kai")
+    primary = character_add_reference(character=kai, upload=io.BytesIO(png_bytes(40, 40, (250, 0, 0))))
+    other = character_add_reference(character=kai, upload=io.BytesIO(png_bytes(40, 40, (0, 250, 0))))
+    return kai, primary, other
+
+
+def test_generate_reference_without_an_id_sends_the_character_primary_reference(fake, project, templates, workers):
+    backend_for(fake)
+    kai, primary, _ = _kai_with_references(project)
+
+    code, out = run(
+        "generate", "--project", project.slug, "--template", "weightless-img2img", "--character", "kai",
+        "--reference", *SMALL,
+    )  # fmt: skip
+
+    workers.join()
+    job = Job.objects.get()
+    assert code == 0, out
+    name = f"tower-{primary.sha256[:24]}.png"
+    # weightless-img2img binds no reference_image: the reference goes to its first image input.
+    assert job.params["init_image"] == name
+    assert fake.history[job.prompt_id]["prompt"][2]["1"]["inputs"]["image"] == name
+    assert (fake.input_dir / name).read_bytes() == primary.image.open("rb").read()
+    assert job.character == kai
+
+
+def test_generate_reference_by_id_and_init_asset(project, templates, enqueued):
+    _, _, other = _kai_with_references(project)
+    asset = AssetFactory(project=project, sha256="c" * 64, file=factory_file("out.png"))
+
+    code, _ = run(
+        "generate", "--project", project.slug, "--template", "weightless-img2img", "--reference", str(other.pk),
+        "--no-wait", *SMALL,
+    )  # fmt: skip
+    assert code == 0
+    assert Job.objects.get().params["init_image"] == f"tower-{other.sha256[:24]}.png"
+
+    code, _ = run(
+        "generate", "--project", project.slug, "--template", "weightless-img2img", "--init-asset", str(asset.pk),
+        "--no-wait", *SMALL,
+    )  # fmt: skip
+    assert code == 0
+    assert Job.objects.latest("pk").params["init_image"] == f"tower-{'c' * 24}.png"
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_generate_image_stores_the_file_as_an_input_image_and_uses_it(project, templates, enqueued, tmp_path, named):
+    data = png_bytes(30, 20, (1, 2, 250))
+    path = tmp_path / "start here.png"
+    path.write_bytes(data)
+
+    value = f"init_image={path}" if named else str(path)
+    code, out = run(
+        "generate", "--project", project.slug, "--template", "weightless-img2img", "--image", value, "--no-wait",
+        *SMALL,
+    )  # fmt: skip
+
+    assert code == 0, out
+    stored = InputImage.objects.get()
+    assert (stored.project, stored.original_name, stored.created_by) == (project, "start here.png", project.owner)
+    assert stored.file.read() == data
+    assert Job.objects.get().params["init_image"] == f"tower-{stored.sha256[:24]}.png"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image", "/no/such/file.png"], "--image /no/such/file.png: no such file"),
+        (["--image", "{text}"], "not a readable image"),
+        (["--image", "first_frame=x.png"], "no image input 'first_frame'; the image inputs are init_image"),
+        (["--init-asset", "999999"], "--init-asset 999999: no output #999999 in project 'skyline-academy'"),
+        (["--reference", "999999"], "--reference 999999: no reference image #999999 in project 'skyline-academy'"),
+        (["--reference"], "--reference without an id takes the character's primary reference: give --character"),
+        (["--template", "weightless-image", "--reference", "1"], "template 'weightless-image' takes no image input"),
+        ([], "needs an image for 'init_image' (LoadImage #1)"),
+    ],
+)
+def test_bad_image_flags_are_refused_clearly_and_create_nothing(project, templates, enqueued, tmp_path, args, message):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    argv = ["--project", project.slug, "--template", "weightless-img2img", "--no-wait"]
+    argv += [arg.format(text=text) for arg in args]
+
+    with pytest.raises(CommandError) as error:
+        call_command("generate", *argv, stdout=io.StringIO())
+
+    assert message in str(error.value)
+    assert not Job.objects.exists()
+    assert not InputImage.objects.exists()
 
 
 def test_a_missing_default_template_says_how_to_load_them(project, enqueued):

@@ -5,6 +5,9 @@ and pre-flight behave exactly alike; the engine's workers pick them up. While wa
 polls the database (no WebSocket needed) and draws one progress line per job on a terminal, or
 prints plain lines when its output is a file or a pipe. Ctrl-C offers to cancel the jobs.
 
+Image inputs: ``--reference`` (without an id: the character's primary reference), ``--init-asset ID``
+(an earlier output) and ``--image [NAME=]PATH`` (a local file, stored as an input image of the project).
+
 Exit status: 0 when every job succeeded, 1 otherwise (failed, cancelled, or left running).
 """
 
@@ -15,6 +18,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -24,9 +28,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from characters.selectors import characters_visible_to, variations_visible_to, versions_visible_to
-from generation.models import TERMINAL_STATUSES, Asset, Job, JobStatus
-from generation.selectors import templates_visible_to
+from characters.selectors import (
+    characters_visible_to,
+    primary_reference,
+    references_visible_to,
+    variations_visible_to,
+    versions_visible_to,
+)
+from generation.models import TERMINAL_STATUSES, Asset, Job, JobStatus, WorkflowTemplate
+from generation.selectors import assets_visible_to, templates_visible_to
+from generation.services.inputs import IMAGE_PARAMETERS, input_image_create, template_image_inputs
 from generation.services.jobs import JobError
 from generation.services.requests import submit_request
 from generation.services.submit import job_cancel
@@ -37,6 +48,7 @@ DEFAULT_TEMPLATE = "txt2img-sd15"
 POLL_INTERVAL = 0.2  # seconds between database reads while waiting
 PLAIN_EVERY = 2.0  # without a terminal, an unchanged job is re-printed at most this often
 BAR_WIDTH = 24
+PRIMARY = "primary"  # --reference without an id
 
 
 def _pause(seconds: float) -> None:
@@ -71,6 +83,24 @@ class Command(BaseCommand):
             help="override a parameter over the project's style; VALUE is read as JSON when it parses "
             '(--set steps=30 --set loras=\'[{"name": "x.safetensors", "strength": 0.7}]\')',
         )
+        parser.add_argument(
+            "--reference",
+            nargs="?",
+            const=PRIMARY,
+            metavar="ID",
+            help="a reference image as the template's reference_image (else its first image input); "
+            "without an id, the character's primary reference",
+        )
+        parser.add_argument("--init-asset", type=int, metavar="ID", help="an earlier output as the init image")
+        parser.add_argument(
+            "--image",
+            action="append",
+            default=[],
+            dest="images",
+            metavar="[NAME=]PATH",
+            help="a local image file, stored as an input image of the project, for the image input NAME "
+            f"({', '.join(IMAGE_PARAMETERS)}; default: the template's first one left empty)",
+        )
         parser.add_argument("--user", help="username to act as (default: the project's owner)")
         parser.add_argument("--no-wait", action="store_true", help="submit and exit without waiting")
         parser.add_argument(
@@ -92,12 +122,19 @@ class Command(BaseCommand):
             "seeds": options["seeds"],
         }
         data.update(_character_parts(user, project, options))
+        images = _image_parts(user, project, options, data)
+        if images:
+            data["images"] = images
         try:
             jobs = submit_request(user=user, data=data)
-        except Http404:
-            raise CommandError(_no_template(user, project, str(options["template"]))) from None
+        except Http404 as exc:
+            if "template" in str(exc):
+                raise CommandError(_no_template(user, project, str(options["template"]))) from None
+            raise CommandError(f"the jobs cannot be created: {str(exc).lower()} in project {project.slug!r}") from None
         except (JobError, ValidationError) as exc:
             message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+            if "needs an image" in message:
+                message += "; on the command line: --reference [ID], --init-asset ID or --image [NAME=]PATH"
             raise CommandError(f"the jobs cannot be created: {message}") from None
         ids = [job.pk for job in jobs]
         template = jobs[0].template
@@ -236,6 +273,90 @@ def _character_parts(user: AbstractBaseUser, project: Project, options: dict[str
             raise CommandError(f"{key} {ref!r} is ambiguous for {where}; give its id")
         parts[key] = found[0].pk
     return parts
+
+
+def _template(user: AbstractBaseUser, project: Project, ref: str) -> WorkflowTemplate:
+    templates = templates_visible_to(user).filter(Q(project__isnull=True) | Q(project=project)).order_by("project")
+    found = _by_id_or_slug(templates, ref)
+    if not found:
+        raise CommandError(_no_template(user, project, ref))
+    return found[0]
+
+
+def _image_parts(
+    user: AbstractBaseUser, project: Project, options: dict[str, Any], data: dict[str, Any]
+) -> dict[str, dict[str, int]]:
+    """``images`` of the request from --reference, --init-asset and --image (files stored first)."""
+    if not (options["reference"] or options["init_asset"] is not None or options["images"]):
+        return {}
+    template = _template(user, project, str(options["template"]))
+    inputs = template_image_inputs(template)
+    if not inputs:
+        raise CommandError(f"template {template.slug!r} takes no image input; choose one that does")
+    images: dict[str, dict[str, int]] = {}
+
+    def put(param: str, spec: dict[str, int], flag: str) -> None:
+        if param not in inputs:
+            raise CommandError(
+                f"{flag}: template {template.slug!r} has no {param!r} input (it takes: {', '.join(inputs)})"
+            )
+        if param in images:
+            raise CommandError(f"{flag}: {param!r} is given twice")
+        images[param] = spec
+
+    def first_free(flag: str) -> str:
+        free = [p for p in inputs if p not in images]
+        if not free:
+            raise CommandError(f"{flag}: every image input of {template.slug!r} is already given")
+        return free[0]
+
+    if options["init_asset"] is not None:
+        pk = options["init_asset"]
+        if not assets_visible_to(user).filter(project=project, pk=pk).exists():
+            raise CommandError(f"--init-asset {pk}: no output #{pk} in project {project.slug!r}")
+        put("init_image", {"asset": pk}, "--init-asset")
+    if options["reference"]:
+        reference = _reference(user, project, options["reference"], data)
+        param = "reference_image" if "reference_image" in inputs else first_free("--reference")
+        put(param, {"reference": reference}, "--reference")
+    for value in options["images"]:
+        name, sep, rest = value.partition("=")
+        param, path = (name, rest) if sep and name in IMAGE_PARAMETERS else (None, value)
+        if param is None and sep and name.isidentifier() and not Path(value).exists():
+            raise CommandError(f"--image {value}: no image input {name!r}; the image inputs are {', '.join(inputs)}")
+        upload = _store_image(user, project, Path(path), flag=f"--image {value}")
+        put(param or first_free(f"--image {value}"), {"upload": upload}, f"--image {value}")
+    return images
+
+
+def _reference(user: AbstractBaseUser, project: Project, ref: str, data: dict[str, Any]) -> int:
+    if ref != PRIMARY:
+        if not ref.isdigit():
+            raise CommandError(f"--reference {ref}: give a reference image's id, or no value for the primary one")
+        if not references_visible_to(user).filter(character__project=project, pk=int(ref)).exists():
+            raise CommandError(f"--reference {ref}: no reference image #{ref} in project {project.slug!r}")
+        return int(ref)
+    if "character" not in data:
+        raise CommandError("--reference without an id takes the character's primary reference: give --character")
+    character = characters_visible_to(user).get(pk=data["character"])
+    version = versions_visible_to(user).filter(pk=data.get("version")).first() if data.get("version") else None
+    reference = primary_reference(character, version)
+    if reference is None:
+        raise CommandError(f"--reference: character {character.slug!r} has no reference images yet; upload one first")
+    return reference.pk
+
+
+def _store_image(user: AbstractBaseUser, project: Project, path: Path, *, flag: str) -> int:
+    if not path.is_file():
+        raise CommandError(f"{flag}: no such file")
+    try:
+        with path.open("rb") as handle:
+            image, _ = input_image_create(project=project, user=user, upload=handle, original_name=path.name)
+    except OSError as exc:
+        raise CommandError(f"{flag}: cannot read it ({exc.strerror or exc})") from None
+    except ValidationError as exc:
+        raise CommandError(f"{flag}: {'; '.join(exc.messages)}") from None
+    return image.pk
 
 
 def _no_template(user: AbstractBaseUser, project: Project, ref: str) -> str:
