@@ -101,8 +101,11 @@ def generate(page, project_id: int, character_id: int, *, seed: int) -> int:
     page.wait_for_selector("[data-preflight=ok]")
     page.fill("#id_seed", str(seed))
     page.click("#submit-generate")
+    page.wait_for_url(re.compile(r"/generate/\?.*submitted=\d+"))  # the Generate page's output pane
+    job_id = int(re.search(r"submitted=(\d+)", page.url)[1])
+    page.click(f"#generate-output #job-row-{job_id} a")
     page.wait_for_url(re.compile(r"/jobs/\d+/$"))
-    return int(re.search(r"/jobs/(\d+)/", page.url)[1])
+    return job_id
 
 
 def badge(page, job_id: int) -> str:
@@ -127,8 +130,10 @@ def test_generate_and_watch_it_finish_live(page, producer, fake, tmp_path, stack
     screenshot(page, "04-generate")
     page.fill("#id_seed", "4242")
     page.click("#submit-generate")
+    page.wait_for_url(re.compile(r"/generate/\?.*submitted=\d+"))  # the Generate page's output pane
+    job_id = int(re.search(r"submitted=(\d+)", page.url)[1])
+    page.click(f"#generate-output #job-row-{job_id} a")
     page.wait_for_url(re.compile(r"/jobs/\d+/$"))
-    job_id = int(re.search(r"/jobs/(\d+)/", page.url)[1])
     page.evaluate("window.__sameDocument = true")
 
     # The worker picks it up and the held node keeps it running: the page follows by itself.
