@@ -22,6 +22,7 @@ from generation.workflow.bindings import (
     BindingError,
     Target,
     normalize_bindings,
+    pose_count,
     resolve_bindings,
     style_parameters,
 )
@@ -44,6 +45,7 @@ from generation.workflow.template_file import (
     TemplateSpec,
     load_template_file,
     parse_template,
+    sheet_layout,
 )
 
 __all__ = [
@@ -76,9 +78,11 @@ __all__ = [
     "normalize_bindings",
     "parse_graph",
     "parse_template",
+    "pose_count",
     "preflight",
     "required_nodes",
     "resolve_bindings",
+    "sheet_layout",
     "style_parameters",
     "validate_graph",
 ]

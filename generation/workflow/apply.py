@@ -21,6 +21,7 @@ from generation.workflow.bindings import (
     Bindings,
     ResolvedTarget,
     is_structural,
+    pose_count,
     resolve_bindings,
 )
 from generation.workflow.graph import Graph, WorkflowError, consumers, next_node_id
@@ -81,6 +82,8 @@ def coerce_parameter(name: str, value: Any) -> Any:
         return value
     if kind == "loras":
         return _coerce_loras(value)
+    if kind == "poses":
+        return _coerce_poses(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ParameterError(f"{name} must be a number, not {type(value).__name__}")
     if kind == "int":
@@ -117,6 +120,30 @@ def _coerce_loras(value: Any) -> list[dict[str, Any]]:
     return result
 
 
+MAX_POSES = 64
+MAX_POSE_LENGTH = 1000
+
+
+def _coerce_poses(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ParameterError('poses must be a non-empty list of texts, e.g. ["front view", "back view"]')
+    if len(value) > MAX_POSES:
+        raise ParameterError(f"poses may list at most {MAX_POSES} poses, not {len(value)}")
+    result = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ParameterError(f"poses item {i} must be non-empty text")
+        if len(item) > MAX_POSE_LENGTH:
+            raise ParameterError(f"poses item {i} is longer than {MAX_POSE_LENGTH} characters")
+        result.append(item.strip())
+    return result
+
+
+def pose_text(prompt: str | None, pose: str) -> str:
+    """What a pose's panel is asked for: the prompt, then the pose."""
+    return ", ".join(part.strip() for part in (prompt or "", pose) if part and part.strip())
+
+
 def _copy(graph: Graph) -> Graph:
     """A deep copy of the template's graph. Pickle's C round trip copies the same plain data a
     sixth of the time ``copy.deepcopy`` takes (8 against 53 µs for the SDXL template), and a
@@ -151,18 +178,29 @@ def apply(
         if seed is None:
             seed = draw_seed(rng)
         values["seed"] = seed
+    # Pose targets take the prompt with their pose: it is used even with no target of its own.
+    posed = "poses" in resolved and values.get("poses") is not None
+    if posed:
+        _check_pose_count(resolved, values["poses"])
     out = _copy(graph)
     applied: dict[str, Any] = {}
     # An empty LoRA list asks for nothing, so a template without LoRA support does not ignore it.
-    ignored = sorted(name for name, v in values.items() if name not in resolved and v != [])
+    ignored = sorted(
+        name for name, v in values.items() if name not in resolved and v != [] and not (posed and name == "prompt")
+    )
     inserted: list[str] = []
     for name, value in values.items():
         for res in resolved.get(name, []):
             if is_structural(name, res.target):
                 continue
-            final = TRANSFORMS[res.target.transform](value) if res.target.transform else value
+            if name == "poses":
+                assert res.target.pose is not None  # normalize_bindings requires it
+                value_here: Any = pose_text(values.get("prompt"), value[res.target.pose])
+            else:
+                value_here = value
+            final = TRANSFORMS[res.target.transform](value_here) if res.target.transform else value_here
             out[res.node_id]["inputs"][res.target.input] = final
-        if name in resolved:
+        if name in resolved or (posed and name == "prompt"):
             applied[name] = value
     # Structural changes last: they add nodes and rewire links but never touch bound values.
     for res in resolved.get("vae", []):
@@ -173,6 +211,14 @@ def apply(
     return Applied(graph=out, seed=seed, applied=applied, ignored=ignored, inserted=inserted)
 
 
+def _check_pose_count(resolved: dict[str, list[ResolvedTarget]], poses: list[str]) -> None:
+    drawn = pose_count({"poses": [r.target for r in resolved["poses"]]})
+    if len(poses) != drawn:
+        raise ParameterError(
+            f"this template draws {drawn} poses (one panel each), so poses must list {drawn}, not {len(poses)}"
+        )
+
+
 def graph_values(graph: Graph, resolved: dict[str, list[ResolvedTarget]]) -> dict[str, Any]:
     """The value ``graph`` itself holds for each bound parameter (its first target's input).
 
@@ -181,7 +227,12 @@ def graph_values(graph: Graph, resolved: dict[str, list[ResolvedTarget]]) -> dic
     values: dict[str, Any] = {}
     for name, targets in resolved.items():
         first = targets[0]
-        if is_structural(name, first.target) or first.target.transform or first.target.input is None:
+        if (
+            is_structural(name, first.target)
+            or first.target.transform
+            or first.target.input is None
+            or first.target.pose is not None
+        ):
             continue
         value = graph[first.node_id].get("inputs", {}).get(first.target.input)
         if value is not None:

@@ -20,6 +20,13 @@ A target may say ``"style": true``: the parameter then follows the project's
 targets do not say so keeps the graph's own value unless the request overrides it, so an
 imported graph runs as its author wrote it; :func:`style_parameters` lists the ones that follow.
 
+``poses`` (a list of texts, the project's ``sheet_poses``) draws a sheet's panels: each of its
+targets carries a ``pose`` index and receives the prompt joined with that pose's text
+(``"<prompt>, <pose>"``), then its transform if any; so a template that binds ``poses`` takes the
+prompt through them (``prompt`` follows the style with them). A pose index the list does not
+have, or a list longer than the template draws, is a :class:`~generation.workflow.graph.WorkflowError`
+naming the template's pose count.
+
 ``loras`` (always) and ``vae`` (when the target has no ``input``) are structural: their target is
 the loader whose outputs feed the rest of the graph, and :func:`generation.workflow.apply.apply`
 inserts nodes after it.
@@ -34,7 +41,7 @@ from typing import Any
 
 from generation.workflow.graph import Graph, WorkflowError, is_link, node_sort_key, node_title
 
-# name → value kind. Kinds: "str", "int", "float", "loras".
+# name → value kind. Kinds: "str", "int", "float", "loras", "poses" (a list of texts).
 PARAMETERS: dict[str, str] = {
     "prompt": "str",
     "negative": "str",
@@ -61,6 +68,7 @@ PARAMETERS: dict[str, str] = {
     "motion_bucket": "int",
     "augmentation": "float",
     "min_cfg": "float",
+    "poses": "poses",
 }
 STRUCTURAL = frozenset({"loras", "vae"})
 # Parameters a project's generation style gives a value to: only these may say "style": true.
@@ -80,6 +88,7 @@ STYLE_PARAMETERS = frozenset(
         "clip_skip",
         "loras",
         "fps",
+        "poses",
     }
 )
 
@@ -97,10 +106,12 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "color_from_seed": lambda v: _stable_int(f"seed:{v}", 24),
     # A number in [0, 1] for blend factors and strengths.
     "unit_from_seed": lambda v: round(_stable_int(f"unit:{v}", 20) / (2**20 - 1), 3),
+    # A number in [0.5, 1]: a seeded strength that never fades an effect out entirely.
+    "depth_from_seed": lambda v: round(0.5 + _stable_int(f"depth:{v}", 20) / (2**20 - 1) / 2, 3),
 }
 
 _TARGET_KEYS = frozenset(
-    {"node", "title", "class", "input", "transform", "style", "model_output", "clip_output", "vae_output"}
+    {"node", "title", "class", "input", "transform", "style", "pose", "model_output", "clip_output", "vae_output"}
 )
 
 
@@ -120,6 +131,7 @@ class Target:
     input: str | None = None
     transform: str | None = None
     style: bool = False  # the parameter follows the project's style (see the module docstring)
+    pose: int | None = None  # a ``poses`` target: which pose of the list it draws
     # Structural targets: which outputs of the loader carry the model, the CLIP and the VAE.
     model_output: int = 0
     clip_output: int | None = 1
@@ -149,6 +161,8 @@ class Target:
             data["transform"] = self.transform
         if self.style:
             data["style"] = True
+        if self.pose is not None:
+            data["pose"] = self.pose
         if self.model_output != 0:
             data["model_output"] = self.model_output
         if self.clip_output != 1:
@@ -208,6 +222,14 @@ def _parse_target(param: str, raw: Any, problems: list[str]) -> Target | None:
             f"(these can: {', '.join(sorted(STYLE_PARAMETERS))})"
         )
         ok = False
+    pose = raw.get("pose")
+    if param == "poses":
+        if isinstance(pose, bool) or not isinstance(pose, int) or pose < 0:
+            problems.append(f"{where}: each target needs a 'pose' index (0 for the first pose, 1, …)")
+            ok = False
+    elif pose is not None:
+        problems.append(f"{where}: only 'poses' targets take a 'pose' index")
+        ok = False
     outputs: dict[str, int | None] = {}
     for key, default in (("model_output", 0), ("clip_output", 1), ("vae_output", 2)):
         value = raw.get(key, default)
@@ -227,6 +249,7 @@ def _parse_target(param: str, raw: Any, problems: list[str]) -> Target | None:
         input=strings["input"],
         transform=transform,
         style=style is True,
+        pose=pose if param == "poses" else None,
         model_output=outputs["model_output"] or 0,
         clip_output=outputs["clip_output"],
         vae_output=outputs["vae_output"] if outputs["vae_output"] is not None else 2,
@@ -265,8 +288,19 @@ def normalize_bindings(raw: Any) -> Bindings:
 
 
 def style_parameters(bindings: Bindings | dict[str, Any]) -> frozenset[str]:
-    """The parameters that follow the project's style: those with a target saying ``"style": true``."""
-    return frozenset(param for param, targets in _ensure_normalized(bindings).items() if any(t.style for t in targets))
+    """The parameters that follow the project's style: those with a target saying ``"style": true``.
+
+    Pose targets write the prompt too, so ``poses`` following the style brings ``prompt`` with it."""
+    names = {param for param, targets in _ensure_normalized(bindings).items() if any(t.style for t in targets)}
+    if "poses" in names:
+        names.add("prompt")
+    return frozenset(names)
+
+
+def pose_count(bindings: Bindings | dict[str, Any]) -> int:
+    """How many poses a template draws (its highest pose index + 1; 0 without a ``poses`` binding)."""
+    targets = _ensure_normalized(bindings).get("poses", [])
+    return max((t.pose for t in targets if t.pose is not None), default=-1) + 1
 
 
 def bindings_to_json(bindings: Bindings) -> dict[str, list[dict[str, Any]]]:

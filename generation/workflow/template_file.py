@@ -4,17 +4,22 @@ A shipped template is one JSON file in ``workflows/``::
 
     {"name": "...", "slug": "...", "kind": "image", "description": "...", "weightless": false,
      "graph": {...API format...}, "bindings": {...}}
+
+A character sheet that draws poses also says how its panels are laid out,
+``"layout": {"columns": 4, "rows": 2}``: :data:`SHEET_COLUMNS` columns and as many rows as the
+poses need (:func:`sheet_layout`), which the file must match.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generation.workflow.bindings import BindingError, normalize_bindings, resolve_bindings
+from generation.workflow.bindings import BindingError, normalize_bindings, pose_count, resolve_bindings
 from generation.workflow.graph import Graph, GraphFormatError, WorkflowError, validate_graph
 
 KINDS = ("image", "img2img", "character_sheet", "loop", "video", "segment")
@@ -81,6 +86,14 @@ WEIGHTLESS_NODES = frozenset(
     }
 )
 
+SHEET_COLUMNS = 4
+
+
+def sheet_layout(panels: int) -> dict[str, int]:
+    """A sheet of ``panels`` equal panels: 4 columns, as many rows as needed, no spacing."""
+    return {"columns": SHEET_COLUMNS, "rows": max(1, math.ceil(panels / SHEET_COLUMNS))}
+
+
 _SLUG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 
 
@@ -101,6 +114,7 @@ class TemplateSpec:
     weightless: bool
     graph: Graph
     bindings: dict[str, Any]
+    layout: dict[str, int] | None = None  # a character sheet's panels (see the module docstring)
 
 
 def parse_template(data: Any) -> TemplateSpec:
@@ -108,7 +122,7 @@ def parse_template(data: Any) -> TemplateSpec:
     if not isinstance(data, dict):
         raise TemplateFormatError(["a template file must be a JSON object"])
     problems: list[str] = []
-    known = {"name", "slug", "kind", "description", "weightless", "graph", "bindings"}
+    known = {"name", "slug", "kind", "description", "weightless", "graph", "bindings", "layout"}
     unknown = set(data) - known
     if unknown:
         problems.append(f"unknown keys: {', '.join(sorted(unknown))}")
@@ -131,11 +145,15 @@ def parse_template(data: Any) -> TemplateSpec:
         problems.extend(f"graph: {p}" for p in exc.problems)
         graph = None
     bindings = data.get("bindings", {})
+    layout = data.get("layout")
     if graph is not None:
         try:
-            resolve_bindings(graph, normalize_bindings(bindings))
+            normalized = normalize_bindings(bindings)
+            resolve_bindings(graph, normalized)
         except BindingError as exc:
             problems.extend(f"bindings: {p}" for p in exc.problems)
+        else:
+            problems.extend(_layout_problems(kind, layout, pose_count(normalized)))
         if weightless is True:
             heavy = sorted({n["class_type"] for n in graph.values()} - WEIGHTLESS_NODES)
             if heavy:
@@ -151,7 +169,20 @@ def parse_template(data: Any) -> TemplateSpec:
         weightless=weightless,
         graph=graph,
         bindings=bindings,
+        layout=layout,
     )
+
+
+def _layout_problems(kind: Any, layout: Any, poses: int) -> list[str]:
+    if layout is None:
+        if kind == "character_sheet" and poses:
+            return [f'a sheet of {poses} poses needs "layout": {json.dumps(sheet_layout(poses))}']
+        return []
+    if kind != "character_sheet" or not poses:
+        return ["'layout' is for character sheets that bind 'poses'"]
+    if layout != sheet_layout(poses):
+        return [f"'layout' must be {json.dumps(sheet_layout(poses))} for {poses} poses, not {json.dumps(layout)}"]
+    return []
 
 
 def load_template_file(path: Path) -> TemplateSpec:

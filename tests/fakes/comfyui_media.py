@@ -8,27 +8,63 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 
 @dataclass(frozen=True)
 class Frames:
-    """A batch of images (channels 3 or 4) or masks (channels 1) of one size and colour."""
+    """A batch of images (channels 3 or 4) or masks (channels 1) of one size and colour.
+
+    ``pixels``, when set, holds the batch as ComfyUI does ([count, height, width, channels]
+    floats in 0..1): the weightless nodes compute it for real from a loaded image, so a
+    template's output can be checked pixel by pixel. Without it only geometry and a fill colour
+    are tracked, and pixels are rendered when a file is written, so huge graphs stay cheap.
+    """
 
     width: int
     height: int
     count: int = 1
     channels: int = 3
     color: int = 0  # 0xRRGGBB for images; 0..255 grey level for masks
+    pixels: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> Frames:
+        """Frames holding ``pixels`` ([count, height, width, channels], floats in 0..1)."""
+        pixels = np.asarray(pixels, dtype=np.float32)
+        if pixels.ndim == 3:
+            pixels = pixels[..., None]
+        count, height, width, channels = pixels.shape
+        return cls(width, height, count, channels, 0, pixels)
 
     def resized(self, width: int, height: int) -> Frames:
-        return replace(self, width=max(1, int(width)), height=max(1, int(height)))
+        # Geometry only: a node that does not compute pixels drops them rather than lie.
+        return replace(self, width=max(1, int(width)), height=max(1, int(height)), pixels=None)
+
+    def array(self) -> np.ndarray:
+        """The batch as floats in 0..1, [count, height, width, channels] (a fill: uniform, as EmptyImage)."""
+        if self.pixels is not None:
+            return self.pixels
+        if self.channels == 1:
+            value: tuple[float, ...] = ((self.color & 0xFF) / 255.0,)
+        else:
+            value = tuple(((self.color >> shift) & 0xFF) / 255.0 for shift in (16, 8, 0))
+            if self.channels == 4:
+                value = (*value, 1.0)
+        return np.broadcast_to(np.asarray(value, np.float32), (self.count, self.height, self.width, self.channels))
 
     def image(self, index: int = 0) -> Image.Image:
+        if self.pixels is not None:
+            # ComfyUI's savers: clip(255 * x, 0, 255) as uint8 (truncation).
+            data = np.clip(self.pixels[index] * 255.0, 0, 255).astype(np.uint8)
+            mode = {1: "L", 3: "RGB", 4: "RGBA"}[self.channels]
+            return Image.fromarray(data[..., 0] if self.channels == 1 else data, mode)
         if self.channels == 1:
             return Image.new("L", (self.width, self.height), self.color & 0xFF)
         rgb = ((self.color >> 16) & 0xFF, (self.color >> 8) & 0xFF, self.color & 0xFF)
@@ -71,7 +107,7 @@ def animated_webp_bytes(frames: Frames, fps: float, lossless: bool = True, quali
         format="WEBP",
         save_all=True,
         append_images=images[1:],
-        duration=max(1, round(1000.0 / max(fps, 0.01))),
+        duration=max(1, int(1000.0 / max(fps, 0.01))),  # ComfyUI: int(1000.0 / fps)
         lossless=lossless,
         quality=quality,
         method=method,
@@ -90,7 +126,7 @@ def apng_bytes(frames: Frames, fps: float, text: dict[str, str], compress_level:
         format="PNG",
         save_all=True,
         append_images=images[1:],
-        duration=max(1, round(1000.0 / max(fps, 0.01))),
+        duration=max(1, int(1000.0 / max(fps, 0.01))),
         pnginfo=info,
         compress_level=compress_level,
     )
@@ -125,6 +161,16 @@ class _Bits:
         for byte in data:
             self.u(8, byte)
 
+    def bytes_so_far(self) -> bytes:
+        """The bits written so far (a whole number of bytes) as bytes."""
+        out = bytearray()
+        for i in range(0, len(self.bits), 8):
+            byte = 0
+            for bit in self.bits[i : i + 8]:
+                byte = (byte << 1) | bit
+            out.append(byte)
+        return bytes(out)
+
     def trailing(self) -> bytes:
         self.bits.append(1)
         self.align_zero()
@@ -137,16 +183,13 @@ class _Bits:
         return bytes(out)
 
 
+_START_CODE_LIKE = re.compile(b"\x00\x00(?=[\x00-\x03])")
+
+
 def _nal(nal_type: int, rbsp: bytes, ref_idc: int = 3) -> bytes:
-    escaped = bytearray()
-    zeros = 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            escaped.append(3)
-            zeros = 0
-        escaped.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes([(ref_idc << 5) | nal_type]) + bytes(escaped)
+    # Emulation prevention: 0x03 after every two zero bytes followed by a byte of 0..3.
+    escaped = _START_CODE_LIKE.sub(b"\x00\x00\x03", rbsp)
+    return bytes([(ref_idc << 5) | nal_type]) + escaped
 
 
 def _h264_headers(mb_w: int, mb_h: int, width: int, height: int) -> tuple[bytes, bytes]:
@@ -192,13 +235,30 @@ def _h264_headers(mb_w: int, mb_h: int, width: int, height: int) -> tuple[bytes,
     return _nal(7, sps.trailing()), _nal(8, pps.trailing())
 
 
+def _bt601_limited(rgb: np.ndarray) -> np.ndarray:
+    """RGB in 0..1 to BT.601 limited-range Y'CbCr (16..235, 16..240), as PyAV's yuv420p frames hold:
+    what a decoder assumes when the stream says nothing of its colours."""
+    matrix = np.array(
+        [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float32
+    )
+    return rgb @ matrix.T + np.array([16.0, 128.0, 128.0], dtype=np.float32)
+
+
 def _h264_idr(img: Image.Image, mb_w: int, mb_h: int, idr_id: int) -> bytes:
     padded = Image.new("RGB", (mb_w * 16, mb_h * 16))
     padded.paste(img.convert("RGB"))
-    y_plane, cb_plane, cr_plane = (
-        bytes(max(1, v) for v in plane.tobytes()) for plane in padded.convert("YCbCr").split()
-    )
-    full_w = mb_w * 16
+    ycc = _bt601_limited(np.asarray(padded, dtype=np.float32) / 255.0)
+    # 4:2:0: each chroma sample is the mean of its 2×2 block. Samples of 0 are raised to 1 so no
+    # macroblock's data can look like a start code.
+    h, w = ycc.shape[:2]
+    sub = ycc.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+    luma, cb, cr = (np.clip(np.rint(p), 1, 255).astype(np.uint8) for p in (ycc[..., 0], sub[..., 1], sub[..., 2]))
+    luma = luma.reshape(mb_h, 16, mb_w, 16).transpose(0, 2, 1, 3).reshape(mb_h * mb_w, 256)
+    chroma = [p.reshape(mb_h, 8, mb_w, 8).transpose(0, 2, 1, 3).reshape(mb_h * mb_w, 64) for p in (cb, cr)]
+    # Each macroblock: ue(25) = I_PCM (9 bits), zero bits up to the byte, then its 384 samples.
+    # Every macroblock ends byte-aligned, so after the first one ue(25) + padding is 0x0D 0x00.
+    blocks = np.concatenate([np.zeros((mb_h * mb_w, 2), np.uint8), luma, *chroma], axis=1)
+    blocks[:, 0] = 0x0D
     s = _Bits()
     s.ue(0)  # first_mb_in_slice
     s.ue(7)  # I slice
@@ -209,18 +269,11 @@ def _h264_idr(img: Image.Image, mb_w: int, mb_h: int, idr_id: int) -> bytes:
     s.u(1, 0)  # long_term_reference
     s.se(0)  # slice_qp_delta
     s.ue(1)  # deblocking off
-    for my in range(mb_h):
-        for mx in range(mb_w):
-            s.ue(25)  # I_PCM
-            s.align_zero()
-            for row in range(16):
-                start = (my * 16 + row) * full_w + mx * 16
-                s.raw(y_plane[start : start + 16])
-            for plane in (cb_plane, cr_plane):
-                for row in range(8):
-                    start = (my * 16 + row * 2) * full_w + mx * 16
-                    s.raw(plane[start : start + 16 : 2])
-    return _nal(5, s.trailing())
+    s.ue(25)  # the first macroblock's type: I_PCM
+    s.align_zero()
+    head = s.bytes_so_far()
+    # rbsp_trailing_bits: a stop bit, then zeros to the byte.
+    return _nal(5, head + blocks.tobytes()[2:] + b"\x80")
 
 
 def _box(kind: bytes, *payload: bytes) -> bytes:
@@ -239,8 +292,9 @@ def mp4_bytes(frames: Frames, fps: float) -> bytes:
     sps, pps = _h264_headers(mb_w, mb_h, width, height)
     samples = [_h264_idr(frames.image(i).resize((width, height)), mb_w, mb_h, i) for i in range(frames.count)]
     samples = [struct.pack(">I", len(s)) + s for s in samples]
-    timescale = 1000
-    delta = max(1, round(timescale / max(fps, 0.01)))
+    # A whole number of ticks per frame at any fps (PyAV's files give 24 fps exactly, not 1000/42).
+    timescale = max(1, round(max(fps, 0.01) * 1000))
+    delta = 1000
     duration = delta * len(samples)
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2avc1mp41")
     mdat_payload = b"".join(samples)

@@ -45,7 +45,16 @@ def test_rows_carry_the_file_contents():
     assert (row.name, row.kind, row.weightless) == (doc["name"], "loop", True)
     assert row.graph == doc["graph"]
     assert row.bindings == doc["bindings"]
-    assert row.required_nodes == ["EmptyImage", "ImageAddNoise", "ImageBlur", "SaveAnimatedWEBP"]
+    assert row.required_nodes == [
+        "EmptyImage",
+        "ImageBatch",
+        "ImageBlend",
+        "ImageFromBatch",
+        "ImageScale",
+        "LoadImage",
+        "RepeatImageBatch",
+        "SaveAnimatedWEBP",
+    ]
 
 
 @pytest.fixture

@@ -49,6 +49,7 @@ def test_shipped_template_runs(comfy, path):
         "frames": 4,
         "fps": 8,
         "init_image": uploaded,
+        "reference_image": uploaded,
         "checkpoint": "anime_v1.safetensors",
         "filename_prefix": f"tower/{template.slug}",
     }

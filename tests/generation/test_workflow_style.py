@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from generation.services.inputs import ImageSource
 from generation.services.jobs import JobError
 from generation.services.submit import jobs_create
 from generation.services.templates import template_import
@@ -100,8 +101,10 @@ def test_shipped_templates_still_follow_the_style(styled, owner, enqueued):
     assert (sampler["sampler_name"], job.graph["5"]["inputs"]["width"]) == ("dpmpp_2m", 768)
     assert job.graph["6"]["inputs"]["text"] == "rooftop, neon lighting"
     assert job.graph["7"]["inputs"]["text"] == "worst quality"
-    [loop] = jobs_create(user=owner, project=styled, template=shipped("weightless-loop"))
-    assert loop.graph["4"]["inputs"]["fps"] == 12
+    first_frame = ImageSource(path="inputs/first.png", sha256="0" * 64, extension="png")
+    [clip] = jobs_create(user=owner, project=styled, template=shipped("weightless-segment"), init_image=first_frame)
+    [saver] = [n for n in clip.graph.values() if n["class_type"] == "SaveAnimatedWEBP"]
+    assert saver["inputs"]["fps"] == 12
 
 
 def test_several_jobs_of_a_template_without_a_seed_input_are_refused(styled, owner, enqueued):

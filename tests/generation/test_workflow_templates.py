@@ -128,7 +128,8 @@ def test_weightless_template_changes_with_seed_and_size(path):
     two = apply(template.graph, template.bindings, {**PARAMS, "seed": 2}).graph
     wide = apply(template.graph, template.bindings, {**PARAMS, "seed": 1, "width": 512}).graph
     assert one != two
-    assert one != wide
+    if template.kind != "character_sheet":  # a sheet is 1024×1024 whatever the panel size asked
+        assert one != wide
 
 
 @pytest.mark.parametrize("path", MODEL, ids=[p.stem for p in MODEL])

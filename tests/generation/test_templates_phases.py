@@ -1,0 +1,189 @@
+"""The phase templates: the weightless ones make exactly the phases' specifications on the fake
+ComfyUI (which runs their nodes on real pixels), and the model ones bind and validate."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageSequence
+
+from generation.workflow import ParameterError, apply, load_template_file, pose_count, sheet_layout
+from projects.models import DEFAULT_SHEET_POSES
+from tests.fakes.comfyui import FakeComfy
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+
+
+def _reference() -> Image.Image:
+    """An asymmetric picture: a gradient with shapes off-centre, so no flip or crop looks the same."""
+    width, height = 300, 420
+    x = np.linspace(0, 255, width, dtype=np.float32)
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)), (x + y) / 2], -1)
+    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((40, 30, 150, 140), fill=(240, 200, 60))
+    draw.rectangle((180, 260, 280, 400), fill=(20, 40, 200))
+    draw.line((0, 0, 299, 200), fill=(255, 255, 255), width=9)
+    return image
+
+
+@pytest.fixture(scope="module")
+def comfy():
+    with FakeComfy() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def uploaded(comfy):
+    buffer = io.BytesIO()
+    _reference().save(buffer, format="PNG")
+    with httpx.Client(base_url=comfy.url, timeout=10) as client:
+        response = client.post("/upload/image", files={"image": ("tower_ref.png", buffer.getvalue(), "image/png")})
+    assert response.status_code == 200, response.text
+    return response.json()["name"]
+
+
+def _run(comfy: FakeComfy, slug: str, params: dict) -> tuple[dict, bytes]:
+    template = load_template_file(WORKFLOWS / f"{slug}.json")
+    graph = apply(template.graph, template.bindings, params).graph
+    with httpx.Client(base_url=comfy.url, timeout=30) as client:
+        response = client.post("/prompt", json={"prompt": graph, "client_id": "tower-test"})
+        assert response.status_code == 200, response.text
+        prompt_id = response.json()["prompt_id"]
+        entry = comfy.wait_for(lambda: comfy.history.get(prompt_id), timeout=60, what=f"prompt {prompt_id}")
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        [file] = [f for out in entry["outputs"].values() for f in out.get("images", [])]
+        data = client.get("/view", params=file).content
+    return file, data
+
+
+def _scaled(image: Image.Image, width: int, height: int) -> np.ndarray:
+    """ImageScale with crop "center": cut the sides to the new aspect, then resize."""
+    old = image.width / image.height
+    new = width / height
+    x = round((image.width - image.width * new / old) / 2) if old > new else 0
+    y = round((image.height - image.height * old / new) / 2) if old < new else 0
+    box = (x, y, image.width - x, image.height - y)
+    return np.asarray(image.crop(box).resize((width, height), Image.LANCZOS).convert("RGB"))
+
+
+def _mean_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+def test_weightless_sheet_is_8_distinct_panels_in_one_1024_square(comfy, uploaded):
+    file, data = _run(
+        comfy,
+        "weightless-sheet",
+        {"reference_image": uploaded, "seed": 11, "prompt": "red hair", "poses": list(DEFAULT_SHEET_POSES)},
+    )
+    sheet = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert file["filename"].endswith(".png") and sheet.shape == (1024, 1024, 3)
+    panels = [sheet[r * 512 : (r + 1) * 512, c * 256 : (c + 1) * 256] for r in range(2) for c in range(4)]
+    differences = {(i, j): _mean_diff(panels[i], panels[j]) for i, j in itertools.combinations(range(8), 2)}
+    alike = {pair: round(d, 1) for pair, d in differences.items() if d < 12}
+    assert not alike, f"panels too alike (mean abs difference in levels): {alike}"
+    # The first panel is the reference itself (scaled, lightly tinted and grained), not a stranger.
+    assert _mean_diff(panels[0], _scaled(_reference(), 256, 512)) < min(differences.values())
+
+
+def test_weightless_sheet_panels_differ_even_for_a_flat_reference(comfy):
+    """A one-colour reference makes every flip and crop identical: the pose tints and the grain
+    still tell the panels apart."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 90, 60)).save(buffer, format="PNG")
+    with httpx.Client(base_url=comfy.url, timeout=10) as client:
+        name = client.post("/upload/image", files={"image": ("flat.png", buffer.getvalue(), "image/png")}).json()[
+            "name"
+        ]
+    _, data = _run(comfy, "weightless-sheet", {"reference_image": name, "seed": 3, "poses": list(DEFAULT_SHEET_POSES)})
+    sheet = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    panels = [sheet[r * 512 : (r + 1) * 512, c * 256 : (c + 1) * 256] for r in range(2) for c in range(4)]
+    means = [p.reshape(-1, 3).mean(axis=0) for p in panels]
+    for i, j in itertools.combinations(range(8), 2):
+        assert _mean_diff(panels[i], panels[j]) > 3, (i, j)
+        assert np.abs(means[i] - means[j]).max() > 1, (i, j)  # not only grain: another tint
+
+
+def test_weightless_loop_is_48_frames_at_24_fps_that_close_the_loop(comfy, uploaded):
+    file, data = _run(comfy, "weightless-loop", {"init_image": uploaded, "seed": 5})
+    assert file["filename"].endswith(".webp")
+    with Image.open(io.BytesIO(data)) as webp:
+        frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(webp)]
+        duration = webp.info["duration"]
+    assert len(frames) == 48
+    assert duration == int(1000 / 24)  # what ComfyUI writes for 24 fps
+    steps = [_mean_diff(a, b) for a, b in itertools.pairwise(frames)]
+    seam = _mean_diff(frames[-1], frames[0])
+    assert max(steps) < 3, steps  # gentle: no jump between frames
+    assert max(_mean_diff(f, frames[0]) for f in frames) > 6  # yet it moves
+    assert seam <= 2 * float(np.median(steps)) + 1, (seam, steps)  # the last frame leads into the first
+
+
+def test_weightless_video_is_120_frames_at_24_fps_starting_on_the_input(comfy, uploaded, tmp_path):
+    file, data = _run(comfy, "weightless-video", {"init_image": uploaded, "seed": 9})
+    assert file["filename"].endswith(".mp4")
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data)
+    capture = cv2.VideoCapture(str(path))
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        frames = []
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()
+    assert len(frames) == 120
+    assert fps == pytest.approx(24.0)
+    # The input, centre-cropped to a square and scaled to 256×256 as ImageScale does.
+    assert frames[0].shape == (256, 256, 3)
+    assert _mean_diff(frames[0], _scaled(_reference(), 256, 256)) < 4  # YUV 4:2:0 rounding only
+    assert max(_mean_diff(a, b) for a, b in itertools.pairwise(frames)) < 3
+    assert max(_mean_diff(f, frames[0]) for f in frames) > 6
+
+
+def test_frames_and_seed_reach_the_loop():
+    template = load_template_file(WORKFLOWS / "weightless-loop.json")
+    one = apply(template.graph, template.bindings, {"init_image": "a.png", "seed": 1, "frames": 96}).graph
+    two = apply(template.graph, template.bindings, {"init_image": "a.png", "seed": 2, "frames": 96}).graph
+    assert one["6"]["inputs"]["length"] == 96
+    assert one["3"]["inputs"]["blend_factor"] != two["3"]["inputs"]["blend_factor"]
+    assert 0.5 <= one["3"]["inputs"]["blend_factor"] <= 1.0
+
+
+def test_the_sheet_template_records_its_layout():
+    for slug in ("weightless-sheet",):
+        template = load_template_file(WORKFLOWS / f"{slug}.json")
+        assert template.layout == {"columns": 4, "rows": 2} == sheet_layout(pose_count(template.bindings))
+        assert pose_count(template.bindings) == len(DEFAULT_SHEET_POSES)
+
+
+def test_poses_must_match_the_sheet():
+    template = load_template_file(WORKFLOWS / "weightless-sheet.json")
+    with pytest.raises(ParameterError, match=r"draws 8 poses .* must list 8, not 3"):
+        apply(template.graph, template.bindings, {"poses": ["front", "back", "side"]})
+    with pytest.raises(ParameterError, match="poses must be a non-empty list"):
+        apply(template.graph, template.bindings, {"poses": "front view"})
+    with pytest.raises(ParameterError, match="poses item 2 must be non-empty text"):
+        apply(template.graph, template.bindings, {"poses": ["a", "b", " ", "d", "e", "f", "g", "h"]})
+
+
+def test_layout_in_a_template_file_must_fit_its_poses():
+    from generation.workflow import TemplateFormatError, parse_template
+
+    doc = json.loads((WORKFLOWS / "weightless-sheet.json").read_text())
+    with pytest.raises(TemplateFormatError, match=r"'layout' must be \{\"columns\": 4, \"rows\": 2\}"):
+        parse_template({**doc, "layout": {"columns": 2, "rows": 4}})
+    with pytest.raises(TemplateFormatError, match='needs "layout"'):
+        parse_template({key: value for key, value in doc.items() if key != "layout"})
