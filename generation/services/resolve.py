@@ -35,7 +35,7 @@ from django.utils.module_loading import import_string
 from characters.models import Character, CharacterVersion, Variation
 from characters.prompt import attribute_prompt_for, character_attributes, design_prompt_for, split_tags
 from generation.workflow import STYLE_PARAMETERS, ParameterError, coerce_parameter
-from projects.models import GenerationStyle, Mode, Project, Scene
+from projects.models import DEFAULT_SHEET_POSES, GenerationStyle, Mode, Project, Scene
 
 LEARNED_NEGATIVES_LIMIT = 12
 
@@ -245,6 +245,8 @@ def resolve_job_parameters(
             name: (value if name in style_fields else ([] if name == "loras" else None))
             for name, value in parameters.items()
         }
+    if style_fields is not None and "poses" in style_fields:  # a sheet's panels: the project's poses
+        parameters["poses"] = list(project.sheet_poses or DEFAULT_SHEET_POSES)
     parameters.update(applied)
     if "vae" in applied and not applied["vae"]:
         parameters["vae"] = None  # an explicit "" means the checkpoint's own VAE
