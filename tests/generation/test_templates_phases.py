@@ -187,3 +187,34 @@ def test_layout_in_a_template_file_must_fit_its_poses():
         parse_template({**doc, "layout": {"columns": 2, "rows": 4}})
     with pytest.raises(TemplateFormatError, match='needs "layout"'):
         parse_template({key: value for key, value in doc.items() if key != "layout"})
+
+
+@pytest.mark.django_db
+def test_the_projects_poses_reach_the_sheet_with_the_prompt(project, owner, enqueued):
+    from generation.services.inputs import ImageSource
+    from generation.services.submit import jobs_create
+    from generation.workflow import TRANSFORMS
+    from tests.generation.engine_helpers import shipped
+
+    poses = [f"pose {n}" for n in range(8)]
+    project.sheet_poses = poses
+    project.save(update_fields=["sheet_poses"])
+    reference = ImageSource(path="inputs/ref.png", sha256="1" * 64, extension="png")
+    [job] = jobs_create(
+        user=owner,
+        project=project,
+        template=shipped("weightless-sheet"),
+        prompt="red hair",
+        images={"reference_image": reference},
+    )
+    assert job.params["poses"] == poses
+    tints = [job.graph[str(21 + n)]["inputs"]["color"] for n in range(8)]
+    prompt = job.prompt
+    assert tints == [TRANSFORMS["color_from_text"](f"{prompt}, pose {n}") for n in range(8)]
+    assert len(set(tints)) == 8
+    project.sheet_poses = poses[:5]
+    project.save(update_fields=["sheet_poses"])
+    with pytest.raises(Exception, match="draws 8 poses"):
+        jobs_create(
+            user=owner, project=project, template=shipped("weightless-sheet"), images={"reference_image": reference}
+        )
