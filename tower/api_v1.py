@@ -14,6 +14,7 @@ from characters.api import CharacterViewSet, ReferenceViewSet, VariationViewSet,
 from generation.api import AssetViewSet, InputImageViewSet, JobViewSet, TemplateViewSet
 from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
 from quality.api import JobQualityView, QualityViewSet
+from quality.orchestration_api import OrchestrationViewSet
 from tower.api import Router
 from tower.models import ApiToken, hash_token, new_raw_token
 
@@ -108,6 +109,7 @@ router.register("input-images", InputImageViewSet, basename="input-image")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("quality", QualityViewSet, basename="quality")
+router.register("orchestrations", OrchestrationViewSet, basename="orchestration")
 
 urlpatterns = [
     *router.urls,
