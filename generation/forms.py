@@ -13,6 +13,7 @@ from characters.selectors import characters_visible_to, variations_visible_to, v
 from generation.choices import backend_choices
 from generation.models import AssetKind, Backend, JobKind, JobStatus
 from generation.selectors import templates_visible_to
+from generation.services.inputs import template_image_inputs
 from generation.workflow import MAX_SEED
 from projects.models import Mode
 from projects.selectors import AnyUser, projects_visible_to
@@ -28,12 +29,6 @@ CONTROLS = (*NAMED_CONTROLS, *NUMBER_CONTROLS)
 MAX_LORAS = 12
 IMAGE_CHOICE = re.compile(r"^(reference|version|asset|upload):(\d{1,18})$")
 NOT_OFFERED = "not offered by any enabled backend"
-
-
-def template_image_inputs(template: Any) -> list[str]:
-    """The image parameters a template binds (C1's list; generation.services.inputs is not committed yet)."""
-    bound = template.bindings or {}
-    return [name for name in ("init_image", "reference_image") if bound.get(name)]
 
 
 def style_defaults(project: Any, mode: str) -> dict[str, Any]:

@@ -36,7 +36,12 @@ from generation.models import (
     JobStatus,
     WorkflowTemplate,
 )
-from generation.selectors import assets_visible_to, backends_user_can_manage, jobs_visible_to
+from generation.selectors import (
+    assets_visible_to,
+    backends_user_can_manage,
+    input_images_visible_to,
+    jobs_visible_to,
+)
 from generation.services.backends import (
     BackendError,
     backend_check,
@@ -44,6 +49,7 @@ from generation.services.backends import (
     backend_update,
     backends_set_enabled,
 )
+from generation.services.inputs import input_image_create
 from generation.services.jobs import JobError
 from generation.services.requests import submit_request
 from generation.services.resolve import Resolved, ResolveError, resolve_job_parameters
@@ -51,7 +57,8 @@ from generation.services.submit import job_cancel, job_reproduce, job_retry, job
 from generation.services.thumbnails import asset_thumbnail_ensure
 from generation.workflow import WorkflowError, apply, preflight, style_parameters
 from projects.models import Project
-from projects.selectors import project_ids_visible_to, project_user_can_write
+from projects.selectors import project_get_for_user, project_user_can_write
+from tower.thumbnails import thumb_name
 from tower.views import PAGE_SIZE, form_add_service_errors, page_login_required, querystring_without_page, render_page
 
 JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
@@ -118,16 +125,24 @@ def _int(value: Any) -> int:
 @page_login_required
 @require_http_methods(["GET", "POST"])
 def generate(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and request.POST.get("upload_for"):
+        return _upload_input_image(request)
     if request.method == "POST":
         form = GenerateForm(request.POST, user=request.user)
         if form.is_valid():
             try:
-                jobs = submit_request(user=request.user, data=form.request_data())
+                data = form.request_data()
+                uploaded = _store_uploads(request, form)  # files sent with the form (no script)
+                data["images"].update({param: {"upload": image.pk} for param, image in uploaded.items()})
+                jobs = submit_request(user=request.user, data=data)
             except JobError as exc:
                 _add_submit_error(form, str(exc))
+            except ValidationError as exc:
+                form_add_service_errors(form, exc)
             else:
                 _say_submitted(request, jobs)
-                return HttpResponseRedirect(_after_submit_url(request, jobs))
+                chosen = {f"image_{param}": f"upload:{image.pk}" for param, image in uploaded.items()}
+                return HttpResponseRedirect(_after_submit_url(request, jobs, chosen))
     elif request.GET.get("pane"):
         # The output pane alone, re-read on a socket (re)connect: events sent meanwhile are lost.
         return render(request, "generation/_generate_output.html", {**_output_pane(request), "oob": True})
@@ -166,11 +181,63 @@ def _add_submit_error(form: GenerateForm, message: str) -> None:
 MAX_PANE_JOBS = 64
 
 
-def _after_submit_url(request: HttpRequest, jobs: list[Job]) -> str:
+def _store_uploads(request: HttpRequest, form: GenerateForm) -> dict[str, InputImage]:
+    """The images sent in the form's upload fields, stored as the project's input images.
+
+    A ValidationError names the picker's field (``image_<param>``) so the reason shows beside it.
+    """
+    files = {
+        param: request.FILES[f"upload_{param}"] for param in form.image_parameters if f"upload_{param}" in request.FILES
+    }
+    if not files:
+        return {}
+    project = project_get_for_user(user=request.user, pk=form.cleaned_data["project"].pk, write=True)
+    stored = {}
+    for param, upload in files.items():
+        try:
+            stored[param], _ = input_image_create(
+                project=project, user=request.user, upload=upload, original_name=upload.name or ""
+            )
+        except ValidationError as exc:
+            raise ValidationError({f"image_{param}": " ".join(exc.messages)}) from None
+    return stored
+
+
+def _upload_input_image(request: HttpRequest) -> HttpResponse:
+    """A file chosen in a picker, uploaded at once (the picker's own request): the picker comes
+    back with it among the uploads and chosen, and the preview follows."""
+    param = request.POST["upload_for"]
+    query = request.POST.copy()
+    form = GenerateForm(query, user=request.user, lenient=True)
+    form.is_valid()
+    form.errors.clear()
+    upload = request.FILES.get(f"upload_{param}")
+    project = form.cleaned_data.get("project")
+    if param not in form.image_parameters or project is None or upload is None:
+        raise Http404("No such image input")
+    project = project_get_for_user(user=request.user, pk=project.pk, write=True)
+    try:
+        image, _ = input_image_create(
+            project=project, user=request.user, upload=upload, original_name=upload.name or ""
+        )
+    except ValidationError as exc:
+        form.add_error(f"image_{param}", " ".join(exc.messages))
+    else:
+        query[f"image_{param}"] = f"upload:{image.pk}"
+        form = GenerateForm(query, user=request.user, lenient=True)
+        form.is_valid()
+        form.errors.clear()
+    context = {"form": form, "pickers": image_pickers(request.user, form), "oob": True}
+    context.update(_generate_preview(request, form))
+    return render(request, "generation/_generate_upload.html", context)
+
+
+def _after_submit_url(request: HttpRequest, jobs: list[Job], chosen: dict[str, str]) -> str:
     """Back to the Generate page with the same choices, its output pane showing the new jobs."""
     query = request.POST.copy()
     for key in ("csrfmiddlewaretoken", "changed", "pane"):
         query.pop(key, None)
+    query.update(chosen)
     query["submitted"] = ",".join(str(job.pk) for job in jobs)
     return f"{_url('generate')}?{query.urlencode()}#generate-output"
 
@@ -231,7 +298,8 @@ def image_pickers(user: Any, form: GenerateForm) -> list[dict[str, Any]]:
     references = references_visible_to(user).filter(character__project=project)
     if character is not None:
         references = references.filter(character=character)
-        references = references.filter(Q(version__isnull=True) | Q(version=version)) if version else references
+        # The base design's references, and the chosen version's own.
+        references = references.filter(Q(version__isnull=True) | Q(version=version))
     references = references.select_related("character", "version").order_by("character__name", "-is_primary", "pk")
     assets = (
         assets_visible_to(user)
@@ -239,7 +307,7 @@ def image_pickers(user: Any, form: GenerateForm) -> list[dict[str, Any]]:
         .select_related(None)
         .order_by("-created_at", "-pk")[:PICKER_LIMIT]
     )
-    uploads = input_images_for(user).filter(project=project).order_by("-created_at", "-pk")[:PICKER_LIMIT]
+    uploads = input_images_visible_to(user).filter(project=project).order_by("-created_at", "-pk")[:PICKER_LIMIT]
     groups = [
         (
             "references",
@@ -247,7 +315,7 @@ def image_pickers(user: Any, form: GenerateForm) -> list[dict[str, Any]]:
             [
                 {
                     "value": f"reference:{ref.pk}",
-                    "url": ref.image.url,
+                    "url": _thumb_url(ref.image),
                     "title": f"{ref.character.name}{f' · {ref.version.name}' if ref.version else ''}"
                     f"{' · primary' if ref.is_primary else ''} (reference #{ref.pk})",
                 }
@@ -270,7 +338,7 @@ def image_pickers(user: Any, form: GenerateForm) -> list[dict[str, Any]]:
             "uploads",
             "Uploads",
             [
-                {"value": f"upload:{image.pk}", "url": image.file.url, "title": f"upload #{image.pk}"}
+                {"value": f"upload:{image.pk}", "url": _thumb_url(image.file), "title": f"upload #{image.pk}"}
                 for image in uploads
             ],
         ),
@@ -290,9 +358,10 @@ def image_pickers(user: Any, form: GenerateForm) -> list[dict[str, Any]]:
     return pickers
 
 
-def input_images_for(user: Any) -> QuerySet[InputImage]:
-    """Uploads the user may use (C1's ``input_images_visible_to`` once it is committed)."""
-    return InputImage.objects.filter(project__in=project_ids_visible_to(user))
+def _thumb_url(file: Any) -> str:
+    """The JPEG thumbnail stored beside an uploaded image or reference, else the image itself."""
+    name = thumb_name(file.name)
+    return file.storage.url(name) if file.storage.exists(name) else file.url
 
 
 # Which choices depend on a field: a project has its characters and workflows, a character its
