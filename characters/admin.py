@@ -14,13 +14,21 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from characters.models import Character, CharacterVersion, ReferenceEmbedding, ReferenceImage, Variation
+from characters.models import (
+    Character,
+    CharacterAttribute,
+    CharacterVersion,
+    ReferenceEmbedding,
+    ReferenceImage,
+    Variation,
+)
 from characters.services import (
     character_add_reference,
     character_delete,
     reference_delete,
     reference_set_primary,
     reference_update,
+    version_delete,
 )
 from tower.admin import (
     PREVIEW_PX,
@@ -54,8 +62,9 @@ class ReferenceImageInline(ScopedInline, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["thumb", "is_primary", "dimensions", "original_name", "note", "created_at"]
-    readonly_fields = ["thumb", "is_primary", "dimensions", "original_name", "created_at"]
+    fk_name = "character"
+    fields = ["thumb", "version", "is_primary", "dimensions", "original_name", "note", "created_at"]
+    readonly_fields = ["thumb", "version", "is_primary", "dimensions", "original_name", "created_at"]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -69,11 +78,19 @@ class ReferenceImageInline(ScopedInline, admin.TabularInline):
         return f"{obj.width}×{obj.height}"
 
 
+class CharacterAttributeInline(ScopedInline, admin.TabularInline):
+    """Structured traits, joined to the prompt by priority (highest first)."""
+
+    model = CharacterAttribute
+    extra = 0
+    fields = ["type", "value", "prompt_tokens", "priority"]
+
+
 class CharacterVersionInline(ScopedInline, admin.TabularInline):
     model = CharacterVersion
     extra = 0
     show_change_link = True
-    fields = ["name", "slug", "order", "prompt_delta", "negative_delta"]
+    fields = ["name", "slug", "age_state", "emotional_state", "order", "prompt_delta", "negative_delta"]
     prepopulated_fields = {"slug": ["name"]}
 
 
@@ -81,7 +98,7 @@ class VariationInline(ScopedInline, admin.TabularInline):
     model = Variation
     extra = 0
     show_change_link = True
-    fields = ["kind", "name", "slug", "prompt_delta", "negative_delta"]
+    fields = ["kind", "name", "slug", "replaces", "prompt_delta", "negative_delta"]
     prepopulated_fields = {"slug": ["name"]}
 
 
@@ -93,34 +110,51 @@ class PrimaryReferenceFilter(admin.SimpleListFilter):
         return [("yes", "Has one"), ("no", "Missing")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Character]) -> QuerySet[Character]:
+        own_primary = {"references__is_primary": True, "references__version__isnull": True}
         if self.value() == "yes":
-            return queryset.filter(references__is_primary=True)
+            return queryset.filter(**own_primary).distinct()
         if self.value() == "no":
-            return queryset.exclude(references__is_primary=True)
+            return queryset.exclude(pk__in=Character.objects.filter(**own_primary).values("pk"))
         return queryset
 
 
 @admin.register(Character)
 class CharacterAdmin(ProjectScopedAdmin):
     project_lookup = "project"
-    inlines = [ReferenceImageInline, CharacterVersionInline, VariationInline]
-    list_display = ["name", "primary_thumb", "project", "trigger_word", "reference_count", "consistency_threshold"]
+    inlines = [CharacterAttributeInline, ReferenceImageInline, CharacterVersionInline, VariationInline]
+    list_display = [
+        "name",
+        "primary_thumb",
+        "project",
+        "trigger_word",
+        "reference_count",
+        "consistency_threshold",
+        "palette_gated",
+    ]
     list_select_related = ["project"]
-    list_filter = [("project", RelatedOnlyFieldListFilter), PrimaryReferenceFilter]
+    list_filter = [("project", RelatedOnlyFieldListFilter), PrimaryReferenceFilter, "palette_gated"]
     search_fields = ["name", "slug", "trigger_word", "project__name"]
     autocomplete_fields = ["project", "scenes"]
     prepopulated_fields = {"slug": ["name"]}
     # The palette is extracted from the references; it follows them.
     readonly_fields = ["palette_swatches", "created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["project", "name", "slug", "trigger_word", "consistency_threshold"]}),
+        (None, {"fields": ["project", "name", "slug", "trigger_word"]}),
         ("Prompt", {"fields": ["design_prompt", "negative_prompt", "learned_negatives"]}),
-        ("Design", {"fields": ["attributes", "palette_swatches", "bible", "scenes"]}),
+        # The structured attributes are the inline below; the old JSON field is no longer read.
+        ("Design", {"fields": ["palette_swatches", "bible", "scenes"]}),
+        (
+            "Consistency",
+            {
+                "fields": ["consistency_threshold", "palette_gated", "palette_threshold"],
+                "description": "Empty thresholds follow the project's (threshold_similarity, threshold_palette).",
+            },
+        ),
         ("Dates", {"fields": ["created_at", "updated_at"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Character]:
-        primary = ReferenceImage.objects.filter(is_primary=True)
+        primary = ReferenceImage.objects.filter(is_primary=True, version__isnull=True)
         return (
             super()
             .get_queryset(request)
@@ -178,7 +212,7 @@ class ReferenceAddForm(forms.ModelForm):
 
     class Meta:
         model = ReferenceImage
-        fields = ["character", "note"]
+        fields = ["character", "version", "note"]
 
     def _post_clean(self) -> None:
         super()._post_clean()
@@ -192,6 +226,7 @@ class ReferenceAddForm(forms.ModelForm):
                 original_name=upload.name or "",
                 primary=True if self.cleaned_data.get("make_primary") else None,
                 note=self.cleaned_data.get("note", ""),
+                version=self.cleaned_data.get("version"),
             )
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
@@ -208,17 +243,27 @@ class ReferenceEmbeddingInline(ReadOnlyInline):
 @admin.register(ReferenceImage)
 class ReferenceImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
     project_lookup = "character__project"
-    list_display = ["thumb", "character", "project", "is_primary", "dimensions", "original_name", "created_at"]
+    list_display = [
+        "thumb",
+        "character",
+        "version",
+        "project",
+        "is_primary",
+        "dimensions",
+        "original_name",
+        "created_at",
+    ]
     list_display_links = ["thumb", "character"]
-    list_select_related = ["character", "character__project"]
-    list_filter = ["is_primary", ("character__project", RelatedOnlyFieldListFilter)]
+    list_select_related = ["character", "character__project", "version"]
+    list_filter = ["is_primary", ("character__project", RelatedOnlyFieldListFilter), "version__age_state"]
     search_fields = ["character__name", "original_name", "note", "=sha256"]
-    autocomplete_fields = ["character"]
+    autocomplete_fields = ["character", "version"]
     date_hierarchy = "created_at"
     actions = ["make_primary"]
     readonly_fields = [
         "preview",
         "character",
+        "version",
         "is_primary",
         "width",
         "height",
@@ -229,6 +274,7 @@ class ReferenceImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
     fields = [
         "preview",
         "character",
+        "version",
         "is_primary",
         "note",
         "original_name",
@@ -244,7 +290,7 @@ class ReferenceImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ReferenceImage | None = None) -> list[Any]:
         if obj is None:
-            return ["character", "upload", "make_primary", "note"]
+            return ["character", "version", "upload", "make_primary", "note"]
         return super().get_fields(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ReferenceImage | None = None) -> list[str]:
@@ -287,8 +333,9 @@ class ReferenceImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
 
     @admin.action(description="Make the selected reference the primary one", permissions=["change"])
     def make_primary(self, request: HttpRequest, queryset: QuerySet[ReferenceImage]) -> None:
-        per_character = Counter(queryset.values_list("character_id", flat=True))
-        crowded_ids = [pk for pk, n in per_character.items() if n > 1]
+        # One primary per character's own references, and one per version's.
+        per_scope = Counter(queryset.values_list("character_id", "version_id"))
+        crowded_ids = [character for (character, _version), n in per_scope.items() if n > 1]
         if crowded_ids:
             crowded = sorted(Character.objects.filter(pk__in=crowded_ids).values_list("name", flat=True))
             self.message_user(
@@ -339,24 +386,57 @@ class ReferenceEmbeddingAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 # --- Versions and variations -------------------------------------------------------------------
 
 
+class VersionReferenceInline(ScopedInline, admin.TabularInline):
+    """The version's own references; added on the reference page (choose the version there)."""
+
+    model = ReferenceImage
+    fk_name = "version"
+    verbose_name = "version reference"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["thumb", "is_primary", "dimensions", "original_name", "note", "created_at"]
+    readonly_fields = ["thumb", "is_primary", "dimensions", "original_name", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="image")
+    def thumb(self, obj: ReferenceImage) -> str:
+        return _reference_thumb(obj)
+
+    @admin.display(description="size")
+    def dimensions(self, obj: ReferenceImage) -> str:
+        return f"{obj.width}×{obj.height}"
+
+
 @admin.register(CharacterVersion)
 class CharacterVersionAdmin(ProjectScopedAdmin):
     project_lookup = "character__project"
-    list_display = ["name", "character", "order", "slug", "created_at"]
+    inlines = [VersionReferenceInline]
+    list_display = ["name", "character", "age_state", "emotional_state", "order", "slug", "created_at"]
     list_select_related = ["character"]
-    list_filter = [("character__project", RelatedOnlyFieldListFilter)]
+    list_filter = ["age_state", "emotional_state", ("character__project", RelatedOnlyFieldListFilter)]
     search_fields = ["name", "slug", "character__name"]
     autocomplete_fields = ["character"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at"]
 
+    def delete_model(self, request: HttpRequest, obj: CharacterVersion) -> None:
+        version_delete(version=obj)  # removes its references' files too
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[CharacterVersion]) -> None:
+        with transaction.atomic():
+            for version in queryset:
+                version_delete(version=version)
+
 
 @admin.register(Variation)
 class VariationAdmin(ProjectScopedAdmin):
     project_lookup = "character__project"
-    list_display = ["name", "kind", "character", "slug", "created_at"]
+    list_display = ["name", "kind", "replaces", "character", "slug", "created_at"]
     list_select_related = ["character"]
-    list_filter = ["kind", ("character__project", RelatedOnlyFieldListFilter)]
+    list_filter = ["kind", "replaces", ("character__project", RelatedOnlyFieldListFilter)]
     search_fields = ["name", "slug", "character__name"]
     autocomplete_fields = ["character"]
     prepopulated_fields = {"slug": ["name"]}

@@ -313,3 +313,46 @@ def test_bulk_delete_goes_through_the_service(admin_client, character, django_ca
     assert response.status_code == 302
     assert list(ReferenceImage.objects.values_list("pk", "is_primary")) == [(third.pk, True)]
     assert not Path(first.image.path).exists()
+
+
+# --- Consistency engine: attributes, versions' references ------------------------------------------
+
+
+def test_character_page_edits_attributes_inline_and_the_consistency_fields(admin_client, character):
+    from characters.services import character_set_attributes
+
+    character_set_attributes(character=character, attributes=[{"type": "hair", "value": "silver", "priority": 70}])
+    page = admin_client.get(reverse("admin:characters_character_change", args=[character.pk])).content.decode()
+    assert 'name="attribute_set-0-value"' in page and 'value="silver"' in page
+    assert 'name="palette_gated"' in page and 'name="palette_threshold"' in page
+    assert 'name="attributes"' not in page  # the old JSON is no longer edited (nor read)
+
+
+def test_a_reference_added_to_a_version_shows_on_the_versions_page(admin_client, character):
+    from characters.services import version_create
+
+    version = version_create(character=character, name="Teen", age_state="teen")
+    other = version_create(character=CharacterFactory(project=character.project, name="Mei"), name="Old")
+    upload = SimpleUploadedFile("teen.png", png_bytes(colour=(40, 50, 60)), content_type="image/png")
+    refused = admin_client.post(ADD_REFERENCE, {"character": character.pk, "version": other.pk, "upload": upload})
+    assert refused.status_code == 200 and not ReferenceImage.objects.exists()
+
+    upload = SimpleUploadedFile("teen.png", png_bytes(colour=(40, 50, 60)), content_type="image/png")
+    response = admin_client.post(ADD_REFERENCE, {"character": character.pk, "version": version.pk, "upload": upload})
+    assert response.status_code == 302
+    reference = ReferenceImage.objects.get()
+    assert reference.version == version and reference.is_primary
+    page = admin_client.get(reverse("admin:characters_characterversion_change", args=[version.pk])).content.decode()
+    assert reverse("admin:characters_referenceimage_change", args=[reference.pk]) in page
+
+
+def test_deleting_a_version_in_the_admin_removes_its_reference_files(
+    admin_client, character, django_capture_on_commit_callbacks
+):
+    from characters.services import version_create
+
+    version = version_create(character=character, name="Teen")
+    path = Path(add_reference(character, version=version).image.path)
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("admin:characters_characterversion_delete", args=[version.pk]), {"post": "yes"})
+    assert not ReferenceImage.objects.exists() and not path.exists()
