@@ -21,7 +21,7 @@ from generation.models import BackendObjectInfo, BackendUpload, JobLogLine
 from generation.services.inputs import input_image_create
 from projects.models import Project
 from projects.services import episode_create, project_member_set, scene_create
-from quality.models import PhaseGate, QualityGate, QualityScore
+from quality.models import Orchestration, PhaseGate, PhaseRun, QualityGate, QualityScore
 from tests.factories import (
     AssetFactory,
     BackendFactory,
@@ -40,7 +40,7 @@ from training.models import CaptionRun, DatasetImage, HeldImage, IngestBatch, Lo
 
 OUR_APPS = ("tower", "projects", "characters", "generation", "quality", "training")
 # Edited inside their project's page, never on their own.
-INLINE_ONLY = {"projects.generationstyle", "projects.membership"}
+INLINE_ONLY = {"projects.generationstyle", "projects.membership", "quality.phaserun", "characters.characterattribute"}
 # Machine state with nothing to curate: sign-in failures are hashed keys that expire by themselves.
 # An evaluation is an API answer kept for its requester only, not something to curate.
 NOT_IN_ADMIN = {"tower.signinfailure", "quality.evaluation"}
@@ -111,12 +111,15 @@ def build_world(owner, *, tag: str) -> dict[type[models.Model], models.Model]:
         project=project, user=owner, upload=io.BytesIO(png_bytes(colour=(7, 8, 9))), original_name="start.png"
     )
     upload = BackendUpload.objects.create(backend=backend, name=f"tower-{tag:0>24}.png", sha256=f"{tag:0>64}")
+    orchestration = Orchestration.objects.create(project=project, character=character, prompt=f"rooftop {tag}")
+    PhaseRun.objects.create(orchestration=orchestration, phase=1, status="running", attempts=1).jobs.add(job)
     raw = new_raw_token()
     token = ApiToken.objects.create(user=owner, name=f"script {tag}", key_hash=hash_token(raw), prefix=raw[:8])
     rows = [
         project, episode, scene, character, reference, embedding, VersionFactory(character=character),
         VariationFactory(character=character), backend, object_info, template, job, log_line, asset, score, gate,
         phase_gate, dataset_image, training, lora, token, batch, caption_run, held, input_image, upload,
+        orchestration,
     ]  # fmt: skip
     return {type(row): row for row in rows}
 
@@ -143,7 +146,7 @@ def test_every_model_of_ours_is_registered_or_edited_inline():
     ours = {m._meta.label_lower for app in OUR_APPS for m in apps.get_app_config(app).get_models()}
     registered = {m._meta.label_lower for m in our_registered_models()}
     assert ours - INLINE_ONLY - NOT_IN_ADMIN == registered
-    assert len(registered) == 26
+    assert len(registered) == 27
 
 
 @pytest.fixture
