@@ -3,14 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.core.exceptions import PermissionDenied
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
 
 from generation.admin import asset_thumb
 from generation.models import Asset, Job
-from quality.models import PhaseGate, QualityGate, QualityScore
+from quality.models import Orchestration, PhaseGate, PhaseRun, QualityGate, QualityScore
+from quality.services.orchestration import ACTIVE, OrchestrationError, orchestration_cancel
 from quality.services.phases import phase_gate_override
 from tower.admin import ProjectScopedAdmin, ReadOnlyAdminMixin, admin_link, pretty_json
 
@@ -173,3 +175,92 @@ class PhaseGateAdmin(ProjectScopedAdmin):
             reason=form.cleaned_data["override_reason"],
             user=request.user,  # type: ignore[arg-type]
         )
+
+
+class PhaseRunInline(admin.TabularInline):
+    """An orchestration's three phases: written by its engine, shown here."""
+
+    model = PhaseRun
+    extra = 0
+    can_delete = False
+    fields = ["phase", "status", "attempts", "job_links", "input_asset_link", "best_asset_link", "verdict"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="jobs")
+    def job_links(self, run: PhaseRun) -> str:
+        from django.utils.html import format_html_join
+
+        ids = sorted(run.jobs.values_list("pk", flat=True))
+        return format_html_join(", ", "{}", ((admin_link(Job, pk),) for pk in ids)) or "—"
+
+    @admin.display(description="input")
+    def input_asset_link(self, run: PhaseRun) -> str:
+        return admin_link(Asset, run.input_asset_id)
+
+    @admin.display(description="best output")
+    def best_asset_link(self, run: PhaseRun) -> str:
+        return admin_link(Asset, run.best_asset_id)
+
+    @admin.display(description="gate")
+    def verdict(self, run: PhaseRun) -> str:
+        return pretty_json(run.gate)
+
+
+@admin.register(Orchestration)
+class OrchestrationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    """Sheet → loop → video runs: written by the orchestration engine; a person may cancel them."""
+
+    project_lookup = "project"
+    list_display = ["__str__", "project", "character", "status", "phase", "auto_advance", "created_by", "created_at"]
+    list_select_related = ["project", "character", "created_by"]
+    list_filter = ["status", "phase", "auto_advance", ("project", RelatedOnlyFieldListFilter)]
+    search_fields = ["=id", "project__name", "character__name", "prompt"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = [
+        "project",
+        "character",
+        "created_by",
+        "prompt",
+        "mode",
+        "auto_advance",
+        "templates",
+        "status",
+        "phase",
+        "reasons_json",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    ]
+    readonly_fields = fields
+    inlines = [PhaseRunInline]
+    actions = ["cancel"]
+
+    @admin.display(description="reasons")
+    def reasons_json(self, obj: Orchestration) -> str:
+        return pretty_json(obj.reasons)
+
+    @admin.action(description="Cancel the selected orchestrations (and their running jobs)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Orchestration]) -> None:
+        done = 0
+        for orchestration in queryset.filter(status__in=ACTIVE):
+            try:
+                orchestration_cancel(orchestration=orchestration, user=request.user)  # type: ignore[arg-type]
+            except (OrchestrationError, PermissionDenied) as exc:
+                self.message_user(request, f"{orchestration}: {exc}", messages.WARNING)
+            else:
+                done += 1
+        self.message_user(request, f"{done} orchestration(s) cancelled")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Cancelling is a change: the mixin's read-only rule would hide it from everyone.
+        actions = super().get_actions(request)
+        if not request.user.has_perm("quality.change_orchestration"):
+            actions.pop("cancel", None)
+        return actions
