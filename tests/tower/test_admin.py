@@ -40,7 +40,7 @@ from training.models import CaptionRun, DatasetImage, HeldImage, IngestBatch, Lo
 
 OUR_APPS = ("tower", "projects", "characters", "generation", "quality", "training")
 # Edited inside their project's page, never on their own.
-INLINE_ONLY = {"projects.generationstyle", "projects.membership", "quality.phaserun"}
+INLINE_ONLY = {"projects.generationstyle", "projects.membership", "quality.phaserun", "characters.characterattribute"}
 # Machine state with nothing to curate: sign-in failures are hashed keys that expire by themselves.
 # An evaluation is an API answer kept for its requester only, not something to curate.
 NOT_IN_ADMIN = {"tower.signinfailure", "quality.evaluation"}
