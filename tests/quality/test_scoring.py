@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from characters.models import ReferenceEmbedding
 from characters.services import character_add_reference, character_create
 from generation import tasks
 from generation.models import JobStatus
+from generation.services.inputs import image_source_from, input_image_create
 from quality import weights
 from quality.models import QualityGate, QualityScore
 from quality.tasks import score_job, score_pending
@@ -113,7 +116,8 @@ def test_missing_weights_are_unavailable_and_the_gate_says_what_was_skipped(
 
 
 def test_a_loop_gets_temporal_scores_and_its_gate_checks_coherence_and_motion(fake, project, owner, engine, models):
-    job = submit(project, owner, slug="weightless-loop")
+    first, _ = input_image_create(project=project, user=owner, upload=io.BytesIO(png()), original_name="first.png")
+    job = submit(project, owner, slug="weightless-loop", images={"init_image": image_source_from(first)})
     assert tasks.job_run(job.pk) == "succeeded"
 
     score_job(job.pk)
@@ -128,7 +132,7 @@ def test_a_loop_gets_temporal_scores_and_its_gate_checks_coherence_and_motion(fa
     } <= metrics
     lpips = QualityScore.objects.get(asset__job=job, metric="temporal_lpips")
     assert lpips.model_id == "alexnet" and lpips.status == "ok"
-    gate = QualityGate.objects.get(job=job)
+    gate = QualityGate.objects.get(job=job, stage="post_gen")
     assert {"subject_consistency", "motion_smoothness", "aesthetic"} <= set(gate.details["evaluated"])
     coherence = QualityScore.objects.get(asset__job=job, metric="subject_consistency")
     assert coherence.threshold == project.threshold_temporal
