@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from characters.demo import demo_projects_seed
 from characters.selectors import characters_with_summary_visible_to
+from generation.choices import backend_choices
 from generation.models import JobStatus
 from generation.selectors import jobs_visible_to
 from projects.forms import ProjectForm, StoryBibleForm, StyleForm
@@ -62,7 +63,7 @@ def _detail_context(request: HttpRequest, project, **forms) -> dict:  # type: ig
         "project": project,
         "can_write": project_user_can_write(project=project, user=request.user),
         "settings_form": forms.get("settings_form") or ProjectForm(instance=project),
-        "style_form": forms.get("style_form") or StyleForm(instance=project.style),
+        "style_form": forms.get("style_form") or StyleForm(instance=project.style, offered=backend_choices()),
         "bible_form": forms.get("bible_form") or StoryBibleForm.from_bible(project.story_bible or {}),
         "characters": list(characters_with_summary_visible_to(request.user).filter(project=project)[:12]),
         "jobs": list(jobs_visible_to(request.user).filter(project=project).order_by("-created_at")[:10]),
@@ -94,7 +95,7 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def project_style(request: HttpRequest, pk: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, pk=pk, write=True)
-    form = StyleForm(request.POST, instance=project.style)
+    form = StyleForm(request.POST, instance=project.style, offered=backend_choices())
     if form.is_valid():
         try:
             style_update(project=project, **form.style_fields())
@@ -103,7 +104,8 @@ def project_style(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             if request.htmx:
                 project.style.refresh_from_db()
-                context = _detail_context(request, project, style_form=StyleForm(instance=project.style))
+                saved = StyleForm(instance=project.style, offered=backend_choices())
+                context = _detail_context(request, project, style_form=saved)
                 context["style_saved"] = True
                 return render_page(request, "projects/detail.html", "projects/_style_form.html", context)
             messages.success(request, "Generation style saved.")
