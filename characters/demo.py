@@ -1,7 +1,8 @@
 """The two example projects a fresh studio can start from (``manage.py seed_demo``, the dashboard).
 
-Each gets its style, story bible and one character whose reference portraits are drawn by
-``characters.demo_art`` and added through ``character_add_reference``, exactly as an upload is.
+Each gets its style, story bible and one character with structured attributes and a version (an
+age and emotional state), whose reference portraits are drawn by ``characters.demo_art`` and added
+through ``character_add_reference``, exactly as an upload is.
 
 This lives in ``characters`` because it writes projects and characters and nothing above them
 (characters may import projects, not the reverse); ``tower`` only wires it to a command and a button.
@@ -26,9 +27,18 @@ from django.db.models import Q
 
 from characters.demo_art import Figure, draw_figure
 from characters.models import Character
-from characters.services import character_add_reference, character_create
+from characters.services import character_add_reference, character_create, version_create
 from projects.models import ArtKind, Project
 from projects.services import project_create, style_update
+
+
+@dataclass(frozen=True)
+class DemoVersion:
+    name: str
+    age_state: str
+    emotional_state: str
+    prompt_delta: str
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,9 +47,13 @@ class DemoCharacter:
     design_prompt: str
     negative_prompt: str
     trigger_word: str
-    attributes: dict[str, str]
+    # Structured attributes (type, value, prompt_tokens, priority): their tokens repeat the design
+    # prompt's own tags, so the resolved prompt says them once, and a variation that replaces one
+    # (an outfit) takes those tags out of the design as well.
+    attributes: tuple[dict[str, Any], ...]
     bible: dict[str, Any]
     figure: Figure
+    versions: tuple[DemoVersion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,12 +131,43 @@ CYBERPUNK = DemoProject(
         ),
         negative_prompt="female, feminine features, cartoon, chibi, child",
         trigger_word="kaiNkm",
-        attributes={
-            "hair": "dark black with electric neon blue streaks",
-            "eyes": "left: bright blue, natural; right: cyan cybernetic with a pink magenta glow",
-            "face": "sharp, angular, cybernetic circuit patterns",
-            "outfit": "black tactical military vest with glowing blue circuit patterns",
-        },
+        attributes=(
+            {
+                "type": "hair",
+                "value": "dark black with electric neon blue streaks",
+                "prompt_tokens": "dark black hair with electric neon blue streaks",
+                "priority": 90,
+            },
+            {
+                "type": "eyes",
+                "value": "left: bright blue, natural; right: cyan cybernetic with a pink magenta glow",
+                "prompt_tokens": (
+                    "left eye bright blue natural human eye, "
+                    "right eye cyan cybernetic eye with pink magenta technological glow"
+                ),
+                "priority": 85,
+            },
+            {
+                "type": "face",
+                "value": "sharp, angular, cybernetic circuit patterns",
+                "prompt_tokens": "sharp angular face, cybernetic circuit patterns",
+                "priority": 70,
+            },
+            {
+                "type": "outfit",
+                "value": "black tactical military vest with glowing blue circuit patterns",
+                "priority": 50,
+            },
+        ),
+        versions=(
+            DemoVersion(
+                name="Before the eye",
+                age_state="teen",
+                emotional_state="determined",
+                prompt_delta="teenage boy, 17 years old, both eyes bright blue natural human eyes",
+                description="the cadet he was before the corporate job that cost him his right eye",
+            ),
+        ),
         bible={
             "personality": "quiet, precise, stubborn; jokes only when things are at their worst",
             "backstory": "lost his right eye on a corporate job that went wrong; the replacement sees too much",
@@ -190,12 +235,35 @@ TOKYO = DemoProject(
         ),
         negative_prompt="child, teenager, cartoon, anime, 3d render",
         trigger_word="reikoTn",
-        attributes={
-            "age": "mid-thirties",
-            "hair": "shoulder-length, straight, black, side fringe",
-            "eyes": "dark brown, tired; thin silver-rimmed glasses",
-            "outfit": "charcoal grey business suit, white collared shirt, worn leather briefcase",
-        },
+        attributes=(
+            {
+                "type": "hair",
+                "value": "shoulder-length, straight, black, side fringe",
+                "prompt_tokens": "shoulder-length straight black hair with a side fringe",
+                "priority": 90,
+            },
+            {"type": "eyes", "value": "dark brown, tired", "prompt_tokens": "tired dark brown eyes", "priority": 80},
+            {
+                "type": "accessory",
+                "value": "thin silver-rimmed glasses, worn leather briefcase",
+                "priority": 60,
+            },
+            {
+                "type": "outfit",
+                "value": "charcoal grey business suit, white collared shirt",
+                "prompt_tokens": "charcoal grey business suit over a white collared shirt",
+                "priority": 50,
+            },
+        ),
+        versions=(
+            DemoVersion(
+                name="Last train",
+                age_state="adult",
+                emotional_state="sad",
+                prompt_delta="exhausted, rain-soaked hair, looking down",
+                description="episode 3: the night she follows the ledger to its end",
+            ),
+        ),
         bible={
             "personality": "patient, observant, firm; keeps her own small notebook of who was kind to her",
             "backstory": "took the job to pay off her father's loans and stayed after they were paid",
@@ -284,9 +352,19 @@ def _create(
         design_prompt=spec.design_prompt,
         negative_prompt=spec.negative_prompt,
         trigger_word=spec.trigger_word,
-        attributes=copy.deepcopy(spec.attributes),
+        attributes=[dict(row) for row in spec.attributes],
         bible=copy.deepcopy(spec.bible),
     )
+    for order, version in enumerate(spec.versions):
+        version_create(
+            character=character,
+            name=version.name,
+            age_state=version.age_state,
+            emotional_state=version.emotional_state,
+            prompt_delta=version.prompt_delta,
+            description=version.description,
+            order=order,
+        )
     for original_name, data, note in images:
         reference = character_add_reference(
             character=character, upload=io.BytesIO(data), original_name=original_name, note=note

@@ -222,3 +222,27 @@ def test_an_outsider_gets_only_their_own_copies(project, owner, outsider):
     owner_client = Client()
     owner_client.force_login(owner)
     assert b"Cyberpunk Goblin Slayer" not in owner_client.get(reverse("dashboard")).content
+
+
+def test_the_demo_characters_have_structured_attributes_and_a_version(admin):
+    from characters.prompt import split_tags
+    from generation.services.resolve import resolve_job_parameters
+
+    seed()
+    kai = Character.objects.get(project__slug="cyberpunk-goblin-slayer")
+    reiko = Character.objects.get(project__slug="tokyo-debt-desire")
+    assert list(kai.attribute_set.order_by("-priority").values_list("type", "priority")) == [
+        ("hair", 90),
+        ("eyes", 85),
+        ("face", 70),
+        ("outfit", 50),
+    ]
+    assert {"hair", "eyes", "accessory", "outfit"} == set(reiko.attribute_set.values_list("type", flat=True))
+    young = kai.versions.get()
+    assert (young.name, young.age_state, young.emotional_state) == ("Before the eye", "teen", "determined")
+    assert reiko.versions.get().emotional_state == "sad"
+
+    # The attributes repeat the design's own tags: the resolved prompt says each once.
+    tags = split_tags(resolve_job_parameters(project=kai.project, mode="draft", character=kai).prompt)
+    assert len(tags) == len({t.lower() for t in tags})
+    assert tags.count("black tactical military vest with glowing blue circuit patterns") == 1
