@@ -75,6 +75,7 @@ class JobSerializer(ModelSerializer):
             "reproduce_of",
             "batch",
             "label",
+            "forced_reason",
             "params",
             "overrides",
             "graph",

@@ -527,6 +527,7 @@ def test_force_reason_through_the_api(project, api_member, kai, hooks, enqueued)
     assert "an editor may force it" in refused.json()["non_field_errors"][0]
     forced = api_member.post("/api/v1/jobs", {**body, "force_reason": "needed for the trailer"}, format="json")
     assert forced.status_code == 201, forced.json()
+    assert forced.json()["jobs"][0]["forced_reason"] == "needed for the trailer"
     assert Job.objects.get(pk=forced.json()["jobs"][0]["id"]).forced_reason == "needed for the trailer"
 
 
