@@ -7,7 +7,7 @@ from django.urls import include, path
 from characters import views as character_views
 from generation import template_views
 from generation import views as generation_views
-from quality import scoring_models_views
+from quality import orchestration_views, scoring_models_views
 from quality import views as quality_views
 from tower import project_views, views
 from training import views as training_views
@@ -42,6 +42,12 @@ urlpatterns = [
     path("jobs/<int:pk>/workflow.json", generation_views.job_workflow_json, name="job-workflow-json"),
     path("jobs/<int:pk>/<str:action>/", generation_views.job_action, name="job-action"),
     path("gallery/", quality_views.gallery, name="gallery"),
+    path("orchestrations/", orchestration_views.orchestration_list, name="orchestration-list"),
+    path("orchestrations/<int:pk>/", orchestration_views.orchestration_detail, name="orchestration-detail"),
+    path(
+        "orchestrations/<int:pk>/<str:action>/", orchestration_views.orchestration_action, name="orchestration-action"
+    ),
+    path("characters/<int:pk>/orchestrate/", orchestration_views.orchestration_start_view, name="orchestration-start"),
     path("backends/", generation_views.backend_list, name="backend-list"),
     path("backends/new/", generation_views.backend_edit, name="backend-create"),
     path("backends/<int:pk>/", generation_views.backend_edit, name="backend-edit"),
