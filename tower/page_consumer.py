@@ -29,6 +29,7 @@ from generation.models import Asset, Job, JobLogLine
 from generation.selectors import jobs_visible_to
 from generation.views import job_context, job_list_page, job_log_lines, output_pane_jobs, render_output_pane_event
 from projects.selectors import project_ids_visible_to
+from quality.orchestration_views import orchestration_page_fragments, orchestration_page_groups
 from quality.selectors import job_quality
 from tower.views import (
     ACTIVE_STATUSES,
@@ -193,7 +194,12 @@ class PageConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"))
         job_id = query["job"][0] if "job" in query else None
         view = query["view"][0] if "view" in query else None
-        groups = await database_sync_to_async(_groups_for)(self.user, job_id, view)
+        # An orchestration's page: its phase cards (quality renders them; see orchestration_views).
+        self.orchestration = int(query["orchestration"][0]) if query.get("orchestration", [""])[0].isdigit() else None
+        if "orchestration" in query:
+            groups = await database_sync_to_async(orchestration_page_groups)(self.user, query["orchestration"][0])
+        else:
+            groups = await database_sync_to_async(_groups_for)(self.user, job_id, view)
         if groups is None:
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
@@ -224,12 +230,17 @@ class PageConsumer(AsyncWebsocketConsumer):
             self.groups_joined = []
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        html = await database_sync_to_async(render_event)(
-            user=self.user,
-            event=message["event"],
-            job_page=self.job_page,
-            csrf_token=self.csrf_token,
-            state=self.live,
-        )
+        if self.orchestration is not None:
+            html = await database_sync_to_async(orchestration_page_fragments)(
+                user=self.user, event=message["event"], orchestration_id=self.orchestration, csrf_token=self.csrf_token
+            )
+        else:
+            html = await database_sync_to_async(render_event)(
+                user=self.user,
+                event=message["event"],
+                job_page=self.job_page,
+                csrf_token=self.csrf_token,
+                state=self.live,
+            )
         if html:
             await self.send(text_data=html)
