@@ -213,4 +213,8 @@ def infer_bindings(graph: Graph) -> dict[str, list[dict[str, Any]]]:
         # AnimateDiff renders one latent per frame: the batch is the clip length.
         bind("frames", latent, "batch_size")
         bindings.pop("batch_size", None)
+    repeats = _of_class(graph, {"RepeatLatentBatch"})
+    if "frames" not in bindings and animatediff and len(repeats) == 1:
+        # An animation from an init image: its latent repeated once per frame.
+        bind("frames", repeats[0], "amount")
     return {param: targets for param, targets in bindings.items() if targets}

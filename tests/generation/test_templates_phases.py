@@ -163,7 +163,7 @@ def test_frames_and_seed_reach_the_loop():
 
 
 def test_the_sheet_template_records_its_layout():
-    for slug in ("weightless-sheet",):
+    for slug in ("weightless-sheet", "character-sheet"):
         template = load_template_file(WORKFLOWS / f"{slug}.json")
         assert template.layout == {"columns": 4, "rows": 2} == sheet_layout(pose_count(template.bindings))
         assert pose_count(template.bindings) == len(DEFAULT_SHEET_POSES)
@@ -218,3 +218,69 @@ def test_the_projects_poses_reach_the_sheet_with_the_prompt(project, owner, enqu
         jobs_create(
             user=owner, project=project, template=shipped("weightless-sheet"), images={"reference_image": reference}
         )
+
+
+# Required inputs of the node-pack classes the phase templates use, as their packs declare them
+# (cubiq/ComfyUI_IPAdapter_plus, Kosinkadink/ComfyUI-AnimateDiff-Evolved).
+PACK_INPUTS = {
+    "IPAdapterUnifiedLoader": {"model", "preset"},
+    "IPAdapterAdvanced": {
+        "model",
+        "ipadapter",
+        "image",
+        "weight",
+        "weight_type",
+        "combine_embeds",
+        "start_at",
+        "end_at",
+        "embeds_scaling",
+    },
+    "ADE_LoopedUniformContextOptions": {"context_length", "context_stride", "context_overlap", "closed_loop"},
+    "ADE_MultivalDynamic": {"float_val"},
+    "ADE_AnimateDiffLoaderGen1": {"model", "model_name", "beta_schedule", "context_options", "scale_multival"},
+}
+
+
+@pytest.mark.parametrize("slug", ["character-sheet", "animatediff-loop", "svd-video"])
+def test_model_phase_templates_fit_the_nodes_they_use(slug):
+    info = json.loads((Path(__file__).resolve().parents[1] / "fakes/recordings/object_info_full.json").read_text())
+    info = info.get("body", info)
+    template = load_template_file(WORKFLOWS / f"{slug}.json")
+    for node_id, node in template.graph.items():
+        inputs = set(node["inputs"])
+        if node["class_type"] in PACK_INPUTS:
+            assert inputs == PACK_INPUTS[node["class_type"]], node_id
+            continue
+        spec = info[node["class_type"]]["input"]
+        required = set(spec.get("required", {}))
+        assert required <= inputs <= required | set(spec.get("optional", {})), (node_id, node["class_type"])
+        for name, value in node["inputs"].items():
+            kind = spec["required"].get(name, spec.get("optional", {}).get(name))[0]
+            options = kind if isinstance(kind, list) else None
+            if kind == "COMBO":
+                options = spec["required"].get(name, [None, {}])[1].get("options")
+            if options and not isinstance(value, list) and node["class_type"] not in {"LoadImage"}:
+                assert value in options or node["class_type"].endswith("Loader"), (node_id, name, value)
+
+
+def test_the_sheet_draws_the_default_poses_with_the_prompt():
+    template = load_template_file(WORKFLOWS / "character-sheet.json")
+    graph = apply(
+        template.graph,
+        template.bindings,
+        {"prompt": "kai, red scarf", "poses": list(DEFAULT_SHEET_POSES), "reference_image": "tower-ref.png"},
+    ).graph
+    texts = [graph[str(20 + n)]["inputs"]["text"] for n in range(8)]
+    assert texts == [f"kai, red scarf, {pose}" for pose in DEFAULT_SHEET_POSES]
+    assert graph["12"]["inputs"]["image"] == "tower-ref.png"
+    samplers = [n for n in graph.values() if n["class_type"] == "KSampler"]
+    assert len(samplers) == 8 and all(s["inputs"]["model"] == ["13", 0] for s in samplers)  # all through IPAdapter
+
+
+def test_the_video_chains_five_svd_passes_to_120_frames():
+    template = load_template_file(WORKFLOWS / "svd-video.json")
+    graph = template.graph
+    passes = [n for n in graph.values() if n["class_type"] == "SVD_img2vid_Conditioning"]
+    assert len(passes) == 5 and all(p["inputs"]["video_frames"] == 25 for p in passes)
+    assert 25 + 4 * 24 >= 120 == graph["90"]["inputs"]["length"]
+    assert graph["91"]["inputs"]["fps"] == 24.0

@@ -13,7 +13,11 @@ from tests.factories import png_bytes
 from tests.fakes.comfyui import FakeComfy
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
-CORE = [p for p in sorted(WORKFLOWS.glob("*.json")) if p.stem not in {"ipadapter-character", "animatediff-loop"}]
+CORE = [
+    p
+    for p in sorted(WORKFLOWS.glob("*.json"))
+    if p.stem not in {"ipadapter-character", "animatediff-loop", "character-sheet"}
+]
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ RECORDINGS = RECORDINGS_DIR
 CUSTOM_PACKS = {
     "ipadapter-character": "ComfyUI_IPAdapter_plus",
     "animatediff-loop": "ComfyUI-AnimateDiff-Evolved",
+    "character-sheet": "ComfyUI_IPAdapter_plus",
 }
 
 # What a job typically sends: enough to touch every kind of binding.
