@@ -32,6 +32,7 @@ from generation.models import (
     Backend,
     BackendObjectInfo,
     Job,
+    JobKind,
     JobLogLine,
     JobStatus,
     LogLevel,
@@ -39,7 +40,7 @@ from generation.models import (
 )
 from generation.pool import BackendState, choose_backend
 from generation.services.jobs import job_log, job_move, job_transition
-from generation.workflow import preflight, required_nodes
+from generation.workflow import preflight, required_nodes, sheet_layout
 from tower.rows import insert_rows
 
 LIVE = [JobStatus.SUBMITTED, JobStatus.RUNNING]
@@ -779,6 +780,10 @@ def _prepare_outputs(
         "params": {k: v for k, v in (job.params or {}).items() if k != "inputs"},
         "template": slug,
     }
+    poses = (job.params or {}).get("poses")
+    if job.kind == JobKind.CHARACTER_SHEET and isinstance(poses, list) and poses:
+        # How to split the sheet into its poses' panels (4 columns, as many rows as needed).
+        tower_meta["sheet_layout"] = sheet_layout(len(poses))
     created: list[Asset] = []
     for index, out in enumerate(outputs):
         try:
