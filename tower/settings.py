@@ -351,6 +351,7 @@ SPECTACULAR_SETTINGS = {
         "AssetKindEnum": "generation.models.AssetKind",
         "VariationKindEnum": "characters.models.VariationKind",
         "AttributeTypeEnum": "characters.models.AttributeType",
+        "ModeEnum": "projects.models.Mode",
     },
 }
 
