@@ -130,11 +130,12 @@ def _attribute_rows(attributes: Any) -> list[dict[str, Any]]:
 
 def _attribute_fill(attribute: CharacterAttribute, fields: dict[str, Any]) -> CharacterAttribute:
     _check_fields(fields, ATTRIBUTE_FIELDS)
+    # The 0..100 range is a check constraint: said as a field error, before the row is touched.
+    priority = fields.get("priority")
+    if isinstance(priority, int) and not 0 <= priority <= 100:
+        raise ValidationError({"priority": "must be between 0 and 100"})
     for key, value in fields.items():
         setattr(attribute, key, value.strip() if isinstance(value, str) else value)
-    # The column is unsigned, but the 0..100 range is a check constraint: say it as a field error.
-    if attribute.priority is not None and not 0 <= attribute.priority <= 100:
-        raise ValidationError({"priority": "must be between 0 and 100"})
     attribute.full_clean()
     attribute.save()
     return attribute

@@ -174,3 +174,129 @@ def test_deleting_a_stale_instance_of_the_primary_still_promotes_another(charact
     reference_delete(reference=stale_b)
     a.refresh_from_db()
     assert a.is_primary
+
+
+# --- Consistency engine ----------------------------------------------------------------------
+
+
+def _ref(character, colour, **kwargs):
+    return character_add_reference(character=character, upload=io.BytesIO(png_bytes(colour=colour)), **kwargs)
+
+
+@pytest.mark.django_db
+def test_attributes_are_one_per_type_with_a_priority_from_0_to_100(character):
+    from characters.services import attribute_create, attribute_delete, attribute_update
+
+    hair = attribute_create(character=character, type="hair", value=" silver ", priority=80)
+    assert (hair.value, hair.prompt_tokens, hair.priority) == ("silver", "", 80)
+    with pytest.raises(ValidationError):
+        attribute_create(character=character, type="hair", value="black")
+    with pytest.raises(ValidationError) as refused:
+        attribute_update(attribute=hair, priority=101)
+    assert "priority" in refused.value.message_dict
+    with pytest.raises(ValidationError):
+        attribute_create(character=character, type="wings", value="feathered")
+    attribute_update(attribute=hair, prompt_tokens="(silver hair:1.2)")
+    hair.refresh_from_db()
+    assert (hair.prompt_tokens, hair.priority) == ("(silver hair:1.2)", 80)
+    attribute_delete(attribute=hair)
+    assert not character.attribute_set.exists()
+
+
+@pytest.mark.django_db
+def test_set_attributes_replaces_the_list_and_a_failure_changes_nothing(character):
+    from characters.services import character_set_attributes
+
+    hair, _eyes = character_set_attributes(
+        character=character, attributes=[{"type": "hair", "value": "silver"}, {"type": "eyes", "value": "amber"}]
+    )
+    # A type moves from one row to another in one change: the freed type can be taken.
+    character_set_attributes(character=character, attributes=[{"id": hair.pk, "type": "eyes", "value": "grey"}])
+    assert list(character.attribute_set.values_list("pk", "type", "value")) == [(hair.pk, "eyes", "grey")]
+    with pytest.raises(ValidationError):
+        character_set_attributes(
+            character=character,
+            attributes=[{"type": "outfit", "value": "coat"}, {"type": "hair", "value": "x" * 201}],
+        )
+    assert list(character.attribute_set.values_list("type", "value")) == [("eyes", "grey")]
+    # The old dict form: known keys are types, any other becomes "other" with "key: value" tokens.
+    character_set_attributes(character=character, attributes={"Hair": "silver", "height": "tall"})
+    assert sorted(character.attribute_set.values_list("type", "value", "prompt_tokens")) == [
+        ("hair", "silver", ""),
+        ("other", "tall", "height: tall"),
+    ]
+
+
+@pytest.mark.django_db
+def test_threshold_empty_follows_the_project_and_a_value_overrides_it(character):
+    from characters.selectors import similarity_threshold
+
+    project = character.project
+    assert character.consistency_threshold is None
+    assert similarity_threshold(character) == project.threshold_similarity == 0.70
+    character_update(character=character, consistency_threshold=0.85)
+    assert similarity_threshold(Character.objects.get(pk=character.pk)) == 0.85
+    character_update(character=character, consistency_threshold="")  # a page's empty field
+    project.threshold_similarity = 0.6
+    project.save(update_fields=["threshold_similarity"])
+    assert similarity_threshold(Character.objects.select_related("project").get(pk=character.pk)) == 0.6
+    character_update(character=character, palette_gated=True, palette_threshold=12.0)
+    with pytest.raises(ValidationError):
+        character_update(character=character, palette_threshold=120)
+
+
+@pytest.mark.django_db
+def test_a_versions_references_have_their_own_primary(character, settings):
+    from characters.services import version_set_primary
+
+    base = _ref(character, (1, 1, 1))
+    teen = version_create(character=character, name="Teen", age_state="teen", emotional_state="happy")
+    first = _ref(character, (2, 2, 2), version=teen)
+    second = _ref(character, (3, 3, 3), version=teen)
+    assert base.is_primary and first.is_primary and not second.is_primary
+    version_set_primary(version=teen, reference=second)
+    primaries = set(ReferenceImage.objects.filter(is_primary=True).values_list("pk", flat=True))
+    assert primaries == {base.pk, second.pk}
+    with pytest.raises(ValidationError):
+        version_set_primary(version=teen, reference=base)
+    # Deleting the version's primary promotes the version's other reference, not the character's.
+    reference_delete(reference=ReferenceImage.objects.get(pk=second.pk))
+    first.refresh_from_db()
+    assert first.is_primary
+    # The same image cannot be a reference twice, for the character or a version.
+    with pytest.raises(ValidationError):
+        _ref(character, (1, 1, 1), version=teen)
+
+
+@pytest.mark.django_db
+def test_a_reference_for_another_characters_version_is_refused_and_leaves_no_file(character, settings):
+    other = character_create(project=character.project, name="Mei", design_prompt="1girl")
+    theirs = version_create(character=other, name="Old")
+    files = _files(settings)
+    with pytest.raises(ValidationError) as refused:
+        _ref(character, (4, 4, 4), version=theirs)
+    assert "version" in refused.value.message_dict
+    assert not ReferenceImage.objects.exists() and _files(settings) == files
+
+
+@pytest.mark.django_db
+def test_deleting_a_version_removes_its_reference_files(character, settings, django_capture_on_commit_callbacks):
+    from characters.services import version_delete
+
+    base = _ref(character, (1, 1, 1))
+    teen = version_create(character=character, name="Teen")
+    path = Path(_ref(character, (2, 2, 2), version=teen).image.path)
+    with django_capture_on_commit_callbacks(execute=True):
+        version_delete(version=teen)
+    assert not path.exists() and Path(base.image.path).exists()
+    assert list(ReferenceImage.objects.values_list("pk", flat=True)) == [base.pk]
+
+
+@pytest.mark.django_db
+def test_an_outfit_variation_replaces_the_outfit_unless_told_otherwise(character):
+    assert variation_create(character=character, kind="outfit", name="Coat").replaces == "outfit"
+    assert variation_create(character=character, kind="outfit", name="Cape", replaces="").replaces == ""
+    assert variation_create(character=character, kind="pose", name="Jump").replaces == ""
+    assert variation_create(character=character, kind="pose", name="Wig", replaces="hair").replaces == "hair"
+    with pytest.raises(ValidationError):
+        variation_create(character=character, kind="pose", name="Wings", replaces="wings")
