@@ -24,7 +24,7 @@ from generation.selectors import assets_visible_to, jobs_visible_to
 from projects.selectors import AnyUser
 from quality.charts import Sparkline, temporal_chart
 from quality.fetch import ScoringModels, metric_label, scoring_models
-from quality.models import QualityGate, QualityScore, ScoreStatus
+from quality.models import GateStage, QualityGate, QualityScore, ScoreStatus
 
 AESTHETIC = "aesthetic"
 SIMILARITY = "character_similarity"
@@ -175,7 +175,8 @@ class JobQuality:
 
     @property
     def scored(self) -> bool:
-        return bool(self.gates) or any(o.scores for o in self.outputs)
+        # A pre_gen gate is written at submission: it says nothing about the outputs.
+        return any(g.stage != GateStage.PRE_GEN for g in self.gates) or any(o.scores for o in self.outputs)
 
 
 def job_get_for_user(*, user: AnyUser, pk: int) -> Job:

@@ -5,6 +5,12 @@ batch each; clips get the temporal metrics. Results keep the metric's own status
 invents a value. Videos: aesthetic is the mean over up to :data:`SAMPLE_FRAMES` evenly spaced
 frames (as VBench averages frames); similarity is the mean over the sampled frames in which a face
 was found, and "no face found" when there is none in any of them.
+
+Character sheets (a :class:`Media` with ``sheet`` = (columns, rows)): each panel goes through the
+similarity network in the same batch, and the sheet gets ``face_quality``
+(``quality.metrics.sheet``). Clips get ``overall``, the weighted composite of their metrics
+(``quality.metrics.composite``). A character's outputs get ``palette_distance`` when the character
+has a palette; a palette-gated character without one gets that reason instead of a number.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from characters.models import Character
+from characters.models import Character, CharacterVersion
 from characters.selectors import similarity_threshold
 from quality.metrics import (
     MetricInputError,
@@ -23,11 +29,13 @@ from quality.metrics import (
     Status,
     aesthetic_scores,
     character_similarity,
+    composite,
     load_frames,
     palette_distance,
     sharpness,
     temporal_metrics,
 )
+from quality.metrics import sheet as sheets
 from quality.services.references import EmbeddedReferences, character_embed_references
 
 SAMPLE_FRAMES = 8
@@ -40,6 +48,7 @@ class Media:
     key: Hashable
     frames: list[np.ndarray] | None = None
     error: str = ""
+    sheet: tuple[int, int] | None = None  # a character sheet's (columns, rows)
 
     @property
     def animated(self) -> bool:
@@ -92,12 +101,13 @@ def measure(
     models: MetricModels,
     character: Character | None,
     loop: bool = False,
-    references: Callable[[Character], EmbeddedReferences] | None = None,
+    version: CharacterVersion | None = None,
+    references: Callable[[Character, CharacterVersion | None], EmbeddedReferences] | None = None,
 ) -> dict[Hashable, list[MetricResult]]:
     """Every applicable metric of every readable item, by item key (unreadable items: one error).
 
-    ``references`` gives the character's embedded references (default: embed them now); a batch
-    of jobs passes one that embeds each character once.
+    ``references`` gives the embedded references of the character (the version's own when it has
+    some; default: embed them now); a batch of jobs passes one that embeds each set once.
     """
     out: dict[Hashable, list[MetricResult]] = {m.key: [] for m in media}
     readable = [m for m in media if m.frames]
@@ -114,24 +124,39 @@ def measure(
         chosen = sample(m.frames) if m.animated else m.frames  # type: ignore[arg-type]
         spans[m.key] = slice(len(images), len(images) + len(chosen))
         images.extend(chosen)  # type: ignore[arg-type]
+    # A sheet's panels join the similarity batch after the images (aesthetic does not see them).
+    panels: dict[Hashable, slice | MetricResult] = {}
+    panel_images: list[np.ndarray] = []
+    if character is not None:
+        for m in readable:
+            if m.sheet is not None and not m.animated:
+                try:
+                    cut = sheets.split_panels(m.frames[0], *m.sheet)  # type: ignore[index]
+                except MetricInputError as exc:
+                    panels[m.key] = MetricResult.error(sheets.METRIC, str(exc))
+                    continue
+                start = len(images) + len(panel_images)
+                panels[m.key] = slice(start, start + len(cut))
+                panel_images.extend(cut)
 
     aesthetic = aesthetic_scores(images, models=models)
     similarity: list[MetricResult] | None = None
+    threshold = similarity_threshold(character) if character is not None else None
     if character is not None:
         if references is None:
-            embedded = character_embed_references(character=character, models=models)
+            embedded = character_embed_references(character=character, models=models, version=version)
         else:
-            embedded = references(character)
+            embedded = references(character, version)
         problem = embedded.unusable()
         if problem is not None:
-            similarity = [problem] * len(images)
+            similarity = [problem] * (len(images) + len(panel_images))
         else:
             similarity = character_similarity(
-                images,
+                images + panel_images,
                 embedded.references,
                 art_kind=character.project.art_kind,  # type: ignore[arg-type]
                 models=models,
-                threshold=similarity_threshold(character),
+                threshold=threshold,  # type: ignore[arg-type]
             )
 
     for m in readable:
@@ -145,15 +170,38 @@ def measure(
                 results.extend(temporal_metrics(m.frames, models=models, loop=loop).values())  # type: ignore[arg-type]
             except MetricInputError as exc:
                 results.append(MetricResult.error("temporal", str(exc)))
+            by_metric = {r.metric: r for r in results}
+            results.append(
+                composite.overall(by_metric, character=character is not None, similarity_threshold=threshold)
+            )
         else:
             results.append(aesthetic[span][0])
             if similarity is not None:
                 results.append(similarity[span][0])
             results.append(MetricResult.scored("sharpness", sharpness(m.frames[0])))  # type: ignore[index]
-        if character is not None and character.palette:
-            frames = m.frames or []
-            try:
-                results.append(palette_distance(frames[len(frames) // 2], character.palette))
-            except MetricInputError as exc:
-                results.append(MetricResult.error("palette_distance", str(exc)))
+            cut = panels.get(m.key)
+            if isinstance(cut, MetricResult):
+                results.append(cut)
+            elif cut is not None and similarity is not None:
+                results.append(sheets.face_quality(similarity[cut], threshold=threshold))  # type: ignore[arg-type]
+        if character is not None:
+            results.extend(_palette(m, character))
     return out
+
+
+def _palette(media: Media, character: Character) -> list[MetricResult]:
+    """ΔE from the character's palette on the middle frame; for a palette-gated character without a
+    palette, the reason instead (it cannot pass a gate it cannot be measured against)."""
+    if not character.palette:
+        if character.palette_gated:
+            return [
+                MetricResult.error(
+                    "palette_distance", "the character has no palette; extract it from its references first"
+                )
+            ]
+        return []
+    frames = media.frames or []
+    try:
+        return [palette_distance(frames[len(frames) // 2], character.palette)]
+    except MetricInputError as exc:
+        return [MetricResult.error("palette_distance", str(exc))]

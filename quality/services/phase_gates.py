@@ -10,8 +10,9 @@ Phase verdicts (:func:`phase_verdict`), thresholds from the project:
   split into its panels (4 columns × ceil(n/4) rows, the asset's ``sheet_layout``), each panel's
   face is detected and compared with the character's references (the job's version's when it has
   its own); face quality = the share of panels whose face reaches the character's similarity
-  threshold × the mean similarity of those panels (``quality.metrics.sheet``). A phase-1 still
-  that is not a sheet is one panel: its ``character_similarity``. Phase 1 needs a character.
+  threshold × the mean similarity of those panels (``quality.metrics.sheet``); a panel without a
+  face is unmatched. A phase-1 still that is not a sheet is one panel: its
+  ``character_similarity`` when it reaches the threshold, else 0. Phase 1 needs a character.
 - **Phase 2, loop**: ``subject_consistency`` > ``threshold_temporal``, ``motion_smoothness`` >
   ``threshold_motion`` and ``loop_seamlessness`` seamless.
 - **Phase 3, overall** (``overall`` > ``threshold_overall``): the weighted composite of the clip's
@@ -19,15 +20,22 @@ Phase verdicts (:func:`phase_verdict`), thresholds from the project:
 
 The best output is the one that passes with the highest score (else the highest score). Its
 failed post-generation checks (aesthetic, palette, …) are failing reasons too. A phase metric that
-did not run (weights missing, no face) makes the verdict *not evaluated* (``passed`` None) with
-the reason and the command that fixes it: never a silent pass.
+did not run (weights missing, an error) makes the verdict *not evaluated* (``passed`` None) with
+the reason and the command that fixes it (in ``reasons`` and ``fix``): never a silent pass. A
+failed check fails the verdict even when another could not be evaluated.
 
-Gates at three stages (``QualityGate.stage``): ``pre_gen`` (:func:`jobs_created`, called by
-generation after a submission commits: the pre-flight result and the image inputs the job was
-given), ``post_gen`` (scoring) and ``final`` (:func:`gate_record_final`, the orchestration's last
-check of a phase).
+Gates at three stages (``QualityGate.stage``): ``pre_gen`` (:func:`jobs_created`, generation's
+``TOWER_ON_JOBS_CREATED``, after a submission commits: failed for a job pre-flight refused, with
+its message; the image inputs the job was given; the reason it was forced past a closed phase
+gate), ``post_gen`` (scoring) and ``final`` (:func:`gate_record_final`, the orchestration's last
+check of a phase: the verdict as details).
 
-:func:`phase_open_for` is ``TOWER_PHASE_CHECK``: whether a character may start phase N work.
+Phase gate state (:func:`phase_gate_state`, shown by ``GET /api/v1/phases``): a staff override
+wins; else, for a character, an orchestration of it whose run of that phase passed opens it; else
+the window rule of ``quality.services.phases`` on the latest verdicts. :func:`phase_open_for`
+(generation's ``TOWER_PHASE_CHECK``) answers None when a character's gate of phase N−1 is open,
+else the reason a person reads ("Aiko's phase 1 gate is closed: 3 of the last 10 phase-1 outputs
+passed (needs 80% of 10)").
 """
 
 from __future__ import annotations
@@ -39,8 +47,12 @@ from typing import Any
 from django.db import transaction
 
 from characters.models import Character
+from characters.selectors import similarity_threshold
 from generation.models import Asset, Job, JobStatus
-from projects.models import Project
+from generation.services.inputs import PHASE_OF_KIND
+from projects.models import DEFAULT_PHASE_TEMPLATES, DEFAULT_SHEET_POSES, Project
+from quality.metrics.composite import WEIGHTS as OVERALL_WEIGHTS
+from quality.metrics.sheet import sheet_layout
 from quality.models import GateStage, PhaseGate, PhaseRun, PhaseRunStatus, QualityGate, QualityScore
 from quality.services.phases import verdicts_window
 
@@ -110,9 +122,11 @@ def _phase_checks(phase: int, project: Project, rows: dict[str, QualityScore]) -
 
 def _single_panel(similarity: QualityScore | None) -> QualityScore | None:
     """A still that is not a sheet as a one-panel sheet: its face quality is its similarity when
-    the face matches, else 0 (see the module docstring)."""
+    the face matches, else 0 (no face, or too far; see the module docstring)."""
     if similarity is None:
         return None
+    if similarity.status == "no_subject":
+        return QualityScore(metric="face_quality", value=0.0, status="ok", details={"panels": 1, "matched": 0})
     if similarity.status != "ok" or similarity.value is None:
         return QualityScore(metric="face_quality", status=similarity.status, details=dict(similarity.details))
     matched = bool(similarity.passed)
@@ -159,9 +173,11 @@ def phase_verdict(*, job: Job, phase: int) -> PhaseVerdict:
     failed = False
     for check in checks.values():
         if check["passed"] is None:
-            reasons.append(check["reason"])
             if check.get("fix"):
                 fixes.append(check["fix"])
+                reasons.append(f"{check['reason']}; fix: {check['fix']}")
+            else:
+                reasons.append(check["reason"])
         elif not check["passed"]:
             failed = True
             reasons.append(_failed(check))
@@ -195,35 +211,124 @@ def gate_record_final(*, job: Job, verdict: PhaseVerdict) -> QualityGate:
     return QualityGate.objects.create(job=job, stage=GateStage.FINAL, passed=verdict.passed, details=verdict.as_dict())
 
 
-def phase_open_for(*, project: Project, character: Character | None, phase: int) -> str | None:
-    """None when ``character`` may start ``phase`` work, else the reason a person can read.
+@dataclass(frozen=True)
+class GateState:
+    """Whether a phase gate is open now, and why (``reason`` is None when open)."""
 
-    Open when the character's gate of phase-1 is open (window rule or staff override,
-    ``quality.services.phases``) or an orchestration of that character passed phase-1.
-    """
+    is_open: bool
+    pass_ratio: float | None
+    sample_size: int
+    overridden: bool
+    reason: str | None
+    opened_by: str | None  # "override", "window", "orchestration" or None
+
+
+def phase_gate_state(*, project: Project, phase: int, character: Character | None = None) -> GateState:
+    """The state of the gate that lets ``project`` (or ``character``) leave ``phase``: a staff
+    override wins; else an orchestration of the character that passed the phase opens it; else
+    the window rule (``quality.services.phases``) on the latest verdicts, read now."""
+    gate = PhaseGate.objects.filter(project=project, character=character, phase=phase).first()
+    verdicts = verdicts_window(project=project, phase=phase, character=character)
+    passed, size = sum(verdicts), len(verdicts)
+    ratio = passed / size if size else None
+    who = f"{character.name}'s" if character is not None else f"{project.name}'s"
+    if gate is not None and gate.overridden_by_id is not None:
+        reason = None if gate.is_open else f"{who} phase {phase} gate was closed by hand: {gate.override_reason}"
+        return GateState(gate.is_open, ratio, size, True, reason, "override" if gate.is_open else None)
+    if (
+        character is not None
+        and PhaseRun.objects.filter(
+            orchestration__character=character, phase=phase, status=PhaseRunStatus.PASSED
+        ).exists()
+    ):
+        return GateState(True, ratio, size, False, None, "orchestration")
+    if size >= project.phase_window and (ratio or 0.0) >= project.phase_pass_ratio:
+        return GateState(True, ratio, size, False, None, "window")
+    reason = (
+        f"{who} phase {phase} gate is closed: {passed} of the last {size} {PHASE_OUTPUTS[phase]} passed "
+        f"(needs {project.phase_pass_ratio:.0%} of {project.phase_window})"
+    )
+    return GateState(False, ratio, size, False, reason, None)
+
+
+def phase_open_for(*, project: Project, character: Character | None, phase: int) -> str | None:
+    """None when ``character`` may start ``phase`` work, else the reason a person can read
+    (``TOWER_PHASE_CHECK``): the character's gate of phase-1 must be open (:func:`phase_gate_state`)."""
     if character is None or phase <= 1:
         return None
-    earlier = phase - 1
-    if PhaseRun.objects.filter(
-        orchestration__character=character, phase=earlier, status=PhaseRunStatus.PASSED
-    ).exists():
-        return None
-    gate = PhaseGate.objects.filter(project=project, character=character, phase=earlier).first()
-    if gate is not None and gate.overridden_by_id is not None:
-        if gate.is_open:
-            return None
-        return f"{character.name}'s phase {earlier} gate was closed by hand: {gate.override_reason}"
-    verdicts = verdicts_window(project=project, phase=earlier, character=character)
-    passed, size = sum(verdicts), len(verdicts)
-    needs = f"needs {project.phase_pass_ratio:.0%} of {project.phase_window}"
-    if gate is not None and gate.is_open:
-        return None
-    if size >= project.phase_window and passed / size >= project.phase_pass_ratio:
-        return None
-    return (
-        f"{character.name}'s phase {earlier} gate is closed: {passed} of the last {size} "
-        f"{PHASE_OUTPUTS[earlier]} passed ({needs})"
-    )
+    return phase_gate_state(project=project, phase=phase - 1, character=character).reason
+
+
+# The phases as the designs specify them: what each makes, and its default template's key in
+# ``Project.phase_templates``.
+PHASE_SPECS: dict[int, dict[str, Any]] = {
+    1: {"key": "sheet", "name": "Character sheet", "frames": 1, "fps": None, "width": 1024, "height": 1024},
+    2: {"key": "loop", "name": "Animation loop", "frames": 48, "fps": 24, "width": 512, "height": 512},
+    3: {"key": "video", "name": "Video", "frames": 120, "fps": 24, "width": 1024, "height": 576},
+}
+
+
+def _field_default(name: str) -> float:
+    return Project._meta.get_field(name).get_default()  # type: ignore[return-value]
+
+
+def _gate_metrics(phase: int, project: Project | None, character: Character | None) -> list[dict[str, Any]]:
+    """The gate's metrics of ``phase`` with the thresholds that apply (the project's, or the defaults)."""
+
+    def threshold(name: str) -> float:
+        return getattr(project, name) if project is not None else _field_default(name)
+
+    if phase == 1:
+        similarity = similarity_threshold(character) if character is not None else threshold("threshold_similarity")
+        return [
+            {
+                "metric": "face_quality",
+                "comparison": ">",
+                "threshold": threshold("threshold_face_quality"),
+                "definition": "share of the sheet's panels whose face matches the references at ≥ the similarity "
+                "threshold × their mean similarity",
+                "similarity_threshold": similarity,
+            }
+        ]
+    if phase == 2:
+        return [
+            {"metric": "subject_consistency", "comparison": ">", "threshold": threshold("threshold_temporal")},
+            {"metric": "motion_smoothness", "comparison": ">", "threshold": threshold("threshold_motion")},
+            {"metric": "loop_seamlessness", "comparison": "seamless", "threshold": None},
+        ]
+    return [
+        {
+            "metric": "overall",
+            "comparison": ">",
+            "threshold": threshold("threshold_overall"),
+            "definition": "weighted composite of the clip's metrics (weights renormalised without a character)",
+            "weights": dict(OVERALL_WEIGHTS),
+        }
+    ]
+
+
+def phases_spec(*, project: Project | None = None, character: Character | None = None) -> list[dict[str, Any]]:
+    """The three phases with their specifications, and with ``project`` each gate's state (the
+    character's gates with ``character``)."""
+    templates = {**DEFAULT_PHASE_TEMPLATES, **((project.phase_templates or {}) if project is not None else {})}
+    out = []
+    for phase, spec in PHASE_SPECS.items():
+        item: dict[str, Any] = {
+            "phase": phase,
+            **spec,
+            "job_kinds": [kind for kind, p in PHASE_OF_KIND.items() if p == phase],
+            "default_template": templates.get(spec["key"], ""),
+            "gate": {"metrics": _gate_metrics(phase, project, character)},
+        }
+        if phase == 1:
+            poses = list(project.sheet_poses if project is not None else DEFAULT_SHEET_POSES)
+            columns, rows = sheet_layout(None, poses=len(poses))
+            item["poses"] = poses
+            item["layout"] = {"columns": columns, "rows": rows}
+        if project is not None:
+            item["state"] = asdict(phase_gate_state(project=project, phase=phase, character=character))
+        out.append(item)
+    return out
 
 
 def jobs_created(*, job_ids: Sequence[int]) -> list[QualityGate]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.db import IntegrityError, transaction
 
-from characters.models import Character, ReferenceEmbedding, ReferenceImage
+from characters.models import Character, CharacterVersion, ReferenceEmbedding, ReferenceImage
 from quality.metrics import (
     FaceEmbedding,
     MetricInputError,
@@ -28,6 +28,7 @@ class EmbeddedReferences:
     model_id: str
     references: list[Reference] = field(default_factory=list)
     problems: dict[int, MetricResult] = field(default_factory=dict)
+    version_id: int | None = None  # the version whose own references these are; None: the character's
 
     def unusable(self) -> MetricResult | None:
         """Why similarity cannot run at all (no usable reference), as a result to record."""
@@ -54,17 +55,30 @@ def _read_reference(ref: ReferenceImage) -> np.ndarray:
         return load_frames(handle.read(), max_frames=1)[0]
 
 
-def character_embed_references(*, character: Character, models: MetricModels) -> EmbeddedReferences:
-    """Embed every reference of ``character`` that has no embedding under the model in use, store
-    them (``characters.ReferenceEmbedding``) and return all usable ones.
+def reference_set(character: Character, version: CharacterVersion | None = None) -> list[ReferenceImage]:
+    """The references a job is scored against: the version's own when it has some, else the
+    character's (those of no version)."""
+    if version is not None:
+        refs = list(ReferenceImage.objects.filter(version=version).order_by("pk"))
+        if refs:
+            return refs
+    return list(ReferenceImage.objects.filter(character=character, version__isnull=True).order_by("pk"))
+
+
+def character_embed_references(
+    *, character: Character, models: MetricModels, version: CharacterVersion | None = None
+) -> EmbeddedReferences:
+    """Embed every reference of the set a job of ``character`` (and ``version``) is scored
+    against (:func:`reference_set`) that has no embedding under the model in use, store them
+    (``characters.ReferenceEmbedding``) and return all usable ones.
 
     The model follows the project's art kind (``quality.metrics.embedding_model_id``). A reference
     with no face, or weights that are missing, are reported in ``problems``, never stored.
     """
     art_kind = character.project.art_kind
     model_id = embedding_model_id(art_kind, models)  # type: ignore[arg-type]
-    out = EmbeddedReferences(model_id=model_id)
-    refs = list(ReferenceImage.objects.filter(character=character).order_by("pk"))
+    refs = reference_set(character, version)
+    out = EmbeddedReferences(model_id=model_id, version_id=refs[0].version_id if refs else None)
     stored = {e.reference_id: e for e in ReferenceEmbedding.objects.filter(reference__in=refs, model_id=model_id)}
     for ref in refs:
         row = stored.get(ref.pk)

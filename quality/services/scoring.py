@@ -6,6 +6,10 @@ SUCCEEDED while it is scored (its outputs exist; SCORING is not used, so the eng
 machine are untouched). Every asset is measured (one batch per network), one ``QualityScore`` row
 per metric is stored exactly as the metric returned it, with its model id.
 
+References. A job of a character version that has reference images of its own is scored against
+the version's references; otherwise against the character's (those of no version). Each set is
+embedded once per batch (``quality.services.references``).
+
 Cost. Without model weights scoring is ORM-bound, so a batch loads its jobs (with project and
 character) and their outputs in two queries, shares the models and each character's reference
 embeddings, writes a chunk of jobs in one transaction (the lock-and-check, the scores, the gates,
@@ -13,10 +17,15 @@ a log line per job; each gate inserted once with its final details, never update
 evaluates each phase gate once a chunk, with the outcome evaluating it after every job would have
 had (``phases.phase_gates_after_scoring``).
 
-Gate (``QualityGate`` stage ``post_gen``), with the project's thresholds:
+Gate (``QualityGate`` stage ``post_gen``). Thresholds are read in one place each: similarity
+through ``characters.selectors.similarity_threshold`` (the character's, else the project's),
+the palette through :func:`palette_threshold` (likewise), the others from the project:
 
-- ``character_similarity`` ≥ the character's ``consistency_threshold`` (jobs with a character);
+- ``character_similarity`` ≥ the character's similarity threshold (jobs with a character);
 - ``aesthetic`` ≥ ``project.threshold_aesthetic``;
+- ``palette_distance`` (ΔE in Lab, lower is better) ≤ :func:`palette_threshold`, only when the
+  character is ``palette_gated``; it is measured (and shown) on every output of a character that
+  has a palette, gated or not;
 - clips only: ``subject_consistency`` (temporal coherence) ≥ ``project.threshold_temporal`` and
   ``motion_smoothness`` ≥ ``project.threshold_motion``;
 - loops (job kind ``loop``, phase 2) also: ``loop_seamlessness`` passes when its ``seamless`` flag is
@@ -25,7 +34,16 @@ Gate (``QualityGate`` stage ``post_gen``), with the project's thresholds:
   with value = min(1, (median + 1) / (seam + 1)), ``value ≥ 0.5`` is the same rule, so the number
   and the verdict never disagree. Not a project setting: a seam twice as large as any other step is
   visible whatever the style;
+- character sheets (kind ``character_sheet``) of a character: ``face_quality`` >
+  ``project.threshold_face_quality`` (``quality.metrics.sheet``; the panel layout is the asset's
+  ``sheet_layout``, else 4 × ceil(poses/4), else 4 × 2);
+- videos and segments (phase 3): ``overall`` > ``project.threshold_overall``
+  (``quality.metrics.composite``); loops carry ``overall`` too, ungated;
 - an output that could not be read is a failed check (``media``).
+
+The phase metrics (``face_quality``, ``overall``) pass strictly *above* their threshold, as the
+phase gates are specified; the others at or above. The phase verdicts that orchestration asks
+(``quality.services.phase_gates``) read these rows.
 
 A gated metric that did not run (weights missing, no face, error) is *skipped*: listed in the
 details with its reason and the command that fixes it. Outcome ``passed`` when every evaluated
@@ -49,13 +67,14 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
-from characters.models import Character
+from characters.models import Character, CharacterVersion
 from characters.selectors import similarity_threshold
 from generation import events
 from generation.models import Asset, Job, JobKind, JobStatus
 from generation.services.jobs import job_log
 from projects.models import Project
 from quality.metrics import MetricModels, MetricResult, Status
+from quality.metrics.sheet import sheet_layout
 from quality.metrics.temporal import SEAM_TOLERANCE
 from quality.models import GateStage, QualityGate, QualityScore
 from quality.services import common
@@ -68,6 +87,11 @@ logger = logging.getLogger(__name__)
 
 ANIMATED_KINDS = {JobKind.LOOP, JobKind.VIDEO, JobKind.SEGMENT}
 LOOP_SEAM_THRESHOLD = 1.0 / SEAM_TOLERANCE
+PHASE_KINDS_OVERALL = {JobKind.VIDEO, JobKind.SEGMENT}
+# Metrics that pass strictly above their threshold (the phase gates' wording), and those that
+# pass at or below it (a distance).
+STRICT_METRICS = {"face_quality", "overall"}
+LOWER_IS_BETTER = {"palette_distance"}
 # A batch is written (one transaction) and its phase gates evaluated every CHUNK_JOBS jobs, or
 # sooner when measuring them takes CHUNK_SECONDS (models on a CPU), so gates appear as it goes.
 CHUNK_JOBS = 20
@@ -77,18 +101,39 @@ CHUNK_SECONDS = 2.0
 UNREAD_JOB_FIELDS = ("graph", "params", "overrides", "timings", "error_details", "prompt", "negative_prompt")
 
 
+def palette_threshold(character: Character) -> float:
+    """The largest mean ΔE a character's outputs may stray from its palette: its own, else its
+    project's (one place)."""
+    if character.palette_threshold is not None:
+        return character.palette_threshold
+    return character.project.threshold_palette
+
+
 def gate_thresholds(
-    project: Project, character: Character | None, *, animated: bool, loop: bool = False
+    project: Project,
+    character: Character | None,
+    *,
+    animated: bool,
+    loop: bool = False,
+    sheet: bool = False,
+    video: bool = False,
 ) -> dict[str, float]:
-    """The gated metrics of one output and their thresholds (``loop``: a phase-2 loop job)."""
+    """The gated metrics of one output and their thresholds (``loop``: a phase-2 loop job;
+    ``sheet``: a character sheet; ``video``: a phase-3 video or segment)."""
     thresholds = {"aesthetic": project.threshold_aesthetic}
     if character is not None:
         thresholds["character_similarity"] = similarity_threshold(character)
+        if character.palette_gated:
+            thresholds["palette_distance"] = palette_threshold(character)
+        if sheet:
+            thresholds["face_quality"] = project.threshold_face_quality
     if animated:
         thresholds["subject_consistency"] = project.threshold_temporal
         thresholds["motion_smoothness"] = project.threshold_motion
         if loop:
             thresholds["loop_seamlessness"] = LOOP_SEAM_THRESHOLD
+        if video:
+            thresholds["overall"] = project.threshold_overall
     return thresholds
 
 
@@ -104,7 +149,12 @@ def score_row(asset: Asset, result: MetricResult, threshold: float | None, chara
     elif result.metric == "loop_seamlessness" and threshold is not None and result.ok:
         passed = bool(result.details.get("seamless"))  # the metric's own rule (module docstring)
     elif threshold is not None and result.ok:
-        passed = bool(result.value >= threshold)  # type: ignore[operator]
+        if result.metric in LOWER_IS_BETTER:
+            passed = bool(result.value <= threshold)  # type: ignore[operator]
+        elif result.metric in STRICT_METRICS:
+            passed = bool(result.value > threshold)  # type: ignore[operator]
+        else:
+            passed = bool(result.value >= threshold)  # type: ignore[operator]
     return QualityScore(
         asset=asset,
         metric=result.metric,
@@ -138,7 +188,7 @@ def gate_details(rows: Sequence[QualityScore]) -> dict[str, Any]:
                     "passed": row.passed,
                 }
             )
-            ratios.append(row.value / row.threshold if row.threshold else float(row.value or 0.0))  # type: ignore[operator]
+            ratios.append(_ratio(row))
         else:
             skipped.append(
                 {
@@ -166,6 +216,14 @@ def gate_details(rows: Sequence[QualityScore]) -> dict[str, Any]:
     }
 
 
+def _ratio(row: QualityScore) -> float:
+    """How far a scored row is from its threshold, 1 = at it, above 1 = better."""
+    value, threshold = float(row.value or 0.0), row.threshold
+    if row.metric in LOWER_IS_BETTER:  # a distance: half the allowed ΔE counts 2, capped there
+        return min(2.0, threshold / value) if value > 0 else 2.0  # type: ignore[operator]
+    return value / threshold if threshold else value
+
+
 def _read_asset(asset: Asset) -> Media:
     try:
         with asset.file.open("rb") as handle:
@@ -185,17 +243,19 @@ class BatchScore:
 
 
 class _Shared:
-    """What the jobs of one batch share: the models, and each character's embedded references."""
+    """What the jobs of one batch share: the models, and each reference set's embeddings (a
+    character's, or a version's own)."""
 
     def __init__(self, models: MetricModels) -> None:
         self.models = models
-        self._references: dict[int, EmbeddedReferences] = {}
+        self._references: dict[tuple[int, int | None], EmbeddedReferences] = {}
 
-    def references(self, character: Character) -> EmbeddedReferences:
-        found = self._references.get(character.pk)
+    def references(self, character: Character, version: CharacterVersion | None = None) -> EmbeddedReferences:
+        key = (character.pk, version.pk if version is not None else None)
+        found = self._references.get(key)
         if found is None:
-            found = character_embed_references(character=character, models=self.models)
-            self._references[character.pk] = found
+            found = character_embed_references(character=character, models=self.models, version=version)
+            self._references[key] = found
         return found
 
 
@@ -223,7 +283,7 @@ def jobs_score(*, job_ids: Sequence[int], models: MetricModels | None = None) ->
     ids = list(dict.fromkeys(job_ids))
     jobs = {
         job.pk: job
-        for job in Job.objects.select_related("project", "character__project")
+        for job in Job.objects.select_related("project", "character__project", "version")
         .defer(*UNREAD_JOB_FIELDS)
         .annotate(gated=Exists(_gated()))
         .filter(pk__in=ids)
@@ -243,7 +303,9 @@ def jobs_score(*, job_ids: Sequence[int], models: MetricModels | None = None) ->
     if not todo:
         return batch
     assets: dict[int, list[Asset]] = defaultdict(list)
-    for asset in Asset.objects.filter(job__in=[job.pk for job in todo]).only("pk", "job_id", "file").order_by("pk"):
+    for asset in (
+        Asset.objects.filter(job__in=[job.pk for job in todo]).only("pk", "job_id", "file", "metadata").order_by("pk")
+    ):
         assets[asset.job_id].append(asset)  # type: ignore[index]
     shared = _Shared(models or common.metric_models())
     chunk: list[_Measured] = []
@@ -282,12 +344,33 @@ class _Measured:
     rows: list[QualityScore]
 
 
+def _sheet(job: Job, asset: Asset) -> tuple[int, int] | None:
+    """A character sheet's panel layout: the asset's ``sheet_layout``, else from its poses."""
+    if job.kind != JobKind.CHARACTER_SHEET or job.character_id is None:
+        return None
+    metadata = asset.metadata if isinstance(asset.metadata, dict) else {}
+    layout = metadata.get("sheet_layout")
+    if layout:
+        return sheet_layout(layout)
+    poses = (job.params or {}).get("poses")  # a deferred field: read for sheets only
+    return sheet_layout(None, poses=len(poses) if isinstance(poses, list) else None)
+
+
 def _measure(job: Job, assets: list[Asset], shared: _Shared) -> _Measured:
     media = [_read_asset(a) for a in assets]
+    for m, asset in zip(media, assets, strict=True):
+        m.sheet = _sheet(job, asset)
     # The heavy part runs outside any transaction; the writes are short.
     loop = job.kind == JobKind.LOOP
     results = (
-        measure(media, models=shared.models, character=job.character, loop=loop, references=shared.references)
+        measure(
+            media,
+            models=shared.models,
+            character=job.character,
+            version=job.version if job.character_id else None,
+            loop=loop,
+            references=shared.references,
+        )
         if media
         else {}
     )
@@ -295,7 +378,14 @@ def _measure(job: Job, assets: list[Asset], shared: _Shared) -> _Measured:
     rows = []
     for m in media:
         animated = m.animated or job.kind in ANIMATED_KINDS
-        thresholds = gate_thresholds(job.project, job.character, animated=animated, loop=loop)
+        thresholds = gate_thresholds(
+            job.project,
+            job.character,
+            animated=animated,
+            loop=loop,
+            sheet=m.sheet is not None,
+            video=job.kind in PHASE_KINDS_OVERALL,
+        )
         rows.extend(
             score_row(by_pk[m.key], result, thresholds.get(result.metric), job.character_id)  # type: ignore[index]
             for result in results.get(m.key, ())

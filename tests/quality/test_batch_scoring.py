@@ -28,7 +28,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest
 @pytest.fixture
 def project(owner):
     # Passing, failing (a loop's seam) and unreadable outputs; a failure regenerates at most once.
-    return make_project(owner, art_kind="photoreal", threshold_aesthetic=0.0, max_regenerations=1)
+    project = make_project(owner, art_kind="photoreal", threshold_aesthetic=0.0, max_regenerations=1)
+    project.threshold_overall = 0.0  # the video's composite passes, like its aesthetic (not a project_create field)
+    project.save(update_fields=["threshold_overall"])
+    return project
 
 
 def jobs_of_every_kind(project, owner) -> list[Job]:

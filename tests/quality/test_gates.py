@@ -37,7 +37,7 @@ def test_a_failing_gate_spawns_children_with_new_seeds_and_stops_at_the_limit(fa
     assert chain[1].parent_id == original.pk and chain[2].parent_id == child
     assert len({j.seed for j in chain}) == 3
     assert chain[1].prompt == original.prompt and chain[1].template_id == original.template_id
-    gates = [QualityGate.objects.get(job=j) for j in chain]
+    gates = [QualityGate.objects.get(job=j, stage="post_gen") for j in chain]
     assert [g.details.get("regenerated_as") for g in gates] == [child, grandchild, None]
     assert gates[2].details["regeneration"] == "limit reached (2 regenerations)"
     best = max(gates, key=lambda g: g.details["combined_score"])
@@ -55,7 +55,7 @@ def test_no_regeneration_when_the_limit_is_zero(fake, owner, engine, models):
 
     assert runs.take() == []
     assert not Job.objects.filter(parent=job).exists()
-    assert QualityGate.objects.get(job=job).details["kept_job"] == job.pk
+    assert QualityGate.objects.get(job=job, stage="post_gen").details["kept_job"] == job.pk
 
 
 def test_a_passing_gate_does_not_regenerate(fake, owner, engine, models):

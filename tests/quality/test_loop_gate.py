@@ -45,9 +45,12 @@ def apng(frames: list[np.ndarray]) -> bytes:
 @pytest.fixture
 def project(owner):
     # Only the seam decides: every other gated threshold is at its floor, and no regeneration.
-    return make_project(
+    project = make_project(
         owner, threshold_aesthetic=0.0, threshold_temporal=0.0, threshold_motion=0.0, max_regenerations=0
     )
+    project.threshold_overall = 0.0  # a phase-3 video's composite (not a project_create field)
+    project.save(update_fields=["threshold_overall"])
+    return project
 
 
 def scored_loop(project, owner, frames: list[np.ndarray], kind: str = JobKind.LOOP):

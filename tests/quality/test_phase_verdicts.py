@@ -84,7 +84,7 @@ def test_a_phase_metric_that_could_not_run_is_not_evaluated_with_the_fix(project
     verdict = phase_verdict(job=job, phase=3)
 
     assert verdict.passed is None
-    assert verdict.reasons == ["motion_smoothness: weights missing"]
+    assert verdict.reasons == ["motion_smoothness: weights missing; fix: python manage.py fetch_models amt-s"]
     assert verdict.fix == ["python manage.py fetch_models amt-s"]
 
 

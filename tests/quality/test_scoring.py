@@ -71,7 +71,7 @@ def test_scoring_twice_stores_nothing_new(fake, project, owner, engine, models):
     score_job(job.pk)  # a re-delivered task
 
     assert QualityScore.objects.count() == count
-    assert QualityGate.objects.filter(job=job).count() == 1
+    assert QualityGate.objects.filter(job=job, stage="post_gen").count() == 1
 
 
 def test_character_similarity_embeds_the_references_and_reports_the_match(fake, project, owner, engine, models):
@@ -107,7 +107,7 @@ def test_missing_weights_are_unavailable_and_the_gate_says_what_was_skipped(
     row = QualityScore.objects.get(asset__job=job, metric="aesthetic")
     assert (row.status, row.value, row.passed) == ("unavailable", None, None)
     assert row.details["fix"] == "python manage.py fetch_models laion-aesthetic"
-    gate = QualityGate.objects.get(job=job)
+    gate = QualityGate.objects.get(job=job, stage="post_gen")
     assert gate.passed is None  # not a pass
     assert gate.details["outcome"] == "not_evaluated"
     assert gate.details["skipped_metrics"] == ["aesthetic"]
