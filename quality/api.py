@@ -8,6 +8,10 @@
   project (it may store scores), like submitting a job.
 - ``POST /quality/phase-gate/{phase}``: evaluate a phase gate now (write access).
 - ``GET /jobs/{id}/quality``: read access. Projects you cannot see answer 404.
+- ``GET /phases``: the three phases with their specifications (kinds, default template, frames,
+  fps, size, the gate's metrics and thresholds); with ``?project=ID`` (and ``&character=ID``) the
+  thresholds are that project's (character's) and each phase gate's state is included. Read
+  access; a project or character you cannot see answers 404.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from quality import tasks
 from quality.models import Evaluation, EvaluationStatus, PhaseGate, QualityGate, QualityScore
 from quality.services.common import QualityError
 from quality.services.evaluations import QUEUE_UNREACHABLE, evaluation_request, evaluation_wait
+from quality.services.phase_gates import phases_spec
 from quality.services.phases import phase_gate_evaluate
 from tower.api import parse_id
 from tower.parsers import JSONParser
@@ -144,6 +149,57 @@ class PhaseGateSerializer(serializers.ModelSerializer):
             "override_reason",
         ]
         read_only_fields = fields
+
+
+class GateMetricSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    comparison = serializers.CharField(help_text="'>' (strictly above the threshold) or 'seamless'")
+    threshold = serializers.FloatField(allow_null=True)
+    definition = serializers.CharField(required=False)
+    similarity_threshold = serializers.FloatField(required=False, help_text="phase 1: a panel's face matches at ≥ this")
+    weights = serializers.DictField(
+        child=serializers.FloatField(), required=False, help_text="phase 3: the composite's weights"
+    )
+
+
+class PhaseGateSpecSerializer(serializers.Serializer):
+    metrics = GateMetricSerializer(many=True)
+
+
+class PhaseGateStateSerializer(serializers.Serializer):
+    is_open = serializers.BooleanField()
+    pass_ratio = serializers.FloatField(allow_null=True, help_text="share of the latest window that passed")
+    sample_size = serializers.IntegerField()
+    overridden = serializers.BooleanField(help_text="opened or closed by hand by staff")
+    reason = serializers.CharField(allow_null=True, help_text="why it is closed; empty when open")
+    opened_by = serializers.CharField(allow_null=True, help_text="override, window or orchestration")
+
+
+class SheetLayoutSerializer(serializers.Serializer):
+    columns = serializers.IntegerField()
+    rows = serializers.IntegerField()
+
+
+class PhaseSerializer(serializers.Serializer):
+    phase = serializers.IntegerField()
+    key = serializers.CharField(help_text="its key in the project's phase_templates")
+    name = serializers.CharField()
+    job_kinds = serializers.ListField(child=serializers.CharField())
+    default_template = serializers.CharField(help_text="template slug the phase uses when none is named")
+    frames = serializers.IntegerField()
+    fps = serializers.IntegerField(allow_null=True)
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    poses = serializers.ListField(child=serializers.CharField(), required=False, help_text="phase 1: the sheet's poses")
+    layout = SheetLayoutSerializer(required=False, help_text="phase 1: the sheet's panel grid")
+    gate = PhaseGateSpecSerializer()
+    state = PhaseGateStateSerializer(required=False, help_text="with ?project=: the gate's state now")
+
+
+class PhasesSerializer(serializers.Serializer):
+    project = serializers.IntegerField(allow_null=True)
+    character = serializers.IntegerField(allow_null=True)
+    phases = PhaseSerializer(many=True)
 
 
 # --- Views ----------------------------------------------------------------------------------
@@ -311,3 +367,37 @@ class JobQualityView(APIView):
             ],
         }
         return Response(JobQualitySerializer(body).data)
+
+
+class PhasesView(APIView):
+    """The production phases as a contract: their specifications and, per project, their gates."""
+
+    @extend_schema(
+        operation_id="phases_retrieve",
+        responses={200: PhasesSerializer},
+        parameters=[
+            OpenApiParameter("project", int, description="a project: its thresholds and its gates' state"),
+            OpenApiParameter("character", int, description="a character of that project: its gates instead"),
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        """The three phases (sheet → loop → video) with their specifications and gate thresholds;
+        with ``project`` (and ``character``), each phase gate's state: open, pass ratio, sample
+        size, overridden, and why it is closed."""
+        project = character = None
+        if request.query_params.get("project"):
+            project = project_get_for_user(user=request.user, pk=parse_id(request.query_params["project"]))
+        if request.query_params.get("character"):
+            character = characters_visible_to(request.user).filter(pk=parse_id(request.query_params["character"]))
+            if project is not None:
+                character = character.filter(project=project)
+            character = character.first()
+            if character is None:
+                raise Http404("No such character")
+            project = project or character.project
+        body = {
+            "project": project.pk if project is not None else None,
+            "character": character.pk if character is not None else None,
+            "phases": phases_spec(project=project, character=character),
+        }
+        return Response(PhasesSerializer(body).data)
