@@ -13,7 +13,7 @@ from rest_framework import mixins, serializers, viewsets
 from characters.api import CharacterViewSet, ReferenceViewSet, VariationViewSet, VersionViewSet
 from generation.api import AssetViewSet, InputImageViewSet, JobViewSet, TemplateViewSet
 from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
-from quality.api import JobQualityView, QualityViewSet
+from quality.api import JobQualityView, PhasesView, QualityViewSet
 from quality.orchestration_api import OrchestrationViewSet
 from tower.api import Router
 from tower.models import ApiToken, hash_token, new_raw_token
@@ -114,4 +114,5 @@ router.register("orchestrations", OrchestrationViewSet, basename="orchestration"
 urlpatterns = [
     *router.urls,
     re_path(r"^jobs/(?P<job_pk>[0-9]+)/quality/?$", JobQualityView.as_view(), name="job-quality-api"),
+    re_path(r"^phases/?$", PhasesView.as_view(), name="phases-api"),
 ]
