@@ -535,3 +535,51 @@ def test_the_first_image_input_of_each_shipped_template(enqueued):
     assert template_image_inputs(shipped("ipadapter-character")) == ["reference_image"]
     assert template_image_inputs(shipped("weightless-img2img")) == ["init_image"]
     assert template_image_inputs(shipped("weightless-image")) == []
+
+
+# --- what the engine reads of a refusal -------------------------------------------------------------
+
+
+def test_a_refusal_names_the_missing_upload_in_either_of_comfyui_shapes():
+    import json
+
+    from generation.services.inputs import missing_uploads
+
+    recorded = json.loads((Path(__file__).parents[1] / "fakes/recordings/prompt_invalid.json").read_text())
+    body = recorded["loadimage_missing_file"]["body"]  # custom validation: "Invalid image file: NAME"
+    assert missing_uploads([{"name": "no_such_file.png", "path": "x"}], body["node_errors"]) == ["no_such_file.png"]
+    assert missing_uploads([{"name": "other.png", "path": "x"}], body["node_errors"]) == []
+    # Older servers: "value not in list", whose list names the files the server does have.
+    listed = {
+        "12": {
+            "errors": [
+                {
+                    "type": "value_not_in_list",
+                    "message": "Value not in list",
+                    "details": "image: 'tower-aaa.png' not in ['tower-bbb.png', 'example.png']",
+                    "extra_info": {"input_name": "image", "received_value": "tower-aaa.png"},
+                }
+            ],
+            "class_type": "LoadImage",
+        }
+    }
+    inputs = [{"name": "tower-aaa.png", "path": "a"}, {"name": "tower-bbb.png", "path": "b"}]
+    assert missing_uploads(inputs, listed) == ["tower-aaa.png"]
+
+
+def test_an_input_file_gone_from_storage_fails_the_job_saying_so(fake, project, owner, kai, enqueued):
+    backend_for(fake)
+    reference = primary_of(kai)
+    [created] = jobs_create(
+        user=owner,
+        project=project,
+        template=shipped("weightless-img2img"),
+        overrides=SMALL,
+        images={"init_image": image_source_from(reference)},
+    )
+    reference.image.storage.delete(reference.image.name)
+    assert tasks.job_run(created.pk) == "failed:input"
+    failed = job(created.pk)
+    assert failed.error_type == "input_missing"
+    assert f"init_image ({reference.image.name}) is no longer in Tower's storage" in failed.error_message
+    assert fake.counters.prompts_received == 0
