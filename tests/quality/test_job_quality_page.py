@@ -208,3 +208,38 @@ def test_the_chart_prefers_lpips_and_falls_back_to_pixel_differences():
     diffs = temporal_chart({"temporal_flicker": {"per_pair": [1, 2, 3]}})
     assert diffs is not None and diffs.count == 3 and "difference" in diffs.title
     assert temporal_chart({"aesthetic": {}}) is None
+
+
+def test_the_card_shows_the_pre_gen_and_final_gates_and_a_job_gated_only_at_submission_is_not_scored(owner, project):
+    job = JobFactory(project=project, kind=JobKind.VIDEO, status=JobStatus.SUCCEEDED, forced_reason="client demo")
+    QualityGate.objects.create(
+        job=job,
+        stage="pre_gen",
+        passed=True,
+        details={
+            "preflight": {"passed": True, "message": ""},
+            "inputs": [{"parameter": "init_image", "name": "tower-abc.png", "path": "x.png", "sha256": "abc"}],
+            "forced_reason": "client demo",
+        },
+    )
+
+    html = panel(owner, job).content.decode()
+    assert "Not scored yet" in html  # the submission's gate says nothing about the outputs
+    assert 'data-gate="pre_gen"' in html
+    assert re.search(r"data-inputs>.*init_image.*tower-abc\.png", html, re.S)
+    assert "client demo" in html
+
+    asset = AssetFactory(project=project, job=job, kind="video")
+    QualityScore.objects.create(asset=asset, metric="overall", value=0.62, threshold=0.8, passed=False)
+    QualityGate.objects.create(
+        job=job,
+        stage="final",
+        passed=False,
+        details={"score": 0.62, "reasons": ["overall 0.62 is not above 0.8"], "checks": {}, "asset_id": asset.pk},
+    )
+
+    html = panel(owner, job).content.decode()
+    assert "Not scored yet" not in html
+    assert re.search(r'data-gate="final".*data-verdict="failed"', html, re.S)
+    assert "overall 0.62 is not above 0.8" in html
+    assert re.search(r"0\.620.*&gt; 0\.80.*badge bad\">fail", row(html, "overall"))
