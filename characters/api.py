@@ -123,7 +123,8 @@ class CharacterSerializer(ModelSerializer):
         if hasattr(character, "primary_reference_name"):
             name = character.primary_reference_name
         else:
-            name = character.references.filter(is_primary=True).values_list("image", flat=True).first()
+            own = character.references.filter(is_primary=True, version__isnull=True)  # not a version's
+            name = own.values_list("image", flat=True).first()
         if not name:
             return None
         url = default_storage.url(name)

@@ -626,3 +626,13 @@ def test_variations_declare_what_they_replace(world, api_member):
     bad = api_member.patch(f"/api/v1/variations/{created.json()['id']}/", {"replaces": "wings"}, format="json")
     assert bad.status_code == 400
     assert Variation.objects.get(pk=created.json()["id"]).replaces == "hair"
+
+
+def test_the_characters_primary_url_is_its_own_not_a_versions(api_owner, character):
+    version = version_create(character=character, name="Teen")
+    character_add_reference(character=character, upload=io.BytesIO(png_bytes(colour=(7, 7, 7))), version=version)
+    own = character_add_reference(character=character, upload=io.BytesIO(png_bytes(colour=(8, 8, 8))))
+    detail = api_owner.get(f"/api/v1/characters/{character.pk}/").json()
+    listed = api_owner.get("/api/v1/characters/").json()["results"][0]
+    for data in (detail, listed):
+        assert data["primary_reference_url"].endswith(own.image.name)
