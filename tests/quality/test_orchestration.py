@@ -19,6 +19,7 @@ from quality.services.orchestration import (
 )
 from quality.services.scoring import job_score
 from tests.quality.orchestration_helpers import WEIGHTLESS, character_with_reference, drive, flow_project, run_of, start
+from tests.quality.scoring_helpers import listen, wait_for_event
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.usefixtures("channel_layer")]
 
@@ -138,3 +139,38 @@ def test_bad_templates_are_refused_with_nothing_written(fake, engine, project, c
         start(project, character, owner, templates={**WEIGHTLESS, **templates})
 
     assert not Orchestration.objects.exists() and not Job.objects.exists()
+
+
+def test_events_tell_the_project_how_it_goes(fake, engine, project, character, owner, channel_layer):
+    channel = listen(channel_layer, f"project.{project.pk}")
+
+    orchestration = start(project, character, owner, auto_advance=False)
+
+    started = wait_for_event(channel_layer, channel, "orchestration_progress")
+    assert (started["orchestration"], started["phase"], started["status"], started["attempt"]) == (
+        orchestration.pk,
+        1,
+        "running",
+        1,
+    )
+    drive(orchestration, engine)
+    passed = wait_for_event(channel_layer, channel, "phase_passed")
+    assert (passed["orchestration"], passed["passed_phase"]) == (orchestration.pk, 1)
+    assert passed["best_asset"] == run_of(orchestration, 1).best_asset_id
+    waiting = wait_for_event(channel_layer, channel, "orchestration_progress")
+    assert (waiting["status"], waiting["phase"]) == ("waiting", 2)
+    orchestration_cancel(orchestration=orchestration, user=owner)
+    assert wait_for_event(channel_layer, channel, "orchestration_progress")["status"] == "cancelled"
+
+
+def test_a_failed_orchestration_is_announced_with_its_reasons(fake, engine, project, character, owner, channel_layer):
+    project.advance_unevaluated = False
+    project.save(update_fields=["advance_unevaluated"])
+    orchestration = start(project, character, owner)
+    channel = listen(channel_layer, f"orchestration.{orchestration.pk}")
+
+    drive(orchestration, engine)
+
+    failed = wait_for_event(channel_layer, channel, "orchestration_failed")
+    assert (failed["orchestration"], failed["project"], failed["status"]) == (orchestration.pk, project.pk, "failed")
+    assert failed["reasons"] == Orchestration.objects.get(pk=orchestration.pk).reasons
