@@ -260,6 +260,7 @@ _CLAIM_FIELDS = (
     "mode",
     "timings",
     "template",
+    "kind",  # a character sheet's outputs record its layout
 )
 
 
@@ -726,6 +727,7 @@ _COMPLETION_FIELDS = (
     "reproduce_of",
     "timings",
     "template",
+    "kind",  # a character sheet's outputs record its layout
 )
 
 

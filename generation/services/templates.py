@@ -169,6 +169,7 @@ def template_binding_rows(*, template: WorkflowTemplate) -> list[BindingRow]:
         described = []
         for target in targets:
             text = target.describe() + (f" · {target.input}" if target.input else "")
+            text += f" (pose {target.pose + 1})" if target.pose is not None else ""
             described.append(text + (f" ({target.transform})" if target.transform else ""))
         rows.append(BindingRow(param, described, own.get(param), any(t.style for t in targets)))
     return rows

@@ -284,3 +284,64 @@ def test_the_video_chains_five_svd_passes_to_120_frames():
     assert len(passes) == 5 and all(p["inputs"]["video_frames"] == 25 for p in passes)
     assert 25 + 4 * 24 >= 120 == graph["90"]["inputs"]["length"]
     assert graph["91"]["inputs"]["fps"] == 24.0
+
+
+# --- through the engine: a character's sheet job on the fake ComfyUI ------------------------------
+
+
+@pytest.fixture
+def sheet_backend(tmp_path, settings):
+    from tests.generation.engine_helpers import backend_for
+    from tests.generation.test_image_inputs import IPADAPTER_NODES
+
+    settings.TOWER_ENGINE_SESSION_JOBS = 1
+    with FakeComfy(
+        root=tmp_path / "comfy", checkpoints=["anime_v1.safetensors"], extra_object_info=IPADAPTER_NODES
+    ) as server:
+        backend_for(server)
+        yield server
+
+
+def _character_with_reference(project):
+    from characters.services import character_add_reference, character_create
+
+    kai = character_create(project=project, name="Kai", design_prompt="1boy, silver hair")
+    buffer = io.BytesIO()
+    _reference().save(buffer, format="PNG")
+    buffer.seek(0)
+    character_add_reference(character=kai, upload=buffer)
+    return kai
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("channel_layer")
+@pytest.mark.parametrize("slug", ["weightless-sheet", "character-sheet"])
+def test_a_characters_sheet_job_makes_one_1024_sheet_with_its_layout(sheet_backend, project, owner, enqueued, slug):
+    from generation import tasks
+    from generation.models import Asset
+    from generation.services.submit import jobs_create
+    from tests.generation.engine_helpers import job, shipped
+
+    kai = _character_with_reference(project)
+    overrides = {"checkpoint": "anime_v1.safetensors", "steps": 2, "width": 64, "height": 128}
+    [created] = jobs_create(
+        user=owner, project=project, template=shipped(slug), character=kai, prompt="red scarf", overrides=overrides
+    )
+    assert tasks.job_run(created.pk) == "succeeded", job(created.pk).error_message
+    [asset] = Asset.objects.filter(job=created)
+    assert (asset.width, asset.height) == (1024, 1024)
+    assert asset.metadata["sheet_layout"] == {"columns": 4, "rows": 2}
+    assert asset.metadata["params"]["poses"] == list(DEFAULT_SHEET_POSES)
+    sent = sheet_backend.history[job(created.pk).prompt_id]["prompt"][2]
+    [loader] = [n for n in sent.values() if n["class_type"] == "LoadImage"]
+    assert loader["inputs"]["image"] == created.params["reference_image"]
+
+
+@pytest.mark.django_db
+def test_the_template_page_rows_name_each_pose_target():
+    from generation.services.templates import template_binding_rows
+    from tests.generation.engine_helpers import shipped
+
+    [poses] = [row for row in template_binding_rows(template=shipped("character-sheet")) if row.parameter == "poses"]
+    assert poses.targets[0] == "node 20 or class CLIPTextEncode · text (pose 1)"
+    assert len(poses.targets) == 8 and poses.follows_style and poses.value is None
