@@ -11,7 +11,7 @@ import re
 import pytest
 
 from characters.services import character_add_reference
-from generation.models import Asset, Job, JobStatus
+from generation.models import Asset, InputImage, Job, JobStatus
 from generation.services.templates import template_import
 from tests.browser.conftest import ROOT, screenshot, wait_until
 from tests.browser.test_studio import fake, log_in, off_the_loop, producer  # noqa: F401 (fixtures)
@@ -95,4 +95,25 @@ def test_pick_images_change_sampler_and_steps_and_watch_the_result(page, produce
     assert inputs == {"init_image": earlier.file.name, "reference_image": reference.image.name}
     output = off_the_loop(lambda: Asset.objects.filter(job_id=job_id).first())
     assert page.query_selector(f"#job-outputs-{job_id} .tile[data-asset='{output.pk}']") is not None
+    assert not page.console_errors  # type: ignore[attr-defined]
+
+
+def test_a_file_chosen_in_a_picker_is_uploaded_and_chosen_at_once(page, producer, stack, settings, tmp_path):  # noqa: F811
+    settings.MEDIA_ROOT = stack.logs / "media"
+    project = make_project(producer, name="Harbour Lights")
+    template = two_image_template(project, producer)
+    path = tmp_path / "sketch.png"
+    path.write_bytes(png_bytes(colour=(90, 200, 120)))
+
+    log_in(page)
+    page.goto(f"/generate/?project={project.pk}&template={template.pk}")
+    page.wait_for_selector("#picker-init_image")
+    page.fill("#id_prompt", "a harbour at dawn")
+    page.set_input_files("#upload-init_image", str(path))
+    page.wait_for_selector("#picker-init_image [data-pick-group=uploads] input:checked", state="attached")
+    image = off_the_loop(lambda: InputImage.objects.get(project=project))
+    assert page.get_attribute("#picker-init_image input:checked", "value") == f"upload:{image.pk}"
+    assert page.input_value("#id_prompt") == "a harbour at dawn"  # the upload's answer left the form alone
+    # The other input still has nothing chosen (no character: no automatic reference).
+    assert page.get_attribute("#picker-reference_image input:checked", "value") == ""
     assert not page.console_errors  # type: ignore[attr-defined]
