@@ -345,3 +345,19 @@ def test_the_template_page_rows_name_each_pose_target():
     [poses] = [row for row in template_binding_rows(template=shipped("character-sheet")) if row.parameter == "poses"]
     assert poses.targets[0] == "node 20 or class CLIPTextEncode · text (pose 1)"
     assert len(poses.targets) == 8 and poses.follows_style and poses.value is None
+
+
+@pytest.mark.parametrize(
+    ("bindings", "says"),
+    [
+        ({"poses": [{"node": "1", "input": "text"}]}, "each target needs a 'pose' index"),
+        ({"poses": [{"node": "1", "input": "text", "pose": -1}]}, "each target needs a 'pose' index"),
+        ({"poses": [{"node": "1", "input": "text", "pose": "0"}]}, "each target needs a 'pose' index"),
+        ({"prompt": [{"node": "1", "input": "text", "pose": 0}]}, "only 'poses' targets take a 'pose' index"),
+    ],
+)
+def test_pose_targets_are_checked(bindings, says):
+    from generation.workflow import BindingError, normalize_bindings
+
+    with pytest.raises(BindingError, match=says):
+        normalize_bindings(bindings)
