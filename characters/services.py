@@ -163,7 +163,9 @@ def character_set_attributes(*, character: Character, attributes: Any) -> list[C
     rows = _attribute_rows(attributes)
     Character.objects.select_for_update().filter(pk=character.pk).first()
     existing = {a.pk: a for a in CharacterAttribute.objects.filter(character=character)}
-    by_type = {a.type: a for a in existing.values()}
+    claimed = {row.get("id") for row in rows}
+    # A row without an id takes the attribute of its type, unless another row names that one.
+    by_type = {a.type: a for a in existing.values() if a.pk not in claimed}
     plan: list[tuple[CharacterAttribute, dict[str, Any]]] = []
     for row in rows:
         # A row says the whole attribute: what it leaves out goes back to the default.
@@ -178,6 +180,8 @@ def character_set_attributes(*, character: Character, attributes: Any) -> list[C
     kept = {attribute.pk for attribute, _ in plan if attribute.pk}
     # Deleted first, so a type freed by one row can be taken by another in the same change.
     CharacterAttribute.objects.filter(character=character).exclude(pk__in=kept).delete()
+    # Changed rows before new ones, so a type a changed row gives up is free for a new row.
+    plan.sort(key=lambda step: step[0].pk is None)
     return [_attribute_fill(attribute, fields) for attribute, fields in plan]
 
 

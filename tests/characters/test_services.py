@@ -213,6 +213,15 @@ def test_set_attributes_replaces_the_list_and_a_failure_changes_nothing(characte
     # A type moves from one row to another in one change: the freed type can be taken.
     character_set_attributes(character=character, attributes=[{"id": hair.pk, "type": "eyes", "value": "grey"}])
     assert list(character.attribute_set.values_list("pk", "type", "value")) == [(hair.pk, "eyes", "grey")]
+    # A row named by id keeps its identity even when a new row takes its old type.
+    character_set_attributes(
+        character=character,
+        attributes=[{"type": "eyes", "value": "blue"}, {"id": hair.pk, "type": "face", "value": "round"}],
+    )
+    rows = sorted(character.attribute_set.values_list("type", "value"))
+    assert rows == [("eyes", "blue"), ("face", "round")]
+    assert character.attribute_set.get(type="face").pk == hair.pk
+    character_set_attributes(character=character, attributes=[{"type": "eyes", "value": "grey"}])
     with pytest.raises(ValidationError):
         character_set_attributes(
             character=character,
