@@ -116,4 +116,14 @@ def test_a_file_chosen_in_a_picker_is_uploaded_and_chosen_at_once(page, producer
     assert page.input_value("#id_prompt") == "a harbour at dawn"  # the upload's answer left the form alone
     # The other input still has nothing chosen (no character: no automatic reference).
     assert page.get_attribute("#picker-reference_image input:checked", "value") == ""
+
+    # LoRA rows: no backend has listed any, so a name is typed; the preview follows a row added and removed.
+    assert page.locator("#generate-loras [data-lora-row]").count() == 0
+    page.click("#generate-loras [data-lora-add]")
+    page.fill("#generate-loras [data-lora-row] [data-lora-name]", "kai_v2.safetensors")
+    page.press("#generate-loras [data-lora-row] [data-lora-name]", "Tab")
+    page.wait_for_selector("#generate-preview dd:has-text('kai_v2.safetensors (1.0)')")
+    page.click("#generate-loras [data-lora-remove]")
+    page.wait_for_selector("#generate-preview dd:has-text('kai_v2.safetensors')", state="detached")
+    assert page.locator("#generate-loras [data-lora-row]").count() == 0
     assert not page.console_errors  # type: ignore[attr-defined]
