@@ -57,9 +57,12 @@ def character_list(request: HttpRequest) -> HttpResponse:
     if project_id.isdigit():
         # project__pk, not project_id: a pk lookup copes with a number past the database's range.
         characters = characters.filter(project__pk=int(project_id))
+    page_obj = paginate(request, characters)
+    for character in page_obj:
+        character.similarity_threshold = similarity_threshold(character)  # type: ignore[attr-defined]
     context = {
         "section": "characters",
-        "page_obj": paginate(request, characters),
+        "page_obj": page_obj,
         "projects": list(projects_visible_to(request.user).order_by("name")[:200]),
         "project_id": project_id,
         "querystring_base": querystring_without_page(request),

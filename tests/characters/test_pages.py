@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.test import Client
@@ -333,3 +334,13 @@ def test_viewer_cannot_upload_and_csrf_is_enforced(viewer, owner, project):
     )
     assert forged.status_code == 403
     assert Character.objects.get(pk=character.pk).name != "Forged" and not ReferenceImage.objects.exists()
+
+
+def test_the_list_shows_each_characters_effective_similarity_threshold(owner, project):
+    CharacterFactory(project=project, name="Follows")
+    CharacterFactory(project=project, name="Strict", consistency_threshold=0.9)
+    html = client_for(owner).get(reverse("character-list")).content.decode()
+    follows = html[html.index(">Follows<") :]
+    strict = html[html.index(">Strict<") :]
+    assert re.search(r"<td title=\"the project's\">0\.70 <span", follows[: follows.index("</tr>")])
+    assert re.search(r"<td title=\"this character's\">0\.90</td>", strict[: strict.index("</tr>")])
