@@ -297,6 +297,8 @@ def orchestration_step(*, orchestration_id: int, job_id: int | None = None) -> s
     ``job_id``: the job the caller saw end; the step does nothing unless it is still the current
     phase's newest attempt (a re-delivered or late call). Returns what it did, for logs and tests.
     """
+    if job_id is None and _attempt_open(orchestration_id):
+        return "attempt running"  # reconcile's common case, answered without a write lock
     with transaction.atomic():
         orchestration = _lock(orchestration_id)
         if orchestration.status != OrchestrationStatus.RUNNING:
@@ -336,6 +338,21 @@ def _lock(pk: int) -> Orchestration:
         from django.http import Http404
 
         raise Http404("No such orchestration") from None
+
+
+def _attempt_open(orchestration_id: int) -> bool:
+    """Whether the current phase's newest job is still queued or running (one read, no lock)."""
+    newest = (
+        Job.objects.filter(
+            phase_runs__orchestration_id=orchestration_id,
+            phase_runs__orchestration__status=OrchestrationStatus.RUNNING,
+            phase_runs__status=PhaseRunStatus.RUNNING,
+        )
+        .order_by("-pk")
+        .values_list("status", flat=True)
+        .first()
+    )
+    return newest in OPEN_JOB_STATUSES
 
 
 def _set(orchestration: Orchestration, **fields: Any) -> None:

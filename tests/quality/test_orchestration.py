@@ -11,6 +11,7 @@ import pytest
 
 from generation import tasks
 from generation.models import Job, JobStatus
+from generation.services.reconcile import reconcile
 from quality.models import Orchestration, PhaseRun, QualityGate
 from quality.services.orchestration import (
     OrchestrationError,
@@ -174,3 +175,26 @@ def test_a_failed_orchestration_is_announced_with_its_reasons(fake, engine, proj
     failed = wait_for_event(channel_layer, channel, "orchestration_failed")
     assert (failed["orchestration"], failed["project"], failed["status"]) == (orchestration.pk, project.pk, "failed")
     assert failed["reasons"] == Orchestration.objects.get(pk=orchestration.pk).reasons
+
+
+def test_a_worker_killed_between_scoring_and_step_does_not_lose_it(fake, engine, project, character, owner):
+    orchestration = start(project, character, owner, auto_advance=False)
+    runs, _ = engine
+    [first] = run_of(orchestration, 1).jobs.all()
+    assert tasks.job_run(first.pk) == "succeeded"
+    # Scored, and the worker is killed before it steps the orchestration (tasks queued in the
+    # broker survive it; what it held in memory does not).
+    job_score(job_id=first.pk)
+    assert Orchestration.objects.get(pk=orchestration.pk).phase == 1
+
+    # A new worker starts: reconcile finds phase 1 without a live job and concludes it.
+    report = reconcile(enqueue_run=runs, enqueue_adopt=lambda job_id: None)
+
+    assert report.hooks["quality.tasks.orchestrations_reconcile"] == "1 running orchestration(s) checked"
+    orchestration.refresh_from_db()
+    assert (orchestration.status, orchestration.phase) == ("waiting", 2)
+    assert run_of(orchestration, 1).status == "passed"
+    assert QualityGate.objects.filter(job=first, stage="final").count() == 1
+    orchestration_advance(orchestration=orchestration, user=owner)
+    orchestration = drive(orchestration, engine)
+    assert (orchestration.status, orchestration.phase, run_of(orchestration, 2).status) == ("waiting", 3, "passed")
