@@ -49,7 +49,7 @@ def test_pick_images_change_sampler_and_steps_and_watch_the_result(page, produce
     project = make_project(producer, name="Skyline Academy")
     style = project.style
     style.width = style.height = 128
-    style.sampler, style.draft_steps = "euler", 12
+    style.sampler, style.draft_steps, style.draft_cfg, style.production_cfg = "euler", 12, 7.0, 9.0
     style.save()
     kai = CharacterFactory(project=project, name="Kai", trigger_word="kaiSky")
     reference = character_add_reference(character=kai, upload=io.BytesIO(png_bytes(colour=(30, 60, 200))))
@@ -73,6 +73,10 @@ def test_pick_images_change_sampler_and_steps_and_watch_the_result(page, produce
     page.wait_for_selector("#generate-preview dd:text-is('dpmpp_2m')")
     page.wait_for_selector("#generate-preview dd:text-is('21')")
     assert page.is_checked(init) and page.is_checked(ref)  # the preview's answers left the pickers alone
+    # Production: the CFG left alone follows the preset; the sampler and steps changed stay.
+    page.select_option("#id_mode", "production")
+    page.wait_for_selector("#generate-controls input[name=cfg][value='9.0']")
+    assert page.input_value("#id_sampler") == "dpmpp_2m" and page.input_value("#id_steps") == "21"
     screenshot(page, "30-generate-pickers")
 
     page.click("#submit-generate")
@@ -90,7 +94,7 @@ def test_pick_images_change_sampler_and_steps_and_watch_the_result(page, produce
 
     job = off_the_loop(lambda: Job.objects.get(pk=job_id))
     assert job.status == JobStatus.SUCCEEDED
-    assert job.overrides == {"sampler": "dpmpp_2m", "steps": 21}
+    assert job.mode == "production" and job.overrides == {"sampler": "dpmpp_2m", "steps": 21}
     inputs = {item["parameter"]: item["path"] for item in job.params["inputs"]}
     assert inputs == {"init_image": earlier.file.name, "reference_image": reference.image.name}
     output = off_the_loop(lambda: Asset.objects.filter(job_id=job_id).first())
