@@ -361,3 +361,24 @@ def test_pose_targets_are_checked(bindings, says):
 
     with pytest.raises(BindingError, match=says):
         normalize_bindings(bindings)
+
+
+def test_the_video_starts_on_the_first_frame_of_a_loop_given_as_its_image(comfy, uploaded, tmp_path):
+    """The next phase may be handed the loop itself: LoadImage loads every frame of an animated
+    file, and the video takes the first."""
+    _, loop = _run(comfy, "weightless-loop", {"init_image": uploaded, "seed": 5})
+    with httpx.Client(base_url=comfy.url, timeout=10) as client:
+        name = client.post("/upload/image", files={"image": ("loop.webp", loop, "image/webp")}).json()["name"]
+    _, data = _run(comfy, "weightless-video", {"init_image": name, "seed": 9})
+    path = tmp_path / "from-loop.mp4"
+    path.write_bytes(data)
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        ok, first = capture.read()
+    finally:
+        capture.release()
+    with Image.open(io.BytesIO(loop)) as webp:
+        loop_first = np.asarray(webp.convert("RGB"))
+    assert ok and count == 120
+    assert _mean_diff(cv2.cvtColor(first, cv2.COLOR_BGR2RGB), loop_first) < 4
