@@ -144,9 +144,10 @@ def _image_sources(
             default = image_source_from(reference) if reference is not None else None
         if default is None:
             node = _node_label(template, targets, param)
+            none_yet = f"; {character.name} has no reference images yet" if character is not None else ""
             raise JobError(
                 f"this template needs an image for {param!r}{f' ({node})' if node else ''}: "
-                f"give images.{param} (a reference, an asset or an upload)"
+                f"give images.{param} (a reference, an asset or an upload){none_yet}"
             )
         sources[param] = default
     return sources

@@ -321,7 +321,8 @@ def test_a_character_without_references_is_refused_naming_the_reference_input(pr
         format="json",
     )
     assert response.status_code == 400
-    assert "'reference_image' (LoadImage #12)" in response.json()["non_field_errors"][0]
+    message = response.json()["non_field_errors"][0]
+    assert "'reference_image' (LoadImage #12)" in message and "Nobody has no reference images yet" in message
     assert Job.objects.count() == 0
 
 
