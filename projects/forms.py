@@ -14,7 +14,7 @@ class ProjectForm(forms.ModelForm):
     class Meta:
         model = Project
         formfield_callback = bounded_formfield
-        fields = ["name", "description", "art_kind"]
+        fields = ["name", "description", "art_kind", "advance_unevaluated"]
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
 
 
