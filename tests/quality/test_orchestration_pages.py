@@ -168,3 +168,20 @@ def test_the_page_socket_sends_the_cards_when_a_phase_moves(fake, engine, projec
     assert f'id="orchestration-phases-{orchestration.pk}" hx-swap-oob="true"' in html
     assert 'data-phase="1"' in html
     assert closed == {"type": "websocket.close", "code": 4404}
+
+
+def test_the_project_page_sets_whether_unevaluated_gates_may_pass(project, owner, viewer):
+    client = client_for(owner)
+    assert 'name="advance_unevaluated"' in client.get(f"/projects/{project.pk}/").content.decode()
+
+    response = client.post(f"/projects/{project.pk}/", {"name": project.name, "art_kind": project.art_kind})
+
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert project.advance_unevaluated is False  # an unticked box
+    client.post(
+        f"/projects/{project.pk}/", {"name": project.name, "art_kind": project.art_kind, "advance_unevaluated": "on"}
+    )
+    project.refresh_from_db()
+    assert project.advance_unevaluated is True
+    assert client_for(viewer).post(f"/projects/{project.pk}/", {"name": "x", "art_kind": "anime"}).status_code == 403
