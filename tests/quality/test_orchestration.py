@@ -198,3 +198,17 @@ def test_a_worker_killed_between_scoring_and_step_does_not_lose_it(fake, engine,
     orchestration_advance(orchestration=orchestration, user=owner)
     orchestration = drive(orchestration, engine)
     assert (orchestration.status, orchestration.phase, run_of(orchestration, 2).status) == ("waiting", 3, "passed")
+
+
+def test_a_character_without_a_reference_cannot_start_a_sheet(fake, engine, project, owner):
+    from characters.services import character_create
+
+    bare = character_create(project=project, name="Nobody", design_prompt="1girl")
+
+    with pytest.raises(OrchestrationError) as refused:
+        start(project, bare, owner)
+
+    assert str(refused.value).startswith("phase 1 (weightless-sheet) was refused:")
+    assert "reference_image" in str(refused.value)
+
+    assert not Orchestration.objects.exists()
