@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import QuerySet
 
 from characters.models import (
     AttributeType,
@@ -182,10 +183,20 @@ def character_set_attributes(*, character: Character, attributes: Any) -> list[C
     CharacterAttribute.objects.filter(character=character).exclude(pk__in=kept).delete()
     # Changed rows before new ones, so a type a changed row gives up is free for a new row.
     plan.sort(key=lambda step: step[0].pk is None)
-    return [_attribute_fill(attribute, fields) for attribute, fields in plan]
+    saved = []
+    for attribute, fields in plan:
+        try:
+            saved.append(_attribute_fill(attribute, fields))
+        except ValidationError as exc:
+            # Said under "attributes", naming the row, wherever the list came from (API, page).
+            detail = "; ".join(
+                f"{k}: {' '.join(v)}" for k, v in getattr(exc, "message_dict", {"": exc.messages}).items()
+            )
+            raise ValidationError({"attributes": f"{fields.get('type') or 'a row'}: {detail}"}) from exc
+    return saved
 
 
-def _reference_scope(*, character_id: int, version_id: int | None) -> Any:
+def _reference_scope(*, character_id: int, version_id: int | None) -> QuerySet[ReferenceImage]:
     """The references that share one primary: the character's own, or one version's."""
     if version_id is None:
         return ReferenceImage.objects.filter(character_id=character_id, version__isnull=True)

@@ -222,11 +222,13 @@ def test_set_attributes_replaces_the_list_and_a_failure_changes_nothing(characte
     assert rows == [("eyes", "blue"), ("face", "round")]
     assert character.attribute_set.get(type="face").pk == hair.pk
     character_set_attributes(character=character, attributes=[{"type": "eyes", "value": "grey"}])
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as refused:
         character_set_attributes(
             character=character,
             attributes=[{"type": "outfit", "value": "coat"}, {"type": "hair", "value": "x" * 201}],
         )
+    (message,) = refused.value.message_dict["attributes"]
+    assert message.startswith("hair: value: ") and "200 characters" in message
     assert list(character.attribute_set.values_list("type", "value")) == [("eyes", "grey")]
     # The old dict form: known keys are types, any other becomes "other" with "key: value" tokens.
     character_set_attributes(character=character, attributes={"Hair": "silver", "height": "tall"})
