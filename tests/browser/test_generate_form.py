@@ -106,3 +106,27 @@ def test_a_prompt_typed_while_other_fields_change_is_submitted_exactly(page, pro
         assert "blurry banners" in job.negative_prompt
         assert job.mode == "draft" and job.character.name == "Kai"
     assert not page.console_errors  # type: ignore[attr-defined]
+
+
+def test_a_setting_typed_while_the_mode_switch_is_answered_keeps_its_value(page, producer, stack):  # noqa: F811
+    project = make_project(producer, name="Harbour Lights")
+    style = project.style
+    style.draft_steps, style.production_steps, style.draft_cfg, style.production_cfg = 12, 30, 6.0, 8.0
+    style.save()
+    template_sync_shipped()
+
+    log_in(page)
+    page.goto(f"/generate/?project={project.pk}")
+    page.wait_for_selector("#generate-controls")
+    held = Held(page)
+    page.select_option("#id_mode", "production")  # sent with steps still at the draft default
+    steps = page.locator("#id_steps")
+    steps.click()
+    steps.fill("")
+    steps.press_sequentially("40", delay=60)  # typed while the answer is held
+    held.release()
+    page.wait_for_selector("#generate-controls input[name=cfg][value='8.0']")  # the answer is in
+    assert steps.input_value() == "40"  # not the production preset's 30
+    assert page.evaluate("document.activeElement && document.activeElement.name") == "steps"
+    assert page.input_value("#generate-controls input[name=shown_steps]") == "30"
+    assert not page.console_errors  # type: ignore[attr-defined]
