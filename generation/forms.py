@@ -159,7 +159,8 @@ class GenerateForm(forms.Form):
         self.template = fields["template"].queryset.filter(pk=template_id).first() if template_id else None
         raw_mode = self.data.get("mode") if self.is_bound else self.initial.get("mode")
         self.preset_mode = raw_mode if raw_mode in Mode.values else Mode.DRAFT
-        self.defaults: dict[str, Any] = style_defaults(project, self.preset_mode) if project else {}
+        styled = project is not None and hasattr(project, "style")  # a project without a style has no defaults
+        self.defaults: dict[str, Any] = style_defaults(project, self.preset_mode) if styled else {}
         if lenient and self.is_bound and self.defaults:
             self._follow_defaults()
         elif not self.is_bound and self.defaults:
