@@ -42,7 +42,35 @@ def _as_drf_error(exc: DjangoValidationError, field: str) -> serializers.Validat
 # --- Serializers ----------------------------------------------------------------------------
 
 
+class PhaseTemplatesSchema(serializers.Serializer):
+    """The shape of ``phase_templates`` in the schema (the field itself refuses any other key)."""
+
+    sheet = serializers.SlugField(required=False, help_text="phase 1: a template of kind character_sheet")
+    loop = serializers.SlugField(required=False, help_text="phase 2: a template of kind loop")
+    video = serializers.SlugField(required=False, help_text="phase 3: a template of kind video")
+
+
+@extend_schema_field(PhaseTemplatesSchema)
+class PhaseTemplatesField(serializers.JSONField):
+    pass
+
+
 class ProjectSerializer(ModelSerializer):
+    sheet_poses = serializers.ListField(
+        child=serializers.CharField(max_length=services.POSE_MAX_LENGTH, allow_blank=True),
+        min_length=1,
+        max_length=services.SHEET_POSES_MAX,
+        required=False,
+        help_text="the phase-1 character sheet's poses, one panel each (trimmed; none empty)",
+    )
+    phase_templates = PhaseTemplatesField(
+        required=False,
+        help_text=(
+            "the workflow template (slug) each phase of an orchestration uses when it names none; "
+            "a key left out follows Tower's default. Only the shape is checked here: an unknown "
+            "slug or one of the wrong kind is refused when an orchestration starts"
+        ),
+    )
     owner_username = serializers.CharField(source="owner.username", read_only=True)
     role = serializers.SerializerMethodField(help_text="your role: owner, editor or viewer")
 
@@ -67,6 +95,11 @@ class ProjectSerializer(ModelSerializer):
             "phase_window",
             "max_regenerations",
             "advance_unevaluated",
+            "threshold_palette",
+            "threshold_face_quality",
+            "threshold_overall",
+            "sheet_poses",
+            "phase_templates",
             "created_at",
             "updated_at",
         ]
@@ -80,6 +113,9 @@ class ProjectSerializer(ModelSerializer):
             "phase_pass_ratio": {"min_value": 0.01, "max_value": 1},
             "phase_window": {"min_value": 1},
             "max_regenerations": {"min_value": 0, "max_value": services.MAX_REGENERATIONS},
+            "threshold_palette": {"min_value": 0, "max_value": 100},
+            "threshold_face_quality": {"min_value": 0, "max_value": 1},
+            "threshold_overall": {"min_value": 0, "max_value": 1},
         }
 
     def get_role(self, project: Project) -> str | None:
@@ -96,6 +132,18 @@ class ProjectSerializer(ModelSerializer):
             return services.validate_story_bible(value)
         except DjangoValidationError as exc:
             raise _as_drf_error(exc, "story_bible") from None
+
+    def validate_sheet_poses(self, value: Any) -> list[str]:
+        try:
+            return services.validate_sheet_poses(value)
+        except DjangoValidationError as exc:
+            raise _as_drf_error(exc, "sheet_poses") from None
+
+    def validate_phase_templates(self, value: Any) -> dict[str, str]:
+        try:
+            return services.validate_phase_templates(value)
+        except DjangoValidationError as exc:
+            raise _as_drf_error(exc, "phase_templates") from None
 
 
 class PresetSerializer(serializers.Serializer):

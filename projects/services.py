@@ -11,7 +11,16 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
-from projects.models import MAX_REGENERATIONS, Episode, GenerationStyle, MemberRole, Membership, Project, Scene
+from projects.models import (
+    DEFAULT_PHASE_TEMPLATES,
+    MAX_REGENERATIONS,
+    Episode,
+    GenerationStyle,
+    MemberRole,
+    Membership,
+    Project,
+    Scene,
+)
 from tower.files import delete_files_after_commit, files_of_cascade
 
 STYLE_FIELDS = frozenset(
@@ -50,6 +59,11 @@ PROJECT_FIELDS = frozenset(
         "phase_window",
         "max_regenerations",
         "advance_unevaluated",
+        "threshold_palette",
+        "threshold_face_quality",
+        "threshold_overall",
+        "sheet_poses",
+        "phase_templates",
     }
 )
 STORY_BIBLE_KEYS = {"premise": str, "tone": str, "world": str, "episode_outline": list, "notes": str, "themes": list}
@@ -134,14 +148,90 @@ def validate_loras(loras: Any) -> list[dict[str, Any]]:
     return loras
 
 
+# Each production threshold's range (the model's check constraints), said in the unit a person sets.
+THRESHOLD_RANGES = {
+    "threshold_palette": (0.0, 100.0, "a mean ΔE (Lab) from 0 to 100"),
+    "threshold_face_quality": (0.0, 1.0, "a number from 0 to 1"),
+    "threshold_overall": (0.0, 1.0, "a number from 0 to 1"),
+}
+# A sheet draws one panel per pose (4 columns): 16 poses make a 4×4 grid, already small panels.
+SHEET_POSES_MAX = 16
+POSE_MAX_LENGTH = 200
+PHASE_TEMPLATE_KEYS = tuple(DEFAULT_PHASE_TEMPLATES)  # sheet, loop, video
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,80}")
+
+
+def validate_thresholds(fields: dict[str, Any]) -> None:
+    errors = {}
+    for key, (low, high, what) in THRESHOLD_RANGES.items():
+        if key not in fields:
+            continue
+        value = fields[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            errors[key] = f"must be {what}"
+    if errors:
+        raise ValidationError(errors)
+
+
+def validate_sheet_poses(poses: Any) -> list[str]:
+    """The poses trimmed; refused unless 1..SHEET_POSES_MAX non-empty texts of at most POSE_MAX_LENGTH."""
+    if not isinstance(poses, list) or not all(isinstance(pose, str) for pose in poses):
+        raise ValidationError({"sheet_poses": "must be a list of pose descriptions (texts)"})
+    trimmed = [pose.strip() for pose in poses]
+    if not 1 <= len(trimmed) <= SHEET_POSES_MAX:
+        raise ValidationError(
+            {"sheet_poses": f"give from 1 to {SHEET_POSES_MAX} poses (one sheet panel each), not {len(trimmed)}"}
+        )
+    for n, pose in enumerate(trimmed, start=1):
+        if not pose:
+            raise ValidationError({"sheet_poses": f"pose {n} is empty"})
+        if len(pose) > POSE_MAX_LENGTH:
+            raise ValidationError({"sheet_poses": f"pose {n} is longer than {POSE_MAX_LENGTH} characters"})
+    return trimmed
+
+
+def validate_phase_templates(templates: Any) -> dict[str, str]:
+    """The slugs trimmed. Only their shape is checked: projects may not import generation, so
+    whether a slug names a template of the phase's kind is checked when an orchestration starts."""
+    keys = ", ".join(map(repr, PHASE_TEMPLATE_KEYS))
+    if not isinstance(templates, dict):
+        raise ValidationError({"phase_templates": f"must be an object with the keys {keys}: template slugs"})
+    unknown = sorted(set(map(str, templates)) - set(PHASE_TEMPLATE_KEYS))
+    if unknown:
+        raise ValidationError(
+            {"phase_templates": f"unknown key(s) {', '.join(map(repr, unknown))}: only {keys} are phases"}
+        )
+    cleaned = {}
+    for key in PHASE_TEMPLATE_KEYS:
+        if key not in templates:
+            continue  # that phase follows the default (DEFAULT_PHASE_TEMPLATES)
+        slug = templates[key]
+        if not isinstance(slug, str) or not _SLUG.fullmatch(slug.strip()):
+            raise ValidationError(
+                {"phase_templates": f"{key} must be a workflow template's slug (letters, digits, '-', '_')"}
+            )
+        cleaned[key] = slug.strip()
+    return cleaned
+
+
+def _validate_project_fields(fields: dict[str, Any]) -> None:
+    """Checks the model cannot say clearly; normalizes poses and template slugs in ``fields``."""
+    if "story_bible" in fields:
+        validate_story_bible(fields["story_bible"])
+    validate_max_regenerations(fields)
+    validate_thresholds(fields)
+    if "sheet_poses" in fields:
+        fields["sheet_poses"] = validate_sheet_poses(fields["sheet_poses"])
+    if "phase_templates" in fields:
+        fields["phase_templates"] = validate_phase_templates(fields["phase_templates"])
+
+
 @transaction.atomic
 def project_create(*, owner: AbstractBaseUser, name: str, **fields: Any) -> Project:
     unknown = set(fields) - PROJECT_FIELDS
     if unknown:
         raise ProjectError(f"unknown project fields: {', '.join(sorted(unknown))}")
-    if "story_bible" in fields:
-        validate_story_bible(fields["story_bible"])
-    validate_max_regenerations(fields)
+    _validate_project_fields(fields)
     slug = fields.pop("slug", None) or unique_slug(Project, name)
     project = Project(owner=owner, name=name, slug=slug, **fields)
     project.full_clean()
@@ -157,9 +247,7 @@ def project_update(*, project: Project, **fields: Any) -> Project:
     unknown = set(fields) - PROJECT_FIELDS
     if unknown:
         raise ProjectError(f"unknown project fields: {', '.join(sorted(unknown))}")
-    if "story_bible" in fields:
-        validate_story_bible(fields["story_bible"])
-    validate_max_regenerations(fields)
+    _validate_project_fields(fields)
     for key, value in fields.items():
         setattr(project, key, value)
     project.full_clean()
