@@ -42,15 +42,15 @@ def _as_drf_error(exc: DjangoValidationError, field: str) -> serializers.Validat
 # --- Serializers ----------------------------------------------------------------------------
 
 
-class PhaseTemplatesSchema(serializers.Serializer):
+class PhaseTemplates(serializers.Serializer):
     """The shape of ``phase_templates`` in the schema (the field itself refuses any other key)."""
 
-    sheet = serializers.SlugField(required=False, help_text="phase 1: a template of kind character_sheet")
-    loop = serializers.SlugField(required=False, help_text="phase 2: a template of kind loop")
-    video = serializers.SlugField(required=False, help_text="phase 3: a template of kind video")
+    sheet = serializers.SlugField(required=False, max_length=80, help_text="phase 1: a character_sheet template")
+    loop = serializers.SlugField(required=False, max_length=80, help_text="phase 2: a template of kind loop")
+    video = serializers.SlugField(required=False, max_length=80, help_text="phase 3: a template of kind video")
 
 
-@extend_schema_field(PhaseTemplatesSchema)
+@extend_schema_field(PhaseTemplates)
 class PhaseTemplatesField(serializers.JSONField):
     pass
 
