@@ -42,7 +42,7 @@ def _as_drf_error(exc: DjangoValidationError, field: str) -> serializers.Validat
 # --- Serializers ----------------------------------------------------------------------------
 
 
-class PhaseTemplates(serializers.Serializer):
+class ProjectPhaseTemplates(serializers.Serializer):
     """The shape of ``phase_templates`` in the schema (the field itself refuses any other key)."""
 
     sheet = serializers.SlugField(required=False, max_length=80, help_text="phase 1: a character_sheet template")
@@ -50,7 +50,7 @@ class PhaseTemplates(serializers.Serializer):
     video = serializers.SlugField(required=False, max_length=80, help_text="phase 3: a template of kind video")
 
 
-@extend_schema_field(PhaseTemplates)
+@extend_schema_field(ProjectPhaseTemplates)
 class PhaseTemplatesField(serializers.JSONField):
     pass
 
