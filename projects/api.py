@@ -43,7 +43,7 @@ def _as_drf_error(exc: DjangoValidationError, field: str) -> serializers.Validat
 
 
 class ProjectPhaseTemplates(serializers.Serializer):
-    """The shape of ``phase_templates`` in the schema (the field itself refuses any other key)."""
+    """The workflow template (slug) of each orchestration phase; no other key is accepted."""
 
     sheet = serializers.SlugField(required=False, max_length=80, help_text="phase 1: a character_sheet template")
     loop = serializers.SlugField(required=False, max_length=80, help_text="phase 2: a template of kind loop")
