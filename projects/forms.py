@@ -5,17 +5,96 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
-from projects.models import GenerationStyle, Project
+from projects.models import DEFAULT_PHASE_TEMPLATES, GenerationStyle, Project
+from projects.services import PHASE_TEMPLATE_KEYS, SHEET_POSES_MAX, validate_phase_templates, validate_sheet_poses
 from tower.limits import TEXT_MAX_LENGTH, bounded_formfield
+
+PRODUCTION_THRESHOLDS = ("threshold_palette", "threshold_face_quality", "threshold_overall")
+PHASE_TEMPLATE_FIELDS = {key: f"phase_template_{key}" for key in PHASE_TEMPLATE_KEYS}
+PHASE_KINDS_SAID = {"sheet": "character_sheet", "loop": "loop", "video": "video"}
+
+
+def _number(low: float, high: float) -> forms.NumberInput:
+    return forms.NumberInput(attrs={"min": low, "max": high, "step": "any"})
 
 
 class ProjectForm(forms.ModelForm):
+    sheet_poses_text = forms.CharField(
+        label="Character sheet poses",
+        required=False,
+        max_length=TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 8}),
+        help_text=f"one pose per line, 1 to {SHEET_POSES_MAX}: each is one panel of the phase-1 sheet",
+    )
+    phase_template_sheet = forms.CharField(label="Sheet template", required=False, max_length=80)
+    phase_template_loop = forms.CharField(label="Loop template", required=False, max_length=80)
+    phase_template_video = forms.CharField(label="Video template", required=False, max_length=80)
+
     class Meta:
         model = Project
         formfield_callback = bounded_formfield
-        fields = ["name", "description", "art_kind", "advance_unevaluated"]
-        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+        fields = ["name", "description", "art_kind", "advance_unevaluated", *PRODUCTION_THRESHOLDS]
+        labels = {
+            "threshold_palette": "Palette threshold (ΔE)",
+            "threshold_face_quality": "Sheet face quality threshold",
+            "threshold_overall": "Video overall quality threshold",
+        }
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 3}),
+            "threshold_palette": _number(0, 100),
+            "threshold_face_quality": _number(0, 1),
+            "threshold_overall": _number(0, 1),
+        }
+
+    def __init__(self, *args: Any, template_choices: dict[str, list[str]] | None = None, **kwargs: Any) -> None:
+        """``template_choices``: per phase (sheet, loop, video), the slugs of the templates of its
+        kind, given by the view (projects does not import generation); the slug inputs become selects."""
+        super().__init__(*args, **kwargs)
+        for name in PRODUCTION_THRESHOLDS:
+            self.fields[name].required = False  # absent from a POST: the stored value stays (clean)
+        self.initial.setdefault("sheet_poses_text", "\n".join(self.instance.sheet_poses or []))
+        stored = {**DEFAULT_PHASE_TEMPLATES, **(self.instance.phase_templates or {})}
+        for key, name in PHASE_TEMPLATE_FIELDS.items():
+            self.initial.setdefault(name, stored.get(key, ""))
+            self.fields[name].help_text = f"slug of a {PHASE_KINDS_SAID[key]} template"
+            if template_choices is not None and key in template_choices:
+                current = [self.data.get(name) if self.is_bound else None, stored.get(key)]
+                missing = [v for v in dict.fromkeys(current) if v and v not in template_choices[key]]
+                choices = [(v, f"{v} (no {PHASE_KINDS_SAID[key]} template of this slug)") for v in missing]
+                choices += [(slug, slug) for slug in template_choices[key]]
+                field = self.fields[name]
+                self.fields[name] = forms.ChoiceField(
+                    choices=choices, required=False, label=field.label, help_text=field.help_text
+                )
+
+    def clean(self) -> dict[str, Any]:
+        """A production field absent from the POST keeps its stored value; given, it is checked as
+        projects.services checks it (poses trimmed, empty lines dropped; slugs by shape only)."""
+        cleaned = super().clean()
+        for name in PRODUCTION_THRESHOLDS:
+            if name not in self.data:
+                cleaned.pop(name, None)
+            elif cleaned.get(name) is None and name not in self.errors:
+                self.add_error(name, "Enter a number.")
+        poses_text = cleaned.pop("sheet_poses_text", None)
+        if "sheet_poses_text" in self.data and poses_text is not None:
+            try:
+                poses = [line for line in poses_text.splitlines() if line.strip()]
+                cleaned["sheet_poses"] = validate_sheet_poses(poses)
+            except ValidationError as exc:
+                self.add_error("sheet_poses_text", exc.message_dict["sheet_poses"])
+        slugs = {key: cleaned.pop(name, None) for key, name in PHASE_TEMPLATE_FIELDS.items()}
+        given = {key: slugs[key] or "" for key, name in PHASE_TEMPLATE_FIELDS.items() if name in self.data}
+        if given:
+            try:
+                cleaned["phase_templates"] = validate_phase_templates(
+                    {**(self.instance.phase_templates or {}), **given}
+                )
+            except ValidationError as exc:
+                self.add_error(None, exc.message_dict["phase_templates"])
+        return cleaned
 
 
 # Style fields that name what a backend offers → the key of the backends' choices.
