@@ -16,14 +16,23 @@ from django.views.decorators.http import require_http_methods, require_POST
 from characters.demo import demo_projects_seed
 from characters.selectors import characters_with_summary_visible_to
 from generation.choices import backend_choices
-from generation.models import JobStatus
-from generation.selectors import jobs_visible_to
+from generation.models import JobKind, JobStatus
+from generation.selectors import jobs_visible_to, templates_visible_to
 from projects.forms import ProjectForm, StoryBibleForm, StyleForm
 from projects.selectors import project_get_for_user, project_user_can_write, projects_visible_to
 from projects.services import ProjectError, project_create, project_update, style_update
 from tower.views import form_add_service_errors, page_login_required, paginate, render_page
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.SCORING)
+PHASE_TEMPLATE_KINDS = {"sheet": JobKind.CHARACTER_SHEET, "loop": JobKind.LOOP, "video": JobKind.VIDEO}
+
+
+def _phase_template_choices(request: HttpRequest, project=None) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    """Per phase, the slugs of the templates of its kind the project can use (its own and the shared)."""
+    scope = Q(project__isnull=True) | Q(project=project) if project is not None else Q(project__isnull=True)
+    rows = templates_visible_to(request.user).filter(scope, kind__in=PHASE_TEMPLATE_KINDS.values())
+    slugs = sorted(set(rows.values_list("kind", "slug")))
+    return {key: [slug for k, slug in slugs if k == kind] for key, kind in PHASE_TEMPLATE_KINDS.items()}
 
 
 @page_login_required
@@ -44,7 +53,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @page_login_required
 @require_http_methods(["GET", "POST"])
 def project_create_view(request: HttpRequest) -> HttpResponse:
-    form = ProjectForm(request.POST or None)
+    form = ProjectForm(request.POST or None, template_choices=_phase_template_choices(request))
     if request.method == "POST" and form.is_valid():
         try:
             project = project_create(owner=request.user, **form.cleaned_data)
@@ -62,7 +71,8 @@ def _detail_context(request: HttpRequest, project, **forms) -> dict:  # type: ig
         "section": "projects",
         "project": project,
         "can_write": project_user_can_write(project=project, user=request.user),
-        "settings_form": forms.get("settings_form") or ProjectForm(instance=project),
+        "settings_form": forms.get("settings_form")
+        or ProjectForm(instance=project, template_choices=_phase_template_choices(request, project)),
         "style_form": forms.get("style_form") or StyleForm(instance=project.style, offered=backend_choices()),
         "bible_form": forms.get("bible_form") or StoryBibleForm.from_bible(project.story_bible or {}),
         "characters": list(characters_with_summary_visible_to(request.user).filter(project=project)[:12]),
@@ -77,7 +87,7 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, pk=pk, write=request.method == "POST")
     form = None
     if request.method == "POST":
-        form = ProjectForm(request.POST, instance=project)
+        form = ProjectForm(request.POST, instance=project, template_choices=_phase_template_choices(request, project))
         if form.is_valid():
             try:
                 project_update(project=project, **form.cleaned_data)
