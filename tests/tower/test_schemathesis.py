@@ -1,7 +1,8 @@
 """schemathesis against the live schema: no operation answers 500, every answer matches the schema.
 
-A small, bounded run (a few examples an operation, as an owner with a project) so it belongs in
-CI; the issue's full run was 30 examples an operation.
+As an owner with a project. Phase.explicit brings schemathesis' coverage phase: every operation's
+boundary and invalid values, ~8,600 cases over 78 operations (~95% of the time; 19 ms a call, the
+server's share), beside EXAMPLES random cases an operation; the issue's full run was 30.
 """
 
 from __future__ import annotations
@@ -48,8 +49,7 @@ def api_schema(owner_headers, wsgi_keeps_the_test_connection):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-# One test with a subtest per operation (about 70): ~3 minutes on two busy cores, over the
-# suite's 4-minute default only on a crowded machine.
+# One test with a subtest per operation (78): ~2.5 minutes alone on two cores, ~4 on busy ones.
 @pytest.mark.timeout(900)
 @schema.parametrize()
 @hypothesis_settings(
