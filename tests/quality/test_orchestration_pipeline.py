@@ -12,6 +12,7 @@ from quality.models import Orchestration, QualityGate
 from quality.services.orchestration import orchestration_advance
 from quality.services.scoring import job_score
 from tests.quality.orchestration_helpers import character_with_reference, drive, flow_project, run_of, start
+from tests.quality.scoring_helpers import listen, wait_for_event
 
 
 @pytest.fixture
@@ -33,10 +34,14 @@ def loaded_images(fake, job: Job) -> list[str]:
     return [node["inputs"]["image"] for node in graph.values() if node["class_type"] == "LoadImage"]
 
 
-def test_auto_advance_runs_sheet_loop_and_video_to_complete(fake, engine, project, character, owner):
+def test_auto_advance_runs_sheet_loop_and_video_to_complete(fake, engine, project, character, owner, channel_layer):
+    channel = listen(channel_layer, f"project.{project.pk}")
+
     orchestration = drive(start(project, character, owner), engine)
 
     assert orchestration.status == "complete", orchestration.reasons
+    done = wait_for_event(channel_layer, channel, "orchestration_complete")
+    assert (done["orchestration"], done["phase"], done["status"]) == (orchestration.pk, 3, "complete")
     sheet, loop, video = (run_of(orchestration, p) for p in (1, 2, 3))
     assert [r.status for r in (sheet, loop, video)] == ["passed", "passed", "passed"]
     assert [r.attempts for r in (sheet, loop, video)] == [1, 1, 1]
