@@ -8,16 +8,18 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from projects.models import DEFAULT_PHASE_TEMPLATES, GenerationStyle, Project
-from projects.services import PHASE_TEMPLATE_KEYS, SHEET_POSES_MAX, validate_phase_templates, validate_sheet_poses
+from projects.services import (
+    PHASE_TEMPLATE_KEYS,
+    SHEET_POSES_MAX,
+    THRESHOLD_RANGES,
+    validate_phase_templates,
+    validate_sheet_poses,
+)
 from tower.limits import TEXT_MAX_LENGTH, bounded_formfield
 
 PRODUCTION_THRESHOLDS = ("threshold_palette", "threshold_face_quality", "threshold_overall")
 PHASE_TEMPLATE_FIELDS = {key: f"phase_template_{key}" for key in PHASE_TEMPLATE_KEYS}
 PHASE_KINDS_SAID = {"sheet": "character_sheet", "loop": "loop", "video": "video"}
-
-
-def _number(low: float, high: float) -> forms.NumberInput:
-    return forms.NumberInput(attrs={"min": low, "max": high, "step": "any"})
 
 
 class ProjectForm(forms.ModelForm):
@@ -43,9 +45,6 @@ class ProjectForm(forms.ModelForm):
         }
         widgets = {
             "description": forms.Textarea(attrs={"rows": 3}),
-            "threshold_palette": _number(0, 100),
-            "threshold_face_quality": _number(0, 1),
-            "threshold_overall": _number(0, 1),
         }
 
     def __init__(self, *args: Any, template_choices: dict[str, list[str]] | None = None, **kwargs: Any) -> None:
@@ -53,7 +52,13 @@ class ProjectForm(forms.ModelForm):
         kind, given by the view (projects does not import generation); the slug inputs become selects."""
         super().__init__(*args, **kwargs)
         for name in PRODUCTION_THRESHOLDS:
-            self.fields[name].required = False  # absent from a POST: the stored value stays (clean)
+            # The service's ranges, said by the field; not required: absent from a POST, the stored value stays.
+            low, high, _ = THRESHOLD_RANGES[name]
+            field = self.fields[name]
+            self.fields[name] = forms.FloatField(
+                min_value=low, max_value=high, required=False, label=field.label, help_text=field.help_text
+            )
+            self.fields[name].widget.attrs["step"] = "any"
         self.initial.setdefault("sheet_poses_text", "\n".join(self.instance.sheet_poses or []))
         stored = {**DEFAULT_PHASE_TEMPLATES, **(self.instance.phase_templates or {})}
         for key, name in PHASE_TEMPLATE_FIELDS.items():
