@@ -55,9 +55,22 @@ class PhaseTemplatesField(serializers.JSONField):
     pass
 
 
+# The pose bounds are the service's (its messages name the pose: "pose 2 is empty"), documented here.
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": services.POSE_MAX_LENGTH},
+        "minItems": 1,
+        "maxItems": services.SHEET_POSES_MAX,
+    }
+)
+class SheetPosesField(serializers.ListField):
+    pass
+
+
 class ProjectSerializer(ModelSerializer):
-    sheet_poses = serializers.ListField(
-        child=serializers.CharField(max_length=services.POSE_MAX_LENGTH, allow_blank=True),
+    sheet_poses = SheetPosesField(
+        child=serializers.CharField(allow_blank=True),
         min_length=1,
         max_length=services.SHEET_POSES_MAX,
         required=False,
