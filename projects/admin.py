@@ -13,9 +13,13 @@ from projects.models import Episode, GenerationStyle, Membership, Project, Scene
 from projects.services import (
     PROJECT_FIELDS,
     STYLE_FIELDS,
+    THRESHOLD_RANGES,
     project_create,
     validate_loras,
+    validate_phase_templates,
+    validate_sheet_poses,
     validate_story_bible,
+    validate_thresholds,
 )
 from tower.admin import ProjectScopedAdmin, ScopedInline
 
@@ -83,6 +87,18 @@ class ProjectForm(forms.ModelForm):
                 validate_story_bible(cleaned["story_bible"])
             except ValidationError as exc:
                 self.add_error(None, exc)
+        # The same checks (and trimming) as the API and the pages: the admin saves without the service.
+        for name, check in (("sheet_poses", validate_sheet_poses), ("phase_templates", validate_phase_templates)):
+            if name in cleaned:
+                try:
+                    cleaned[name] = check(cleaned[name])
+                except ValidationError as exc:
+                    self.add_error(name, exc.message_dict[name])
+        try:
+            validate_thresholds({key: cleaned[key] for key in THRESHOLD_RANGES if cleaned.get(key) is not None})
+        except ValidationError as exc:
+            for key, messages in exc.message_dict.items():
+                self.add_error(key, messages)
         return cleaned
 
 
@@ -108,6 +124,17 @@ class ProjectAdmin(ProjectScopedAdmin):
                     ("threshold_similarity", "threshold_aesthetic"),
                     ("threshold_temporal", "threshold_motion"),
                     ("phase_pass_ratio", "phase_window", "max_regenerations"),
+                ]
+            },
+        ),
+        (
+            "Production",
+            {
+                "fields": [
+                    ("threshold_palette", "threshold_face_quality", "threshold_overall"),
+                    "advance_unevaluated",
+                    "sheet_poses",
+                    "phase_templates",
                 ]
             },
         ),

@@ -42,6 +42,11 @@ def project_form(**overrides) -> dict[str, str]:
         "phase_pass_ratio": "0.8",
         "phase_window": "10",
         "max_regenerations": "3",
+        "threshold_palette": "25",
+        "threshold_face_quality": "0.8",
+        "threshold_overall": "0.8",
+        "sheet_poses": '["front view", "back view"]',
+        "phase_templates": '{"sheet": "character-sheet"}',
         **management("memberships"),
     }
     data.update(overrides)
