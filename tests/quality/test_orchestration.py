@@ -212,3 +212,21 @@ def test_a_character_without_a_reference_cannot_start_a_sheet(fake, engine, proj
     assert "reference_image" in str(refused.value)
 
     assert not Orchestration.objects.exists()
+
+
+def test_a_job_cancelled_on_its_own_page_is_a_failed_attempt_at_the_next_reconcile(
+    fake, engine, project, character, owner
+):
+    from generation.services.submit import job_cancel
+    from quality.tasks import orchestrations_reconcile
+
+    orchestration = start(project, character, owner)
+    [first] = run_of(orchestration, 1).jobs.all()
+    job_cancel(job=first, user=owner)  # from the job's page, not the orchestration's
+
+    orchestrations_reconcile()
+
+    sheet = run_of(orchestration, 1)
+    assert (sheet.status, sheet.attempts) == ("running", 2)
+    assert sheet.gate["reasons"] == [f"attempt 1 (job {first.pk}) was cancelled"]
+    assert Orchestration.objects.get(pk=orchestration.pk).status == "running"
