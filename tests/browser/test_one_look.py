@@ -70,9 +70,12 @@ def test_file_inputs_and_fieldsets_are_styled(page, superuser):
     assert file_input.evaluate("e => getComputedStyle(e).borderStyle") == "dashed"
     button = file_input.evaluate("e => getComputedStyle(e, '::file-selector-button').backgroundColor")
     assert is_dark(button)  # not the browser's light grey button
-    page.goto(f"/projects/{project.pk}/")
-    fieldset = page.locator("fieldset").first
+    fieldset = page.locator("form fieldset").first  # a plain <fieldset>: tower.css's own rule
     assert fieldset.evaluate("e => getComputedStyle(e).borderTopColor") == "rgb(46, 51, 59)"  # --line
+    page.goto(f"/projects/{project.pk}/")
+    # The style form's presets (its LoRA rows are a borderless fieldset on purpose).
+    preset = page.locator("fieldset:has(legend:has-text('Draft preset'))")
+    assert preset.evaluate("e => getComputedStyle(e).borderTopColor") == "rgb(46, 51, 59)"  # --line
 
 
 def test_api_docs_render_dark_with_a_way_back(page, superuser):
