@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from characters.models import Character
-from generation.models import Asset, Job
+from generation.models import Asset, InputImage, Job
 from projects.models import Mode, Phase, Project
 
 
@@ -212,6 +212,17 @@ class PhaseRun(models.Model):
         blank=True,
         related_name="+",
         help_text="handed on by the phase before",
+    )
+    input_image = models.ForeignKey(
+        InputImage,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="what this phase loads: the best pose cut from the sheet, the best frame of the loop",
+    )
+    handoff = models.JSONField(
+        default=dict, blank=True, help_text="which panel or frame of input_asset was handed on, and why"
     )
     best_asset = models.ForeignKey(Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     gate = models.JSONField(default=dict, blank=True, help_text="the phase gate's last verdict and its reasons")
