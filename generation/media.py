@@ -49,6 +49,24 @@ def probe(data: bytes, *, filename: str = "") -> MediaInfo:
     return _probe_video(data, filename)
 
 
+# Animated WebP/GIF/APNG store whole milliseconds per frame, and ComfyUI writes int(1000 / fps):
+# 24 fps becomes 41 ms (24.39 fps). The rate that was asked for is the one of these it came from.
+STANDARD_RATES = (6, 8, 10, 12, 15, 16, 18, 20, 24, 25, 30, 48, 50, 60)
+
+
+def animation_fps(durations_ms: list[float]) -> float | None:
+    """Frames per second of an animation whose frames last ``durations_ms``."""
+    total = sum(durations_ms)
+    if not total:
+        return None
+    if len(set(durations_ms)) == 1:
+        step = durations_ms[0]
+        for rate in STANDARD_RATES:
+            if step in (int(1000 / rate), round(1000 / rate)):
+                return float(rate)
+    return round(len(durations_ms) / (total / 1000), 3)
+
+
 def _probe_image(data: bytes) -> MediaInfo:
     with Image.open(io.BytesIO(data)) as image:
         fmt = image.format or ""
@@ -56,15 +74,15 @@ def _probe_image(data: bytes) -> MediaInfo:
             raise UnidentifiedImageError(fmt)
         frames = getattr(image, "n_frames", 1) or 1
         width, height = image.size
-        total_ms = 0.0
+        durations: list[float] = []
         if frames > 1:
             for index in range(frames):
                 image.seek(index)
                 image.load()  # WebP reports a frame's duration only once it is decoded
-                total_ms += float(image.info.get("duration", 0) or 0)
+                durations.append(float(image.info.get("duration", 0) or 0))
     if frames > 1:
-        duration = total_ms / 1000 if total_ms else None
-        fps = round(frames / duration, 3) if duration else None
+        duration = sum(durations) / 1000 if sum(durations) else None
+        fps = animation_fps(durations)
         mime = "image/apng" if fmt == "PNG" else _IMAGE_MIME[fmt]
         return MediaInfo("animation", mime, _IMAGE_EXT[fmt], width, height, frames, fps, duration)
     return MediaInfo("image", _IMAGE_MIME[fmt], _IMAGE_EXT[fmt], width, height, 1, None, None)

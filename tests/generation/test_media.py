@@ -51,6 +51,21 @@ def test_probe_animations_counts_frames_and_fps(fmt, mime):
     assert info.fps == pytest.approx(10, abs=0.3)
 
 
+@pytest.mark.parametrize(("ms", "fps"), [(41, 24), (83, 12), (40, 25), (16, 60), (33, 30)])
+def test_an_animation_at_a_common_rate_reports_the_rate_it_was_asked_for(ms, fps):
+    # ComfyUI writes int(1000 / fps) milliseconds a frame: a 24 fps loop is stored at 41 ms.
+    buf = io.BytesIO()
+    images = [Image.new("RGB", (16, 16), (i * 5, 255 - i * 5, 0)) for i in range(48)]
+    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=ms, lossless=True)
+    info = probe(buf.getvalue())
+    assert (info.frames, info.fps) == (48, fps)
+    assert info.duration_seconds == pytest.approx(48 * ms / 1000)
+
+
+def test_an_animation_at_no_common_rate_reports_its_exact_rate():
+    assert probe(_animated("WEBP", frames=6, ms=70)).fps == pytest.approx(14.286, abs=0.001)
+
+
 def test_probe_video():
     info = probe(_mp4(), filename="clip_00001.mp4")
     assert (info.kind, info.mime, info.extension, info.width, info.height) == ("video", "video/mp4", "mp4", 64, 48)
