@@ -332,6 +332,22 @@ def test_bad_image_flags_are_refused_clearly_and_create_nothing(project, templat
     assert not InputImage.objects.exists()
 
 
+def test_phase_two_work_behind_a_closed_gate_is_refused_unless_forced_with_a_reason(project, templates, enqueued):
+    kai, _, _ = _kai_with_references(project)
+    argv = ["--project", project.slug, "--template", "weightless-loop", "--character", "kai", "--no-wait", *SMALL]
+
+    with pytest.raises(CommandError) as error:
+        call_command("generate", *argv, stdout=io.StringIO())
+    assert "phase 1 gate is closed" in str(error.value) and "force it with a reason" in str(error.value)
+    assert not Job.objects.exists()
+
+    code, out = run("generate", *argv, "--force", "client review needs a loop today")
+
+    assert code == 0, out
+    job = Job.objects.get()
+    assert (job.character, job.phase, job.forced_reason) == (kai, 2, "client review needs a loop today")
+
+
 def test_a_missing_default_template_says_how_to_load_them(project, enqueued):
     with pytest.raises(CommandError, match=r"none are loaded\. Run `manage\.py sync_workflows`"):
         call_command("generate", "--project", project.slug, stdout=io.StringIO())

@@ -101,6 +101,12 @@ class Command(BaseCommand):
             help="a local image file, stored as an input image of the project, for the image input NAME "
             f"({', '.join(IMAGE_PARAMETERS)}; default: the template's first one left empty)",
         )
+        parser.add_argument(
+            "--force",
+            metavar="REASON",
+            default="",
+            help="run phase-2/3 work for a character whose earlier phase gate is closed; the reason is recorded",
+        )
         parser.add_argument("--user", help="username to act as (default: the project's owner)")
         parser.add_argument("--no-wait", action="store_true", help="submit and exit without waiting")
         parser.add_argument(
@@ -125,6 +131,8 @@ class Command(BaseCommand):
         images = _image_parts(user, project, options, data)
         if images:
             data["images"] = images
+        if options["force"].strip():
+            data["force_reason"] = options["force"].strip()
         try:
             jobs = submit_request(user=user, data=data)
         except Http404 as exc:
