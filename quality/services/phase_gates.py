@@ -175,7 +175,9 @@ def phase_verdict(*, job: Job, phase: int) -> PhaseVerdict:
         if check["passed"] is None:
             if check.get("fix"):
                 fixes.append(check["fix"])
-                reasons.append(f"{check['reason']}; fix: {check['fix']}")
+                # Some metrics' reasons already end with the command; say it once.
+                fix_text = "" if check["fix"] in check["reason"] else f"; fix: {check['fix']}"
+                reasons.append(f"{check['reason']}{fix_text}")
             else:
                 reasons.append(check["reason"])
         elif not check["passed"]:

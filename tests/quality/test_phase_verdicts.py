@@ -160,3 +160,24 @@ def test_jobs_created_records_pre_gen_gates_once(project):
     assert ok.passed is True and ok.details["inputs"][0]["name"] == "tower-ab.png"
     no = QualityGate.objects.get(job=refused, stage="pre_gen")
     assert no.passed is False and no.details["preflight"]["message"] == "pre-flight: no node Foo"
+
+
+def test_a_reason_that_already_names_its_command_says_it_once(project):
+    fix = "python manage.py fetch_models alexnet"
+    job, _ = scored_job(
+        project,
+        phase=3,
+        kind="video",
+        metrics={
+            "overall": (
+                None,
+                "unavailable",
+                {"reason": f"subject_consistency: weights missing; run: {fix}", "fix": fix},
+            )
+        },
+    )
+
+    verdict = phase_verdict(job=job, phase=3)
+
+    assert verdict.reasons == [f"subject_consistency: weights missing; run: {fix}"]
+    assert verdict.fix == [fix]
