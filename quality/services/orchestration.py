@@ -12,7 +12,10 @@ is cancelled in generation, never scored) :func:`orchestration_step` concludes i
 
 - its phase verdict (``quality.services.phase_gates.phase_verdict``) passes → the ``final`` gate
   is recorded on the job, the verdict's asset is the phase's best asset and is handed to the next
-  phase through the next template's first image input (contract C5); with ``auto_advance`` the
+  phase through the next template's first image input (contract C5): from a sheet its best pose
+  (one panel), from a loop its best frame, cut out and stored as a project ``InputImage``
+  (``PhaseRun.input_image``; which panel or frame in ``PhaseRun.handoff``; ``input_asset`` stays
+  the asset it came from); with ``auto_advance`` the
   next phase's first attempt is submitted at once, else the orchestration *waits* (the next phase
   run ``awaiting_approval``) until :func:`orchestration_advance`; after phase 3 it is complete;
 - it fails (or the job failed in generation) → another attempt while attempts remain; when none
@@ -58,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -66,15 +70,24 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
+from PIL import Image as PILImage
 
 from characters.models import Character
 from generation import events
-from generation.models import LIVE_STATUSES, Job, JobKind, JobStatus, WorkflowTemplate
+from generation.models import LIVE_STATUSES, Asset, InputImage, Job, JobKind, JobStatus, WorkflowTemplate
 from generation.services.jobs import JobError, job_log
 from generation.workflow import draw_seed
 from projects.models import DEFAULT_PHASE_TEMPLATES, Mode, Project
 from projects.selectors import AnyUser, project_ids_visible_to, project_user_can_write
-from quality.models import GateStage, Orchestration, OrchestrationStatus, PhaseRun, PhaseRunStatus, QualityGate
+from quality.models import (
+    GateStage,
+    Orchestration,
+    OrchestrationStatus,
+    PhaseRun,
+    PhaseRunStatus,
+    QualityGate,
+    QualityScore,
+)
 from quality.services.common import QualityError
 
 logger = logging.getLogger(__name__)
@@ -392,7 +405,8 @@ def _submit_attempt(orchestration: Orchestration, run: PhaseRun) -> str:
             return f"phase {run.phase} has no input: phase {run.phase - 1} handed on no output"
         parameters = template_image_inputs(template)
         if parameters:
-            images[parameters[0]] = image_source_from(run.input_asset)
+            # The best pose or frame cut from the asset when there is one, else the whole asset.
+            images[parameters[0]] = image_source_from(run.input_image or run.input_asset)
     used = set(run.jobs.values_list("seed", flat=True))
     seed = draw_seed()
     while seed in used:
@@ -468,7 +482,8 @@ def _conclude(orchestration: Orchestration, run: PhaseRun, job: Job, verdict: An
     if run.best_asset_id is None:
         return _fail(orchestration, following, [f"phase {run.phase} passed but left no output to hand on"])
     following.input_asset_id = run.best_asset_id
-    following.save(update_fields=["input_asset"])
+    following.input_image, following.handoff = _handoff_image(orchestration, run.phase, following.input_asset)
+    following.save(update_fields=["input_asset", "input_image", "handoff"])
     if orchestration.auto_advance:
         _set(orchestration, phase=following.phase)
         return _begin(orchestration, following, note=f"phase {run.phase} passed; phase {following.phase} started")
@@ -477,6 +492,53 @@ def _conclude(orchestration: Orchestration, run: PhaseRun, job: Job, verdict: An
     _set(orchestration, phase=following.phase, status=OrchestrationStatus.WAITING)
     _announce("orchestration_progress", orchestration)
     return f"phase {run.phase} passed; waiting for approval"
+
+
+def _handoff_image(orchestration: Orchestration, phase: int, asset: Asset) -> tuple[InputImage | None, dict[str, Any]]:
+    """The part of ``asset`` the next phase starts from, stored as an input image of the project.
+
+    Phase 1 → 2: the sheet's best pose (the panel with the highest face similarity in the sheet's
+    ``face_quality`` details, else panel 0, the front view); phase 2 → 3: the loop's sharpest frame
+    (``quality.metrics.handoff``). An asset that cannot be cut (unreadable, not a sheet) is handed
+    on whole, as before, and the record says why.
+    """
+    from generation.services.inputs import input_image_create
+    from quality.metrics.frames import load_frames
+    from quality.metrics.handoff import best_frame_index, best_panel_index, sheet_panels
+    from quality.metrics.sheet import sheet_layout
+
+    metadata = asset.metadata if isinstance(asset.metadata, dict) else {}
+    record: dict[str, Any] = {"asset": asset.pk}
+    try:
+        with asset.file.open("rb") as handle:
+            frames = load_frames(handle.read())
+        if phase == 1:
+            if "sheet_layout" not in metadata and not (asset.job and asset.job.kind == JobKind.CHARACTER_SHEET):
+                return None, {**record, "reason": "not a character sheet: handed on whole"}
+            columns, rows = sheet_layout(metadata.get("sheet_layout"))
+            panels = sheet_panels(frames[0], columns, rows)
+            score = QualityScore.objects.filter(asset=asset, metric="face_quality").order_by("-created_at").first()
+            per_panel = (score.details or {}).get("per_panel") if score else None
+            scores = per_panel if isinstance(per_panel, list) and len(per_panel) == len(panels) else []
+            index = best_panel_index(scores)
+            picked, name = panels[index], f"sheet {asset.pk} panel {index + 1}.png"
+            why = "highest face similarity" if any(v is not None for v in scores) else "no face scored: the first pose"
+            record.update(panel=index, layout=[columns, rows], why=why)
+        else:
+            index = best_frame_index(frames)
+            picked, name = frames[index], f"loop {asset.pk} frame {index + 1}.png"
+            record.update(frame=index, frames=len(frames), why="sharpest frame")
+        buffer = io.BytesIO()
+        PILImage.fromarray(picked).save(buffer, format="PNG")
+        buffer.seek(0)
+        image, _ = input_image_create(
+            project=orchestration.project, user=orchestration.created_by, upload=buffer, original_name=name
+        )
+    except Exception as exc:  # an unreadable output must not stop a passed phase: hand it on whole
+        logger.warning("orchestration %s: could not cut asset %s: %s", orchestration.pk, asset.pk, exc)
+        return None, {**record, "reason": f"could not be cut ({exc}): handed on whole"}
+    record.update(input_image=image.pk, width=image.width, height=image.height)
+    return image, record
 
 
 def _attempt_failed(orchestration: Orchestration, run: PhaseRun, job: Job, verdict: Any, reasons: Sequence[str]) -> str:

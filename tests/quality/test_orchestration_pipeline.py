@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from generation import tasks
 from generation.models import Asset, Job, JobStatus
 from generation.services.inputs import image_source_from, upload_name
 from generation.services.reconcile import reconcile
+from quality.metrics.frames import load_frames
+from quality.metrics.handoff import best_frame_index, sheet_panels
 from quality.models import Orchestration, QualityGate
 from quality.services.orchestration import orchestration_advance
 from quality.services.scoring import job_score
@@ -47,8 +51,8 @@ def test_auto_advance_runs_sheet_loop_and_video_to_complete(fake, engine, projec
     assert [r.attempts for r in (sheet, loop, video)] == [1, 1, 1]
     best = {r.phase: Asset.objects.get(pk=r.best_asset_id) for r in (sheet, loop, video)}
     assert (best[1].width, best[1].height) == (1024, 1024)
-    # An animated WebP keeps whole milliseconds a frame: 24 fps is written as 41 ms, as ComfyUI does.
-    assert (best[2].frames, round(1000 / best[2].fps)) == (48, int(1000 / 24))
+    # An animated WebP keeps whole milliseconds a frame (41 ms, as ComfyUI writes 24 fps): read as 24.
+    assert (best[2].frames, best[2].fps) == (48, 24)
     assert (best[3].frames, best[3].fps) == (120, 24)
     for run in (sheet, loop, video):
         [job] = run.jobs.all()
@@ -57,14 +61,31 @@ def test_auto_advance_runs_sheet_loop_and_video_to_complete(fake, engine, projec
         assert final.details["asset_id"] == run.best_asset_id
         assert run.gate["not_evaluated"] is True  # no weights here: passed because the project allows it
         assert "passed as not evaluated" in run.gate["reasons"][0]
-    # Each phase starts from the one before: the loop from the sheet, the video from the loop.
+    # Each phase starts from the one before: the loop from the sheet's best pose, the video from the
+    # loop's best frame, each cut out as an input image of the project (the asset kept as provenance).
     assert (loop.input_asset_id, video.input_asset_id) == (sheet.best_asset_id, loop.best_asset_id)
+    # No face is scored without weights: the first pose (the front view) is handed on.
+    assert (loop.handoff["panel"], loop.handoff["asset"], loop.handoff["layout"]) == (0, sheet.best_asset_id, [4, 2])
+    [loop_job] = loop.jobs.all()
+    pose = upload_name(image_source_from(loop.input_image))
+    assert loaded_images(fake, loop_job) == [pose]
+    received = np.asarray(Image.open(fake.input_dir / pose).convert("RGB"))
+    sheet_image = load_frames(best[1].file.path)[0]
+    assert received.shape == (512, 256, 3)
+    assert np.array_equal(received, sheet_panels(sheet_image, 4, 2)[loop.handoff["panel"]])
+    loop_frames = load_frames(best[2].file.path)
+    chosen = best_frame_index(loop_frames)
+    assert (video.handoff["frame"], video.handoff["frames"]) == (chosen, 48)
     [video_job] = video.jobs.all()
-    handed = upload_name(image_source_from(best[2]))
+    handed = upload_name(image_source_from(video.input_image))
     assert handed in {item["name"] for item in video_job.params["inputs"]}
     assert loaded_images(fake, video_job) == [handed]
-    [loop_job] = loop.jobs.all()
-    assert loaded_images(fake, loop_job) == [upload_name(image_source_from(best[1]))]
+    assert np.array_equal(np.asarray(Image.open(fake.input_dir / handed).convert("RGB")), loop_frames[chosen])
+    # The video's first frame is the chosen loop frame, as far as the lossy WebP encoding keeps it
+    # (about 4 of 255 here); the loop moves enough that a frame half a cycle away is 3 times as far.
+    first = load_frames(best[3].file.path, max_frames=120)[0].astype(float)
+    distance = [float(np.abs(first - frame.astype(float)).mean()) for frame in loop_frames]
+    assert distance[chosen] < 6 and max(distance) > 10, distance
     # The orchestration's attempts are its regeneration: scoring made no children of its own.
     assert not Job.objects.filter(parent__in=[j.pk for r in (sheet, loop, video) for j in r.jobs.all()]).exists()
 
