@@ -163,6 +163,19 @@ def stack_pool(django_db_setup, django_db_blocker, redis_url, tmp_path_factory) 
         pool.stop()
 
 
+# Module fixtures that set variables the stack's cluster reads at its start (test_curation's):
+# their modules run after the other browser modules, which then share a single stack.
+STACK_ENV_FIXTURES = {"trainer_env"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slots = [n for n, item in enumerate(items) if "stack" in item.fixturenames]
+    ours = [items[n] for n in slots]
+    ordered = sorted(ours, key=lambda item: bool(STACK_ENV_FIXTURES & set(item.fixturenames)))
+    for n, item in zip(slots, ordered, strict=True):
+        items[n] = item
+
+
 def _module_of(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
