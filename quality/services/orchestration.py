@@ -482,7 +482,9 @@ def _conclude(orchestration: Orchestration, run: PhaseRun, job: Job, verdict: An
     if run.best_asset_id is None:
         return _fail(orchestration, following, [f"phase {run.phase} passed but left no output to hand on"])
     following.input_asset_id = run.best_asset_id
-    following.input_image, following.handoff = _handoff_image(orchestration, run.phase, following.input_asset)
+    following.input_image, following.handoff = handoff_image(
+        project=orchestration.project, user=orchestration.created_by, phase=run.phase, asset=following.input_asset
+    )
     following.save(update_fields=["input_asset", "input_image", "handoff"])
     if orchestration.auto_advance:
         _set(orchestration, phase=following.phase)
@@ -494,7 +496,9 @@ def _conclude(orchestration: Orchestration, run: PhaseRun, job: Job, verdict: An
     return f"phase {run.phase} passed; waiting for approval"
 
 
-def _handoff_image(orchestration: Orchestration, phase: int, asset: Asset) -> tuple[InputImage | None, dict[str, Any]]:
+def handoff_image(
+    *, project: Project, user: AbstractBaseUser | None, phase: int, asset: Asset
+) -> tuple[InputImage | None, dict[str, Any]]:
     """The part of ``asset`` the next phase starts from, stored as an input image of the project.
 
     Phase 1 → 2: the sheet's best pose (the panel with the highest face similarity in the sheet's
@@ -531,11 +535,9 @@ def _handoff_image(orchestration: Orchestration, phase: int, asset: Asset) -> tu
         buffer = io.BytesIO()
         PILImage.fromarray(picked).save(buffer, format="PNG")
         buffer.seek(0)
-        image, _ = input_image_create(
-            project=orchestration.project, user=orchestration.created_by, upload=buffer, original_name=name
-        )
+        image, _ = input_image_create(project=project, user=user, upload=buffer, original_name=name)
     except Exception as exc:  # an unreadable output must not stop a passed phase: hand it on whole
-        logger.warning("orchestration %s: could not cut asset %s: %s", orchestration.pk, asset.pk, exc)
+        logger.warning("could not cut asset %s for phase %s: %s", asset.pk, phase + 1, exc)
         return None, {**record, "reason": f"could not be cut ({exc}): handed on whole"}
     record.update(input_image=image.pk, width=image.width, height=image.height)
     return image, record

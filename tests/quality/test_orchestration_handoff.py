@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import cv2
 import numpy as np
 import pytest
+from django.core.files.base import ContentFile
+from PIL import Image
 
+from generation.models import Asset, InputImage
 from quality.metrics.handoff import best_frame_index, best_panel_index, sheet_panels
+from quality.models import QualityScore
+from quality.services.orchestration import handoff_image
+from tests.factories import make_project
 
 
 def synthetic_sheet() -> np.ndarray:
@@ -51,3 +60,57 @@ def test_equally_sharp_frames_give_the_earliest():
     assert best_frame_index([frame] * 5) == 0
     with pytest.raises(ValueError):
         best_frame_index([])
+
+
+# --- The orchestration's hand-over on stored assets ------------------------------------------
+
+
+def stored_asset(project, image: np.ndarray, **fields) -> Asset:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    asset = Asset(
+        project=project, mime="image/png", size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), **fields
+    )
+    asset.file.save("sheet.png", ContentFile(data), save=False)
+    asset.save()
+    return asset
+
+
+def loaded(image) -> np.ndarray:
+    with image.file.open("rb") as handle:
+        return np.asarray(Image.open(handle).convert("RGB"))
+
+
+@pytest.mark.django_db
+def test_a_scored_sheet_hands_on_its_most_similar_pose_as_an_input_image(owner):
+    project = make_project(owner)
+    sheet = synthetic_sheet()
+    asset = stored_asset(project, sheet, metadata={"sheet_layout": {"columns": 4, "rows": 2}})
+    per_panel = [0.41, None, 0.62, 0.55, 0.3, 0.91, None, 0.7]
+    QualityScore.objects.create(asset=asset, metric="face_quality", value=0.5, details={"per_panel": per_panel})
+
+    image, record = handoff_image(project=project, user=owner, phase=1, asset=asset)
+
+    assert (record["panel"], record["asset"], record["why"]) == (5, asset.pk, "highest face similarity")
+    assert (image.project_id, image.width, image.height) == (project.pk, 256, 512)
+    assert np.array_equal(loaded(image), sheet[512:1024, 256:512])
+    # The same pose handed on again is the same input image (stored by content).
+    again, _ = handoff_image(project=project, user=owner, phase=1, asset=asset)
+    assert again.pk == image.pk and InputImage.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.django_db
+def test_an_unscored_sheet_hands_on_the_front_view_and_a_plain_image_goes_whole(owner):
+    project = make_project(owner)
+    sheet = synthetic_sheet()
+    asset = stored_asset(project, sheet, metadata={"sheet_layout": {"columns": 4, "rows": 2}})
+
+    image, record = handoff_image(project=project, user=owner, phase=1, asset=asset)
+
+    assert record["panel"] == 0 and np.array_equal(loaded(image), sheet[:512, :256])
+    plain = stored_asset(project, sheet[:64, :64])
+    assert handoff_image(project=project, user=owner, phase=1, asset=plain) == (
+        None,
+        {"asset": plain.pk, "reason": "not a character sheet: handed on whole"},
+    )

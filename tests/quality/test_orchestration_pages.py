@@ -80,6 +80,8 @@ def test_cards_fill_with_outputs_gates_and_the_approve_button(fake, engine, proj
     sheet_job = Job.objects.get(phase_runs__orchestration=orchestration, phase=1)
     assert f'data-asset="{sheet_job.assets.get().pk}"' in page
     assert 'data-action="advance"' in page
+    # The waiting loop's card says what it will start from: the sheet's first pose (no face scored).
+    assert "its pose 1 (no face scored: the first pose), 256×512" in page
 
     response = client.post(f"/orchestrations/{orchestration.pk}/advance/")
 

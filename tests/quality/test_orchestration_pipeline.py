@@ -82,10 +82,10 @@ def test_auto_advance_runs_sheet_loop_and_video_to_complete(fake, engine, projec
     assert loaded_images(fake, video_job) == [handed]
     assert np.array_equal(np.asarray(Image.open(fake.input_dir / handed).convert("RGB")), loop_frames[chosen])
     # The video's first frame is the chosen loop frame, as far as the lossy WebP encoding keeps it
-    # (about 4 of 255 here); the loop moves enough that a frame half a cycle away is 3 times as far.
+    # (a mean difference of about 4 of 255 here; how far the loop's other frames are depends on
+    # the seed, so the file the video loaded is what shows which frame it was, above).
     first = load_frames(best[3].file.path, max_frames=120)[0].astype(float)
-    distance = [float(np.abs(first - frame.astype(float)).mean()) for frame in loop_frames]
-    assert distance[chosen] < 6 and max(distance) > 10, distance
+    assert np.abs(first - loop_frames[chosen].astype(float)).mean() < 6
     # The orchestration's attempts are its regeneration: scoring made no children of its own.
     assert not Job.objects.filter(parent__in=[j.pk for r in (sheet, loop, video) for j in r.jobs.all()]).exists()
 
