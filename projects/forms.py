@@ -56,7 +56,12 @@ class ProjectForm(forms.ModelForm):
             low, high, _ = THRESHOLD_RANGES[name]
             field = self.fields[name]
             self.fields[name] = forms.FloatField(
-                min_value=low, max_value=high, required=False, label=field.label, help_text=field.help_text
+                min_value=low,
+                max_value=high,
+                required=False,
+                label=field.label,
+                help_text=field.help_text,
+                initial=field.initial,  # the model's default, shown on the New project page
             )
             self.fields[name].widget.attrs["step"] = "any"
         self.initial.setdefault("sheet_poses_text", "\n".join(self.instance.sheet_poses or []))
