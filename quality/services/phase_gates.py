@@ -18,7 +18,9 @@ Phase verdicts (:func:`phase_verdict`), thresholds from the project:
 - **Phase 3, overall** (``overall`` > ``threshold_overall``): the weighted composite of the clip's
   metrics (``quality.metrics.composite``).
 
-The best output is the one that passes with the highest score (else the highest score). Its
+``score`` is the phase metric's value (phase 2: the weakest value ÷ threshold, ≥ 1 passing), and
+empty when the verdict is not evaluated. The best output is the one that passes with the highest
+score (else the highest score). Its
 failed post-generation checks (aesthetic, palette, …) are failing reasons too. A phase metric that
 did not run (weights missing, an error) makes the verdict *not evaluated* (``passed`` None) with
 the reason and the command that fixes it (in ``reasons`` and ``fix``): never a silent pass. A
@@ -191,6 +193,8 @@ def phase_verdict(*, job: Job, phase: int) -> PhaseVerdict:
     # metric that did not run leaves it not evaluated.
     passed: bool | None = False if failed else (True if evaluated else None)
     score = _score(checks) if phase == 2 else next(iter(checks.values()))["value"]
+    if passed is None:
+        score = None  # a part of the checks is not a score of the phase (phase 2 would show one ratio)
     return PhaseVerdict(passed, score, reasons, checks, asset_id, sorted(set(fixes)))
 
 

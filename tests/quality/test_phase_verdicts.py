@@ -181,3 +181,22 @@ def test_a_reason_that_already_names_its_command_says_it_once(project):
 
     assert verdict.reasons == [f"subject_consistency: weights missing; run: {fix}"]
     assert verdict.fix == [fix]
+
+
+def test_a_loop_verdict_not_evaluated_shows_no_score(project):
+    # Motion smoothness ran (pixel flow) but subject consistency did not (its weights are missing).
+    job, _ = scored_job(
+        project,
+        phase=2,
+        kind="loop",
+        metrics={
+            "subject_consistency": (None, "unavailable", {"reason": "alexnet weights missing"}),
+            "motion_smoothness": (0.99, "ok", {}),
+            "loop_seamlessness": (1.0, "ok", {"seamless": True}),
+        },
+    )
+
+    verdict = phase_verdict(job=job, phase=2)
+
+    assert (verdict.passed, verdict.score) == (None, None)
+    assert verdict.checks["motion_smoothness"]["passed"] is True
