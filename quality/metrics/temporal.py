@@ -73,11 +73,13 @@ def to_tensor(frames: Sequence[np.ndarray], device: object) -> object:
 
 def trunk_features(lp: object, batch: object) -> tuple[list[list[object]], list[np.ndarray]]:
     """For each frame of the batch: its unit-normalised LPIPS layer features and its subject vector."""
-    import lpips
     import torch
 
     outs = lp.net.forward(lp.scaling_layer(batch))  # type: ignore[attr-defined]
-    deep = [[lpips.normalize_tensor(o[i : i + 1]) for o in outs] for i in range(batch.shape[0])]  # type: ignore[attr-defined]
+    # lpips.normalize_tensor's x / (‖x‖ over channels + 1e-10), with the norm in one pass over the
+    # whole batch instead of pow, sum and sqrt per frame (a tenth of the clip's CPU; equal to 1e-7).
+    units = [o / (torch.linalg.vector_norm(o, dim=1, keepdim=True) + 1e-10) for o in outs]
+    deep = [[u[i : i + 1] for u in units] for i in range(batch.shape[0])]
     pooled = [torch.nn.functional.normalize(o.mean(dim=(2, 3)), dim=1) for o in outs]
     subject = torch.cat(pooled, dim=1) / np.sqrt(len(pooled))
     return deep, list(subject.double().cpu().numpy())
@@ -89,7 +91,7 @@ def lpips_from_features(lp: object, a: list[object], b: list[object]) -> float:
     total = 0.0
     with torch.inference_mode():
         for k, (fa, fb) in enumerate(zip(a, b, strict=True)):
-            total += float(lp.lins[k]((fa - fb) ** 2).mean())  # type: ignore[attr-defined]
+            total += float(lp.lins[k](torch.square(fa - fb)).mean())  # type: ignore[attr-defined]
     return total
 
 
