@@ -76,6 +76,10 @@ class PhaseRunSerializer(serializers.Serializer):
     gate = serializers.JSONField(help_text="the phase gate's last verdict: passed, score, reasons, checks, …")
     best_asset = serializers.IntegerField(allow_null=True, help_text="the output handed to the next phase")
     input_asset = serializers.IntegerField(allow_null=True, help_text="what the phase before handed on")
+    input_image = serializers.IntegerField(
+        allow_null=True, help_text="the input image cut from it (the sheet's best pose, the loop's best frame)"
+    )
+    handoff = serializers.JSONField(help_text="which panel or frame was cut out of input_asset, and why")
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
 

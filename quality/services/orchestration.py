@@ -180,6 +180,8 @@ def phase_run_summary(run: PhaseRun) -> dict[str, Any]:
         "gate": run.gate or {},
         "best_asset": run.best_asset_id,
         "input_asset": run.input_asset_id,
+        "input_image": run.input_image_id,
+        "handoff": run.handoff or {},
         "started_at": run.started_at,
         "finished_at": run.finished_at,
     }

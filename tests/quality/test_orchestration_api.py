@@ -67,6 +67,9 @@ def test_detail_follows_it_and_advance_approves_the_next_phase(fake, engine, api
     assert sheet["status"] == "passed" and sheet["best_asset"] is not None
     assert sheet["gate"]["not_evaluated"] is True and sheet["gate"]["reasons"]
     assert (loop["status"], loop["input_asset"]) == ("awaiting_approval", sheet["best_asset"])
+    # The sheet's front view (no face scored here) was cut out and is what the loop will load.
+    assert (loop["handoff"]["asset"], loop["handoff"]["panel"]) == (sheet["best_asset"], 0)
+    assert loop["input_image"] == loop["handoff"]["input_image"] is not None
 
     response = api_owner.post(f"/api/v1/orchestrations/{created['id']}/advance")
 
