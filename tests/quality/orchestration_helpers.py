@@ -38,6 +38,16 @@ def flow_project(owner, **fields: Any):
     return make_project(owner, **{"advance_unevaluated": True, "max_regenerations": 1, **fields})
 
 
+def team_project(owner, member, viewer):
+    """A flow project with an editor and a viewer beside its owner (who may do what)."""
+    from projects.services import project_member_set
+
+    project = flow_project(owner)
+    project_member_set(project=project, username=member.username, role="editor")
+    project_member_set(project=project, username=viewer.username, role="viewer")
+    return project
+
+
 def start(project, character, user, **kw: Any) -> Orchestration:
     kw.setdefault("templates", WEIGHTLESS)
     return orchestration_start(user=user, project=project, character=character, prompt="on a rooftop", **kw)

@@ -6,19 +6,14 @@ import pytest
 
 from generation.models import Job
 from quality.models import Orchestration
-from tests.quality.orchestration_helpers import WEIGHTLESS, character_with_reference, drive, flow_project
+from tests.quality.orchestration_helpers import WEIGHTLESS, character_with_reference, drive, flow_project, team_project
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.usefixtures("channel_layer")]
 
 
 @pytest.fixture
 def project(owner, member, viewer):
-    from projects.services import project_member_set
-
-    project = flow_project(owner)
-    project_member_set(project=project, username=member.username, role="editor")
-    project_member_set(project=project, username=viewer.username, role="viewer")
-    return project
+    return team_project(owner, member, viewer)
 
 
 @pytest.fixture
