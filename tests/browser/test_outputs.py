@@ -94,7 +94,8 @@ def test_lightbox_moves_with_the_arrow_keys_and_closes_with_esc(page, producer, 
 
     page.keyboard.press("Escape")
     expect(page.locator("#lightbox")).to_have_js_property("open", False, timeout=WAIT)
-    assert page.locator("#lightbox-body").inner_html() == ""
+    # The dialog's close event (which empties it) fires after "open" turns false: wait for it.
+    expect(page.locator("#lightbox-body")).to_be_empty(timeout=WAIT)
     assert not page.console_errors  # type: ignore[attr-defined]
 
 
