@@ -171,7 +171,7 @@ class TowerEnvironment:
         if not os.environ.get("DATABASE_URL"):
             env["DATABASE_URL"] = f"sqlite:///{self.tmp / 'bench.sqlite3'}"
         if not os.environ.get("REDIS_URL"):
-            from tower.embedded import EmbeddedRedis
+            from tower.core.embedded import EmbeddedRedis
 
             self.redis = EmbeddedRedis(var_dir=self.tmp / "redis", persist=False)
             env["REDIS_URL"] = self.redis.start()

@@ -111,7 +111,7 @@ def baseline_loop(files: list[Path], out: Path, distance: int) -> tuple[float, s
     import imagehash
     from PIL import Image
 
-    from tower.uploads import check_image
+    from tower.core.uploads import check_image
 
     out.mkdir(parents=True, exist_ok=True)
     start, cpu = time.perf_counter(), time.process_time()

@@ -30,17 +30,9 @@ from characters.services import (
     reference_update,
     version_delete,
 )
-from tower.admin import (
-    PREVIEW_PX,
-    ProjectScopedAdmin,
-    ReadOnlyAdminMixin,
-    ReadOnlyInline,
-    ScopedInline,
-    pretty_json,
-    thumbnail,
-    thumbnail_url,
-)
-from tower.thumbnails import AdminThumbnailMixin, admin_thumb_url
+from projects.admin_scope import ProjectScopedAdmin, ScopedInline
+from tower.core.admin import PREVIEW_PX, ReadOnlyAdminMixin, ReadOnlyInline, pretty_json, thumbnail, thumbnail_url
+from tower.core.thumbnails import AdminThumbnailMixin, admin_thumb_url
 
 HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 

@@ -26,7 +26,7 @@ from characters.models import (
     VariationKind,
 )
 from projects.selectors import project_get_for_user
-from tower.api import AccessViewSetMixin, FilterSet, IntFilter, ModelSerializer, ParentIdField
+from tower.core.api import AccessViewSetMixin, FilterSet, IntFilter, ModelSerializer, ParentIdField
 
 # --- Serializers ----------------------------------------------------------------------------
 

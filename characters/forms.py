@@ -10,7 +10,7 @@ from django import forms
 from characters.models import AgeState, AttributeType, Character, CharacterVersion, EmotionalState, VariationKind
 from characters.selectors import attributes_of
 from projects.models import Project
-from tower.limits import TEXT_MAX_LENGTH, bounded_formfield
+from tower.core.limits import TEXT_MAX_LENGTH, bounded_formfield
 
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
 

@@ -23,8 +23,9 @@ from characters.palette import extract_palette
 from characters.selectors import palette_suggestion
 from projects.models import Project
 from projects.services import unique_slug
-from tower.thumbnails import thumb_name
-from tower.uploads import UploadError, check_image
+from tower.core.errors import DomainError
+from tower.core.thumbnails import thumb_name
+from tower.core.uploads import UploadError, check_image
 
 CHARACTER_FIELDS = frozenset(
     {
@@ -45,7 +46,7 @@ CHARACTER_FIELDS = frozenset(
 ATTRIBUTE_FIELDS = frozenset({"type", "value", "prompt_tokens", "priority"})
 
 
-class CharacterError(Exception):
+class CharacterError(DomainError):
     """A character operation cannot be done as asked."""
 
 
@@ -296,7 +297,7 @@ def reference_delete(*, reference: ReferenceImage) -> None:
         if successor:
             successor.is_primary = True
             successor.save(update_fields=["is_primary"])
-    # The admin's thumbnail (tower.thumbnails) goes with the image.
+    # The admin's thumbnail (tower.core.thumbnails) goes with the image.
     transaction.on_commit(lambda: [storage.delete(n) for n in (name, thumb_name(name))])
 
 

@@ -41,7 +41,7 @@ from characters.services import (
     version_update,
 )
 from projects.selectors import project_get_for_user, project_user_can_write, projects_visible_to
-from tower.views import (
+from tower.core.pages import (
     form_add_service_errors,
     page_login_required,
     paginate,

@@ -29,9 +29,9 @@ from generation.services.backends import backend_check_after_commit, backends_se
 from generation.services.jobs import JobError, job_transition
 from generation.services.submit import job_retry
 from generation.services.thumbnails import asset_thumbnail_ensure
-from tower.admin import (
+from projects.admin_scope import ProjectScopedAdmin
+from tower.core.admin import (
     PREVIEW_PX,
-    ProjectScopedAdmin,
     ReadOnlyAdminMixin,
     ReadOnlyInline,
     admin_link,
@@ -39,7 +39,7 @@ from tower.admin import (
     thumbnail,
     thumbnail_url,
 )
-from tower.thumbnails import AdminThumbnailMixin, admin_thumb_url
+from tower.core.thumbnails import AdminThumbnailMixin, admin_thumb_url
 
 
 def asset_thumb(asset: Asset, *, size: int | None = None) -> str:

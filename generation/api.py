@@ -28,8 +28,8 @@ from generation.services.templates import (
     template_node_warnings,
 )
 from projects.selectors import project_get_for_user
-from tower.api import TEXT_MAX_LENGTH, FilterSet, IntFilter, ModelSerializer
-from tower.thumbnails import thumb_name
+from tower.core.api import TEXT_MAX_LENGTH, FilterSet, IntFilter, ModelSerializer
+from tower.core.thumbnails import thumb_name
 
 # --- Serializers ----------------------------------------------------------------------------
 

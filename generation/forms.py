@@ -17,7 +17,7 @@ from generation.services.inputs import template_image_inputs
 from generation.workflow import MAX_SEED
 from projects.models import Mode
 from projects.selectors import AnyUser, projects_visible_to
-from tower.limits import TEXT_MAX_LENGTH
+from tower.core.limits import TEXT_MAX_LENGTH
 
 MAX_COUNT = 16
 DEPENDENT = ("character", "version", "variation", "template")

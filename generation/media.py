@@ -17,13 +17,15 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from tower.core.errors import DomainError
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IMAGE_MIME = {"PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif", "JPEG": "image/jpeg"}
 _IMAGE_EXT = {"PNG": "png", "WEBP": "webp", "GIF": "gif", "JPEG": "jpg"}
 _VIDEO_MIME = {"mp4": "video/mp4", "webm": "video/webm", "mkv": "video/x-matroska", "mov": "video/quicktime"}
 
 
-class MediaError(Exception):
+class MediaError(DomainError):
     """The bytes are not media Tower can store."""
 
 

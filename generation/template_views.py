@@ -12,7 +12,7 @@ from generation.services.templates import (
     template_follows_style,
     template_node_warnings,
 )
-from tower.views import page_login_required, render_page
+from tower.core.pages import page_login_required, render_page
 
 
 @page_login_required

@@ -12,11 +12,13 @@ from typing import BinaryIO
 
 from PIL import Image
 
+from tower.core.errors import DomainError
+
 DEFAULT_SIZE = 320
 QUALITY = 78
 
 
-class ThumbnailError(Exception):
+class ThumbnailError(DomainError):
     """The file could not be read as an image or a video."""
 
 

@@ -58,8 +58,14 @@ from generation.services.thumbnails import asset_thumbnail_ensure
 from generation.workflow import WorkflowError, apply, preflight, style_parameters
 from projects.models import Project
 from projects.selectors import project_get_for_user, project_user_can_write
-from tower.thumbnails import thumb_name
-from tower.views import PAGE_SIZE, form_add_service_errors, page_login_required, querystring_without_page, render_page
+from tower.core.pages import (
+    PAGE_SIZE,
+    form_add_service_errors,
+    page_login_required,
+    querystring_without_page,
+    render_page,
+)
+from tower.core.thumbnails import thumb_name
 
 JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
 JOB_LOG_LINES = 100  # the job page's log shows (and keeps live) the newest lines

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from projects.admin_scope import ProjectScopedAdmin, ScopedInline
 from projects.models import Episode, GenerationStyle, Membership, Project, Scene
 from projects.services import (
     PROJECT_FIELDS,
@@ -21,7 +22,6 @@ from projects.services import (
     validate_story_bible,
     validate_thresholds,
 )
-from tower.admin import ProjectScopedAdmin, ScopedInline
 
 
 class GenerationStyleForm(forms.ModelForm):

@@ -31,7 +31,7 @@ from projects.models import (
     Project,
     Scene,
 )
-from tower.api import AccessViewSetMixin, FilterSet, IntFilter, ModelSerializer, ParentIdField, parse_id
+from tower.core.api import AccessViewSetMixin, FilterSet, IntFilter, ModelSerializer, ParentIdField, parse_id
 
 
 def _as_drf_error(exc: DjangoValidationError, field: str) -> serializers.ValidationError:

@@ -15,7 +15,7 @@ from projects.services import (
     validate_phase_templates,
     validate_sheet_poses,
 )
-from tower.limits import TEXT_MAX_LENGTH, bounded_formfield
+from tower.core.limits import TEXT_MAX_LENGTH, bounded_formfield
 
 PRODUCTION_THRESHOLDS = ("threshold_palette", "threshold_face_quality", "threshold_overall")
 PHASE_TEMPLATE_FIELDS = {key: f"phase_template_{key}" for key in PHASE_TEMPLATE_KEYS}

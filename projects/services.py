@@ -21,7 +21,8 @@ from projects.models import (
     Project,
     Scene,
 )
-from tower.files import delete_files_after_commit, files_of_cascade
+from tower.core.errors import DomainError
+from tower.core.files import delete_files_after_commit, files_of_cascade
 
 STYLE_FIELDS = frozenset(
     {
@@ -69,7 +70,7 @@ PROJECT_FIELDS = frozenset(
 STORY_BIBLE_KEYS = {"premise": str, "tone": str, "world": str, "episode_outline": list, "notes": str, "themes": list}
 
 
-class ProjectError(Exception):
+class ProjectError(DomainError):
     """A project operation cannot be done as asked."""
 
 

@@ -11,10 +11,11 @@ from django.http import HttpRequest
 
 from generation.admin import asset_thumb
 from generation.models import Asset, Job
+from projects.admin_scope import ProjectScopedAdmin
 from quality.models import Orchestration, PhaseGate, PhaseRun, QualityGate, QualityScore
 from quality.services.orchestration import ACTIVE, OrchestrationError, orchestration_cancel
 from quality.services.phases import phase_gate_override
-from tower.admin import ProjectScopedAdmin, ReadOnlyAdminMixin, admin_link, pretty_json
+from tower.core.admin import ReadOnlyAdminMixin, admin_link, pretty_json
 
 
 class ScoreMarginFilter(admin.SimpleListFilter):

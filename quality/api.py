@@ -40,9 +40,9 @@ from quality.services.common import QualityError
 from quality.services.evaluations import QUEUE_UNREACHABLE, evaluation_request, evaluation_wait
 from quality.services.phase_gates import phases_spec
 from quality.services.phases import phase_gate_evaluate
-from tower.api import parse_id
-from tower.parsers import JSONParser
-from tower.uploads import UploadError, image_header
+from tower.core.api import parse_id
+from tower.core.parsers import JSONParser
+from tower.core.uploads import UploadError, image_header
 
 # --- Serializers ----------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from quality.services.orchestration import (
     orchestrations_visible_to,
     phase_run_summary,
 )
-from tower.api import FilterSet, IntFilter, parse_id
+from tower.core.api import FilterSet, IntFilter, parse_id
 
 
 class PhaseTemplatesSerializer(serializers.Serializer):

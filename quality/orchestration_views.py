@@ -31,7 +31,7 @@ from quality.services.orchestration import (
     orchestration_start,
     orchestrations_visible_to,
 )
-from tower.views import page_login_required, paginate, querystring_without_page, render_page
+from tower.core.pages import page_login_required, paginate, querystring_without_page, render_page
 
 PHASE_TITLES = {1: "Character sheet", 2: "Animation loop", 3: "Video"}
 # Job events that change what a phase card shows (its outputs, its scores); progress does not.

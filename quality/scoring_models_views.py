@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from tower.views import page_login_required
+from tower.core.pages import page_login_required
 
 
 @page_login_required

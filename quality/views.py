@@ -13,7 +13,7 @@ from characters.models import Character
 from projects.selectors import project_user_can_write
 from quality.forms import ScoredGalleryFilterForm
 from quality.selectors import asset_inspect, asset_neighbours, gallery_assets, job_get_for_user, job_quality
-from tower.views import page_login_required, paginate, querystring_without_page, render_page
+from tower.core.pages import page_login_required, paginate, querystring_without_page, render_page
 
 GALLERY_PAGE_SIZE = 48
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from tower.core.errors import DomainError
+
 CHUNK = 1024 * 1024
 
 
-class WeightsError(Exception):
+class WeightsError(DomainError):
     """A weights file could not be fetched or does not match its checksum."""
 
 

@@ -119,7 +119,7 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     if url:
         yield url
         return
-    from tower.embedded import EmbeddedRedis
+    from tower.core.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(var_dir=tmp_path_factory.mktemp("redis"), persist=False)
     server.start()
@@ -141,7 +141,7 @@ def channel_layer(settings, redis_url):
     host = dict((config.get("hosts") or [{}])[0])
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "tower.layers.ChannelLayer",
+            "BACKEND": "tower.core.layers.ChannelLayer",
             "CONFIG": {
                 **config,
                 "hosts": [{**host, "address": redis_url}],

@@ -15,7 +15,7 @@ from generation.api import AssetViewSet, InputImageViewSet, JobViewSet, Template
 from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
 from quality.api import JobQualityView, PhasesView, QualityViewSet
 from quality.orchestration_api import OrchestrationViewSet
-from tower.api import Router
+from tower.core.api import Router
 from tower.models import ApiToken, hash_token, new_raw_token
 
 # --- Token writes (the raw key exists only in the creation response) -------------------------

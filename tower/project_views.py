@@ -21,7 +21,7 @@ from generation.selectors import jobs_visible_to, templates_visible_to
 from projects.forms import ProjectForm, StoryBibleForm, StyleForm
 from projects.selectors import project_get_for_user, project_user_can_write, projects_visible_to
 from projects.services import ProjectError, project_create, project_update, style_update
-from tower.views import form_add_service_errors, page_login_required, paginate, render_page
+from tower.core.pages import form_add_service_errors, page_login_required, paginate, render_page
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.SCORING)
 PHASE_TEMPLATE_KINDS = {"sheet": JobKind.CHARACTER_SHEET, "loop": JobKind.LOOP, "video": JobKind.VIDEO}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import dj_database_url
 
-from tower import embedded
-from tower.env import (
+from tower.core import embedded
+from tower.core.env import (
     SettingsError,
     env_bool,
     env_float,
@@ -84,7 +84,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "tower.csp.ContentSecurityPolicyMiddleware",
+    "tower.core.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -102,7 +102,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "tower.csp.csp_nonce",
+                "tower.core.csp.csp_nonce",
             ],
         },
     },
@@ -151,7 +151,7 @@ REDIS_PREFIX = env_str("REDIS_PREFIX", "tower")
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "tower.layers.ChannelLayer",
+        "BACKEND": "tower.core.layers.ChannelLayer",
         "CONFIG": {
             # A socket's consumer waits for messages with BZPOPMIN, 5 s at a time (channels_redis'
             # brpop_timeout), and redis-py 8 gives up reading after 5 s by default: a page with no
@@ -309,16 +309,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "tower.api.Pagination",
-    # DRF's JSON parser, bounded in depth (tower.parsers); form and multipart as DRF's defaults.
+    "DEFAULT_PAGINATION_CLASS": "tower.core.api.Pagination",
+    # DRF's JSON parser, bounded in depth (tower.core.parsers); form and multipart as DRF's defaults.
     "DEFAULT_PARSER_CLASSES": [
-        "tower.parsers.JSONParser",
+        "tower.core.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "tower.api.FilterBackend",
+        "tower.core.api.FilterBackend",
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
@@ -327,7 +327,7 @@ REST_FRAMEWORK = {
         "generation": env_str("TOWER_GENERATION_RATE", "120/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    "EXCEPTION_HANDLER": "tower.api.exception_handler",
+    "EXCEPTION_HANDLER": "tower.core.api.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -340,10 +340,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    # Every operation also documents its 400/401/403/404/413/429 answers (tower.openapi).
+    # Every operation also documents its 400/401/403/404/413/429 answers (tower.core.openapi).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "tower.openapi.add_error_responses",
+        "tower.core.openapi.add_error_responses",
     ],
     # Several models have a "kind"; name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {

@@ -13,8 +13,8 @@ urlpatterns = [
     path("", include("tower.page_urls")),
 ]
 
-# JSON under /api/, the studio's pages elsewhere (tower.errors).
-handler400 = "tower.errors.bad_request"
-handler403 = "tower.errors.permission_denied"
-handler404 = "tower.errors.page_not_found"
-handler500 = "tower.errors.server_error"
+# JSON under /api/, the studio's pages elsewhere (tower.core.error_pages).
+handler400 = "tower.core.error_pages.bad_request"
+handler403 = "tower.core.error_pages.permission_denied"
+handler404 = "tower.core.error_pages.page_not_found"
+handler500 = "tower.core.error_pages.server_error"

@@ -1,60 +1,27 @@
-"""Page plumbing shared by every app's HTML views, and the dashboard.
-
-Views are plain functions: one serves the full page and, for an HTMX request, only the fragment
-the request targets (``request.htmx``). Access goes through each entity's selector, so an
-outsider gets the same 404 as for a missing row.
-"""
+"""The dashboard, sign-in pages and favicon (the page plumbing apps use is ``tower.core.pages``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
-from django.core.paginator import Page, Paginator
-from django.db.models import Case, Count, Q, QuerySet, Value, When
+from django.db.models import Case, Count, Q, Value, When
 from django.http import FileResponse, HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET
 
 from generation.models import Backend, Job, JobStatus
 from generation.selectors import assets_visible_to, backends_user_can_manage, jobs_visible_to
 from projects.selectors import projects_visible_to
+from tower.core.pages import page_login_required, render_page
 
-PAGE_SIZE = 25
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.SCORING)
-
-page_login_required: Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]] = login_required(
-    login_url=reverse_lazy("login")
-)
 
 login_view = auth_views.LoginView.as_view(
     template_name="registration/login.html", redirect_authenticated_user=True, next_page=reverse_lazy("dashboard")
 )
 logout_view = auth_views.LogoutView.as_view(next_page=reverse_lazy("login"))
-
-
-def paginate(request: HttpRequest, queryset: QuerySet[Any], *, per_page: int = PAGE_SIZE) -> Page:
-    """The requested page (the last one for a page number past the end, the first for garbage)."""
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
-
-
-def querystring_without_page(request: HttpRequest) -> str:
-    """The current filters as ``a=1&b=2&`` (ready for ``page=N`` to be appended)."""
-    pairs = [(k, v) for k, v in request.GET.items() if k != "page" and v != ""]
-    return urlencode(pairs) + "&" if pairs else ""
-
-
-def render_page(
-    request: HttpRequest, template: str, fragment: str | None, context: dict[str, Any], *, status: int = 200
-) -> HttpResponse:
-    """The full page, or only ``fragment`` for an HTMX request (history-restore asks for the page)."""
-    use_fragment = fragment is not None and request.htmx and not request.htmx.history_restore_request
-    return render(request, fragment if use_fragment else template, context, status=status)
 
 
 FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.ico"
@@ -127,19 +94,3 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         ),
     }
     return render_page(request, "tower/dashboard.html", "tower/_dashboard_live.html", context)
-
-
-def form_add_service_errors(form: Any, exc: Exception) -> None:
-    """Put a service's ValidationError (or domain error) on the form: by field where it names one."""
-    from django.core.exceptions import ValidationError
-
-    if isinstance(exc, ValidationError) and hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            target = field if field in form.fields else None
-            for error in errors:
-                message = " ".join(error.messages)
-                form.add_error(target, message if target else f"{field}: {message}" if field != "__all__" else message)
-        return
-    messages = exc.messages if isinstance(exc, ValidationError) else [str(exc)]
-    for message in messages:
-        form.add_error(None, message)

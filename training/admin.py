@@ -13,8 +13,9 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from generation.models import Asset, Job
-from tower.admin import PREVIEW_PX, ProjectScopedAdmin, ReadOnlyAdminMixin, admin_link, pretty_json, thumbnail
-from tower.thumbnails import AdminThumbnailMixin
+from projects.admin_scope import ProjectScopedAdmin
+from tower.core.admin import PREVIEW_PX, ReadOnlyAdminMixin, admin_link, pretty_json, thumbnail
+from tower.core.thumbnails import AdminThumbnailMixin
 from training.ingest.services import held_image_discard
 from training.models import (
     CaptionRun,

@@ -16,12 +16,13 @@ from django.utils import timezone
 
 from characters.models import Character
 from generation.models import Asset, AssetKind
-from tower.uploads import UploadError, check_image
+from tower.core.errors import DomainError
+from tower.core.uploads import UploadError, check_image
 from training.models import DatasetImage, DatasetSource, RejectionCategory, ReviewStatus
 from training.review.feedback import learned_negatives_add, learned_negatives_remove, terms_for_image
 
 
-class CurationError(Exception):
+class CurationError(DomainError):
     """A curation operation cannot be done as asked."""
 
 

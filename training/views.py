@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from characters.selectors import characters_visible_to
 from generation.selectors import assets_visible_to
 from projects.selectors import project_get_for_user
-from tower.views import page_login_required
+from tower.core.pages import page_login_required
 from training.services import CurationError, dataset_image_add_from_asset
 
 

@@ -12,13 +12,14 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from generation.models import Backend
+from tower.core.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
 EDITABLE_FIELDS = ("name", "url", "enabled", "max_in_flight", "vram_hold_threshold")
 
 
-class BackendError(Exception):
+class BackendError(DomainError):
     """A backend change that cannot be made (the message says why)."""
 
 

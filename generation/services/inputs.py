@@ -20,8 +20,8 @@ from django.db import IntegrityError, transaction
 
 from generation.models import Asset, BackendUpload, InputImage, JobKind, WorkflowTemplate
 from projects.models import Project
-from tower.thumbnails import make_jpeg_thumbnail, thumb_name
-from tower.uploads import UploadError, check_image
+from tower.core.thumbnails import make_jpeg_thumbnail, thumb_name
+from tower.core.uploads import UploadError, check_image
 
 if TYPE_CHECKING:
     from characters.models import ReferenceImage
@@ -76,7 +76,7 @@ def input_image_create(
 ) -> tuple[InputImage, bool]:
     """Store an uploaded image as an input of ``project``; (the row, whether it is new).
 
-    Validated by content and bounded (``tower.uploads``), stored under its content's name
+    Validated by content and bounded (``tower.core.uploads``), stored under its content's name
     (``inputs/<project>/<sha256>.<ext>``): the same bytes uploaded again give the existing row.
     If anything fails after the file is written, the file is removed again.
     """

@@ -9,9 +9,10 @@ from django.db.models import Model
 from django.utils import timezone
 
 from generation.models import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobLogLine, JobStatus, LogLevel
+from tower.core.errors import DomainError
 
 
-class JobError(Exception):
+class JobError(DomainError):
     """A job operation cannot be done as asked."""
 
 

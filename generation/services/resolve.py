@@ -36,6 +36,7 @@ from characters.models import Character, CharacterVersion, Variation
 from characters.prompt import attribute_prompt_for, character_attributes, design_prompt_for, split_tags
 from generation.workflow import STYLE_PARAMETERS, ParameterError, coerce_parameter
 from projects.models import DEFAULT_SHEET_POSES, GenerationStyle, Mode, Project, Scene
+from tower.core.errors import DomainError
 
 LEARNED_NEGATIVES_LIMIT = 12
 
@@ -69,7 +70,7 @@ REQUEST_PARAMETERS = frozenset(
 ALLOWED_OVERRIDES = STYLE_OVERRIDES | REQUEST_PARAMETERS
 
 
-class ResolveError(Exception):
+class ResolveError(DomainError):
     """The request cannot be resolved into job parameters."""
 
 

@@ -32,9 +32,10 @@ from generation.workflow.bindings import STYLE_PARAMETERS, Bindings, bindings_to
 from generation.workflow.preflight import node_pack_hint
 from projects.models import Project
 from projects.services import unique_slug
+from tower.core.errors import DomainError
 
 
-class TemplateError(Exception):
+class TemplateError(DomainError):
     """A template cannot be imported or stored as asked."""
 
 

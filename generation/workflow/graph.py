@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from tower.core.errors import DomainError
+
 Graph = dict[str, dict[str, Any]]
 Link = list[Any]  # [node_id: str, output_index: int]
 
@@ -26,7 +28,7 @@ UI_FORMAT_HELP = (
 _MAX_PROBLEMS_IN_MESSAGE = 8
 
 
-class WorkflowError(Exception):
+class WorkflowError(DomainError):
     """Base class of every error this package raises."""
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from django.conf import settings
 
 from quality.metrics import MetricModels
+from tower.core.errors import DomainError
 
 
-class QualityError(Exception):
+class QualityError(DomainError):
     """A quality operation cannot be done as asked (the message is for the person who asked)."""
 
 

@@ -85,7 +85,7 @@ def test_bad_design_is_refused_inline_and_keeps_the_text(owner, project):
 
 @pytest.mark.parametrize("field", ["design_prompt", "negative_prompt"])
 def test_free_text_too_long_is_a_form_error_and_nothing_is_saved(owner, project, field):
-    # The page form shares the API's bound (tower.limits.TEXT_MAX_LENGTH).
+    # The page form shares the API's bound (tower.core.limits.TEXT_MAX_LENGTH).
     client = client_for(owner)
     long = "x" * 100_000
     created = client.post(reverse("character-create", args=[project.pk]), design(**{field: long}))

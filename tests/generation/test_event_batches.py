@@ -81,7 +81,7 @@ def test_an_unreachable_broker_loses_events_with_a_warning_and_never_fails_the_c
 
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "tower.layers.ChannelLayer",
+            "BACKEND": "tower.core.layers.ChannelLayer",
             "CONFIG": {"hosts": [{"address": f"unix://{tmp_path}/nobody.sock"}], "prefix": "gone"},
         }
     }

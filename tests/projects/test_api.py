@@ -10,7 +10,7 @@ from generation.services.jobs import JobError
 from projects.models import Episode, GenerationStyle, Membership, Project, Scene
 from projects.services import ProjectError, episode_create, scene_create
 from tests.factories import UserFactory, make_project
-from tower.api import exception_handler
+from tower.core.api import exception_handler
 
 PERSONAS = ["owner", "member", "viewer", "outsider", "anonymous"]
 
@@ -356,7 +356,7 @@ def test_scene_create_and_validation(world, api_member):
     assert Scene.objects.count() == 2
 
 
-# --- error mapping (tower.api.exception_handler) ----------------------------------------------
+# --- error mapping (tower.core.api.exception_handler) ----------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_a_character_design_prompt_is_bounded(api_owner, project):
     assert "design_prompt" in response.json()
 
 
-# Page forms share the API's bound (tower.limits.TEXT_MAX_LENGTH): 100,000 characters is a form
+# Page forms share the API's bound (tower.core.limits.TEXT_MAX_LENGTH): 100,000 characters is a form
 # error, not a saved row.
 LONG = "x" * 100_000
 TOO_LONG = "at most 20000 characters"

@@ -19,6 +19,7 @@ from characters.models import ReferenceEmbedding
 from characters.services import character_add_reference
 from generation.models import BackendObjectInfo, BackendUpload, JobLogLine
 from generation.services.inputs import input_image_create
+from projects.admin_scope import ProjectScopedAdmin
 from projects.models import Project
 from projects.services import episode_create, project_member_set, scene_create
 from quality.models import Orchestration, PhaseGate, PhaseRun, QualityGate, QualityScore
@@ -34,7 +35,6 @@ from tests.factories import (
     make_project,
     png_bytes,
 )
-from tower.admin import ProjectScopedAdmin
 from tower.models import ApiToken, hash_token, new_raw_token
 from training.models import CaptionRun, DatasetImage, HeldImage, IngestBatch, LoraModel, TrainingJob
 

@@ -13,7 +13,7 @@ import pytest
 import redis
 from channels_redis.core import RedisChannelLayer
 
-from tower.embedded import EmbeddedRedis, EmbeddedRedisError, pid_alive, redis_url, socket_path
+from tower.core.embedded import EmbeddedRedis, EmbeddedRedisError, pid_alive, redis_url, socket_path
 
 pytestmark = pytest.mark.redis
 

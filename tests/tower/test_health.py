@@ -125,7 +125,7 @@ def point_redis_at(settings, url: str) -> None:
     settings.REDIS_URL = url
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "tower.layers.ChannelLayer",
+            "BACKEND": "tower.core.layers.ChannelLayer",
             "CONFIG": {"hosts": [{"address": url}], "prefix": "tower-test:ch"},
         }
     }

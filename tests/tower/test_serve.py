@@ -26,7 +26,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from generation.models import Backend, WorkflowTemplate
-from tower.embedded import socket_path
+from tower.core.embedded import socket_path
 from tower.management.commands.ensure_admin import ensure_admin
 from tower.management.commands.serve import seed_backends, sync_shipped_templates
 

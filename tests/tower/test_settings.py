@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tower.env import (
+from tower.core.env import (
     SettingsError,
     env_bool,
     env_float,
@@ -154,7 +154,7 @@ def test_env_example_values_are_valid_defaults(tmp_path):
     assert (tmp_path / "var" / "secret_key").exists()
 
 
-# --- tower.env helpers ------------------------------------------------------------------------------
+# --- tower.core.env helpers ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

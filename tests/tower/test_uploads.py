@@ -1,4 +1,4 @@
-"""tower.uploads.check_image bounds an animation's frames × pixels before decoding (issue 17, item 12)."""
+"""tower.core.uploads.check_image bounds an animation's frames × pixels before decoding (issue 17, item 12)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import zlib
 import pytest
 from PIL import Image, ImageFile
 
-from tower.uploads import UploadError, check_image
+from tower.core.uploads import UploadError, check_image
 
 MAX_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000

@@ -13,7 +13,7 @@ import pytest
 
 from tests.factories import CharacterFactory
 from tests.fakes.http_files import FileServer
-from tower.netguard import BlockedAddressError, check_public_url
+from tower.core.netguard import BlockedAddressError, check_public_url
 from training.ingest import download as download_module
 from training.ingest import services, tasks
 from training.models import DatasetImage, IngestBatch, IngestStatus

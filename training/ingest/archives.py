@@ -15,11 +15,13 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from tower.core.errors import DomainError
+
 CHUNK = 1024 * 1024
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-class ArchiveError(Exception):
+class ArchiveError(DomainError):
     """The archive is refused; the message names the offending member."""
 
 

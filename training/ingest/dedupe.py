@@ -83,7 +83,7 @@ def character_index(character_id: int, *, max_distance: int | None = None) -> Ph
 def dataset_duplicate_of(*, character_id: int, data: bytes) -> tuple[int, int] | None:
     """(DatasetImage id, distance) of an image in the character's dataset that ``data`` duplicates.
 
-    ``data`` must already be a checked image (``tower.uploads.check_image``).
+    ``data`` must already be a checked image (``tower.core.uploads.check_image``).
     """
     import hashlib
 

@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tower.netguard import BlockedAddressError, check_public_url, public_connections_only
+from tower.core.errors import DomainError
+from tower.core.netguard import BlockedAddressError, check_public_url, public_connections_only
 
 # At most 1080p, one file (no merge step, so no ffmpeg needed): frames are all that is used.
 FORMAT = "best[height<=1080]/bestvideo[height<=1080]/best/bestvideo"
 SOCKET_TIMEOUT = 30.0
 
 
-class DownloadError(Exception):
+class DownloadError(DomainError):
     """The URL could not be downloaded; the message says why."""
 
 

@@ -18,7 +18,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from tower.uploads import CheckedImage, UploadError, check_image
+from tower.core.uploads import CheckedImage, UploadError, check_image
 
 THUMB_SIZE = 320
 THUMB_QUALITY = 82

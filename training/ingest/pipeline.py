@@ -20,7 +20,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
 from characters.models import Character
-from tower.uploads import UploadError
+from tower.core.uploads import UploadError
 from training.ingest.dedupe import PhashIndex, character_index
 from training.ingest.imaging import Analysed, analyse, parallel_map
 from training.models import CaptionSource, DatasetImage, HeldImage, HeldReason, IngestBatch

@@ -25,6 +25,7 @@ from django.utils import timezone
 from characters.models import Character
 from generation.models import Asset, Job
 from projects.models import Project
+from tower.core.errors import DomainError
 from training.ingest import comfy, sources
 from training.ingest.download import DownloadError, check_url, download
 from training.ingest.pipeline import Candidate, Ingestor, Progress, Report, thumbnail_name
@@ -36,7 +37,7 @@ MAX_FRAMES_PER_SHOT = 20
 KINDS = ("upload", "url", "folder")
 
 
-class IngestError(Exception):
+class IngestError(DomainError):
     """The batch cannot be started or run as asked; the message is for the user."""
 
 

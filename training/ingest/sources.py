@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
+from tower.core.errors import DomainError
 from training.ingest import archives, comfy
 from training.ingest.pipeline import Candidate, Progress, Report
 from training.ingest.video import Extraction, extract_frames
@@ -18,7 +19,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 MAX_SCAN_FILES = 100_000
 
 
-class SourceError(Exception):
+class SourceError(DomainError):
     """The source cannot be used at all; the batch fails with this message."""
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tower.core.errors import DomainError
+
 SHARPNESS_SIDE = 480
 
 
-class VideoError(Exception):
+class VideoError(DomainError):
     """The video cannot be read; the message says why."""
 
 

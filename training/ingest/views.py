@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from characters.models import Character
 from projects.models import ArtKind
 from projects.selectors import project_get_for_user, projects_visible_to
-from tower.views import form_add_service_errors, page_login_required, paginate, render_page
+from tower.core.pages import form_add_service_errors, page_login_required, paginate, render_page
 from training.ingest.forms import IngestForm
 from training.ingest.pipeline import thumbnail_name
 from training.ingest.selectors import (

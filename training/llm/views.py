@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from characters.models import Character
 from characters.selectors import character_get_for_user, characters_visible_to
 from projects.selectors import project_get_for_user, project_user_can_write
-from tower.views import page_login_required, paginate, querystring_without_page, render_page
+from tower.core.pages import page_login_required, paginate, querystring_without_page, render_page
 from training.llm import runs
 from training.llm.captions import (
     CaptionChange,

@@ -24,7 +24,7 @@ from generation.models import Job, JobStatus
 from generation.services.jobs import JobError
 from generation.services.submit import job_cancel
 from projects.selectors import project_user_can_write, projects_visible_to
-from tower.views import page_login_required, render_page
+from tower.core.pages import page_login_required, render_page
 from training.ingest.selectors import held_images_for_page
 from training.models import DatasetSource, RejectionCategory, ReviewStatus
 from training.review.feedback import LearnedNegativesError, category_terms, parse_learned_negatives

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from projects.models import GenerationStyle
 from projects.services import style_update
+from tower.core.errors import DomainError
 from training.models import LoraModel, TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
-class RegistryError(Exception):
+class RegistryError(DomainError):
     """A LoRA cannot be registered, deployed or selected as asked."""
 
 

@@ -22,6 +22,7 @@ from django.utils.text import slugify
 
 from characters.models import Character
 from generation.engine.identity import owner_is_dead
+from tower.core.errors import DomainError
 from training.llm.captions import caption_with_trigger, training_caption
 from training.models import DatasetImage, TrainingJob, TrainingStatus
 from training.selectors import approved_dataset, training_readiness
@@ -40,7 +41,7 @@ LIVE = (TrainingStatus.QUEUED, TrainingStatus.RUNNING)
 TOP_LEVEL_OPTIONS = frozenset({"trigger_word", "class_word", "repeats", "base_model", "gpu", "epochs"})
 
 
-class TrainingError(Exception):
+class TrainingError(DomainError):
     """A training operation cannot be done as asked; the message says why."""
 
 

@@ -19,7 +19,7 @@ from characters.models import Character
 from characters.selectors import character_get_for_user
 from projects.selectors import project_ids_visible_to, project_user_can_write
 from quality.charts import sparkline
-from tower.views import page_login_required, render_page
+from tower.core.pages import page_login_required, render_page
 from training.models import LoraModel, TrainingJob, TrainingStatus
 from training.selectors import (
     gpu_queues,

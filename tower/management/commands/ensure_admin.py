@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from tower.env import env_secret, env_str
+from tower.core.env import env_secret, env_str
 
 DEFAULT_USERNAME = "admin"
 

@@ -36,8 +36,8 @@ from django.db.migrations.executor import MigrationExecutor
 from generation.models import Backend
 from generation.services.templates import TemplateError, template_sync_shipped
 from quality.fetch import BackgroundFetch, start_background_fetch
-from tower.embedded import EmbeddedRedis, EmbeddedRedisError, supervised_popen_kwargs
-from tower.env import env_int, env_str
+from tower.core.embedded import EmbeddedRedis, EmbeddedRedisError, supervised_popen_kwargs
+from tower.core.env import env_int, env_str
 from tower.management.commands.ensure_admin import describe, ensure_admin
 
 # How long a child gets to shut down cleanly before it is killed. A worker finishes the task in

@@ -22,7 +22,7 @@ from django.templatetags.static import static
 from django.urls import URLPattern, path, reverse
 from PIL import Image, UnidentifiedImageError
 
-from tower.admin import THUMB_PX, thumbnail_url
+from tower.core.admin import THUMB_PX, thumbnail_url
 
 if TYPE_CHECKING:
     from django.contrib import admin

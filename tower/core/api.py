@@ -18,12 +18,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from characters.services import CharacterError
-from generation.services.jobs import JobError
-from projects.services import ProjectError
-from tower.limits import TEXT_MAX_LENGTH
-
-DOMAIN_ERRORS = (ProjectError, CharacterError, JobError)
+from tower.core.errors import DomainError
+from tower.core.limits import TEXT_MAX_LENGTH
 
 
 class Pagination(PageNumberPagination):
@@ -118,7 +114,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's handler, plus: model/service ``ValidationError`` and domain errors become 400s."""
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_field_errors(exc))
-    elif isinstance(exc, DOMAIN_ERRORS):
+    elif isinstance(exc, DomainError):
         exc = exceptions.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [str(exc)]})
     return drf_exception_handler(exc, context)
 

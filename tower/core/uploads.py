@@ -16,11 +16,13 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
+from tower.core.errors import DomainError
+
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
-class UploadError(Exception):
+class UploadError(DomainError):
     """The upload is not an image Tower accepts; the message says why."""
 
 
