@@ -11,7 +11,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tower.settings")
     from django.core.management import execute_from_command_line
 
-    from tower.env import SettingsError
+    from tower.core.env import SettingsError
 
     try:
         execute_from_command_line(sys.argv)
