@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from tests.factories import UserFactory, make_project
+from tests.support.personas import MEMBER, OUTSIDER, OWNER, VIEWER, api_client_for, persona, team_project
 from tower.models import ApiToken, hash_token, new_raw_token
 
 
@@ -41,63 +41,52 @@ def _media_root(settings, tmp_path: Path) -> None:
 
 @pytest.fixture
 def owner(db):
-    return UserFactory(username="owner")
+    return persona(OWNER)
 
 
 @pytest.fixture
 def member(db):
-    return UserFactory(username="member")
+    return persona(MEMBER)
 
 
 @pytest.fixture
 def viewer(db):
-    return UserFactory(username="viewer")
+    return persona(VIEWER)
 
 
 @pytest.fixture
 def outsider(db):
-    return UserFactory(username="outsider")
+    return persona(OUTSIDER)
 
 
 @pytest.fixture
 def project(owner, member, viewer):
-    from projects.services import project_member_set
-
-    project = make_project(owner, name="Skyline Academy")
-    project_member_set(project=project, username=member.username, role="editor")
-    project_member_set(project=project, username=viewer.username, role="viewer")
-    return project
-
-
-def _client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user=user)
-    return client
+    return team_project(owner, member=member, viewer=viewer, name="Skyline Academy")
 
 
 @pytest.fixture
 def api_owner(owner) -> APIClient:
-    return _client_for(owner)
+    return api_client_for(owner)
 
 
 @pytest.fixture
 def api_member(member) -> APIClient:
-    return _client_for(member)
+    return api_client_for(member)
 
 
 @pytest.fixture
 def api_viewer(viewer) -> APIClient:
-    return _client_for(viewer)
+    return api_client_for(viewer)
 
 
 @pytest.fixture
 def api_outsider(outsider) -> APIClient:
-    return _client_for(outsider)
+    return api_client_for(outsider)
 
 
 @pytest.fixture
 def api_anonymous() -> APIClient:
-    return APIClient()
+    return api_client_for(None)
 
 
 @pytest.fixture
