@@ -149,6 +149,8 @@ class Bench:
                 user=self.owner,
                 project=self.project,
                 template=template,
+                # A prompt, so its colour binding is set the same way when graphs_like rebuilds it.
+                prompt="bench",
                 overrides={**SMALL, **overrides},
                 seeds=self.next_seeds(take),
             )
