@@ -533,11 +533,12 @@ def _rows(
     print(f"warm-up {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
     rows: list[Row] = []
+    # The compute rows run one full request (60 jobs by default), as the zero-compute row does.
     compute_jobs = max(10, args.jobs // 2)
     for compute, target in COMPUTE_ROWS:
         fakes[0].configure(delays={"ImageAddNoise": compute})
         label = f"{compute * 1000:.0f} ms compute"
-        rows += throughput_rows(bench, weightless, fakes[0].url, compute_jobs, label, target=target)
+        rows += throughput_rows(bench, weightless, fakes[0].url, args.jobs, label, target=target)
     rows += idle_gap_rows(bench, weightless, fakes[0], compute_jobs)
     fakes[0].configure(delays={})
     rows += throughput_rows(
