@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -228,6 +229,9 @@ TOWER_ENGINE_SESSION_JOBS = env_int("TOWER_ENGINE_SESSION_JOBS", 200, min_value=
 TOWER_ENGINE_SESSION_CONCURRENCY = env_int("TOWER_ENGINE_SESSION_CONCURRENCY", 1, min_value=1)
 # A live job whose worker has not reported for this long is adopted by reconcile.
 TOWER_HEARTBEAT_STALE_SECONDS = env_int("TOWER_HEARTBEAT_STALE_SECONDS", 30, min_value=5)
+# The machine part of a worker's name (host:pid). Each worker machine needs its own: a worker on
+# this host whose pid is gone is adopted at once; one elsewhere only when its heartbeat is stale.
+TOWER_WORKER_HOST = env_str("TOWER_WORKER_HOST", "") or socket.gethostname()
 # Functions (dotted paths, each called with the job id in the engine's process after the success
 # commits; they enqueue work, never do it) when a job succeeds: how apps above generation subscribe
 # to "job finished" without generation importing them. Not from the environment.
