@@ -352,6 +352,7 @@ SPECTACULAR_SETTINGS = {
     # Several models have a "kind"; name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "generation.models.JobKind",
+        "JobStatusEnum": "generation.models.JobStatus",
         "AssetKindEnum": "generation.models.AssetKind",
         "VariationKindEnum": "characters.models.VariationKind",
         "AttributeTypeEnum": "characters.models.AttributeType",
