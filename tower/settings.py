@@ -211,6 +211,10 @@ EVALUATE_WAIT_SECONDS = env_float("TOWER_EVALUATE_WAIT", 20.0, min_value=0.0, ma
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 HEALTH_MIN_FREE_BYTES = env_int("TOWER_HEALTH_MIN_FREE_BYTES", 1024**3, min_value=0)
+# Web processes `manage.py serve`/`web` run on one port, and the HTTP requests each answers at once
+# (one more gets a fast 503 with Retry-After: tower.core.shedding).
+WEB_PROCESSES = env_int("TOWER_WEB_PROCESSES", max(2, os.cpu_count() or 1), min_value=1, max_value=256)
+WEB_MAX_IN_FLIGHT = env_int("TOWER_WEB_MAX_IN_FLIGHT", 16, min_value=1, max_value=10_000)
 
 # --- ComfyUI -------------------------------------------------------------------------------
 # Backends live in the database (admin / API); COMFYUI_URLS seeds them on first start.
