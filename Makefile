@@ -34,6 +34,7 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # onnxruntime and onnxruntime-gpu install into the same folder: remove the CPU build (insightface
 # pulls it in), then lay the GPU build's files down again. Also run by hand to switch a .venv.
