@@ -19,11 +19,12 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.http import Http404
 
 from generation.events import job_group, project_group, user_group
-from generation.selectors import jobs_visible_to
+from generation.selectors import job_get_for_user
 from projects.selectors import projects_visible_to
-from tower.ws_auth import credentials_hold
+from tower.core.sockets import credentials_hold
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -34,8 +35,11 @@ FRAME_HELP = 'this socket only sends events; the one message it answers is {"typ
 @database_sync_to_async
 def _groups_for(user: Any, query: dict[str, list[str]]) -> list[str] | None:
     if "job" in query:
-        job = jobs_visible_to(user).filter(pk=_int(query["job"][0])).values("pk").first()
-        return [job_group(job["pk"])] if job else None
+        try:
+            job = job_get_for_user(user=user, pk=_int(query["job"][0]))
+        except Http404:
+            return None
+        return [job_group(job.pk)]
     if "project" in query:
         pk = _int(query["project"][0])
         return [project_group(pk)] if projects_visible_to(user).filter(pk=pk).exists() else None

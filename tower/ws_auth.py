@@ -7,9 +7,9 @@ The Origin check protects cookie sessions from cross-site use (a foreign page's 
 victim's cookie). A socket that presents a token is authenticated by that token alone, never by
 the cookie, so it needs no Origin: most non-browser clients send none.
 
-Credentials are checked at connect time and again by :func:`credentials_hold`, which consumers call
-before forwarding each event: a revoked token, a signed-out session or a deactivated user stops the
-socket at its next event.
+Credentials are checked at connect time and again by :func:`credentials_hold`, which the stack puts
+in the scope (``tower.core.sockets``) for consumers to call before forwarding each event: a revoked
+token, a signed-out session or a deactivated user stops the socket at its next event.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.utils.crypto import constant_time_compare
 
+from tower.core.sockets import CREDENTIALS_CHECK
 from tower.models import ApiToken, hash_token
 
 # Scope key holding the id of the token that authenticated the socket.
@@ -52,16 +53,20 @@ def _token_from_scope(scope: dict[str, Any]) -> str | None:
 
 
 class TokenAuthMiddleware:
-    """Runs after the session middleware; a valid token wins, an invalid one means anonymous."""
+    """Runs after the session middleware; a valid token wins, an invalid one means anonymous.
+
+    Either way it hands consumers the recheck of those credentials (:func:`credentials_hold`).
+    """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         raw = _token_from_scope(scope)
+        scope = {**scope, CREDENTIALS_CHECK: credentials_hold}
         if raw is not None:
             token = await _token_for(raw)
-            scope = {**scope, "user": token.user if token else AnonymousUser(), TOKEN_ID_KEY: token and token.pk}
+            scope.update({"user": token.user if token else AnonymousUser(), TOKEN_ID_KEY: token and token.pk})
         return await self.inner(scope, receive, send)
 
 
