@@ -15,6 +15,18 @@ def jobs_visible_to(user: AnyUser) -> QuerySet[Job]:
     )
 
 
+def job_get_for_user(*, user: AnyUser, pk: int | str) -> Job:
+    """The job if ``user`` may see it: how generation's pages, API and sockets read one job.
+
+    A job the user may not see is a 404, the same answer as a missing one (and as a pk that is
+    not a number, which a URL or a socket's query string can carry).
+    """
+    try:
+        return jobs_visible_to(user).get(pk=pk)
+    except (Job.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise Http404("No such job") from None
+
+
 def assets_visible_to(user: AnyUser) -> QuerySet[Asset]:
     return Asset.objects.filter(project__in=project_ids_visible_to(user)).select_related("project", "job")
 

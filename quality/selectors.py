@@ -20,7 +20,7 @@ from django.db.models import Case, Exists, OuterRef, Prefetch, QuerySet, Subquer
 from django.shortcuts import get_object_or_404
 
 from generation.models import Asset, Job
-from generation.selectors import assets_visible_to, jobs_visible_to
+from generation.selectors import assets_visible_to
 from projects.selectors import AnyUser
 from quality.charts import Sparkline, temporal_chart
 from quality.fetch import ScoringModels, metric_label, scoring_models
@@ -177,11 +177,6 @@ class JobQuality:
     def scored(self) -> bool:
         # A pre_gen gate is written at submission: it says nothing about the outputs.
         return any(g.stage != GateStage.PRE_GEN for g in self.gates) or any(o.scores for o in self.outputs)
-
-
-def job_get_for_user(*, user: AnyUser, pk: int) -> Job:
-    """The job if ``user`` may see it (404 otherwise)."""
-    return get_object_or_404(jobs_visible_to(user).select_related("project"), pk=pk)
 
 
 def _current(rows: list[QualityScore]) -> list[QualityScore]:
