@@ -10,9 +10,10 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import push_url
 
 from characters.models import Character
+from generation.selectors import job_get_for_user
 from projects.selectors import project_user_can_write
 from quality.forms import ScoredGalleryFilterForm
-from quality.selectors import asset_inspect, asset_neighbours, gallery_assets, job_get_for_user, job_quality
+from quality.selectors import asset_inspect, asset_neighbours, gallery_assets, job_quality
 from tower.core.pages import page_login_required, paginate, querystring_without_page, render_page
 
 GALLERY_PAGE_SIZE = 48
