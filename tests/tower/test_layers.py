@@ -67,9 +67,9 @@ def _walk(node: ast.AST, runtime: bool):  # type: ignore[no-untyped-def]
         if isinstance(child, ast.Import | ast.ImportFrom):
             yield child, runtime
         inner = runtime
-        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            inner = False
-        elif isinstance(child, ast.If) and _is_type_checking(child):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) or (
+            isinstance(child, ast.If) and _is_type_checking(child)
+        ):
             inner = False
         yield from _walk(child, inner)
 
