@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from generation import tasks
 from generation.models import Job, JobStatus
-from generation.services.execution import announce_job_succeeded
+from generation.services.completion import announce_job_succeeded
 from quality import tasks as quality_tasks
 from quality.models import QualityGate
 from quality.services import pending, scoring
