@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -21,6 +18,7 @@ from generation.management.commands import generate as generate_command
 from generation.models import Asset, Backend, InputImage, Job, JobStatus
 from tests.factories import AssetFactory, CharacterFactory, UserFactory, png_bytes
 from tests.generation.engine_helpers import backend_for, run_in_thread, shipped
+from tests.support.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
 
@@ -85,15 +83,6 @@ def factory_file(name: str):
     from django.core.files.base import ContentFile
 
     return ContentFile(png_bytes(), name=name)
-
-
-def wait_until(condition: Callable[[], Any], *, timeout: float = 15, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
-    return result
 
 
 # --- generate --------------------------------------------------------------------------------------
@@ -356,17 +345,11 @@ def test_a_missing_default_template_says_how_to_load_them(project, enqueued):
 # --- comfy_status ---------------------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def two_backends(fake, project) -> tuple[Backend, Backend]:
     fake.configure(vram_total=24 * 1024**3, vram_free=18 * 1024**3)
     up = backend_for(f"http://tower:s3cret-up@127.0.0.1:{fake.port}", last_checkpoint="anime_v1.safetensors")
-    down = Backend.objects.create(name="gpu-2", url=f"http://tower:s3cret-down@127.0.0.1:{closed_port()}")
+    down = Backend.objects.create(name="gpu-2", url=f"http://tower:s3cret-down@127.0.0.1:{free_port()}")
     Job.objects.create(project=project, backend=up, status=JobStatus.RUNNING)
     return up, down
 
@@ -421,7 +404,7 @@ def test_comfy_status_refresh_updates_stored_health(two_backends):
 
 def test_comfy_status_exits_0_when_only_a_disabled_backend_is_down(fake):
     backend_for(fake)
-    Backend.objects.create(name="gpu-off", url=f"http://127.0.0.1:{closed_port()}", enabled=False)
+    Backend.objects.create(name="gpu-off", url=f"http://127.0.0.1:{free_port()}", enabled=False)
 
     code, out = run("comfy_status", "--timeout", "2")
 
