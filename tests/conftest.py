@@ -14,15 +14,6 @@ from tower.models import ApiToken, hash_token, new_raw_token
 
 
 @pytest.fixture(autouse=True)
-def _fresh_announcements() -> None:
-    """Each test's first job success announces itself (the engine skips announcements within a
-    quarter second of its last one, which a previous test may have made)."""
-    from quality.services import pending
-
-    pending._announced.clear()
-
-
-@pytest.fixture(autouse=True)
 def _store_thread_connections():
     """The engine's store thread keeps its database connection for the life of the process: it is
     closed after each test, before the test database is emptied or dropped."""
