@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -24,28 +20,9 @@ from generation.services.submit import jobs_create
 from tests.factories import make_project
 from tests.fakes.comfyui import FakeComfy
 from tests.generation.engine_helpers import backend_for, shipped
+from tests.support.processes import database_url, running_qcluster, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(condition: Callable[[], object], *, timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{Path(db['NAME']).resolve()}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -53,7 +30,7 @@ def cluster(redis_url, tmp_path):
     """Start ``manage.py qcluster`` (2 workers) against the test database and Redis."""
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY_FILE"}}
     env.update(
-        DATABASE_URL=database_url(),
+        DATABASE_URL=database_url(connection.settings_dict),
         REDIS_URL=redis_url,
         REDIS_PREFIX=f"recovery-{uuid.uuid4().hex[:8]}",
         SECRET_KEY=settings.SECRET_KEY,
@@ -64,26 +41,8 @@ def cluster(redis_url, tmp_path):
         COMFYUI_STALL_TIMEOUT="1",
         LOG_LEVEL="INFO",
     )
-    log_path = tmp_path / "qcluster.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    process.log_path = log_path  # type: ignore[attr-defined]
-    try:
-        yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with running_qcluster(env=env, log_path=tmp_path / "qcluster.log") as cluster:
+        yield cluster
 
 
 def test_worker_killed_mid_job_the_job_completes_exactly_once(owner, tmp_path, cluster):
