@@ -8,8 +8,8 @@ import pytest
 from channels.db import database_sync_to_async
 
 from generation.events import job_group, project_group
+from generation.job_views import JOB_LOG_LINES
 from generation.models import JobLogLine, JobStatus
-from generation.views import JOB_LOG_LINES
 from tests.factories import JobFactory, make_project
 from tests.tower.test_page_consumer import _connect, _send
 from tower.page_consumer import LiveState, render_event

@@ -1,20 +1,17 @@
-"""Generation pages: Generate, Jobs (list, detail, actions), assets, and the resolved-prompt preview."""
+"""The Generate page: its form, image pickers, resolved-prompt preview with pre-flight, output pane,
+and the character page's resolved-prompt panel."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Page, Paginator
-from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.templatetags.static import static
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from characters.models import Character
 from characters.selectors import (
@@ -23,54 +20,18 @@ from characters.selectors import (
     variations_visible_to,
     versions_visible_to,
 )
-from generation.engine.preview import PreviewFile
-from generation.forms import BackendForm, GenerateForm, JobFilterForm
-from generation.models import (
-    Asset,
-    AssetKind,
-    Backend,
-    BackendObjectInfo,
-    InputImage,
-    Job,
-    JobLogLine,
-    JobStatus,
-    WorkflowTemplate,
-)
-from generation.selectors import (
-    assets_visible_to,
-    backends_user_can_manage,
-    input_images_visible_to,
-    jobs_visible_to,
-)
-from generation.services.backends import (
-    BackendError,
-    backend_check,
-    backend_create,
-    backend_update,
-    backends_set_enabled,
-)
+from generation.forms import GenerateForm
+from generation.models import Asset, AssetKind, BackendObjectInfo, InputImage, Job, JobStatus, WorkflowTemplate
+from generation.selectors import assets_visible_to, input_images_visible_to, jobs_visible_to
 from generation.services.inputs import input_image_create
 from generation.services.jobs import JobError
 from generation.services.requests import submit_request
 from generation.services.resolve import Resolved, ResolveError, resolve_job_parameters
-from generation.services.submit import job_cancel, job_reproduce, job_retry, job_retry_check
-from generation.services.thumbnails import asset_thumbnail_ensure
 from generation.workflow import WorkflowError, apply, preflight, style_parameters
 from projects.models import Project
 from projects.selectors import project_get_for_user, project_user_can_write
-from tower.core.pages import (
-    PAGE_SIZE,
-    form_add_service_errors,
-    page_login_required,
-    querystring_without_page,
-    render_page,
-)
+from tower.core.pages import form_add_service_errors, page_login_required, render_page
 from tower.core.thumbnails import thumb_name
-
-JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
-JOB_LOG_LINES = 100  # the job page's log shows (and keeps live) the newest lines
-PREVIEW_EXTENSIONS = ("jpg", "png")
-
 
 # --- Resolved prompt and pre-flight -------------------------------------------------------------
 
@@ -429,263 +390,3 @@ def _url(name: str, *args: Any) -> str:
     from django.urls import reverse
 
     return reverse(name, args=args)
-
-
-# --- Jobs -----------------------------------------------------------------------------------------
-
-
-def job_list_page(user: Any, params: Any) -> tuple[JobFilterForm, Page, bool]:
-    """The job list's form, the requested page of jobs, and whether a filter applies.
-
-    Shared by the page and its socket (``tower.page_consumer``), which sends row updates only for
-    the jobs this page shows.
-    """
-    form = JobFilterForm(params or None, user=user)
-    jobs: QuerySet[Job] = jobs_visible_to(user).order_by("-created_at", "-pk")
-    filtered = False
-    if form.is_bound and form.is_valid():
-        data = form.cleaned_data
-        for field, lookup in (("project", "project"), ("status", "status"), ("kind", "kind"), ("batch", "batch")):
-            if data.get(field):
-                jobs = jobs.filter(**{lookup: data[field]})
-                filtered = True
-    return form, Paginator(jobs, PAGE_SIZE).get_page(params.get("page")), filtered
-
-
-@page_login_required
-@require_GET
-def job_list(request: HttpRequest) -> HttpResponse:
-    form, page_obj, filtered = job_list_page(request.user, request.GET)
-    context = {
-        "section": "jobs",
-        "form": form,
-        "page_obj": page_obj,
-        "jobs": list(page_obj),
-        "live_insert": not filtered and page_obj.number == 1,
-        "querystring_base": querystring_without_page(request),
-    }
-    return render_page(request, "generation/jobs.html", "generation/_jobs.html", context)
-
-
-def _job_for(request: HttpRequest, pk: int) -> Job:
-    return get_object_or_404(jobs_visible_to(request.user), pk=pk)
-
-
-NODE_POSITION_STATUSES = (JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED)
-
-
-def node_rows(job: Job) -> list[dict[str, Any]]:
-    """One row per graph node: done (with seconds once recorded), running, failed or waiting.
-
-    Per-node seconds are recorded when the prompt ends; while it runs, nodes ordered before the
-    current one (ComfyUI runs simple graphs in id order) are shown as done.
-    """
-    seconds = (job.timings or {}).get("nodes") or {}
-    nodes = sorted(
-        ((node_id, node) for node_id, node in (job.graph or {}).items() if isinstance(node, dict)),
-        key=lambda kv: (len(kv[0]), kv[0]),
-    )
-    current = next((i for i, (node_id, _) in enumerate(nodes) if _is_node(job.current_node, node_id)), None)
-    rows = []
-    for index, (node_id, node) in enumerate(nodes):
-        title = (node.get("_meta") or {}).get("title") or node.get("class_type", "?")
-        if job.status == JobStatus.FAILED and _is_node(job.error_node, node_id):
-            state = "failed"
-        elif node_id in seconds or job.status == JobStatus.SUCCEEDED:
-            state = "done"
-        elif job.status in NODE_POSITION_STATUSES and current is not None:
-            # A cancelled (or failed) job keeps the bars it had when it stopped.
-            here = "running" if job.status == JobStatus.RUNNING else "stopped"
-            state = here if index == current else "done" if index < current else "waiting"
-        else:
-            state = "waiting"
-        rows.append({"id": node_id, "label": f"{title} (#{node_id})", "state": state, "seconds": seconds.get(node_id)})
-    return rows
-
-
-def _is_node(label: str, node_id: str) -> bool:
-    """Whether an engine label ("Grain (#4)" or "#4 ImageAddNoise") names this node."""
-    if not label:
-        return False
-    return label.endswith(f"(#{node_id})") or label.startswith(f"#{node_id} ") or label == f"#{node_id}"
-
-
-def live_preview_url(job: Job) -> str | None:
-    """The URL of the job's current live frame on disk (the engine writes it while the job runs).
-
-    The file's modification time busts browser caches, as the engine's counter does for events.
-    """
-    if job.is_terminal:
-        return None
-    preview = PreviewFile(job_id=job.pk, media_root=Path(settings.MEDIA_ROOT), media_url=settings.MEDIA_URL)
-    for extension in PREVIEW_EXTENSIONS:
-        relative = preview.relative_path(extension)
-        try:
-            modified = (preview.media_root / relative).stat().st_mtime_ns
-        except OSError:
-            continue
-        return f"{settings.MEDIA_URL.rstrip('/')}/{relative}?v={modified}"
-    return None
-
-
-def job_log_lines(job: Job) -> list[JobLogLine]:
-    """The newest ``JOB_LOG_LINES`` log lines, oldest first (one query)."""
-    newest = list(JobLogLine.objects.filter(job=job).order_by("-id")[:JOB_LOG_LINES])
-    return newest[::-1]
-
-
-def job_context(job: Job, *, user: Any, preview: str | None = None) -> dict[str, Any]:
-    """What the job's live fragments render: shared by the page and the page consumer.
-
-    Without a ``preview`` URL from an event, the frame on disk is shown (a reload mid-job).
-    """
-    return {
-        "job": job,
-        "retry": job_retry_check(job=job) if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else None,
-        "nodes": node_rows(job),
-        "preview_url": preview or live_preview_url(job),
-        "can_write": project_user_can_write(project=job.project, user=user),
-        "log_limit": JOB_LOG_LINES,
-    }
-
-
-@page_login_required
-@require_GET
-def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = _job_for(request, pk)
-    context = {
-        "section": "jobs",
-        **job_context(job, user=request.user),
-        "job_assets": list(Asset.objects.filter(job=job).order_by("pk")),
-        "log_lines": job_log_lines(job),
-    }
-    return render_page(request, "generation/job_detail.html", "generation/_job_detail_live.html", context)
-
-
-@page_login_required
-@require_GET
-def job_workflow_json(request: HttpRequest, pk: int) -> HttpResponse:
-    """The exact graph submitted to ComfyUI (API format) as a .json download, to load or re-run there."""
-    job = _job_for(request, pk)
-    if not job.graph:
-        raise Http404("This job has not been submitted yet: its graph is made when a backend takes it")
-    response = JsonResponse(job.graph, json_dumps_params={"indent": 2})
-    response["Content-Disposition"] = f'attachment; filename="tower-job-{job.pk}-workflow-api.json"'
-    return response
-
-
-@page_login_required
-@require_POST
-def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    if action not in JOB_ACTIONS:
-        raise Http404("No such action")
-    job = _job_for(request, pk)
-    if not project_user_can_write(project=job.project, user=request.user):
-        raise PermissionDenied("You have read-only access to this project")
-    try:
-        result = JOB_ACTIONS[action](job=job, user=request.user)
-    except JobError as exc:
-        messages.error(request, str(exc))
-        return redirect("job-detail", pk=job.pk)
-    if action == "cancel":
-        messages.success(request, f"Job #{job.pk} cancelled.")
-        return redirect("job-detail", pk=job.pk)
-    messages.success(request, f"Job #{result.pk} queued ({action} of #{job.pk}).")
-    return redirect("job-detail", pk=result.pk)
-
-
-# --- Assets (the gallery and the asset page are in quality.views: they show scores) ------------
-
-
-@page_login_required
-@require_GET
-def asset_thumb(request: HttpRequest, pk: int) -> HttpResponse:
-    """The asset's thumbnail, made on first request and then served from storage."""
-    asset = get_object_or_404(assets_visible_to(request.user).select_related(None).only("pk", "thumbnail"), pk=pk)
-    return _thumbnail_redirect(asset)
-
-
-@page_login_required
-@require_GET
-def job_thumb(request: HttpRequest, pk: int) -> HttpResponse:
-    """The thumbnail of the job's first output (the jobs list shows it; no output: a placeholder)."""
-    job = _job_for(request, pk)
-    asset = Asset.objects.filter(job=job).order_by("pk").only("pk", "thumbnail").first()
-    return _thumbnail_redirect(asset)
-
-
-def _thumbnail_redirect(asset: Asset | None) -> HttpResponse:
-    name = None
-    if asset is not None:
-        name = asset.thumbnail.name if asset.thumbnail else asset_thumbnail_ensure(asset_id=asset.pk)
-    if not name:
-        return HttpResponseRedirect(static("img/no-thumbnail.svg"))
-    from django.core.files.storage import default_storage
-
-    return HttpResponseRedirect(default_storage.url(name))
-
-
-# --- Backends (staff) -----------------------------------------------------------------------------
-
-
-def _staff_only(request: HttpRequest) -> None:
-    if not backends_user_can_manage(request.user):
-        raise PermissionDenied("Only staff manage ComfyUI backends")
-
-
-@page_login_required
-@require_GET
-def backend_list(request: HttpRequest) -> HttpResponse:
-    _staff_only(request)
-    context = {"section": "dashboard", "backends": list(Backend.objects.order_by("name"))}
-    return render_page(request, "generation/backends.html", None, context)
-
-
-@page_login_required
-@require_http_methods(["GET", "POST"])
-def backend_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    """Add a backend (no ``pk``) or edit one; either is checked at once when saved."""
-    _staff_only(request)
-    backend = get_object_or_404(Backend, pk=pk) if pk is not None else None
-    form = BackendForm(request.POST or None, instance=backend)
-    if request.method == "POST" and form.is_valid():
-        try:
-            if backend is None:
-                backend = backend_create(**form.cleaned_data)
-            else:
-                backend = backend_update(backend=Backend.objects.get(pk=backend.pk), **form.cleaned_data)
-        except (BackendError, ValidationError) as exc:
-            form_add_service_errors(form, exc)
-        else:
-            backend.refresh_from_db()
-            _say_health(request, backend)
-            return redirect("backend-list")
-    context = {"section": "dashboard", "form": form, "backend": backend}
-    return render_page(request, "generation/backend_form.html", None, context, status=400 if form.errors else 200)
-
-
-@page_login_required
-@require_POST
-def backend_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    """``check`` (poll it now), ``enable`` or ``disable``."""
-    _staff_only(request)
-    backend = get_object_or_404(Backend, pk=pk)
-    if action == "check":
-        backend_check(backend_id=backend.pk)
-    elif action in ("enable", "disable"):
-        backends_set_enabled(backend_ids=[backend.pk], enabled=action == "enable")
-    else:
-        raise Http404("No such action")
-    backend.refresh_from_db()
-    _say_health(request, backend)
-    return redirect("backend-list")
-
-
-def _say_health(request: HttpRequest, backend: Backend) -> None:
-    if not backend.enabled:
-        messages.info(request, f"{backend.name} is disabled: it gets no new work.")
-    elif backend.healthy:
-        version = f" (ComfyUI {backend.comfyui_version})" if backend.comfyui_version else ""
-        messages.success(request, f"{backend.name} is reachable{version}.")
-    else:
-        messages.error(request, f"{backend.name} is down: {backend.last_error or 'no answer'}")
