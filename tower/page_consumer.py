@@ -25,9 +25,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from generation.events import job_group, project_group
+from generation.generate_views import output_pane_jobs, render_output_pane_event
+from generation.job_views import job_context, job_list_page, job_log_lines
 from generation.models import Asset, Job, JobLogLine
 from generation.selectors import jobs_visible_to
-from generation.views import job_context, job_list_page, job_log_lines, output_pane_jobs, render_output_pane_event
 from projects.selectors import project_ids_visible_to
 from quality.orchestration_views import orchestration_page_fragments, orchestration_page_groups
 from quality.selectors import job_quality

@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.urls import include, path
 
 from characters import views as character_views
-from generation import template_views
-from generation import views as generation_views
+from generation import backend_views, generate_views, job_views, template_views
 from quality import orchestration_views, scoring_models_views
 from quality import views as quality_views
 from tower import project_views, views
@@ -31,16 +30,16 @@ urlpatterns = [
     path("characters/<int:pk>/versions/", character_views.version_add, name="character-version-add"),
     path("versions/<int:pk>/states/", character_views.version_states, name="character-version-states"),
     path("characters/<int:pk>/variations/", character_views.variation_add, name="character-variation-add"),
-    path("characters/<int:pk>/preview/", generation_views.character_preview, name="character-preview"),
-    path("generate/", generation_views.generate, name="generate"),
+    path("characters/<int:pk>/preview/", generate_views.character_preview, name="character-preview"),
+    path("generate/", generate_views.generate, name="generate"),
     path("templates/", template_views.template_list, name="template-list"),
     path("templates/<int:pk>/", template_views.template_detail, name="template-detail"),
-    path("jobs/", generation_views.job_list, name="job-list"),
-    path("jobs/<int:pk>/", generation_views.job_detail, name="job-detail"),
+    path("jobs/", job_views.job_list, name="job-list"),
+    path("jobs/<int:pk>/", job_views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/quality/", quality_views.job_quality_panel, name="job-quality"),
-    path("jobs/<int:pk>/thumb/", generation_views.job_thumb, name="job-thumb"),
-    path("jobs/<int:pk>/workflow.json", generation_views.job_workflow_json, name="job-workflow-json"),
-    path("jobs/<int:pk>/<str:action>/", generation_views.job_action, name="job-action"),
+    path("jobs/<int:pk>/thumb/", job_views.job_thumb, name="job-thumb"),
+    path("jobs/<int:pk>/workflow.json", job_views.job_workflow_json, name="job-workflow-json"),
+    path("jobs/<int:pk>/<str:action>/", job_views.job_action, name="job-action"),
     path("gallery/", quality_views.gallery, name="gallery"),
     path("orchestrations/", orchestration_views.orchestration_list, name="orchestration-list"),
     path("orchestrations/<int:pk>/", orchestration_views.orchestration_detail, name="orchestration-detail"),
@@ -48,13 +47,13 @@ urlpatterns = [
         "orchestrations/<int:pk>/<str:action>/", orchestration_views.orchestration_action, name="orchestration-action"
     ),
     path("characters/<int:pk>/orchestrate/", orchestration_views.orchestration_start_view, name="orchestration-start"),
-    path("backends/", generation_views.backend_list, name="backend-list"),
-    path("backends/new/", generation_views.backend_edit, name="backend-create"),
-    path("backends/<int:pk>/", generation_views.backend_edit, name="backend-edit"),
-    path("backends/<int:pk>/<str:action>/", generation_views.backend_action, name="backend-action"),
+    path("backends/", backend_views.backend_list, name="backend-list"),
+    path("backends/new/", backend_views.backend_edit, name="backend-create"),
+    path("backends/<int:pk>/", backend_views.backend_edit, name="backend-edit"),
+    path("backends/<int:pk>/<str:action>/", backend_views.backend_action, name="backend-action"),
     path("scoring-models/", scoring_models_views.scoring_models_panel, name="scoring-models"),
     path("assets/<int:pk>/", quality_views.asset_detail, name="asset-detail"),
-    path("assets/<int:pk>/thumb/", generation_views.asset_thumb, name="asset-thumb"),
+    path("assets/<int:pk>/thumb/", job_views.asset_thumb, name="asset-thumb"),
     path("assets/<int:pk>/add-to-dataset/", training_views.asset_add_to_dataset, name="asset-add-to-dataset"),
     path("", include("training.urls")),
 ]
