@@ -129,7 +129,6 @@ else:
         "NAME": VAR_DIR / "tower.sqlite3",
     }
 if _db["ENGINE"] == "django.db.backends.sqlite3":
-    _db["ENGINE"] = "tower.sqlite3"  # Django's, with a finer wait for the write lock
     # Tests share the database between threads (the engine's async code, live servers); an
     # in-memory shared-cache database locks whole tables there, a file in WAL mode does not.
     # One file per test process, so concurrent runs never share (and corrupt) one.
