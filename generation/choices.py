@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from generation.models import BackendObjectInfo
-from generation.services.execution import backend_object_info
+from generation.services.reads import backend_object_info
 from generation.workflow.preflight import input_specs
 
 # choice key → the (node class, input) combos that list it, in either combo shape.

@@ -18,7 +18,8 @@ from django_q.tasks import async_task as _async_task
 from generation.engine.driver import StoreThread, comfy_client, drive
 from generation.engine.identity import owner_is_dead, worker_name
 from generation.engine.session import Session
-from generation.services import execution
+from generation.models import Job
+from generation.services.claims import Claim, job_claim, job_claim_live, job_claim_next, new_client_id
 from generation.services.reconcile import dispatch, reconcile
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ def job_run(job_id: int) -> str:
     generation/engine/session.py); it returns the outcome of the job it was given.
     """
     worker = worker_name()
-    client_id = execution.new_client_id()
-    claim = execution.job_claim(job_id=job_id, worker=worker, client_id=client_id)
+    client_id = new_client_id()
+    claim = job_claim(job_id=job_id, worker=worker, client_id=client_id)
     if claim is None:
         return "not claimed"
     try:
@@ -64,16 +65,16 @@ def job_run(job_id: int) -> str:
         dispatch(enqueue=enqueue_run, limit=1)
 
 
-async def _session(first: execution.Claim, *, worker: str, client_id: str) -> str:
-    claim_next = sync_to_async(execution.job_claim_next, thread_sensitive=True)
+async def _session(first: Claim, *, worker: str, client_id: str) -> str:
+    claim_next = sync_to_async(job_claim_next, thread_sensitive=True)
 
-    async def next_claim(client_id: str, ended: frozenset[int]) -> execution.Claim | None:
+    async def next_claim(client_id: str, ended: frozenset[int]) -> Claim | None:
         return await claim_next(worker=worker, client_id=client_id, ended=ended)
 
     store = StoreThread.for_process()
     await store.ready()
 
-    async def drive_one(claim: execution.Claim, connection: Any, on_ended: Callable[[], None]) -> str:
+    async def drive_one(claim: Claim, connection: Any, on_ended: Callable[[], None]) -> str:
         return await drive(claim, worker=worker, connection=connection, on_ended=on_ended, store=store)
 
     session = Session(
@@ -96,13 +97,13 @@ async def _session(first: execution.Claim, *, worker: str, client_id: str) -> st
 def job_adopt(job_id: int) -> str:
     """Follow (or collect, or resubmit) a live job whose worker died, without submitting twice."""
     worker = worker_name()
-    job = execution.Job.objects.filter(pk=job_id).values("worker", "heartbeat_at").first()
+    job = Job.objects.filter(pk=job_id).values("worker", "heartbeat_at").first()
     if job is None:
         return "gone"
     stale_before = timezone.now() - timedelta(seconds=settings.TOWER_HEARTBEAT_STALE_SECONDS)
     if job["worker"] and owner_is_dead(job["worker"]):
         stale_before = None  # the owner is provably gone; no need to wait for its heartbeat to age
-    claim = execution.job_claim_live(job_id=job_id, worker=worker, stale_before=stale_before)
+    claim = job_claim_live(job_id=job_id, worker=worker, stale_before=stale_before)
     if claim is None:
         return "not adopted"
     try:

@@ -53,14 +53,10 @@ from generation.comfyui.types import OutputFile, PromptStatus
 from generation.engine.preview import PreviewFile
 from generation.engine.progress import ProgressTracker
 from generation.engine.session import IGNORED, Connection
+from generation.engine.uploads import InputMissing, submit_with_inputs
 from generation.models import JobStatus
-from generation.services import execution as svc
-from generation.services.inputs import (
-    backend_uploads_forget,
-    backend_uploads_present,
-    backend_uploads_record,
-    missing_uploads,
-)
+from generation.services import claims, completion, reads
+from generation.services.claims import Claim
 from generation.services.jobs import job_log
 
 logger = logging.getLogger(__name__)
@@ -79,13 +75,11 @@ def _db(fn: Any) -> Any:
 class StoreThread:
     """A second database thread per worker process, on which sessions store their jobs' outputs.
 
-    A session claims its next job as soon as a prompt ends, and that claim is on the path from
-    one prompt's end to the next one's start on the server. Storing the last job's outputs takes
-    longer and ran on the same thread (asgiref's one ``thread_sensitive`` thread), so the claim
-    often waited behind it (bench/engine.py, zero compute: the server sat idle two thirds of the
-    time). This thread keeps its own database connection from one session to the next, as the
-    ``thread_sensitive`` one does (a connection per session cost every single-job task a connect);
-    a connection that failed is dropped when the next session starts (:meth:`ready`).
+    A session claims its next job as soon as a prompt ends, on the path from one prompt's end to
+    the next one's start; on asgiref's one ``thread_sensitive`` thread that claim would wait behind
+    the previous job's store. This thread keeps its database connection from one session to the
+    next (a connect per single-job task otherwise); a connection that failed is dropped when the
+    next session starts (:meth:`ready`).
     """
 
     _shared: tuple[int, StoreThread] | None = None
@@ -133,7 +127,7 @@ def comfy_client(url: str, *, timeout: float | None = None, client_id: str | Non
 
 
 async def drive(
-    claim: svc.Claim,
+    claim: Claim,
     *,
     worker: str,
     connection: Connection | None = None,
@@ -159,8 +153,8 @@ async def drive(
             return await _drive(comfy, events, claim, worker=worker, on_ended=on_ended, store=store)
         except ComfyUnreachable as exc:
             reason = f"{claim.backend_name} unreachable: {exc}"
-            await _db(svc.backend_mark_down)(backend_id=claim.backend_id, error=reason)
-            await _db(svc.job_requeue)(job_id=claim.job_id, reason=reason, count_attempt=False)
+            await _db(claims.backend_mark_down)(backend_id=claim.backend_id, error=reason)
+            await _db(claims.job_requeue)(job_id=claim.job_id, reason=reason, count_attempt=False)
             return "requeued:unreachable"
         finally:
             # Whatever the outcome, the live frame is stale now (outputs replace it).
@@ -178,7 +172,7 @@ def _preview_file(job_id: int) -> PreviewFile:
 async def _drive(
     comfy: ComfyClient,
     events: Any,
-    claim: svc.Claim,
+    claim: Claim,
     *,
     worker: str,
     on_ended: Callable[[], None] | None,
@@ -198,12 +192,12 @@ async def _drive(
                 if claim.fresh:
                     # A reproduction must really run: drop the server's cache of node outputs.
                     await comfy.free(free_memory=True)
-                accepted = await _submit_with_inputs(comfy, claim, prompt_id)
+                accepted = await submit_with_inputs(comfy, claim, prompt_id)
             except InputMissing as exc:
-                await _db(svc.job_fail)(job_id=claim.job_id, error_type="input_missing", message=str(exc))
+                await _db(completion.job_fail)(job_id=claim.job_id, error_type="input_missing", message=str(exc))
                 return "failed:input"
             except ComfyRejected as exc:
-                await _db(svc.job_fail)(
+                await _db(completion.job_fail)(
                     job_id=claim.job_id,
                     error_type="rejected",
                     message=str(exc),
@@ -213,7 +207,7 @@ async def _drive(
                 return "failed:rejected"
             if accepted.prompt_id != prompt_id:
                 prompt_id = accepted.prompt_id
-                await _db(svc.job_record_prompt_id)(
+                await _db(claims.job_record_prompt_id)(
                     job_id=claim.job_id, prompt_id=prompt_id, backend_id=claim.backend_id, honoured=False
                 )
             if accepted.node_errors:
@@ -223,245 +217,197 @@ async def _drive(
                     level="warning",
                     data={"node_errors": accepted.node_errors},
                 )
-        return await _follow(comfy, claim, prompt_id, stream, worker=worker, on_ended=on_ended, store=store)
+        follow = _Follow(comfy, claim, prompt_id, worker=worker, on_ended=on_ended, store=store)
+        return await follow.run(stream)
 
 
-class InputMissing(Exception):
-    """A job's input file is no longer in Tower's storage (its reference or output was deleted)."""
-
-
-async def _submit_with_inputs(comfy: ComfyClient, claim: svc.Claim, prompt_id: str) -> Any:
-    """Upload the job's input files the backend lacks, then submit.
-
-    A backend keeps uploaded files in its input folder, so each content-addressed name is uploaded
-    once per backend (``BackendUpload``). If the server refuses the prompt because such a file is
-    gone (its input folder was cleared), the record is dropped, the file uploaded again and the
-    prompt sent once more.
-    """
-    await _upload_inputs(comfy, claim)
-    try:
-        return await comfy.submit(claim.graph, prompt_id=prompt_id, extra_data=_extra_data(claim))
-    except ComfyRejected as exc:
-        gone = missing_uploads(claim.inputs, exc.node_errors)
-        if not gone:
-            raise
-        await _db(backend_uploads_forget)(backend_id=claim.backend_id, names=gone)
-        await _db(job_log)(
-            job_id=claim.job_id,
-            message=f"{claim.backend_name} no longer had {', '.join(gone)}; uploading again",
-            level="warning",
-        )
-    await _upload_inputs(comfy, claim)
-    try:
-        return await comfy.submit(claim.graph, prompt_id=prompt_id, extra_data=_extra_data(claim))
-    except ComfyRejected as exc:
-        # Still refused: whatever the server did with the file, do not trust the record.
-        if gone := missing_uploads(claim.inputs, exc.node_errors):
-            await _db(backend_uploads_forget)(backend_id=claim.backend_id, names=gone)
-        raise
-
-
-async def _upload_inputs(comfy: ComfyClient, claim: svc.Claim) -> None:
-    if not claim.inputs:
-        return
-    items = {item["name"]: item for item in claim.inputs}  # two parameters may take one file
-    there = await _db(backend_uploads_present)(backend_id=claim.backend_id, names=list(items))
-    done: list[tuple[str, str]] = []
-    for name, item in items.items():
-        if name in there:
-            continue
-        try:
-            data = await asyncio.to_thread(_read_media, item["path"])
-        except OSError:
-            raise InputMissing(
-                f"the file for {item.get('parameter') or 'an image input'} ({item['path']}) is no longer in "
-                "Tower's storage; choose another image and generate again"
-            ) from None
-        await comfy.upload_image(data, name, overwrite=True)
-        done.append((name, item.get("sha256", "")))
-    if done:
-        await _db(backend_uploads_record)(backend_id=claim.backend_id, uploads=done)
-
-
-async def _requeue(claim: svc.Claim, reason: str, tag: str) -> str:
-    job = await _db(svc.job_requeue)(job_id=claim.job_id, reason=reason)
+async def _requeue(claim: Claim, reason: str, tag: str) -> str:
+    job = await _db(claims.job_requeue)(job_id=claim.job_id, reason=reason)
     if job is not None and job.status == JobStatus.FAILED:
         return "failed:attempts"
     return f"requeued:{tag}"
 
 
-def _read_media(path: str) -> bytes:
-    from django.core.files.storage import default_storage
+class _Follow:
+    """Following one submitted prompt on the server's WebSocket to its end.
 
-    with default_storage.open(path, "rb") as handle:
-        return handle.read()
+    Progress reaches the database at most every ``PROGRESS_WRITE_INTERVAL`` (with a trailing write,
+    so the page never stays behind), a heartbeat proves the job is still driven, and ``running``
+    is written only for prompts that last (a quick one goes from submitted to succeeded in one
+    write). The background tasks report through ``self.owned`` when the job stopped being ours.
+    """
 
+    def __init__(
+        self,
+        comfy: ComfyClient,
+        claim: Claim,
+        prompt_id: str,
+        *,
+        worker: str,
+        on_ended: Callable[[], None] | None,
+        store: StoreThread | None,
+    ) -> None:
+        self.comfy, self.claim, self.prompt_id = comfy, claim, prompt_id
+        self.worker, self.on_ended, self.store = worker, on_ended, store
+        self.tracker = ProgressTracker(claim.graph)
+        self.preview = _preview_file(claim.job_id)
+        self.last_write = 0.0
+        self.dirty = False  # the tracker moved since the last write
+        self.owned = True
+        self.started = False
+        self.began: datetime | None = None  # when ComfyUI started the prompt, until that is written
+        # Outputs as the socket reported them (``executed``, sent for cached nodes too). They are
+        # the prompt's outputs only if the socket saw it whole: start and end, and no drop between.
+        self.reported: list[OutputFile] = []
+        self.saw_start = self.saw_end = self.gap = False
+        self.flusher: asyncio.Task[None] | None = None
+        self.marker: asyncio.Task[None] | None = None
 
-def _extra_data(claim: svc.Claim) -> dict[str, Any]:
-    return {"tower": {"job": claim.job_id}}
+    async def run(self, stream: Any) -> str:
+        claim = self.claim
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            async for event in self.comfy.follow(
+                self.prompt_id, stream=stream, stall_timeout=settings.COMFYUI_STALL_TIMEOUT, on_gap=self._on_gap
+            ):
+                if not self._track(event):
+                    continue
+                await self._write_or_defer(time.monotonic())
+                if not self.owned:
+                    # Cancelled meanwhile (the abort task stops the prompt) or adopted by another worker.
+                    status = await _db(reads.job_status)(job_id=claim.job_id)
+                    return "cancelled" if status == JobStatus.CANCELLED else "abandoned"
+        except ComfyExecutionError as exc:
+            await _db(completion.job_fail)(
+                job_id=claim.job_id,
+                error_type=exc.exception_type or "execution_error",
+                message=exc.message or str(exc),
+                node=_node_label(claim.graph, exc.node_id),
+                details={"node_id": exc.node_id, "node_type": exc.node_type, "traceback": exc.traceback[-20:]},
+            )
+            return "failed:execution"
+        except ComfyInterrupted:
+            if await _db(reads.job_status)(job_id=claim.job_id) == JobStatus.CANCELLED:
+                return "cancelled"
+            await _db(completion.job_fail)(
+                job_id=claim.job_id, error_type="interrupted", message="interrupted on the ComfyUI server"
+            )
+            return "failed:interrupted"
+        except ComfyPromptLost:
+            if await _db(reads.job_status)(job_id=claim.job_id) == JobStatus.CANCELLED:
+                return "cancelled"
+            return await _requeue(claim, f"{claim.backend_name} lost the prompt (restarted?)", "lost")
+        finally:
+            for task in (beat, self.flusher, self.marker):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        self.tracker.on_node(None)
+        seen_whole = self.saw_start and self.saw_end and not self.gap and bool(self.reported)
+        return await _collect(
+            self.comfy,
+            claim,
+            self.prompt_id,
+            self.tracker,
+            reported=self.reported if seen_whole else None,
+            started_at=self.began,
+            store=self.store,
+        )
 
+    def _on_gap(self) -> None:
+        self.gap = True
 
-async def _follow(
-    comfy: ComfyClient,
-    claim: svc.Claim,
-    prompt_id: str,
-    stream: Any,
-    *,
-    worker: str,
-    on_ended: Callable[[], None] | None,
-    store: StoreThread | None,
-) -> str:
-    tracker = ProgressTracker(claim.graph)
-    preview = _preview_file(claim.job_id)
-    last_write = 0.0
-    dirty = False  # the tracker moved since the last write
-    flusher: asyncio.Task[None] | None = None
-    started = False
-    owned = True
-    # Outputs as the socket reported them (``executed``, sent for cached nodes too). They are the
-    # prompt's outputs only if the socket saw it whole: start and end, and no drop in between.
-    reported: list[OutputFile] = []
-    whole = {"start": False, "end": False, "gap": False}
+    def _track(self, event: Any) -> bool:
+        """Take in one event; True when it moved the progress (a write is due)."""
+        tracker = self.tracker
+        if isinstance(event, Executed):
+            self.reported.extend(event.files)
+        elif isinstance(event, ExecutionSuccess):
+            self.saw_end = event.timestamp is not None
+            if self.on_ended is not None:
+                self.on_ended()
+        elif isinstance(event, ExecutionStart):
+            if not self.started:
+                self.started = self.saw_start = True
+                self.began = timezone.now()
+                self.marker = asyncio.create_task(self._mark_running(self.began))
+                tracker.started = self.last_write = time.monotonic()
+        elif isinstance(event, ExecutionCached):
+            tracker.on_cached(event.nodes)
+            return True
+        elif isinstance(event, Executing) and event.node is not None:
+            tracker.on_node(event.node)
+            return True
+        elif isinstance(event, Progress):
+            tracker.on_progress(event.value, event.max)
+            return True
+        elif isinstance(event, Preview):
+            self.preview.offer(event)
+            return True
+        return False
 
-    def gap() -> None:
-        whole["gap"] = True
+    async def _write_or_defer(self, now: float) -> None:
+        if now - self.last_write >= PROGRESS_WRITE_INTERVAL:
+            self.owned = await self._write_progress(now)
+            return
+        self.dirty = True
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush_later())
 
-    began: datetime | None = None  # when ComfyUI started the prompt, until that is written
-    marker: asyncio.Task[None] | None = None
-
-    async def mark_running(at: datetime) -> None:
-        nonlocal began
-        await asyncio.sleep(RUNNING_WRITE_DELAY)
-        await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id, started_at=at)
-        began = None
-
-    async def heartbeat() -> None:
-        nonlocal owned
-        while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
-            owned = await _db(svc.job_heartbeat)(job_id=claim.job_id, worker=worker)
-
-    async def write_progress(now: float) -> bool:
+    async def _write_progress(self, now: float) -> bool:
         # last_write is set before awaiting, so a write never starts within the interval of another.
-        nonlocal last_write, dirty
-        last_write, dirty = now, False
+        self.last_write, self.dirty = now, False
+        preview, tracker = self.preview, self.tracker
         if preview.due(now):
             await asyncio.to_thread(preview.write, now)
-        return await _db(svc.job_progress)(
-            job_id=claim.job_id,
-            project_id=claim.project_id,
+        return await _db(completion.job_progress)(
+            job_id=self.claim.job_id,
+            project_id=self.claim.project_id,
             fraction=tracker.fraction,
             node=tracker.node_label(tracker.current),
             eta_seconds=tracker.eta_seconds(now),
-            worker=worker,
+            worker=self.worker,
             preview=preview.url,
         )
 
-    async def flush_later() -> None:
+    async def _flush_later(self) -> None:
         """The trailing write of a throttled update: without it, fast nodes followed by a long one
         (which sends nothing while it runs) leave the page at the value before the fast ones."""
-        nonlocal owned
-        while dirty:
-            wait = last_write + PROGRESS_WRITE_INTERVAL - time.monotonic()
+        while self.dirty:
+            wait = self.last_write + PROGRESS_WRITE_INTERVAL - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            owned = await write_progress(time.monotonic())
+            self.owned = await self._write_progress(time.monotonic())
 
-    beat = asyncio.create_task(heartbeat())
-    try:
-        async for event in comfy.follow(
-            prompt_id, stream=stream, stall_timeout=settings.COMFYUI_STALL_TIMEOUT, on_gap=gap
-        ):
-            if isinstance(event, Executed):
-                reported.extend(event.files)
-                continue
-            if isinstance(event, ExecutionSuccess):
-                whole["end"] = event.timestamp is not None
-                if on_ended is not None:
-                    on_ended()
-                continue
-            if isinstance(event, ExecutionStart) and not started:
-                whole["start"] = True
-                started = True
-                began = timezone.now()
-                marker = asyncio.create_task(mark_running(began))
-                tracker.started = last_write = time.monotonic()
-                continue
-            if isinstance(event, ExecutionCached):
-                tracker.on_cached(event.nodes)
-            elif isinstance(event, Executing) and event.node is not None:
-                tracker.on_node(event.node)
-            elif isinstance(event, Progress):
-                tracker.on_progress(event.value, event.max)
-            elif isinstance(event, Preview):
-                preview.offer(event)
-            else:
-                continue
-            now = time.monotonic()
-            if now - last_write >= PROGRESS_WRITE_INTERVAL:
-                owned = await write_progress(now)
-            else:
-                dirty = True
-                if flusher is None or flusher.done():
-                    flusher = asyncio.create_task(flush_later())
-            if not owned:
-                # Cancelled meanwhile (the abort task stops the prompt) or adopted by another worker.
-                status = await _db(svc.job_status)(job_id=claim.job_id)
-                return "cancelled" if status == JobStatus.CANCELLED else "abandoned"
-    except ComfyExecutionError as exc:
-        await _db(svc.job_fail)(
-            job_id=claim.job_id,
-            error_type=exc.exception_type or "execution_error",
-            message=exc.message or str(exc),
-            node=_node_label(claim.graph, exc.node_id),
-            details={"node_id": exc.node_id, "node_type": exc.node_type, "traceback": exc.traceback[-20:]},
-        )
-        return "failed:execution"
-    except ComfyInterrupted:
-        if await _db(svc.job_status)(job_id=claim.job_id) == JobStatus.CANCELLED:
-            return "cancelled"
-        await _db(svc.job_fail)(
-            job_id=claim.job_id, error_type="interrupted", message="interrupted on the ComfyUI server"
-        )
-        return "failed:interrupted"
-    except ComfyPromptLost:
-        if await _db(svc.job_status)(job_id=claim.job_id) == JobStatus.CANCELLED:
-            return "cancelled"
-        return await _requeue(claim, f"{claim.backend_name} lost the prompt (restarted?)", "lost")
-    finally:
-        for task in (beat, flusher, marker):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-    tracker.on_node(None)
-    seen_whole = whole["start"] and whole["end"] and not whole["gap"] and bool(reported)
-    return await _collect(
-        comfy,
-        claim,
-        prompt_id,
-        tracker,
-        reported=reported if seen_whole else None,
-        started_at=began,
-        store=store,
-    )
+    async def _mark_running(self, at: datetime) -> None:
+        await asyncio.sleep(RUNNING_WRITE_DELAY)
+        await _db(completion.job_started)(job_id=self.claim.job_id, project_id=self.claim.project_id, started_at=at)
+        self.began = None  # written: the completion need not write it again
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            self.owned = await _db(claims.job_heartbeat)(job_id=self.claim.job_id, worker=self.worker)
 
 
 async def _finish_from_history(
-    comfy: ComfyClient, claim: svc.Claim, status: PromptStatus, *, store: StoreThread | None
+    comfy: ComfyClient, claim: Claim, status: PromptStatus, *, store: StoreThread | None
 ) -> str:
     if status is PromptStatus.DONE:
-        await _db(svc.job_started)(job_id=claim.job_id, project_id=claim.project_id)
+        await _db(completion.job_started)(job_id=claim.job_id, project_id=claim.project_id)
         return await _collect(comfy, claim, claim.prompt_id, ProgressTracker(claim.graph), store=store)
     entry = await comfy.history(claim.prompt_id)
     failure = (entry.failure if entry else None) or {}
     if status is PromptStatus.INTERRUPTED:
-        if await _db(svc.job_status)(job_id=claim.job_id) == JobStatus.CANCELLED:
+        if await _db(reads.job_status)(job_id=claim.job_id) == JobStatus.CANCELLED:
             return "cancelled"
-        await _db(svc.job_fail)(job_id=claim.job_id, error_type="interrupted", message="interrupted on the server")
+        await _db(completion.job_fail)(
+            job_id=claim.job_id, error_type="interrupted", message="interrupted on the server"
+        )
         return "failed:interrupted"
-    await _db(svc.job_fail)(
+    await _db(completion.job_fail)(
         job_id=claim.job_id,
         error_type=str(failure.get("exception_type") or "execution_error"),
         message=str(failure.get("exception_message") or "the prompt failed on the server"),
@@ -473,7 +419,7 @@ async def _finish_from_history(
 
 async def _collect(
     comfy: ComfyClient,
-    claim: svc.Claim,
+    claim: Claim,
     prompt_id: str,
     tracker: ProgressTracker,
     *,
@@ -495,18 +441,20 @@ async def _collect(
     try:
         for f in files:
             data = await comfy.view(f.filename, f.subfolder, f.type, max_bytes=settings.COMFYUI_MAX_OUTPUT_BYTES)
-            fetched.append(svc.FetchedOutput(node_id=f.node_id, filename=f.filename, data=data))
+            fetched.append(completion.FetchedOutput(node_id=f.node_id, filename=f.filename, data=data))
     except (ComfyNotFound, ComfyRejected) as exc:
-        await _db(svc.job_fail)(job_id=claim.job_id, error_type="output_missing", message=str(exc))
+        await _db(completion.job_fail)(job_id=claim.job_id, error_type="output_missing", message=str(exc))
         return "failed:outputs"
     except ComfyError as exc:
         if isinstance(exc, ComfyUnreachable):
             raise
-        await _db(svc.job_fail)(job_id=claim.job_id, error_type="output_invalid", message=str(exc))
+        await _db(completion.job_fail)(job_id=claim.job_id, error_type="output_invalid", message=str(exc))
         return "failed:outputs"
     if not fetched:
         await _db(job_log)(job_id=claim.job_id, message="the workflow produced no output files", level="warning")
-    complete = functools.partial(store.call, svc.job_complete) if store is not None else _db(svc.job_complete)
+    complete = (
+        functools.partial(store.call, completion.job_complete) if store is not None else _db(completion.job_complete)
+    )
     done = await complete(
         job_id=claim.job_id,
         outputs=fetched,

@@ -70,8 +70,7 @@ class PreviewFile:
 
     def remove(self) -> None:
         """Delete every preview file of this job (the outputs replace it). Runs after every job,
-        mostly for files that do not exist: plain strings, no Path objects (those were a twentieth
-        of the engine's event-loop time per job, bench/engine.py)."""
+        mostly for files that do not exist, so it stays on plain strings rather than Path objects."""
         root = os.fspath(self.media_root)
         for extension in _REMOVE_ORDER:
             with contextlib.suppress(FileNotFoundError):

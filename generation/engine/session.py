@@ -1,8 +1,8 @@
 """One worker task driving many jobs: shared ComfyUI clients and WebSockets, claims in a loop.
 
-A django-q task per job cost more than the job itself on a fast server: a fresh event loop, HTTP
+A django-q task per job costs more than the job itself on a fast server: a fresh event loop, HTTP
 client and WebSocket handshake for every prompt, and a broker round trip between one job's end and
-the next one's start (bench/engine.py, zero compute). A session keeps one client and one WebSocket
+the next one's start. A session keeps one client and one WebSocket
 per backend for the life of the task and, whenever it has room, claims the next queued job itself,
 so a busy queue flows through a few long-lived tasks. Each job is still driven by
 :func:`generation.engine.driver.drive` with its own claim, heartbeat and outcome, so everything

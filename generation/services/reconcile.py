@@ -30,7 +30,7 @@ from generation.comfyui import ComfyClient
 from generation.comfyui.errors import ComfyError
 from generation.engine.identity import owner_is_dead
 from generation.models import Backend, BackendObjectInfo, Job, JobStatus
-from generation.services.execution import backend_states, stale_live_jobs
+from generation.services.reads import backend_states, stale_live_jobs
 
 logger = logging.getLogger(__name__)
 

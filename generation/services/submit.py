@@ -18,8 +18,9 @@ from django.utils.module_loading import import_string
 from characters.models import Character, CharacterVersion, Variation
 from characters.selectors import primary_reference
 from generation import events
-from generation.models import BackendObjectInfo, Job, JobLogLine, JobStatus, LogLevel, WorkflowTemplate
-from generation.services.execution import job_fail
+from generation.models import Job, JobLogLine, JobStatus, LogLevel, WorkflowTemplate
+from generation.services.backend_check import graph_refusal, known_object_infos
+from generation.services.completion import job_fail
 from generation.services.inputs import (
     PHASE_OF_KIND,
     ImageSource,
@@ -29,11 +30,10 @@ from generation.services.inputs import (
 )
 from generation.services.jobs import JobError, job_log, job_transition
 from generation.services.resolve import ResolveError, resolve_job_parameters
-from generation.workflow import Problem, WorkflowError, apply, preflight, style_parameters
+from generation.workflow import WorkflowError, apply, style_parameters
 from generation.workflow.apply import graph_values
 from generation.workflow.bindings import resolve_bindings
 from projects.models import Project, Scene
-from tower.rows import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -74,42 +74,6 @@ def _grid_cells(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
             raise JobError(f"grid parameter {name!r} needs a non-empty list of values")
     names = list(grid)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
-
-
-def known_object_infos() -> list[tuple[str, dict[str, Any]]]:
-    """(backend name, parsed /object_info) of enabled backends whose nodes are known."""
-    from generation.services.execution import backend_object_info
-
-    rows = BackendObjectInfo.objects.filter(backend__enabled=True).values_list("backend_id", "backend__name")
-    return [(name, info) for backend_id, name in rows if (info := backend_object_info(backend_id))]
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why every backend whose nodes we know would refuse a graph."""
-
-    message: str
-    node: str  # "#4 ImageAddNoise": the node the first backend's first problem names, as the engine labels nodes
-    problems: list[dict[str, Any]]
-
-
-def _preflight_everywhere(graph: dict[str, Any], infos: list[tuple[str, dict[str, Any]]]) -> Refusal | None:
-    """A refusal when every backend we know the nodes of would refuse the graph, else None."""
-    if not infos:
-        return None
-    reports = []
-    first: list[Problem] = []
-    for name, info in infos:
-        problems = preflight(graph, info)
-        if not problems:
-            return None
-        first = first or problems
-        reports.append(f"{name}: " + "; ".join(p.message for p in problems[:5]))
-    node_id = first[0].node_id
-    node = f"#{node_id} {first[0].class_type}".strip() if node_id else ""
-    return Refusal(
-        message=" | ".join(reports), node=node, problems=[{**p.__dict__, "value": repr(p.value)} for p in first[:50]]
-    )
 
 
 def _image_sources(
@@ -345,14 +309,12 @@ def jobs_create(
                     parent=parent,
                     forced_reason=force_reason if forced else "",
                 )
-                # Field checks only: the database enforces the constraints, and asking it per
-                # job was most of the cost of a large batch. The related rows are the objects in
-                # hand (checking each foreign key would read them again, per job).
+                # Field checks only: the database enforces the constraints, and the related rows
+                # are the objects in hand (checking each foreign key would read them again).
                 job.full_clean(exclude=_NOT_CLEANED, validate_unique=False, validate_constraints=False)
             else:
                 # A cell's jobs differ only in the seed (which apply() checked) and what the graph
-                # and parameters derive from it: a copy of the first, without Model.__init__ and
-                # full_clean, which were a third of a 60-job request's time.
+                # and parameters derive from it: a copy of the first needs no checks of its own.
                 job = copy.copy(first)
                 job.params, job.graph, job.seed = stored, applied.graph, applied.seed
                 job.overrides = dict(first.overrides)
@@ -360,11 +322,11 @@ def jobs_create(
     # Pre-flight before the transaction: a write transaction holds SQLite's one write lock, which
     # the engine's claims and completions wait for.
     infos = known_object_infos()
-    problems = [_preflight_everywhere(job.graph, infos) for job, _ in pending]
+    problems = [graph_refusal(job.graph, infos) for job, _ in pending]
     with transaction.atomic():
         created = [job for job, _ in pending]
-        insert_rows(created)
-        insert_rows(
+        Job.objects.bulk_create(created)
+        JobLogLine.objects.bulk_create(
             [
                 JobLogLine(job=job, level=LogLevel.WARNING, message=f"the template does not use: {', '.join(ignored)}")
                 for job, ignored in zip(created, (i for _, i in pending), strict=True)
@@ -372,7 +334,7 @@ def jobs_create(
             ]
         )
         if forced:
-            insert_rows(
+            JobLogLine.objects.bulk_create(
                 [
                     JobLogLine(
                         job=job,
@@ -465,7 +427,7 @@ def job_retry_check(*, job: Job) -> RetryCheck:
     if not job.graph:
         return RetryCheck(False, "this job has no graph to run again")
     if job.status == JobStatus.FAILED and job.error_type == "preflight":
-        refusal = _preflight_everywhere(job.graph, known_object_infos())
+        refusal = graph_refusal(job.graph, known_object_infos())
         if refusal is not None:
             return RetryCheck(
                 False,

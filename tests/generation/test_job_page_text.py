@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from generation.models import JobStatus
-from generation.services.execution import job_claim
+from generation.services.claims import job_claim
 from tests.factories import BackendFactory, JobFactory
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ import pytest
 from generation import tasks
 from generation.engine import driver
 from generation.models import JobStatus
-from generation.services import execution
+from generation.services import completion
 from generation.services.submit import jobs_create
 from tests.factories import make_project
 from tests.fakes.comfyui import FakeComfy
@@ -25,13 +25,13 @@ INTERVAL = 0.5  # wide enough that the fast nodes surely all finish inside one t
 def writes(monkeypatch) -> list[tuple[float, float]]:
     """(monotonic time, fraction) of every progress write the engine makes."""
     recorded: list[tuple[float, float]] = []
-    real = execution.job_progress
+    real = completion.job_progress
 
     def recording(**kwargs):
         recorded.append((time.monotonic(), kwargs["fraction"]))
         return real(**kwargs)
 
-    monkeypatch.setattr(execution, "job_progress", recording)
+    monkeypatch.setattr(completion, "job_progress", recording)
     monkeypatch.setattr(driver, "PROGRESS_WRITE_INTERVAL", INTERVAL)
     return recorded
 

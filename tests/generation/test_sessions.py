@@ -198,22 +198,22 @@ def test_a_finished_prompt_frees_its_place_for_every_worker_and_a_resubmission_t
 ):
     """A job whose prompt the server has finished, its outputs still being stored, no longer takes
     a place in the backend's queue: not for the session that drives it, nor for any other."""
-    from generation.services import execution
+    from generation.services import claims
 
     backend_for(fake, max_in_flight=1)
     first, second, third = create(project, owner, count=3)
-    assert execution.job_claim(job_id=first.pk, worker="w:1").job_id == first.pk
-    assert execution.job_claim_next(worker="w:2", client_id="c2") is None  # the one place is taken
-    claim = execution.job_claim_next(worker="w:1", client_id="c1", ended=[first.pk])
+    assert claims.job_claim(job_id=first.pk, worker="w:1").job_id == first.pk
+    assert claims.job_claim_next(worker="w:2", client_id="c2") is None  # the one place is taken
+    claim = claims.job_claim_next(worker="w:1", client_id="c1", ended=[first.pk])
     assert claim is not None and claim.job_id == second.pk
     assert job(first.pk).status == JobStatus.SUBMITTED and job(first.pk).prompt_done_at is not None
-    assert execution.job_claim_next(worker="w:2", client_id="c2") is None  # the second job holds it now
+    assert claims.job_claim_next(worker="w:2", client_id="c2") is None  # the second job holds it now
     # The first job is sent again (its server lost it): it counts as in flight once more.
-    execution.job_requeue(job_id=first.pk, reason="lost")
-    execution.job_requeue(job_id=second.pk, reason="lost")
-    again = execution.job_claim_next(worker="w:2", client_id="c2")
+    claims.job_requeue(job_id=first.pk, reason="lost")
+    claims.job_requeue(job_id=second.pk, reason="lost")
+    again = claims.job_claim_next(worker="w:2", client_id="c2")
     assert again.job_id == first.pk and job(first.pk).prompt_done_at is None
-    assert execution.job_claim_next(worker="w:3", client_id="c3") is None
+    assert claims.job_claim_next(worker="w:3", client_id="c3") is None
     assert job(third.pk).status == JobStatus.QUEUED
 
 
@@ -223,12 +223,12 @@ def test_a_session_sends_the_next_prompts_while_earlier_outputs_are_still_being_
     """Storing a job's outputs runs on the session's own store thread, and a session keeps sending
     prompts while two jobs are being stored: a claim does not queue behind a store on the
     database thread, so the server gets its next prompts while Tower still writes files."""
-    from generation.services import execution
+    from generation.services import completion
 
     backend_for(fake, max_in_flight=1)
     jobs = create(project, owner, count=4)
     enqueued.take()
-    real_complete, seen = execution.job_complete, []
+    real_complete, seen = completion.job_complete, []
 
     def job_complete(**kwargs):
         # Storing job n waits for the server to have received job n+2's prompt: it never would,
@@ -239,7 +239,7 @@ def test_a_session_sends_the_next_prompts_while_earlier_outputs_are_still_being_
         seen.append(fake.counters.prompts_received)
         return real_complete(**kwargs)
 
-    monkeypatch.setattr(execution, "job_complete", job_complete)
+    monkeypatch.setattr(completion, "job_complete", job_complete)
     assert tasks.job_run(jobs[0].pk) == "succeeded"
     assert statuses(jobs) == [JobStatus.SUCCEEDED] * 4
     assert seen == [3, 4, 4, 4]
@@ -254,17 +254,17 @@ def test_sessions_store_on_one_thread_per_process_and_replace_a_broken_connectio
     cost every single-job task a connect); one that broke is replaced when the next session starts."""
     from django.db import connection
 
-    from generation.services import execution
+    from generation.services import completion
 
     backend_for(fake, max_in_flight=1)
-    real_complete, used = execution.job_complete, []
+    real_complete, used = completion.job_complete, []
 
     def job_complete(**kwargs):
         done = real_complete(**kwargs)
         used.append((threading.current_thread(), connection.connection))
         return done
 
-    monkeypatch.setattr(execution, "job_complete", job_complete)
+    monkeypatch.setattr(completion, "job_complete", job_complete)
     jobs = []
 
     def run_one() -> str:
