@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -22,11 +19,11 @@ from django.db import connections
 from django_q.conf import Conf
 
 from tests.factories import BackendFactory
+from tests.support.processes import QCluster, free_port, running_qcluster, wait_until
 from tower import health
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db]
 
-ROOT = Path(__file__).resolve().parents[2]
 URL = "/api/health"
 
 
@@ -51,20 +48,6 @@ def with_db(url: str, db: int) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def clusters_reporting(url: str) -> int:
     client = redis.Redis.from_url(url)
     try:
@@ -79,7 +62,7 @@ def worker_url(redis_url) -> str:
 
 
 @pytest.fixture(scope="module")
-def live_worker(worker_url, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
+def live_worker(worker_url, tmp_path_factory) -> Iterator[QCluster]:
     """A real ``manage.py qcluster`` on the test Redis, signing its status with our SECRET_KEY."""
     from django.conf import settings
 
@@ -92,32 +75,15 @@ def live_worker(worker_url, tmp_path_factory) -> Iterator[subprocess.Popen[bytes
         TOWER_WORKERS="1",
         LOG_LEVEL="WARNING",
     )
-    log_path = var_dir / "qcluster.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with running_qcluster(env=env, log_path=var_dir / "qcluster.log", grace=15) as cluster:
         wait_until(
-            lambda: process.poll() is not None or clusters_reporting(worker_url) > 0,
+            lambda: cluster.exited() or clusters_reporting(worker_url) > 0,
             timeout=30,
             what="the qcluster to report in",
         )
-        if process.poll() is not None:
-            pytest.fail(f"qcluster exited with {process.returncode}:\n{log_path.read_text()}")
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if cluster.exited():
+            pytest.fail(f"qcluster exited with {cluster.process.returncode}:\n{cluster.log()}")
+        yield cluster
 
 
 def point_redis_at(settings, url: str) -> None:
@@ -216,7 +182,7 @@ def unreachable_database(tmp_path: Path) -> Iterator[None]:
     if original.vendor == "sqlite":
         settings_dict["NAME"] = str(tmp_path / "no-such-folder" / "tower.sqlite3")
     else:
-        settings_dict.update(HOST="127.0.0.1", PORT=str(closed_port()))
+        settings_dict.update(HOST="127.0.0.1", PORT=str(free_port()))
     settings_dict["PASSWORD"] = "db-s3cret-password"
     broken = original.__class__(settings_dict, alias="default")
     connections["default"] = broken
@@ -243,7 +209,7 @@ def test_database_down_is_503_naming_the_database(client, healthy, tmp_path):
 
 
 def test_broker_unreachable_is_503_naming_broker_channel_layer_and_workers(client, healthy):
-    point_redis_at(healthy, f"redis://:redis-s3cret-pw@127.0.0.1:{closed_port()}/0")
+    point_redis_at(healthy, f"redis://:redis-s3cret-pw@127.0.0.1:{free_port()}/0")
 
     started = time.monotonic()
     response = client.get(URL)
@@ -298,8 +264,8 @@ def test_storage_is_measured_where_media_will_be_written(client, healthy, tmp_pa
 
 
 def test_an_unreachable_backend_is_503_naming_backends(client, healthy):
-    BackendFactory(name="gpu-down", url=f"http://producer:comfy-s3cret-pw@127.0.0.1:{closed_port()}")
-    BackendFactory(name="gpu-off", url=f"http://127.0.0.1:{closed_port()}", enabled=False)
+    BackendFactory(name="gpu-down", url=f"http://producer:comfy-s3cret-pw@127.0.0.1:{free_port()}")
+    BackendFactory(name="gpu-off", url=f"http://127.0.0.1:{free_port()}", enabled=False)
 
     response = client.get(URL)
 
@@ -361,7 +327,7 @@ def test_one_backend_down_among_reachable_ones_is_503(client, healthy):
 
     with FakeComfy() as fake:
         BackendFactory(name="gpu-1", url=fake.url)
-        BackendFactory(name="gpu-2", url=f"http://127.0.0.1:{closed_port()}")
+        BackendFactory(name="gpu-2", url=f"http://127.0.0.1:{free_port()}")
 
         status, body = get_health(client)
 
@@ -377,8 +343,8 @@ def test_one_backend_down_among_reachable_ones_is_503(client, healthy):
 
 
 def test_a_degraded_report_reveals_no_secret_credential_or_path(client, healthy, tmp_path, settings):
-    point_redis_at(healthy, f"redis://:redis-s3cret-pw@127.0.0.1:{closed_port()}/0")
-    BackendFactory(name="gpu-down", url=f"http://producer:comfy-s3cret-pw@127.0.0.1:{closed_port()}")
+    point_redis_at(healthy, f"redis://:redis-s3cret-pw@127.0.0.1:{free_port()}/0")
+    BackendFactory(name="gpu-down", url=f"http://producer:comfy-s3cret-pw@127.0.0.1:{free_port()}")
     settings.MEDIA_ROOT = tmp_path / "alice-private-studio" / "media"
 
     with unreachable_database(tmp_path):
