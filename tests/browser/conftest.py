@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,38 +20,14 @@ import httpx
 import pytest
 from django.conf import settings
 
+from tests.support.processes import database_url, free_port, wait_until
+
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-
-
-def wait_until(condition: Callable[[], object], *, timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{Path(db['NAME']).resolve()}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 # A stopped stack is thrown away: its processes get a moment to exit, then are killed (the
@@ -154,8 +129,10 @@ class StackPool:
 
 @pytest.fixture(scope="session")
 def stack_pool(django_db_setup, django_db_blocker, redis_url, tmp_path_factory) -> Iterator[StackPool]:
+    from django.db import connection
+
     with django_db_blocker.unblock():
-        db_url = database_url()
+        db_url = database_url(connection.settings_dict)
     pool = StackPool(make_tmp=lambda: tmp_path_factory.mktemp("stack"), db_url=db_url, redis_url=redis_url)
     try:
         yield pool
