@@ -10,9 +10,10 @@ import re
 import pytest
 
 from generation.models import Job, JobStatus
-from tests.browser.conftest import screenshot, wait_until
+from tests.browser.conftest import screenshot
 from tests.browser.test_studio import fake, log_in, off_the_loop, producer  # noqa: F401 (fixtures)
 from tests.factories import CharacterFactory, make_project
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
