@@ -13,9 +13,10 @@ import pytest
 from characters.services import character_add_reference
 from generation.models import Asset, InputImage, Job, JobStatus
 from generation.services.templates import template_import
-from tests.browser.conftest import ROOT, screenshot, wait_until
+from tests.browser.conftest import ROOT, screenshot
 from tests.browser.test_studio import fake, log_in, off_the_loop, producer  # noqa: F401 (fixtures)
 from tests.factories import AssetFactory, CharacterFactory, make_project, png_bytes
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
