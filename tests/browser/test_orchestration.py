@@ -9,10 +9,10 @@ import pytest
 
 from characters.services import character_create
 from quality.models import Orchestration
-from tests.browser.conftest import wait_until
 from tests.browser.test_studio import fake, log_in, off_the_loop, producer  # noqa: F401 (fixtures)
 from tests.factories import make_project, png_bytes
 from tests.generation.engine_helpers import shipped
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
