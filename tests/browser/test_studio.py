@@ -10,10 +10,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 
 from generation.models import Job, JobStatus
-from tests.browser.conftest import screenshot, wait_until
+from tests.browser.conftest import screenshot
 from tests.factories import png_bytes
 from tests.fakes.comfyui import FakeComfy
 from tests.generation.engine_helpers import backend_for, shipped
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
