@@ -27,14 +27,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from generation.models import Backend
-from generation.services.templates import TemplateError, template_sync_shipped
+from generation.services.backends import BackendError
+from generation.services.bootstrap import seed_backends, sync_shipped_templates
 from quality.fetch import BackgroundFetch, start_background_fetch
 from tower.core.embedded import EmbeddedRedis, EmbeddedRedisError, supervised_popen_kwargs
 from tower.core.env import env_int, env_str
@@ -238,7 +237,10 @@ class Supervisor:
         self.out.say(f"  Database: {_describe_database()}, up to date")
 
     def _seed_backends(self) -> None:
-        names = seed_backends(settings.COMFYUI_URLS)
+        try:
+            names = seed_backends(urls=settings.COMFYUI_URLS)
+        except BackendError as exc:
+            raise CommandError(str(exc)) from None
         if names:
             self.out.say(f"  ComfyUI: registered {', '.join(names)} (from COMFYUI_URLS)")
 
@@ -304,48 +306,6 @@ class Supervisor:
         path = settings.VAR_DIR / "log"
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-
-def seed_backends(urls: list[str]) -> list[str]:
-    """Register ``urls`` as backends named ``host:port`` when there are none yet; return names."""
-    if not urls or Backend.objects.exists():
-        return []
-    names = []
-    with transaction.atomic():
-        for url in urls:
-            try:
-                parts = urlsplit(url)
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-            except ValueError:
-                parts, port = None, None
-            if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
-                raise CommandError(f"COMFYUI_URLS: {url!r} is not an http:// or https:// URL")
-            name = f"{parts.hostname}:{port}"
-            backend = Backend(name=name, url=url.rstrip("/"), vram_hold_threshold=settings.COMFYUI_VRAM_HOLD)
-            try:
-                backend.full_clean()
-            except ValidationError as exc:
-                raise CommandError(f"COMFYUI_URLS: cannot register {name}: {' '.join(exc.messages)}") from None
-            backend.save()
-            names.append(name)
-    return names
-
-
-def sync_shipped_templates(folder: Path | None = None) -> str:
-    """Load the shipped workflow templates; one line saying how it went. Never fails start-up:
-    an invalid file is named and skipped, and the other templates still load."""
-    try:
-        report = template_sync_shipped(folder=folder)
-    except TemplateError as exc:
-        return " ".join(f"not loaded: {exc}".split())
-    loaded = len(report.created) + len(report.updated) + len(report.unchanged)
-    line = f"{loaded} shipped templates"
-    if report.created or report.updated:
-        line += f" ({len(report.created)} new, {len(report.updated)} updated)"
-    if report.invalid:
-        names = ", ".join(name for name, _ in report.invalid)
-        line += f"; {len(report.invalid)} invalid, skipped: {names} (manage.py sync_workflows says why)"
-    return line
 
 
 def _describe_database() -> str:
