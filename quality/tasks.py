@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+
+from django.db import transaction
+from redis.exceptions import RedisError
 
 from quality.services import orchestration as orchestrations
-from quality.services import pending
-from quality.services.catch_up import score_missing_enqueue
+from quality.services.catch_up import jobs_score_announced, score_missing_enqueue
 from quality.services.evaluations import evaluation_run
 from quality.services.scoring import job_score
 
 logger = logging.getLogger(__name__)
+
+BROKER_ERRORS = (RedisError, OSError)  # what an unreachable broker raises (redis-py, sockets)
 
 
 def score_job(job_id: int) -> str:
@@ -24,25 +27,19 @@ def score_job(job_id: int) -> str:
 
 
 def job_succeeded(job_id: int) -> None:
-    """generation's ``TOWER_ON_JOB_SUCCEEDED`` hook: make sure a ``score_pending`` run is pending.
-
-    Runs in the engine's process: a Redis ``SET NX`` per job, an enqueue per burst of jobs
-    (``quality.services.pending``). An unreachable broker is logged, never raised.
-    """
-    try:
-        pending.score_pending_request(redis=_redis(), enqueue=_enqueue_pending, success=True)
-    except pending.BROKER_ERRORS as exc:
-        logger.warning("could not have job %s scored (%s); score_missing will catch up", job_id, exc)
+    """generation's ``TOWER_ON_JOB_SUCCEEDED`` hook (in the engine's process, after the success
+    commits): have the job scored on a worker. An unreachable broker is logged, never raised."""
+    transaction.on_commit(lambda: _enqueue_succeeded(job_id))
 
 
-def score_pending() -> str:
-    """Score every announced job not scored yet, oldest first, at most a limit a run."""
-    run = pending.score_pending_run(redis=_redis(), enqueue=_enqueue_pending, gather=pending.GATHER_SECONDS)
-    _step_orchestrations(run.scored)
-    summary = f"{len(run.scored)} scored"
-    if run.failed:
-        summary += f", {len(run.failed)} failed"
-    return summary + (", more pending" if run.more else "")
+def score_succeeded(job_id: int) -> str:
+    """Score an announced job, and the recent unscored jobs with it (``catch_up``); safe to re-deliver."""
+    batch = jobs_score_announced(job_id=job_id)
+    if batch is None:
+        return "already scored"
+    scored = [pk for pk, gate in batch.gates.items() if gate is not None]
+    _step_orchestrations(scored)
+    return f"{len(scored)} scored" + (f", {len(batch.failed)} failed" if batch.failed else "")
 
 
 def _step_orchestrations(job_ids: list[int]) -> None:
@@ -72,7 +69,7 @@ def job_failed(job_id: int) -> None:
             task_name=f"orchestration-{orchestration_id}-{job_id}",
             group="quality",
         )
-    except pending.BROKER_ERRORS as exc:
+    except BROKER_ERRORS as exc:
         logger.warning("could not step orchestration %s (%s); reconcile will", orchestration_id, exc)
 
 
@@ -111,14 +108,12 @@ def enqueue_score(job_id: int) -> None:
     tasks.async_task("quality.tasks.score_job", job_id, task_name=f"score_job-{job_id}", group="quality")
 
 
-def _enqueue_pending() -> None:
+def _enqueue_succeeded(job_id: int) -> None:
     from generation import tasks
 
-    tasks.async_task("quality.tasks.score_pending", task_name="score_pending", group="quality")
-
-
-def _redis() -> Any:
-    """The broker's redis-py client: one connection pool per process, reused for the flag."""
-    from generation import tasks
-
-    return tasks._broker().connection
+    try:
+        tasks.async_task(
+            "quality.tasks.score_succeeded", job_id, task_name=f"score_succeeded-{job_id}", group="quality"
+        )
+    except BROKER_ERRORS as exc:
+        logger.warning("could not have job %s scored (%s); score_missing will catch up", job_id, exc)

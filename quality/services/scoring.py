@@ -1,6 +1,6 @@
 """Scoring a finished job's outputs, its post-generation gate, and bounded regeneration.
 
-Flow (:func:`jobs_score`, run by ``quality.tasks.score_pending`` for the jobs generation
+Flow (:func:`jobs_score`, run by ``quality.tasks.score_succeeded`` for the jobs generation
 announced, or :func:`job_score` for one job by ``quality.tasks.score_job``): the job stays
 SUCCEEDED while it is scored (its outputs exist; SCORING is not used, so the engine and its status
 machine are untouched). Every asset is measured (one batch per network), one ``QualityScore`` row

@@ -71,8 +71,8 @@ def drive(orchestration: Orchestration, engine: Any, *, until: Container[str] = 
         for job_id in job_ids:
             tasks.job_run(job_id)
         for path, *args in calls:
-            if path == "quality.tasks.score_pending":
-                quality_tasks.score_pending()
+            if path == "quality.tasks.score_succeeded":
+                quality_tasks.score_succeeded(*args)
             elif path == "quality.tasks.orchestration_step":
                 quality_tasks.orchestration_step(*args)
             elif path == "quality.tasks.score_job":

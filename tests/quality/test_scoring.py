@@ -13,7 +13,7 @@ from generation.models import JobStatus
 from generation.services.inputs import image_source_from, input_image_create
 from quality import weights
 from quality.models import QualityGate, QualityScore
-from quality.tasks import score_job, score_pending
+from quality.tasks import score_job, score_succeeded
 from tests.factories import make_project
 from tests.quality.scoring_helpers import listen, png, submit, wait_for_event
 
@@ -39,11 +39,11 @@ def test_a_finished_job_is_scored_gated_and_announced(fake, project, owner, engi
     _, announced = engine
     job = submit(project, owner, overrides={"batch_size": 2})
     assert tasks.job_run(job.pk) == "succeeded"
-    # Generation only announces; a scoring run for the pending jobs is what was enqueued.
-    assert announced.take() == [("quality.tasks.score_pending",)]
+    # Generation only announces; scoring the job is what was enqueued.
+    assert announced.take() == [("quality.tasks.score_succeeded", job.pk)]
     channel = listen(channel_layer, f"job.{job.pk}")
 
-    assert score_pending() == "1 scored"  # what the worker runs
+    assert score_succeeded(job.pk) == "1 scored"  # what the worker runs
 
     rows = QualityScore.objects.filter(asset__job=job)
     aesthetic = list(rows.filter(metric="aesthetic"))
