@@ -11,7 +11,8 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 
 from characters.api import CharacterViewSet, ReferenceViewSet, VariationViewSet, VersionViewSet
-from generation.api import AssetViewSet, InputImageViewSet, JobViewSet, TemplateViewSet
+from generation.api import AssetViewSet, InputImageViewSet, TemplateViewSet
+from generation.api_jobs import JobViewSet
 from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
 from quality.api import JobQualityView, PhasesView, QualityViewSet
 from quality.orchestration_api import OrchestrationViewSet
