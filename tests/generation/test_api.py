@@ -37,12 +37,6 @@ MATRIX = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Five personas per test: the production hasher would make this module take minutes.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def world(project):
     job = JobFactory(project=project, params={"steps": 15}, graph={"1": {"class_type": "EmptyImage", "inputs": {}}})
@@ -156,3 +150,14 @@ def test_job_list_runs_a_constant_number_of_queries(api_owner, project, django_a
     assert large.json()["count"] == 17
     assert assets.json()["count"] == 17
     assert {j["backend_name"] for j in large.json()["results"]} == {backend.name}
+
+
+def test_the_job_list_is_a_summary_and_the_detail_has_the_graph_and_parameters(world, api_owner):
+    listed = api_owner.get("/api/v1/jobs/").json()["results"][0]
+    detail = api_owner.get(f"/api/v1/jobs/{world['job']}/").json()
+
+    assert {"graph", "params", "overrides", "timings", "error_details"}.isdisjoint(listed)
+    assert {name: value for name, value in detail.items() if name in listed} == listed
+    assert detail["graph"] == {"1": {"class_type": "EmptyImage", "inputs": {}}}
+    assert "metadata" not in api_owner.get("/api/v1/assets/").json()["results"][0]
+    assert "metadata" in api_owner.get(f"/api/v1/assets/{world['asset']}/").json()
