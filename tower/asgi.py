@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (authenticated)."""
+"""ASGI entry point: HTTP through Django (overload shed with a fast 503), WebSockets through Channels
+(authenticated)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from django.core.asgi import get_asgi_application
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from tower.core.shedding import LoadShedding  # noqa: E402
 from tower.routing import websocket_urlpatterns  # noqa: E402
 from tower.ws_auth import TowerAuthMiddlewareStack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": LoadShedding(django_asgi_app, max_in_flight=settings.WEB_MAX_IN_FLIGHT, exempt=["/api/health"]),
         # The Origin check (cookie sockets only) is part of the stack: token sockets need none.
         "websocket": TowerAuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
