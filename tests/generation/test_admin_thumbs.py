@@ -22,11 +22,6 @@ pytestmark = pytest.mark.django_db
 BIG = 1600  # a full-size output; its thumbnail is at most 320 px
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def followed_image(client: Client, url: str) -> Image.Image:
     """The image a thumbnail URL ends at (the admin's thumb view redirects to the stored file)."""
     response = client.get(url)
