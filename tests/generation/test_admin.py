@@ -19,11 +19,6 @@ ASSETS = reverse("admin:generation_asset_changelist")
 BACKENDS = reverse("admin:generation_backend_changelist")
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def messages_of(response) -> list[str]:
     return [str(m) for m in response.context["messages"]]
 
