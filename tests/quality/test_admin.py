@@ -11,11 +11,6 @@ pytestmark = pytest.mark.django_db
 SCORES = reverse("admin:quality_qualityscore_changelist")
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def asset(owner):
     project = make_project(owner)
