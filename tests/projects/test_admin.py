@@ -14,11 +14,6 @@ pytestmark = pytest.mark.django_db
 ADD_PROJECT = reverse("admin:projects_project_add")
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def management(prefix: str, total: int = 0, initial: int = 0) -> dict[str, str]:
     return {
         f"{prefix}-TOTAL_FORMS": str(total),
