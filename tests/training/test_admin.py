@@ -20,11 +20,6 @@ IMAGES = reverse("admin:training_datasetimage_changelist")
 _colours = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def make_image(character, **fields) -> DatasetImage:
     n = next(_colours)
     data = png_bytes(colour=(n % 256, (n // 256) % 256, 7))
