@@ -22,11 +22,6 @@ ADD_REFERENCE = reverse("admin:characters_referenceimage_add")
 _shades = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def add_reference(character, **kwargs) -> ReferenceImage:
     n = next(_shades)
     data = png_bytes(colour=(n % 256, (n // 256) % 256, 99))
