@@ -58,12 +58,6 @@ MATRIX = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Five personas per test: the production hasher would make this module take minutes.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def character(project):
     return character_create(project=project, name="Kai Nakamura", design_prompt="1boy, silver hair")
