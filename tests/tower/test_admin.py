@@ -46,12 +46,6 @@ INLINE_ONLY = {"projects.generationstyle", "projects.membership", "quality.phase
 NOT_IN_ADMIN = {"tower.signinfailure", "quality.evaluation"}
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    # Every test here makes users; the production hasher costs a quarter second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def our_registered_models() -> list[type[models.Model]]:
     return sorted(
         (m for m in admin.site._registry if m._meta.app_label in OUR_APPS),
