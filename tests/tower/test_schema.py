@@ -19,11 +19,6 @@ SNAPSHOT = Path(django_settings.BASE_DIR) / "tower" / "openapi.yaml"
 REGENERATE = "python manage.py spectacular --file tower/openapi.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> str:
     """The schema as the code describes it today; the command fails on any warning or error."""
