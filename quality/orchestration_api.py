@@ -28,16 +28,14 @@ from characters.selectors import characters_visible_to
 from projects.models import Mode
 from projects.selectors import project_get_for_user
 from quality.models import Orchestration, OrchestrationStatus
+from quality.orchestration_selectors import orchestration_get_for_user, orchestrations_visible_to, phase_run_summary
 from quality.services.orchestration import (
     PHASE_KEYS,
     PROMPT_MAX_LENGTH,
     OrchestrationError,
     orchestration_advance,
     orchestration_cancel,
-    orchestration_get_for_user,
     orchestration_start,
-    orchestrations_visible_to,
-    phase_run_summary,
 )
 from tower.core.api import FilterSet, IntFilter, parse_id
 

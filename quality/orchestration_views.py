@@ -22,14 +22,13 @@ from generation.events import orchestration_group, project_group
 from generation.models import Job
 from projects.selectors import project_get_for_user, project_user_can_write
 from quality.models import Orchestration
+from quality.orchestration_selectors import orchestration_get_for_user, orchestrations_visible_to
 from quality.services.orchestration import (
     PHASE_KEYS,
     OrchestrationError,
     orchestration_advance,
     orchestration_cancel,
-    orchestration_get_for_user,
     orchestration_start,
-    orchestrations_visible_to,
 )
 from tower.core.pages import page_login_required, paginate, querystring_without_page, render_page
 

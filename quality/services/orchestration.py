@@ -43,14 +43,8 @@ current phase's newest job while that phase runs, so a re-delivered call finds n
   :func:`orchestrations_reconcile`: every running orchestration whose current phase has no live
   job (a worker killed between scoring and step, a cancelled job, a lost task) is stepped.
 
-Benchmark entry points (issue 18 item 8, "from a phase's gate passing to the next phase's first
-prompt running in ComfyUI"): the gate passes inside :func:`orchestration_step` (called by
-:func:`orchestrations_after_scoring` right after scoring), which stamps the passed
-``PhaseRun.finished_at`` and, in the same transaction, creates the next phase's first job
-(``PhaseRun.started_at``), enqueued after commit like any job (``generation.services.submit``);
-that job's ``submitted_at`` / ``started_at`` say when ComfyUI took and ran it. Measure
-``next_run.jobs.first().started_at - run.finished_at``; drive it with :func:`orchestration_start`
-on the weightless templates and ``advance_unevaluated`` on.
+Hand-over timing: the step stamps the passed ``PhaseRun.finished_at`` and creates the next phase's
+first job in the same transaction (``bench/orchestration.py`` measures from one to that job's prompt running).
 
 Events (``generation.events.orchestration_event``, after commit, to the project's and the
 orchestration's groups): ``orchestration_progress`` (an attempt submitted, waiting, advanced,
@@ -61,24 +55,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
-from PIL import Image as PILImage
 
 from characters.models import Character
 from generation import events
-from generation.models import LIVE_STATUSES, Asset, InputImage, Job, JobKind, JobStatus, WorkflowTemplate
+from generation.models import LIVE_STATUSES, Job, JobKind, JobStatus, WorkflowTemplate
 from generation.services.jobs import JobError, job_log
 from generation.workflow import draw_seed
 from projects.models import DEFAULT_PHASE_TEMPLATES, Mode, Project
-from projects.selectors import AnyUser, project_ids_visible_to, project_user_can_write
+from projects.selectors import project_user_can_write
 from quality.models import (
     GateStage,
     Orchestration,
@@ -86,9 +78,9 @@ from quality.models import (
     PhaseRun,
     PhaseRunStatus,
     QualityGate,
-    QualityScore,
 )
 from quality.services.common import QualityError
+from quality.services.handoff import handoff_image
 
 logger = logging.getLogger(__name__)
 
@@ -103,39 +95,6 @@ PROMPT_MAX_LENGTH = 20_000
 
 class OrchestrationError(QualityError):
     """An orchestration cannot be started or moved as asked (the message says why)."""
-
-
-# --- Reads ------------------------------------------------------------------------------------
-
-
-def orchestrations_visible_to(user: AnyUser) -> QuerySet[Orchestration]:
-    """Orchestrations of projects the user can see, with what a page or answer shows of them."""
-    return (
-        Orchestration.objects.filter(project__in=project_ids_visible_to(user))
-        .select_related("project", "character", "created_by")
-        .prefetch_related(
-            Prefetch(
-                "phase_runs",
-                queryset=PhaseRun.objects.order_by("phase").prefetch_related(
-                    Prefetch("jobs", queryset=Job.objects.defer("graph").order_by("pk").prefetch_related("assets"))
-                ),
-            )
-        )
-    )
-
-
-def orchestration_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -> Orchestration:
-    """The orchestration, or 404 when invisible (403 with ``write`` for a viewer: they know it exists)."""
-    from django.core.exceptions import PermissionDenied
-    from django.http import Http404
-
-    try:
-        orchestration = orchestrations_visible_to(user).get(pk=int(pk))
-    except (Orchestration.DoesNotExist, ValueError, TypeError, OverflowError):
-        raise Http404("No such orchestration") from None
-    if write and not project_user_can_write(project=orchestration.project, user=user):
-        raise PermissionDenied("You have read-only access to this project")
-    return orchestration
 
 
 def template_for(*, project: Project, slug: str) -> WorkflowTemplate | None:
@@ -167,27 +126,6 @@ def phase_templates(*, project: Project, templates: Mapping[str, Any] | None) ->
             )
         chosen[phase] = template
     return chosen
-
-
-def phase_run_summary(run: PhaseRun) -> dict[str, Any]:
-    """One phase as the API and the pages show it (from prefetched jobs when there are)."""
-    jobs = list(run.jobs.all())
-    return {
-        "phase": run.phase,
-        "status": run.status,
-        "attempts": run.attempts,
-        "jobs": [job.pk for job in sorted(jobs, key=lambda j: j.pk)],
-        "gate": run.gate or {},
-        "best_asset": run.best_asset_id,
-        "input_asset": run.input_asset_id,
-        "input_image": run.input_image_id,
-        "handoff": run.handoff or {},
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-    }
-
-
-# --- Writes -----------------------------------------------------------------------------------
 
 
 @transaction.atomic
@@ -496,53 +434,6 @@ def _conclude(orchestration: Orchestration, run: PhaseRun, job: Job, verdict: An
     _set(orchestration, phase=following.phase, status=OrchestrationStatus.WAITING)
     _announce("orchestration_progress", orchestration)
     return f"phase {run.phase} passed; waiting for approval"
-
-
-def handoff_image(
-    *, project: Project, user: AbstractBaseUser | None, phase: int, asset: Asset
-) -> tuple[InputImage | None, dict[str, Any]]:
-    """The part of ``asset`` the next phase starts from, stored as an input image of the project.
-
-    Phase 1 → 2: the sheet's best pose (the panel with the highest face similarity in the sheet's
-    ``face_quality`` details, else panel 0, the front view); phase 2 → 3: the loop's sharpest frame
-    (``quality.metrics.handoff``). An asset that cannot be cut (unreadable, not a sheet) is handed
-    on whole, as before, and the record says why.
-    """
-    from generation.services.inputs import input_image_create
-    from quality.metrics.frames import load_frames
-    from quality.metrics.handoff import best_frame_index, best_panel_index, sheet_panels
-    from quality.metrics.sheet import sheet_layout
-
-    metadata = asset.metadata if isinstance(asset.metadata, dict) else {}
-    record: dict[str, Any] = {"asset": asset.pk}
-    try:
-        with asset.file.open("rb") as handle:
-            frames = load_frames(handle.read())
-        if phase == 1:
-            if "sheet_layout" not in metadata and not (asset.job and asset.job.kind == JobKind.CHARACTER_SHEET):
-                return None, {**record, "reason": "not a character sheet: handed on whole"}
-            columns, rows = sheet_layout(metadata.get("sheet_layout"))
-            panels = sheet_panels(frames[0], columns, rows)
-            score = QualityScore.objects.filter(asset=asset, metric="face_quality").order_by("-created_at").first()
-            per_panel = (score.details or {}).get("per_panel") if score else None
-            scores = per_panel if isinstance(per_panel, list) and len(per_panel) == len(panels) else []
-            index = best_panel_index(scores)
-            picked, name = panels[index], f"sheet {asset.pk} panel {index + 1}.png"
-            why = "highest face similarity" if any(v is not None for v in scores) else "no face scored: the first pose"
-            record.update(panel=index, layout=[columns, rows], why=why)
-        else:
-            index = best_frame_index(frames)
-            picked, name = frames[index], f"loop {asset.pk} frame {index + 1}.png"
-            record.update(frame=index, frames=len(frames), why="sharpest frame")
-        buffer = io.BytesIO()
-        PILImage.fromarray(picked).save(buffer, format="PNG")
-        buffer.seek(0)
-        image, _ = input_image_create(project=project, user=user, upload=buffer, original_name=name)
-    except Exception as exc:  # an unreadable output must not stop a passed phase: hand it on whole
-        logger.warning("could not cut asset %s for phase %s: %s", asset.pk, phase + 1, exc)
-        return None, {**record, "reason": f"could not be cut ({exc}): handed on whole"}
-    record.update(input_image=image.pk, width=image.width, height=image.height)
-    return image, record
 
 
 def _attempt_failed(orchestration: Orchestration, run: PhaseRun, job: Job, verdict: Any, reasons: Sequence[str]) -> str:

@@ -14,7 +14,7 @@ from PIL import Image
 from generation.models import Asset, InputImage
 from quality.metrics.handoff import best_frame_index, best_panel_index, sheet_panels
 from quality.models import QualityScore
-from quality.services.orchestration import handoff_image
+from quality.services.handoff import handoff_image
 from tests.factories import make_project
 
 
