@@ -381,5 +381,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # httpx logs every request at INFO: a line per ComfyUI call, most of a busy worker's log (and
     # a tenth of its CPU time per job). Failures still surface through Tower's own messages.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "django.request": {"filters": ["expected_answers"]},
+    },
+    # The health check's 503 is its answer (it logs a change of health once itself).
+    "filters": {
+        "expected_answers": {"()": "tower.core.logs.ExpectedAnswers", "url_names": ["health"], "status_codes": [503]}
+    },
 }
