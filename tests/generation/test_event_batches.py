@@ -1,4 +1,4 @@
-"""Events leave in the background, in batches: order kept, each socket served once, a dead broker
+"""Events leave in the background after commit: order kept, each socket served once, a dead broker
 harmless. Through the real Redis channel layer."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import transaction
 
 from generation import events
 from generation.events import job_group, project_group, user_group
@@ -14,8 +15,8 @@ from generation.events import job_group, project_group, user_group
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
 
-def _receive_all(layer, channel: str, *, until: int) -> list[dict]:
-    """Every event on the channel, waiting for at most ``until`` of them."""
+def _receive_all(layer, channel: str, *, until: int, wait: float = 3) -> list[dict]:
+    """Every event on the channel, waiting for at most ``until`` of them, ``wait`` seconds for each."""
     import asyncio
 
     async def drain() -> list[dict]:
@@ -23,7 +24,7 @@ def _receive_all(layer, channel: str, *, until: int) -> list[dict]:
         while len(got) < until:
             try:
                 # Generous: the sender batches in the background, and a loaded CI machine can lag a second.
-                message = await asyncio.wait_for(layer.receive(channel), 3)
+                message = await asyncio.wait_for(layer.receive(channel), wait)
             except TimeoutError:
                 break
             got.append(message["event"])
@@ -48,6 +49,21 @@ def test_a_burst_of_events_arrives_complete_and_in_order(channel_layer):
     received = _receive_all(channel_layer, channel, until=61)
 
     assert [e["value"] for e in received] == list(range(60))
+
+
+def test_events_of_a_transaction_arrive_in_order_after_its_commit(channel_layer):
+    channel, early = _join(channel_layer, job_group(8)), _join(channel_layer, job_group(8))
+    with transaction.atomic():
+        events.job_event("job_queued", job_id=8, project_id=3, user_id=2)
+        events.progress_event(job_id=8, project_id=3, value=1, maximum=2)
+        events.job_event("job_complete", job_id=8, project_id=3, user_id=2, assets=[])
+        events.flush()
+        assert _receive_all(channel_layer, early, until=1, wait=0.5) == []  # not before the commit
+    events.flush()
+
+    received = _receive_all(channel_layer, channel, until=4)
+
+    assert [e["type"] for e in received] == ["job_queued", "progress", "job_complete"]
 
 
 def test_a_socket_in_several_groups_of_an_event_gets_it_once(channel_layer):
@@ -111,32 +127,3 @@ def test_a_page_watching_a_project_gets_every_event_of_several_full_batch_reques
     received = _receive_all(channel_layer, page, until=len(jobs) + 2)
 
     assert [(e["type"], e["job"]) for e in received] == [("job_queued", j) for j in jobs] + [("job_complete", 1)]
-
-
-def test_members_past_the_groups_expiry_get_nothing_and_are_removed(channel_layer, monkeypatch):
-    """A socket that joined longer ago than the layer's group expiry (and never renewed) is
-    dropped from the group, as ``group_send`` does; a fresh member of the group still gets it."""
-    import time as time_module
-
-    fresh = _join(channel_layer, project_group(41))
-    stale = async_to_sync(channel_layer.new_channel)()
-    key = channel_layer._group_key(project_group(41))
-
-    def conn():
-        return channel_layer.connection(channel_layer.consistent_hash(project_group(41)))
-
-    async def add_stale() -> None:
-        await conn().zadd(key, {stale: time_module.time() - channel_layer.group_expiry - 60})
-
-    async_to_sync(add_stale)()
-    monkeypatch.setattr(events, "_cleaned", {})  # the group was not cleaned this second
-    events.job_event("job_queued", job_id=77, project_id=41)
-    events.flush()
-
-    assert [e["job"] for e in _receive_all(channel_layer, fresh, until=1)] == [77]
-    assert _receive_all(channel_layer, stale, until=1) == []
-
-    async def members() -> list[bytes]:
-        return await conn().zrange(key, 0, -1)
-
-    assert async_to_sync(members)() == [fresh.encode()]
