@@ -104,11 +104,15 @@ class ProjectScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
+def _model_admin(site: admin.AdminSite, model: type[models.Model]) -> admin.ModelAdmin[Any] | None:
+    return site.get_model_admin(model) if site.is_registered(model) else None
+
+
 def related_choices(site: admin.AdminSite, request: HttpRequest, model: type[models.Model]) -> QuerySet | None:
     """For a non-superuser, the rows of ``model`` they may attach things to; else ``None``."""
     if request.user.is_superuser:
         return None
-    related_admin = site._registry.get(model)
+    related_admin = _model_admin(site, model)
     if not isinstance(related_admin, ProjectScopedAdmin):
         return None
     return related_admin.writable(request, model._default_manager.all())
@@ -118,7 +122,7 @@ class ScopedInline(_InlineBase):
     """Mixin for inlines of a project-scoped parent: the parent decides who may write."""
 
     def _parent_admin(self) -> Any:
-        return self.admin_site._registry.get(self.parent_model)
+        return _model_admin(self.admin_site, self.parent_model)
 
     def _parent_writable(self, request: HttpRequest, obj: Any) -> bool:
         parent = self._parent_admin()
