@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from generation.engine.preview import PreviewFile
 from generation.forms import JobFilterForm
 from generation.models import Asset, Job, JobLogLine, JobStatus
-from generation.selectors import assets_visible_to, jobs_visible_to
+from generation.selectors import assets_visible_to, job_get_for_user, jobs_visible_to
 from generation.services.jobs import JobError
 from generation.services.submit import job_cancel, job_reproduce, job_retry, job_retry_check
 from generation.services.thumbnails import asset_thumbnail_ensure
@@ -61,10 +61,6 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "querystring_base": querystring_without_page(request),
     }
     return render_page(request, "generation/jobs.html", "generation/_jobs.html", context)
-
-
-def _job_for(request: HttpRequest, pk: int) -> Job:
-    return get_object_or_404(jobs_visible_to(request.user), pk=pk)
 
 
 NODE_POSITION_STATUSES = (JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED)
@@ -148,7 +144,7 @@ def job_context(job: Job, *, user: Any, preview: str | None = None) -> dict[str,
 @page_login_required
 @require_GET
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = _job_for(request, pk)
+    job = job_get_for_user(user=request.user, pk=pk)
     context = {
         "section": "jobs",
         **job_context(job, user=request.user),
@@ -162,7 +158,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def job_workflow_json(request: HttpRequest, pk: int) -> HttpResponse:
     """The exact graph submitted to ComfyUI (API format) as a .json download, to load or re-run there."""
-    job = _job_for(request, pk)
+    job = job_get_for_user(user=request.user, pk=pk)
     if not job.graph:
         raise Http404("This job has not been submitted yet: its graph is made when a backend takes it")
     response = JsonResponse(job.graph, json_dumps_params={"indent": 2})
@@ -175,7 +171,7 @@ def job_workflow_json(request: HttpRequest, pk: int) -> HttpResponse:
 def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if action not in JOB_ACTIONS:
         raise Http404("No such action")
-    job = _job_for(request, pk)
+    job = job_get_for_user(user=request.user, pk=pk)
     if not project_user_can_write(project=job.project, user=request.user):
         raise PermissionDenied("You have read-only access to this project")
     try:
@@ -205,7 +201,7 @@ def asset_thumb(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def job_thumb(request: HttpRequest, pk: int) -> HttpResponse:
     """The thumbnail of the job's first output (the jobs list shows it; no output: a placeholder)."""
-    job = _job_for(request, pk)
+    job = job_get_for_user(user=request.user, pk=pk)
     asset = Asset.objects.filter(job=job).order_by("pk").only("pk", "thumbnail").first()
     return _thumbnail_redirect(asset)
 
