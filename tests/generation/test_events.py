@@ -57,6 +57,20 @@ async def test_a_member_receives_a_job_event_sent_after_commit(setup):
     await comm.disconnect()
 
 
+async def test_a_socket_following_everything_gets_its_own_jobs_events_once(setup, owner):
+    """The socket is in the user's group and the project's; the event goes to both (and the job's)."""
+    comm = await _connect_as(setup["owner_token"])
+    assert (await comm.receive_json_from())["type"] == "subscribed"
+    job = setup["job"]
+
+    for kind in ("job_queued", "job_complete"):
+        await sync_to_async(events.job_event)(kind, job_id=job.pk, project_id=job.project_id, user_id=owner.pk)
+
+    assert [(await comm.receive_json_from(timeout=3))["type"] for _ in range(2)] == ["job_queued", "job_complete"]
+    assert await comm.receive_nothing(timeout=0.5)
+    await comm.disconnect()
+
+
 async def test_a_socket_quiet_for_longer_than_the_layers_wait_still_gets_the_next_event(setup):
     """The consumer waits on Redis 5 s at a time; a quiet spell of 6.5 s must not cost the socket."""
     import asyncio
