@@ -257,6 +257,12 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
             jobs = jobs.select_related(None).select_related("backend").only(*columns, "backend__name")
         return jobs
 
+    def get_object(self) -> Job:
+        # One job is read the way generation's pages and sockets read it (404 when not visible).
+        job = selectors.job_get_for_user(user=self.request.user, pk=self.kwargs["pk"])
+        self.check_object_permissions(self.request, job)
+        return job
+
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
         return JobSummarySerializer if self.action == "list" else JobSerializer
 
@@ -306,7 +312,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         job = job_cancel(job=self._writable_job(), user=request.user)
-        return Response(JobSerializer(selectors.jobs_visible_to(request.user).get(pk=job.pk)).data)
+        return Response(JobSerializer(selectors.job_get_for_user(user=request.user, pk=job.pk)).data)
 
     @extend_schema(request=None, responses={201: JobSerializer})
     @action(detail=True, methods=["post"])
