@@ -22,13 +22,14 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import Http404
 from django.template.loader import render_to_string
 
 from generation.events import job_group, project_group
 from generation.generate_views import output_pane_jobs, render_output_pane_event
 from generation.job_views import job_context, job_list_page, job_log_lines
 from generation.models import Asset, Job, JobLogLine
-from generation.selectors import jobs_visible_to
+from generation.selectors import job_get_for_user
 from projects.selectors import project_ids_visible_to
 from quality.orchestration_views import orchestration_page_fragments, orchestration_page_groups
 from quality.selectors import job_quality
@@ -51,9 +52,11 @@ VIEWS = frozenset({"dashboard", "jobs", "generate"})
 
 def _groups_for(user: Any, job_id: str | None, view: str | None) -> list[str] | None:
     if job_id is not None:
-        if not job_id.isdigit() or not jobs_visible_to(user).filter(pk=int(job_id)).exists():
+        try:
+            job = job_get_for_user(user=user, pk=job_id if job_id.isdigit() else -1)
+        except Http404:
             return None
-        return [job_group(int(job_id))]
+        return [job_group(job.pk)]
     if view not in VIEWS:
         return []  # a page with nothing live on it: the socket only says it is connected
     return [project_group(pk) for pk in project_ids_visible_to(user).values_list("pk", flat=True)]
@@ -98,8 +101,9 @@ def render_event(
     A job page gets its job's panels; a dashboard or job list (``state.view``) gets the rows it
     shows; other pages get nothing.
     """
-    job: Job | None = jobs_visible_to(user).filter(pk=event.get("job")).first()
-    if job is None:
+    try:
+        job = job_get_for_user(user=user, pk=event.get("job"))
+    except Http404:
         return ""
     kind = event.get("type")
     context = {
