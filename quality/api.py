@@ -31,8 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from characters.selectors import characters_visible_to
-from generation.models import Job
-from generation.selectors import assets_visible_to, jobs_visible_to
+from generation.selectors import assets_visible_to, job_get_for_user
 from projects.selectors import project_get_for_user
 from quality import tasks
 from quality.models import Evaluation, EvaluationStatus, PhaseGate, QualityGate, QualityScore
@@ -353,9 +352,7 @@ class JobQualityView(APIView):
         parameters=[OpenApiParameter("job_pk", int, OpenApiParameter.PATH, description="the job's id")],
     )
     def get(self, request: Request, job_pk: str) -> Response:
-        job: Job | None = jobs_visible_to(request.user).filter(pk=parse_id(job_pk)).first()
-        if job is None:
-            raise Http404("No such job")
+        job = job_get_for_user(user=request.user, pk=parse_id(job_pk))
         assets = list(job.assets.order_by("pk").prefetch_related("scores"))
         body = {
             "job": job.pk,
