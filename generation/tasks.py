@@ -6,8 +6,8 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -85,7 +85,7 @@ async def _session(first: Claim, *, worker: str, client_id: str) -> str:
         max_jobs=settings.TOWER_ENGINE_SESSION_JOBS,
         # Stop taking work after a minute (so scoring, ingest and other tasks queued meanwhile get a
         # worker between sessions) and well before django-q's timeout would kill the task mid-job.
-        max_seconds=min(SESSION_SECONDS, settings.Q_CLUSTER["timeout"] / 4),
+        max_seconds=min(SESSION_SECONDS, cast(int, settings.Q_CLUSTER["timeout"]) / 4),
         client_id=client_id,
     )
     outcomes = await session.run(first)
@@ -100,7 +100,7 @@ def job_adopt(job_id: int) -> str:
     job = Job.objects.filter(pk=job_id).values("worker", "heartbeat_at").first()
     if job is None:
         return "gone"
-    stale_before = timezone.now() - timedelta(seconds=settings.TOWER_HEARTBEAT_STALE_SECONDS)
+    stale_before: datetime | None = timezone.now() - timedelta(seconds=settings.TOWER_HEARTBEAT_STALE_SECONDS)
     if job["worker"] and owner_is_dead(job["worker"]):
         stale_before = None  # the owner is provably gone; no need to wait for its heartbeat to age
     claim = job_claim_live(job_id=job_id, worker=worker, stale_before=stale_before)
@@ -112,7 +112,7 @@ def job_adopt(job_id: int) -> str:
         dispatch(enqueue=enqueue_run, limit=1)
 
 
-def reconcile_all() -> dict:
+def reconcile_all() -> dict[str, Any]:
     report = reconcile(enqueue_run=enqueue_run, enqueue_adopt=enqueue_adopt)
     return report.__dict__
 

@@ -19,11 +19,11 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -61,6 +61,9 @@ from generation.services.jobs import job_log
 
 logger = logging.getLogger(__name__)
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 PROGRESS_WRITE_INTERVAL = 0.25  # seconds between progress writes to the database
 # A prompt that ends within this long of starting goes from submitted to succeeded in one write
 # (its start time in the same update); a longer one is marked running after this delay.
@@ -68,7 +71,7 @@ RUNNING_WRITE_DELAY = 0.1
 HEARTBEAT_INTERVAL = 5.0
 
 
-def _db(fn: Any) -> Any:
+def _db(fn: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
     return sync_to_async(fn, thread_sensitive=True)
 
 

@@ -20,7 +20,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from generation.comfyui import ComfyClient
@@ -136,7 +136,7 @@ class Session:
         *,
         connect: Callable[[str, str], ComfyClient],
         claim_next: Callable[[str, frozenset[int]], Awaitable[Any]],
-        drive: Callable[[Any, Connection, Callable[[], None]], Awaitable[str]],
+        drive: Callable[[Any, Connection, Callable[[], None]], Coroutine[Any, Any, str]],
         concurrency: int,
         max_jobs: int,
         max_seconds: float,
@@ -197,9 +197,7 @@ class Session:
                 waiter = asyncio.ensure_future(self._wake.wait())
                 done, _ = await asyncio.wait([*running, waiter], return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-                for task in done:
-                    if task is waiter:
-                        continue
+                for task in [t for t in running if t in done]:
                     job_id = running.pop(task)
                     self._live.discard(job_id)
                     self._ended.discard(job_id)

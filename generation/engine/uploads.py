@@ -83,7 +83,8 @@ async def _upload_inputs(comfy: ComfyClient, claim: Claim) -> None:
 
 def _read_media(path: str) -> bytes:
     with default_storage.open(path, "rb") as handle:
-        return handle.read()
+        data: bytes = handle.read()
+    return data
 
 
 def _extra_data(claim: Claim) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from generation.pool import BackendState, choose_backend
 from generation.services.completion import job_fail
 from generation.services.jobs import job_log, job_move, job_transition
 from generation.services.reads import LIVE, backend_object_info, backend_states, object_info_fetched
-from generation.workflow import preflight, required_nodes
+from generation.workflow import Problem, preflight, required_nodes
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _lock_queued(job_id: int) -> tuple[Job, str | None] | None:
     return job, job.template_slug
 
 
-def _preflight_message(problems: list) -> str:
+def _preflight_message(problems: list[Problem]) -> str:
     lines = [p.message for p in problems[:8]]
     if len(problems) > 8:
         lines.append(f"… and {len(problems) - 8} more")

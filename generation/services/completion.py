@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 def job_started(*, job_id: int, project_id: int | None = None, started_at: datetime | None = None) -> None:
     """submitted → running (ComfyUI began executing the prompt, at ``started_at``); a progress
     event at 0."""
-    stamp = {"started_at": started_at} if started_at is not None else {}
+    stamp: dict[str, Any] = {"started_at": started_at} if started_at is not None else {}
     if not job_move(job_id=job_id, to=JobStatus.RUNNING, expect=JobStatus.SUBMITTED, **stamp):
         return
     if project_id is None:
@@ -231,7 +231,12 @@ def _completion_row(job_id: int, *, with_graph: bool) -> tuple[Job, str | None]:
 
 
 def _prepare_outputs(
-    job: Job, slug: str | None, graph: dict[str, Any], outputs: list[FetchedOutput], written: list[str], log: list
+    job: Job,
+    slug: str | None,
+    graph: dict[str, Any],
+    outputs: list[FetchedOutput],
+    written: list[str],
+    log: list[LogEntry],
 ) -> list[Asset]:
     """Write each output's file and build its (unsaved) Asset; ``written`` collects the file names
     (so the caller can remove them if the transaction fails), ``log`` the outputs skipped and why."""
@@ -274,7 +279,7 @@ def _prepare_outputs(
             metadata=tower_meta,
         )
         asset.file.save(f"job{job.pk}-{index + 1}.{info.extension}", ContentFile(data), save=False)
-        written.append(asset.file.name)
+        written.append(str(asset.file.name))
         created.append(asset)
     return created
 

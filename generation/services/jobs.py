@@ -22,7 +22,7 @@ class IllegalTransition(JobError):
         self.target = target
 
 
-_TIMESTAMP_FOR = {
+_TIMESTAMP_FOR: dict[str, str] = {
     JobStatus.SUBMITTED: "submitted_at",
     JobStatus.RUNNING: "started_at",
 }
@@ -41,7 +41,7 @@ def job_transition(*, job_id: int, to: str, expect: str | set[str] | None = None
     return Job.objects.defer("graph").get(pk=job_id)
 
 
-LogEntry = tuple[str, str, dict | None]  # (level, message, data)
+LogEntry = tuple[str, str, dict[str, Any] | None]  # (level, message, data)
 
 # Each status → the statuses a job may move to it from (every status is listed, even if none).
 _SOURCES: dict[str, frozenset[str]] = {
@@ -65,6 +65,7 @@ def job_move(
     allowed_from = _SOURCES.get(to)
     if allowed_from is None:
         raise JobError(f"unknown status {to!r}")
+    sources: frozenset[str] | set[str]
     if expect is None:
         sources = allowed_from
     else:
@@ -102,5 +103,5 @@ def job_move(
     return False
 
 
-def job_log(*, job_id: int, message: str, level: str = LogLevel.INFO, data: dict | None = None) -> None:
+def job_log(*, job_id: int, message: str, level: str = LogLevel.INFO, data: dict[str, Any] | None = None) -> None:
     JobLogLine.objects.create(job_id=job_id, level=level, message=message, data=data)

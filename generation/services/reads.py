@@ -121,7 +121,7 @@ def backend_object_info(backend_id: int, *, fetched_at: datetime | None = None) 
         return None
     if cached is not None and cached[0] == version:
         return cached[1]
-    data = stored.values_list("data", flat=True).first()
+    data: dict[str, Any] | None = stored.values_list("data", flat=True).first()
     if data is None:
         return None
     _object_infos[backend_id] = (version, data)

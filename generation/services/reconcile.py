@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -46,7 +47,7 @@ class ReconcileReport:
     hooks: dict[str, object] = field(default_factory=dict)
 
 
-async def _poll(backend: Backend, want_object_info: bool) -> tuple[dict | None, dict | None, str]:
+async def _poll(backend: Backend, want_object_info: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str]:
     try:
         async with ComfyClient(backend.url, timeout=min(settings.COMFYUI_TIMEOUT, 5.0)) as comfy:
             raw_stats = await comfy._http.get_json("/system_stats")  # keep the raw body for the admin

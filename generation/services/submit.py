@@ -294,7 +294,7 @@ def jobs_create(
                     variation=variation,
                     scene=scene,
                     template=template,
-                    created_by=user,
+                    created_by_id=user.pk if user is not None else None,
                     kind=job_kind,
                     phase=phase,
                     mode=mode,
@@ -322,7 +322,7 @@ def jobs_create(
     # Pre-flight before the transaction: a write transaction holds SQLite's one write lock, which
     # the engine's claims and completions wait for.
     infos = known_object_infos()
-    problems = [graph_refusal(job.graph, infos) for job, _ in pending]
+    problems = [graph_refusal(job.graph or {}, infos) for job, _ in pending]
     with transaction.atomic():
         created = [job for job, _ in pending]
         Job.objects.bulk_create(created)
@@ -389,7 +389,7 @@ def job_copy(
         variation_id=job.variation_id,
         scene_id=job.scene_id,
         template_id=job.template_id,
-        created_by=user,
+        created_by_id=user.pk if user is not None else None,
         kind=job.kind,
         phase=job.phase,
         mode=job.mode,
