@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from tests.support.processes import free_port, wait_until
 from tower.core.embedded import socket_path
 from tower.management.commands.ensure_admin import ensure_admin
 
@@ -39,8 +40,7 @@ _INHERITED_OUT = re.compile(
 
 
 @pytest.fixture
-def admin_env(monkeypatch, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; not under test
+def admin_env(monkeypatch):
     for name in ("TOWER_ADMIN_USER", "TOWER_ADMIN_PASSWORD", "TOWER_ADMIN_PASSWORD_FILE"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -131,23 +131,6 @@ def test_ensure_admin_refuses_a_weak_configured_password(admin_env):
 
 
 # --- The real command ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], object], *, timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def parents() -> dict[int, int]:
