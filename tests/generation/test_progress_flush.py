@@ -15,6 +15,7 @@ from generation.services.submit import jobs_create
 from tests.factories import make_project
 from tests.fakes.comfyui import FakeComfy
 from tests.generation.engine_helpers import backend_for, job, run_in_thread, shipped
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("channel_layer")]
 
@@ -34,16 +35,6 @@ def writes(monkeypatch) -> list[tuple[float, float]]:
     monkeypatch.setattr(completion, "job_progress", recording)
     monkeypatch.setattr(driver, "PROGRESS_WRITE_INTERVAL", INTERVAL)
     return recorded
-
-
-def wait_until(condition, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_fast_nodes_then_a_long_one_show_the_fast_nodes_done(owner, enqueued, writes, tmp_path):
