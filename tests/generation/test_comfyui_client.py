@@ -37,6 +37,7 @@ from generation.comfyui.events import (
     Progress,
 )
 from tests.fakes.comfyui import FakeComfy
+from tests.support.processes import free_port
 
 
 def images_graph(prefix: str = "t", color: int = 0x336699, batch: int = 2) -> dict[str, Any]:
@@ -107,12 +108,6 @@ async def run(client: ComfyClient, graph: dict[str, Any], **submit: Any) -> tupl
         accepted = await client.submit(graph, **submit)
         events = [e async for e in client.follow(accepted.prompt_id, stream=stream, timeout=15)]
     return accepted.prompt_id, events
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -335,7 +330,7 @@ async def test_server_restarted_mid_job_loses_the_prompt(fake: FakeComfy, client
 
 async def test_unreachable_server_fails_fast() -> None:
     started = time.monotonic()
-    async with ComfyClient(f"http://127.0.0.1:{closed_port()}", timeout=2) as comfy:
+    async with ComfyClient(f"http://127.0.0.1:{free_port()}", timeout=2) as comfy:
         with pytest.raises(ComfyUnreachable):
             await comfy.system_stats()
         with pytest.raises(ComfyUnreachable):
@@ -426,7 +421,6 @@ async def test_binary_previews_with_and_without_metadata(client: ComfyClient, me
 
 
 async def test_errors_never_carry_the_backend_password():
-    import socket
 
     from generation.comfyui import ComfyClient
     from generation.comfyui.errors import ComfyUnreachable
