@@ -270,7 +270,12 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["project", "status"]), models.Index(fields=["backend", "status"])]
+        indexes = [
+            models.Index(fields=["project", "status"]),
+            models.Index(fields=["backend", "status"]),
+            # A project's job list, newest first.
+            models.Index(fields=["project", "-created_at", "-id"], name="job_project_newest"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
             models.CheckConstraint(condition=Q(kind__in=JobKind.values), name="job_kind_valid"),
@@ -339,6 +344,11 @@ class Asset(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The gallery's order (newest first), whole and per project.
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="asset_newest"),
+            models.Index(fields=["project", "-created_at", "-id"], name="asset_project_newest"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=AssetKind.values), name="asset_kind_valid"),
             models.CheckConstraint(condition=Q(frames__gte=1), name="asset_frames_min"),

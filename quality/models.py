@@ -30,6 +30,8 @@ class QualityScore(models.Model):
 
     class Meta:
         ordering = ["asset", "metric"]
+        # The gallery reads an asset's newest row of a metric for each tile it shows.
+        indexes = [models.Index(fields=["asset", "metric", "id"], name="score_asset_metric_newest")]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=ScoreStatus.values), name="score_status_valid"),
             # An unscored metric never pretends to a value.

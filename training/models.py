@@ -181,6 +181,11 @@ class DatasetImage(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The review queue: one status, oldest first, whole and per character.
+        indexes = [
+            models.Index(fields=["status", "created_at", "id"], name="dataset_status_oldest"),
+            models.Index(fields=["character", "status", "created_at", "id"], name="dataset_character_oldest"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=ReviewStatus.values), name="dataset_status_valid"),
             models.CheckConstraint(condition=Q(source__in=DatasetSource.values), name="dataset_source_valid"),
