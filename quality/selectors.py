@@ -48,18 +48,36 @@ def _latest_value(metric: str) -> Subquery:
     return Subquery(rows.values("value")[:1], output_field=models.FloatField())
 
 
+def _current_verdict() -> Subquery:
+    """False when some current score failed, True when some passed and none failed, else None.
+
+    A scalar subquery runs row by row along the gallery's index (newest first, stopping at a
+    page); PostgreSQL planned EXISTS here as a hash over every score of the studio."""
+    decided = _current_scores().filter(passed__isnull=False).order_by("passed")
+    return Subquery(decided.values("passed")[:1], output_field=models.BooleanField())
+
+
 def assets_with_scores(queryset: QuerySet[Asset]) -> QuerySet[Asset]:
     """Annotate ``aesthetic``, ``similarity`` (current values or None) and ``verdict``."""
     return queryset.annotate(
         aesthetic=_latest_value(AESTHETIC),
         similarity=_latest_value(SIMILARITY),
+        verdict_passed=_current_verdict(),
+    ).annotate(
         verdict=Case(
-            When(Exists(_current_scores().filter(passed=False)), then=Value(Verdict.FAILED.value)),
-            When(Exists(_current_scores().filter(passed=True)), then=Value(Verdict.PASSED.value)),
+            When(verdict_passed=False, then=Value(Verdict.FAILED.value)),
+            When(verdict_passed=True, then=Value(Verdict.PASSED.value)),
             default=Value(Verdict.UNSCORED.value),
             output_field=models.CharField(),
         ),
     )
+
+
+VERDICT_FILTERS: dict[str, dict[str, Any]] = {
+    Verdict.FAILED: {"verdict_passed": False},
+    Verdict.PASSED: {"verdict_passed": True},
+    Verdict.UNSCORED: {"verdict_passed__isnull": True},
+}
 
 
 def gallery_assets(
@@ -85,7 +103,7 @@ def gallery_assets(
     if kind:
         assets = assets.filter(kind=kind)
     if verdict:
-        assets = assets.filter(verdict=verdict)
+        assets = assets.filter(**VERDICT_FILTERS[verdict])
     if min_aesthetic is not None:
         assets = assets.filter(aesthetic__gte=min_aesthetic)
     if min_similarity is not None:
@@ -96,10 +114,9 @@ def gallery_assets(
 def gallery_scores_present(*, user: AnyUser) -> set[str]:
     """Which of the gallery's score filters (``aesthetic``, ``character_similarity``) any output
     ``user`` may see has a value for: a filter on a score nothing has yet would only empty the grid."""
-    rows = QualityScore.objects.filter(
-        asset__in=assets_visible_to(user), metric__in=(AESTHETIC, SIMILARITY), status=ScoreStatus.OK
-    )
-    return set(rows.values_list("metric", flat=True).distinct())
+    rows = QualityScore.objects.filter(asset__in=assets_visible_to(user).order_by(), status=ScoreStatus.OK)
+    # One EXISTS per metric, which stops at the first row (a DISTINCT read every score).
+    return {metric for metric in (AESTHETIC, SIMILARITY) if rows.filter(metric=metric).exists()}
 
 
 def asset_scores(*, asset: Asset) -> list[QualityScore]:
