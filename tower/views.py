@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import views as auth_views
-from django.db.models import Case, Count, Q, Value, When
+from django.db.models import Case, Count, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET
 
+from characters.models import Character
 from generation.models import Backend, Job, JobStatus
 from generation.selectors import assets_visible_to, backends_user_can_manage, jobs_visible_to
 from projects.selectors import projects_visible_to
@@ -35,11 +37,17 @@ def favicon(request: HttpRequest) -> FileResponse:
     return response
 
 
+def _count_of(rows: QuerySet[Any], link: str) -> Coalesce:
+    """How many of ``rows`` point at the outer row, as a subquery per row shown: a join with
+    COUNT(DISTINCT) multiplied a project's jobs by its characters."""
+    per_row = rows.filter(**{link: OuterRef("pk")}).order_by().values(link).annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(per_row), 0)
+
+
 def backend_health() -> list[dict[str, Any]]:
     """Every backend with its VRAM use and how many of its jobs are on the GPU now (one query)."""
-    rows = Backend.objects.annotate(
-        live_jobs=Count("jobs", filter=Q(jobs__status__in=(JobStatus.SUBMITTED, JobStatus.RUNNING)))
-    ).order_by("name")
+    live = Job.objects.filter(status__in=(JobStatus.SUBMITTED, JobStatus.RUNNING))
+    rows = Backend.objects.annotate(live_jobs=_count_of(live, "backend")).order_by("name")
     health = []
     for backend in rows:
         devices = (backend.stats or {}).get("devices") or []
@@ -87,8 +95,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "projects": list(
             projects_visible_to(user)
             .annotate(
-                active_count=Count("jobs", filter=Q(jobs__status__in=ACTIVE_STATUSES), distinct=True),
-                character_count=Count("characters", distinct=True),
+                active_count=_count_of(Job.objects.filter(status__in=ACTIVE_STATUSES), "project"),
+                character_count=_count_of(Character.objects.all(), "project"),
             )
             .order_by("name")[:20]
         ),
