@@ -35,7 +35,7 @@ they are submitted (same transaction); nothing is forced.
 Who calls the step (each idempotent: the step locks the orchestration row, and acts only on the
 current phase's newest job while that phase runs, so a re-delivered call finds nothing to do):
 
-- ``quality.tasks.score_job`` / ``score_pending`` → :func:`orchestrations_after_scoring` with the
+- ``quality.tasks.score_job`` / ``score_succeeded`` → :func:`orchestrations_after_scoring` with the
   ids they scored;
 - ``settings.TOWER_ON_JOB_FAILED`` → ``quality.tasks.job_failed`` → enqueues
   ``quality.tasks.orchestration_step`` for a job of a running phase;
