@@ -3,9 +3,10 @@
 Starts the embedded Redis (unless ``REDIS_URL`` is set), applies migrations, makes sure there is an
 admin user, registers the ``COMFYUI_URLS`` backends on first start, fetches missing scoring models
 in the background (unless ``TOWER_FETCH_MODELS=0``), then runs the web server
-(daphne) and a worker (django-q2 ``qcluster``) as child processes until Ctrl-C / SIGTERM or until
-one of them dies. Children run in their own sessions so a Ctrl-C reaches only this supervisor,
-which stops them in order: web and worker first, Redis last (they need it to shut down cleanly).
+(``TOWER_WEB_PROCESSES`` daphne processes sharing the port) and a worker (django-q2 ``qcluster``)
+as child processes until Ctrl-C / SIGTERM or until one of them dies. Children run in their own
+sessions so a Ctrl-C reaches only this supervisor, which stops them in order: web and worker
+first, Redis last (they need it to shut down cleanly).
 
 In production run the processes yourself (see the README); this command is for one machine.
 """
@@ -13,6 +14,7 @@ In production run the processes yourself (see the README); this command is for o
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -37,6 +39,7 @@ from generation.services.bootstrap import seed_backends, sync_shipped_templates
 from quality.fetch import BackgroundFetch, start_background_fetch
 from tower.core.embedded import EmbeddedRedis, EmbeddedRedisError, supervised_popen_kwargs
 from tower.core.env import env_int, env_str
+from tower.core.webpool import daphne_command, listen, single_daphne_command
 from tower.management.commands.ensure_admin import describe, ensure_admin
 
 # How long a child gets to shut down cleanly before it is killed. A worker finishes the task in
@@ -92,10 +95,12 @@ class Supervisor:
         self.redis: EmbeddedRedis | None = None
         self.fetcher: BackgroundFetch | None = None
         self.children: list[Child] = []
+        self.listener: socket.socket | None = None
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.env.setdefault("DJANGO_SETTINGS_MODULE", "tower.settings")
         # A quiet console: start-up chatter only with LOG_LEVEL=INFO (access lines go to var/log).
         self.env.setdefault("LOG_LEVEL", "WARNING")
+        self.web_processes = 0
         self._signal: int | None = None
         self._supervising = False
         self._stopping = False
@@ -149,15 +154,7 @@ class Supervisor:
             Path(folder).mkdir(parents=True, exist_ok=True)
         # Children open their own connections; ours must not be shared across fork/exec.
         connections.close_all()
-        self._spawn(
-            "web server (daphne)",
-            [
-                sys.executable, "-m", "daphne",
-                "-b", self.host, "-p", str(self.port),
-                "--access-log", str(self._log_dir() / "access.log"),
-                "tower.asgi:application",
-            ],
-        )  # fmt: skip
+        self._spawn_web(settings.WEB_PROCESSES)
         if worker:
             self._spawn("worker (qcluster)", [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"])
         self._supervising = True
@@ -176,6 +173,9 @@ class Supervisor:
         return None
 
     def _stop_all(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
         running = [child for child in self.children if child.alive()]
         if running:
             self.out.say("Stopping Tower…")
@@ -203,16 +203,14 @@ class Supervisor:
     # --- steps -----------------------------------------------------------------------------------
 
     def _check_port(self) -> None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((self.host.strip("[]"), self.port))
-            except OSError as exc:
-                raise CommandError(
-                    f"cannot listen on {self.host}:{self.port} ({exc.strerror}). Is Tower already "
-                    "running? Choose another address with --host/--port or TOWER_HOST/TOWER_PORT."
-                ) from None
+        # Bound now and held: the web processes adopt this socket, and nobody takes the port meanwhile.
+        try:
+            self.listener = listen(self.host, self.port)
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {self.host}:{self.port} ({exc.strerror}). Is Tower already "
+                "running? Choose another address with --host/--port or TOWER_HOST/TOWER_PORT."
+            ) from None
 
     def _start_redis(self) -> None:
         if not settings.EMBEDDED_REDIS:
@@ -250,28 +248,49 @@ class Supervisor:
         self.fetcher, line = start_background_fetch(settings.MODELS_DIR, enabled=settings.TOWER_FETCH_MODELS)
         self.out.say(f"  Scoring models: {line}")
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn_web(self, processes: int) -> None:
+        listener, self.listener = self.listener, None
+        assert listener is not None  # bound by _check_port
+        self.web_processes = processes if listener.family == socket.AF_INET else 1
+        if self.web_processes == 1:
+            listener.close()  # one daphne binds the port itself
+            self._spawn("web server (daphne)", single_daphne_command(self.host, self.port, log_dir=self._log_dir()))
+            return
+        with listener:  # the children hold their copies; ours closes once they are started
+            for index in range(1, processes + 1):
+                self._spawn(
+                    f"web server (daphne {index}/{processes})",
+                    daphne_command(listener, port=self.port, index=index, log_dir=self._log_dir()),
+                    pass_fds=(listener.fileno(),),
+                )
+
+    def _spawn(self, name: str, args: list[str], pass_fds: tuple[int, ...] = ()) -> None:
         process = subprocess.Popen(
             args,
             cwd=settings.BASE_DIR,
             env=self.env,
             stdin=subprocess.DEVNULL,
+            pass_fds=pass_fds,
             **supervised_popen_kwargs(),
         )
         self.children.append(Child(name=name, process=process))
 
     def _wait_until_listening(self) -> bool:
-        """Wait for the web server to accept connections; ``False`` if it is stopping instead."""
-        address = (_connectable(self.host), self.port)
+        """Wait for the web server to answer; ``False`` if it is stopping instead."""
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self._signal is not None or any(not child.alive() for child in self._all_children()):
                 return False  # _supervise reports it
+            # An HTTP answer, not a connection: the socket accepts as soon as it is bound.
+            connection = http.client.HTTPConnection(_connectable(self.host), self.port, timeout=2)
             try:
-                with socket.create_connection(address, timeout=0.5):
-                    return True
+                connection.request("HEAD", "/")  # any answer will do: a redirect to sign in
+                connection.getresponse()
+                return True
             except OSError:
                 self._wake.wait(POLL_INTERVAL)
+            finally:
+                connection.close()
         self.out.stderr.write(f"The web server is not answering on port {self.port} yet; still waiting.")
         return False
 
@@ -280,6 +299,8 @@ class Supervisor:
         self.out.say(f"Tower is running at {self.url}", self.out.style.SUCCESS)
         self.out.say(f"  Admin:   {self.url}admin/")
         self.out.say(f"  Health:  {self.url}api/health")
+        count = self.web_processes
+        self.out.say(f"  Web:     {count} process{'es' if count != 1 else ''} (daphne, TOWER_WEB_PROCESSES)")
         if worker:
             count = settings.Q_CLUSTER["workers"]
             self.out.say(f"  Worker:  {count} process{'es' if count != 1 else ''} (django-q2)")
