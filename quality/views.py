@@ -14,7 +14,7 @@ from generation.selectors import job_get_for_user
 from projects.selectors import project_user_can_write
 from quality.forms import ScoredGalleryFilterForm
 from quality.selectors import asset_inspect, asset_neighbours, gallery_assets, job_quality
-from tower.core.pages import page_login_required, paginate, querystring_without_page, render_page
+from tower.core.pages import page_login_required, paginate_uncounted, querystring_without_page, render_page
 
 GALLERY_PAGE_SIZE = 48
 
@@ -27,7 +27,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
     context = {
         "section": "gallery",
         "form": form,
-        "page_obj": paginate(request, assets, per_page=GALLERY_PAGE_SIZE),
+        "page_obj": paginate_uncounted(request, assets, per_page=GALLERY_PAGE_SIZE),
         "querystring_base": querystring_without_page(request),
     }
     response = render_page(request, "quality/gallery.html", "quality/_gallery_grid.html", context)

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page, PageNotAnInteger, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -29,6 +29,35 @@ page_login_required: Callable[[Callable[..., HttpResponse]], Callable[..., HttpR
 def paginate(request: HttpRequest, queryset: QuerySet[Any], *, per_page: int = PAGE_SIZE) -> Page:
     """The requested page (the last one for a page number past the end, the first for garbage)."""
     return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+
+
+class UncountedPaginator(Paginator):
+    """Pages of a list too large to count on every view (the gallery at 100,000 outputs): a page
+    reads one row past its end to know whether another follows; the page count is not known."""
+
+    uncounted = True
+
+    def validate_number(self, number: Any) -> int:
+        try:
+            value = int(number)
+        except (TypeError, ValueError):
+            raise PageNotAnInteger("That page number is not an integer") from None
+        if value < 1:
+            raise PageNotAnInteger("That page number is less than 1")
+        return value
+
+    def page(self, number: Any) -> Page:
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        rows = list(self.object_list[bottom : bottom + self.per_page + 1])
+        # What is known: the rows so far, one more when a next page follows (num_pages follows).
+        self.count = bottom + len(rows)
+        return Page(rows[: self.per_page], number, self)
+
+
+def paginate_uncounted(request: HttpRequest, queryset: QuerySet[Any], *, per_page: int = PAGE_SIZE) -> Page:
+    """The requested page without counting the rows (the first for garbage, empty past the end)."""
+    return UncountedPaginator(queryset, per_page).get_page(request.GET.get("page"))
 
 
 def querystring_without_page(request: HttpRequest) -> str:
