@@ -18,6 +18,7 @@ from django_q.signing import SignedPackage
 
 from generation import tasks
 from generation.models import Job, JobStatus
+from quality.metrics.runtime import loaded_keys
 from quality.models import QualityGate
 from quality.services import catch_up, scoring
 from quality.tasks import job_succeeded, score_job, score_succeeded
@@ -173,3 +174,15 @@ def test_a_job_whose_scoring_raises_does_not_hold_back_the_others(project, owner
 
     monkeypatch.setattr(scoring, "_measure", real)  # whatever broke is fixed
     assert score_job(bad.pk) == "passed"  # score_missing's retry, one task for the job
+
+
+def test_a_worker_loads_the_models_once_for_all_its_tasks(project, owner, models):
+    first = succeeded(project, owner)
+    assert score_succeeded(first.pk) == "1 scored"
+    loaded = loaded_keys()
+    assert loaded  # the networks the first task used stay loaded
+
+    later = succeeded(project, owner)
+    assert score_succeeded(later.pk) == "1 scored"
+
+    assert loaded_keys() == loaded
