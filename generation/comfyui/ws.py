@@ -68,7 +68,7 @@ class EventStream:
         self.reconnects = 0
         self._queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         self._connected = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._ws: ClientConnection | None = None
 
     async def __aenter__(self) -> EventStream:

@@ -110,7 +110,7 @@ def _coerce_loras(value: Any) -> list[dict[str, Any]]:
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ParameterError(f"loras item {i} needs a non-empty 'name'")
-        strengths = {}
+        strengths: dict[str, float] = {}
         for key in ("strength", "strength_clip"):
             number = item.get(key, strengths.get("strength", 1.0))
             if isinstance(number, bool) or not isinstance(number, int | float):
@@ -149,7 +149,8 @@ def _copy(graph: Graph) -> Graph:
     sixth of the time ``copy.deepcopy`` takes (8 against 53 µs for the SDXL template), and a
     request applies its template once per job."""
     # S301: our own in-memory object, pickled and unpickled at once; never data from outside.
-    return pickle.loads(pickle.dumps(graph, pickle.HIGHEST_PROTOCOL))  # noqa: S301
+    copied: Graph = pickle.loads(pickle.dumps(graph, pickle.HIGHEST_PROTOCOL))  # noqa: S301
+    return copied
 
 
 def apply(

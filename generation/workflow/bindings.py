@@ -394,5 +394,5 @@ def resolve_bindings(graph: Graph, bindings: Bindings | dict[str, Any]) -> dict[
 
 def _ensure_normalized(bindings: Bindings | dict[str, Any]) -> Bindings:
     if all(isinstance(v, list) and all(isinstance(t, Target) for t in v) for v in bindings.values()):
-        return bindings  # type: ignore[return-value]
+        return bindings
     return normalize_bindings(bindings)

@@ -82,7 +82,8 @@ def parse_graph(raw: str | bytes | dict[str, Any]) -> Graph:
     ):
         data = data["prompt"]
     validate_graph(data)
-    return data
+    graph: Graph = data
+    return graph
 
 
 def validate_graph(data: Any) -> None:

@@ -249,7 +249,7 @@ def _check_link(
             f"{prefix}: input '{spec.name}' links to node {source_id}, which is not in the workflow",
             "bad_link",
         )
-    source_info = object_info.get(source.get("class_type"))
+    source_info = object_info.get(str(source.get("class_type")))
     if not isinstance(source_info, dict):
         return None  # reported on the source node itself
     outputs = source_info.get("output") or []

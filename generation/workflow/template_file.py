@@ -160,7 +160,7 @@ def parse_template(data: Any) -> TemplateSpec:
                 problems.append(f"a weightless template may not use {', '.join(heavy)}")
     if problems:
         raise TemplateFormatError(problems)
-    assert isinstance(graph, dict)
+    assert isinstance(graph, dict) and isinstance(name, str) and isinstance(slug, str) and isinstance(kind, str)
     return TemplateSpec(
         name=name.strip(),
         slug=slug,

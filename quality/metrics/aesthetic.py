@@ -40,7 +40,8 @@ try:
             )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.layers(x)
+            out: torch.Tensor = self.layers(x)
+            return out
 
 except ImportError:  # pragma: no cover - torch is a dependency; keeps the module importable without it
     pass

@@ -57,12 +57,13 @@ def overall(
     character's, so its similarity is a component."""
     wanted = [m for m in WEIGHTS if m != "character_similarity" or character]
     components: dict[str, dict[str, float | None]] = {}
+    normalised: dict[str, float] = {}
     for metric in wanted:
         result = results.get(metric)
         if result is None:
             return MetricResult.error(METRIC, f"{metric} was not measured, so the overall quality cannot be computed")
-        if result.ok:
-            normal = normalise(metric, result.value, similarity_threshold=similarity_threshold)  # type: ignore[arg-type]
+        if result.ok and result.value is not None:
+            normal = normalise(metric, result.value, similarity_threshold=similarity_threshold)
         elif result.status is Status.NO_SUBJECT and metric == "character_similarity":
             normal = 0.0  # the character is not in the clip: a measured defect, not a missing model
         else:
@@ -75,7 +76,8 @@ def overall(
                 {"reason": f"{metric} did not run ({reason}), so the overall quality cannot be computed"},
                 result.fix,
             )
-        components[metric] = {"value": result.value, "normalised": round(normal, 6), "weight": WEIGHTS[metric]}
+        normalised[metric] = round(normal, 6)
+        components[metric] = {"value": result.value, "normalised": normalised[metric], "weight": WEIGHTS[metric]}
     total = sum(WEIGHTS[m] for m in wanted)
-    value = sum(WEIGHTS[m] * float(components[m]["normalised"]) for m in wanted) / total  # type: ignore[arg-type]
+    value = sum(WEIGHTS[m] * normalised[m] for m in wanted) / total
     return MetricResult.scored(METRIC, value, components=components)

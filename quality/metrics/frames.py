@@ -98,7 +98,7 @@ def _decode_video(data: bytes, max_frames: int) -> list[np.ndarray]:
     frames: list[np.ndarray] = []
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
-            stream = next((s for s in container.streams if s.type == "video"), None)
+            stream = container.streams.video[0] if container.streams.video else None
             if stream is None:
                 raise UnreadableMedia("not an image or video Tower can read")
             _check_size(stream.codec_context.width, stream.codec_context.height)

@@ -83,9 +83,10 @@ def flicker_score(diffs: Sequence[float]) -> float:
 
 def farneback(prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
     """Dense flow prev → next (H×W×2, pixels of the given frames): prev(y) ≈ next(y + F(y))."""
-    return cv2.calcOpticalFlowFarneback(
+    flow: np.ndarray = cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]  # the stubs lack None: "allocate the output"
         prev_gray.astype(np.uint8), next_gray.astype(np.uint8), None, 0.5, 3, 15, 3, 5, 1.2, 0
     )
+    return flow
 
 
 def flow_magnitude(flow: np.ndarray) -> float:
@@ -133,7 +134,7 @@ def dominant_colours(image: FrameLike, k: int = 8) -> tuple[np.ndarray, np.ndarr
     lab = rgb_to_lab(small).astype(np.float32)
     cv2.setRNGSeed(0)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 0.1)
-    _, labels, centres = cv2.kmeans(lab, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    _, labels, centres = cv2.kmeans(lab, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]  # the stubs lack None: "allocate the labels"
     shares = np.bincount(labels.ravel(), minlength=k) / len(labels)
     return centres.astype(np.float64), shares
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,10 @@ from quality.metrics.temporal import (
     trunk_features,
 )
 
+if TYPE_CHECKING:
+    import torch
+    from lpips import LPIPS
+
 
 def _analysis(frame: np.ndarray, max_side: int) -> np.ndarray:
     return pixel.downscale(frame, max_side)
@@ -33,7 +38,9 @@ def _small(frame: np.ndarray, max_side: int, flow_side: int) -> np.ndarray:
     return pixel.downscale(_analysis(frame, max_side), flow_side)
 
 
-def lpips_loop(frames: Sequence[np.ndarray], lp: object, device: object, max_side: int = MAX_SIDE) -> list[float]:
+def lpips_loop(
+    frames: Sequence[np.ndarray], lp: LPIPS, device: torch.device | None, max_side: int = MAX_SIDE
+) -> list[float]:
     import torch
 
     out = []
@@ -41,12 +48,12 @@ def lpips_loop(frames: Sequence[np.ndarray], lp: object, device: object, max_sid
         for a, b in itertools.pairwise(frames):
             x = to_tensor([_analysis(a, max_side)], device)
             y = to_tensor([_analysis(b, max_side)], device)
-            out.append(float(lp(x, y).item()))  # type: ignore[operator]
+            out.append(float(lp(x, y).item()))
     return out
 
 
 def subject_consistency_loop(
-    frames: Sequence[np.ndarray], lp: object, device: object, max_side: int = MAX_SIDE
+    frames: Sequence[np.ndarray], lp: LPIPS, device: torch.device | None, max_side: int = MAX_SIDE
 ) -> float:
     """VBench's loop: each frame's feature once, compared with the previous and the first."""
     import torch
@@ -58,7 +65,8 @@ def subject_consistency_loop(
             if first is None:
                 first = feature
             else:
-                total += subject_term(feature, former, first)  # type: ignore[arg-type]
+                assert former is not None
+                total += subject_term(feature, former, first)
             former = feature
     return total / (len(frames) - 1)
 
@@ -97,8 +105,8 @@ def motion_smoothness_loop(
 
 def all_separately(
     frames: Sequence[np.ndarray],
-    lp: object,
-    device: object,
+    lp: LPIPS,
+    device: torch.device | None,
     *,
     joins: Sequence[int] = (),
     loop: bool = False,
@@ -120,7 +128,9 @@ def all_separately(
     if loop:
         diffs = flicker_loop(frames, max_side)
         seam = pixel.mean_abs_diff(_analysis(frames[-1], max_side), _analysis(frames[0], max_side))
-        out["loop_seamlessness"] = float(seam_result(diffs, seam).value)  # type: ignore[arg-type]
+        seamless = seam_result(diffs, seam).value
+        assert seamless is not None  # a scored result
+        out["loop_seamlessness"] = seamless
     if joins:
         flows = flows_loop(frames, max_side, flow_side)
         changes = {t: flow_change(flows[t - 1], flows[t - 2]) for t in range(2, len(frames))}

@@ -62,7 +62,8 @@ def cached(key: tuple[Any, ...], path: Path | None, factory: Callable[[], T]) ->
     with _lock:
         if key not in _models:
             _models[key] = factory()
-        return _models[key]
+        instance: T = _models[key]  # built by this key's factory
+        return instance
 
 
 def clear_cache() -> None:

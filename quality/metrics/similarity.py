@@ -104,7 +104,8 @@ def _crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float) -> n
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
-    return vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12)
+    unit: np.ndarray = vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12)
+    return unit
 
 
 def ccip_embed(crops: Sequence[np.ndarray], models: MetricModels) -> np.ndarray:
@@ -125,7 +126,8 @@ def ccip_embed(crops: Sequence[np.ndarray], models: MetricModels) -> np.ndarray:
     ).astype(np.float32)
     if isinstance(inp.shape[0], int) and inp.shape[0] == 1:  # a model exported for batch 1
         return np.concatenate([session.run(None, {inp.name: batch[i : i + 1]})[0] for i in range(len(batch))])
-    return session.run(None, {inp.name: batch})[0]
+    embeddings: np.ndarray = session.run(None, {inp.name: batch})[0]
+    return embeddings
 
 
 def embed_faces(image: FrameLike, *, art_kind: ArtKind, models: MetricModels) -> list[FaceEmbedding]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -43,6 +44,10 @@ from quality.metrics import pixel
 from quality.metrics.frames import MediaLike, load_frames
 from quality.metrics.results import MetricInputError, MetricResult, TooFewFrames, WeightsMissing
 from quality.metrics.runtime import MetricModels, load_lpips
+
+if TYPE_CHECKING:  # torch loads in a second; the metrics import it when they run
+    import torch
+    from lpips import LPIPS
 
 MAX_SIDE = 512  # LPIPS, SSIM and flicker run on frames whose long side is at most this
 SEAM_TOLERANCE = 2.0
@@ -63,7 +68,7 @@ TEMPORAL_METRICS = (
 # --- per-frame and per-pair pieces shared with the reference implementation ----------------------
 
 
-def to_tensor(frames: Sequence[np.ndarray], device: object) -> object:
+def to_tensor(frames: Sequence[np.ndarray], device: torch.device | None) -> torch.Tensor:
     import torch
 
     batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float()
@@ -71,11 +76,11 @@ def to_tensor(frames: Sequence[np.ndarray], device: object) -> object:
     return (batch / 127.5 - 1.0).contiguous(memory_format=torch.channels_last)
 
 
-def trunk_features(lp: object, batch: object) -> tuple[list[list[object]], list[np.ndarray]]:
+def trunk_features(lp: LPIPS, batch: torch.Tensor) -> tuple[list[list[torch.Tensor]], list[np.ndarray]]:
     """For each frame of the batch: its unit-normalised LPIPS layer features and its subject vector."""
     import torch
 
-    outs = lp.net.forward(lp.scaling_layer(batch))  # type: ignore[attr-defined]
+    outs = lp.net.forward(lp.scaling_layer(batch))
     # lpips.normalize_tensor's x / (‖x‖ over channels + 1e-10), with the norm in one pass over the
     # whole batch instead of pow, sum and sqrt per frame (a tenth of the clip's CPU; equal to 1e-7).
     units = [o / (torch.linalg.vector_norm(o, dim=1, keepdim=True) + 1e-10) for o in outs]
@@ -85,13 +90,13 @@ def trunk_features(lp: object, batch: object) -> tuple[list[list[object]], list[
     return deep, list(subject.double().cpu().numpy())
 
 
-def lpips_from_features(lp: object, a: list[object], b: list[object]) -> float:
+def lpips_from_features(lp: LPIPS, a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     import torch
 
     total = 0.0
     with torch.inference_mode():
         for k, (fa, fb) in enumerate(zip(a, b, strict=True)):
-            total += float(lp.lins[k](torch.square(fa - fb)).mean())  # type: ignore[attr-defined]
+            total += float(lp.lins[k](torch.square(fa - fb)).mean())
     return total
 
 
@@ -118,7 +123,7 @@ def flow_change(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.linalg.norm(a - b, axis=2)))
 
 
-def seam_result(diffs: Sequence[float], seam_diff: float, **extra: object) -> MetricResult:
+def seam_result(diffs: Sequence[float], seam_diff: float, **extra: Any) -> MetricResult:
     typical = float(np.median(diffs))
     value = min(1.0, (typical + 1.0) / (seam_diff + 1.0))
     return MetricResult.scored(
@@ -147,7 +152,7 @@ def join_results(
     ratios = [r["flow_change_ratio"] for r in rows if r["flow_change_ratio"] is not None]
     out = [MetricResult.scored("join_ssim", min(ssims[j - 1] for j in joins), joins=rows, typical_ssim=typical_ssim)]
     if ratios:
-        out.append(MetricResult.scored("join_flow_discontinuity", float(max(ratios)), joins=rows))  # type: ignore[type-var]
+        out.append(MetricResult.scored("join_flow_discontinuity", float(max(ratios)), joins=rows))
     else:
         out.append(MetricResult.error("join_flow_discontinuity", "a join needs two frames before it"))
     return out
@@ -169,16 +174,21 @@ class _Frame:
     small_rgb: np.ndarray  # flow size
     small_gray: np.ndarray
     ssim: pixel.SsimStats
-    deep: list[object] | None
+    deep: list[torch.Tensor] | None
     subject: np.ndarray | None
 
 
 def _frames(
-    frames: Sequence[np.ndarray], lp: object | None, device: object, batch: int, max_side: int, flow_side: int
+    frames: Sequence[np.ndarray],
+    lp: LPIPS | None,
+    device: torch.device | None,
+    batch: int,
+    max_side: int,
+    flow_side: int,
 ) -> Iterator[_Frame]:
     for start in range(0, len(frames), batch):
         chunk = [pixel.downscale(f, max_side) for f in frames[start : start + batch]]
-        deep: list[list[object] | None] = [None] * len(chunk)
+        deep: list[list[torch.Tensor] | None] = [None] * len(chunk)
         subject: list[np.ndarray | None] = [None] * len(chunk)
         if lp is not None:
             import torch
@@ -213,7 +223,7 @@ def temporal_metrics(
         raise TooFewFrames(f"temporal metrics need at least 2 frames (got {n})")
     join_list = check_joins(joins, n)
     lp, missing = None, None
-    device: object = None
+    device: torch.device | None = None
     if models is not None:
         try:
             lp = load_lpips(models)
@@ -234,9 +244,11 @@ def temporal_metrics(
         if first is None:
             first = cur
         if prev is not None:
-            if lp is not None:
-                lp_values.append(lpips_from_features(lp, prev.deep, cur.deep))  # type: ignore[arg-type]
-                subj_terms.append(subject_term(cur.subject, prev.subject, first.subject))  # type: ignore[arg-type]
+            if lp is not None:  # then every frame has its features
+                assert prev.deep and cur.deep and cur.subject is not None and prev.subject is not None
+                assert first.subject is not None
+                lp_values.append(lpips_from_features(lp, prev.deep, cur.deep))
+                subj_terms.append(subject_term(cur.subject, prev.subject, first.subject))
             diffs.append(pixel.mean_abs_diff(prev.rgb, cur.rgb))
             ssims.append(pixel.ssim_from_stats(prev.ssim, cur.ssim))
             flow = pixel.farneback(prev.small_gray, cur.small_gray)
@@ -244,9 +256,9 @@ def temporal_metrics(
             if prev_flow is not None:
                 changes[t] = flow_change(flow, prev_flow)
             prev_flow = flow
-        if prev2 is not None and t % 2 == 0:
+        if prev2 is not None and prev is not None and t % 2 == 0:
             skip = pixel.farneback(prev2.small_gray, cur.small_gray)
-            interp.append(interpolation_score(prev2.small_rgb, cur.small_rgb, prev.small_rgb, skip))  # type: ignore[union-attr]
+            interp.append(interpolation_score(prev2.small_rgb, cur.small_rgb, prev.small_rgb, skip))
         prev2, prev = prev, cur
     assert first is not None and prev is not None
 
@@ -276,7 +288,8 @@ def temporal_metrics(
     if loop:
         extra: dict[str, object] = {"seam_ssim": round(pixel.ssim_from_stats(prev.ssim, first.ssim), 6)}
         if lp is not None:
-            extra["seam_lpips"] = round(lpips_from_features(lp, prev.deep, first.deep), 6)  # type: ignore[arg-type]
+            assert prev.deep and first.deep
+            extra["seam_lpips"] = round(lpips_from_features(lp, prev.deep, first.deep), 6)
             extra["typical_lpips"] = round(float(np.median(lp_values)), 6)
         results["loop_seamlessness"] = seam_result(diffs, pixel.mean_abs_diff(prev.rgb, first.rgb), **extra)
     if join_list:
