@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.factories import CharacterFactory
-from tests.training.test_ingest import make_zip, near_copy, png, texture, upload
+from tests.training.ingest.helpers import make_zip, near_copy, png, texture, upload
 from training.ingest import services, tasks
 from training.ingest.pipeline import thumbnail_name
 from training.models import DatasetImage, HeldImage, HeldReason, IngestBatch, IngestStatus

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.factories import CharacterFactory, make_project
-from tests.training.test_ingest import FakeClassifier, png, texture
+from tests.training.ingest.helpers import FakeClassifier, png, texture
 from training.ingest import services, tasks
 from training.ingest.pipeline import thumbnail_name
 from training.models import DatasetImage, IngestBatch, IngestStatus

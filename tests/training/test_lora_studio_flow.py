@@ -22,7 +22,7 @@ from PIL import Image
 from generation.services.resolve import resolve_job_parameters
 from tests.factories import CharacterFactory
 from tests.fakes.llm import FakeRequest, fake_llm
-from tests.training.test_ingest import api_graph, comfy_png, make_video, texture
+from tests.training.ingest.helpers import api_graph, comfy_png, make_video, texture
 from tests.training.test_trainer_helpers import fake_command, run_in_thread, wait_for
 from training.ingest import services as ingest_services
 from training.ingest import tasks as ingest_tasks
