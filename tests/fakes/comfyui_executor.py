@@ -18,15 +18,8 @@ from typing import Any
 
 from tests.fakes.comfyui_hub import Hub
 from tests.fakes.comfyui_media import Frames, png_bytes
-from tests.fakes.comfyui_nodes import (
-    ALWAYS_CHANGED,
-    MODEL_LOADERS,
-    SAMPLERS,
-    NodeContext,
-    NodeRuntimeError,
-    run_node,
-    temp_prefix,
-)
+from tests.fakes.comfyui_node_types import NodeContext, NodeRuntimeError
+from tests.fakes.comfyui_nodes import ALWAYS_CHANGED, MODEL_LOADERS, SAMPLERS, run_node, temp_prefix
 from tests.fakes.comfyui_state import Counters, FakeComfyConfig, QueueItem, ServerState
 from tests.fakes.comfyui_validation import is_link, set_order
 
