@@ -290,3 +290,8 @@ def test_backup_refuses_a_directory_that_is_not_empty(owner, tmp_path):
     (target / "earlier.txt").write_text("x")
     with pytest.raises(CommandError, match="not an empty directory"):
         backup(target)
+
+
+def test_backup_refuses_a_directory_inside_the_media_it_copies(owner):
+    with pytest.raises(CommandError, match="inside MEDIA_ROOT"):
+        backup(Path(settings.MEDIA_ROOT) / "backups" / "today")

@@ -174,6 +174,8 @@ def backup_create(*, target: Path, connection: BaseDatabaseWrapper, media_root: 
     """Write a backup into ``target`` (absent or empty)."""
     if connection.vendor not in DATABASE_FILES:
         raise BackupError(f"cannot back up a {connection.vendor} database (SQLite or PostgreSQL only)")
+    if target.resolve().is_relative_to(media_root.resolve()):
+        raise BackupError(f"{target} is inside MEDIA_ROOT ({media_root}): the backup would copy itself")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise BackupError(f"{target} is not an empty directory: choose a new one for each backup")
     target.mkdir(parents=True, exist_ok=True)
