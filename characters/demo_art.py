@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFilter
@@ -49,7 +50,7 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, floa
     return (x0 * side, y0 * side, x1 * side, y1 * side)
 
 
-def _glow(canvas: Image.Image, draw_shapes, radius: float) -> None:  # type: ignore[no-untyped-def]
+def _glow(canvas: Image.Image, draw_shapes: Callable[[ImageDraw.ImageDraw], None], radius: float) -> None:
     """Draw shapes on their own layer, blur a copy under them: a neon glow."""
     layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     draw_shapes(ImageDraw.Draw(layer))
@@ -92,8 +93,10 @@ def _background(figure: Figure, side: int) -> Image.Image:
 
         _glow(image, signs, 10)
         for _ in range(160):
-            x, y = rng.uniform(0, side), rng.uniform(0, side)
-            draw.line([(x, y), (x - 0.02 * side, y + 0.07 * side)], fill=(160, 200, 255, 90), width=SCALE)
+            drop_x, drop_y = rng.uniform(0, side), rng.uniform(0, side)
+            draw.line(
+                [(drop_x, drop_y), (drop_x - 0.02 * side, drop_y + 0.07 * side)], fill=(160, 200, 255, 90), width=SCALE
+            )
     else:
         for x0 in (0.0, 0.8):
             for row in range(6):

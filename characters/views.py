@@ -59,7 +59,7 @@ def character_list(request: HttpRequest) -> HttpResponse:
         characters = characters.filter(project__pk=int(project_id))
     page_obj = paginate(request, characters)
     for character in page_obj:
-        character.similarity_threshold = similarity_threshold(character)  # type: ignore[attr-defined]
+        character.similarity_threshold = similarity_threshold(character)
     context = {
         "section": "characters",
         "page_obj": page_obj,
@@ -215,7 +215,7 @@ def version_states(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, f"Version “{version.name}” saved.")
     else:
-        errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+        errors = "; ".join(f"{field}: {' '.join(str(m) for m in e)}" for field, e in form.errors.items())
         messages.error(request, f"Version not changed: {errors}")
     return redirect("character-detail", pk=version.character_id)
 

@@ -64,7 +64,7 @@ class QualityGate(models.Model):
         ]
 
     def __str__(self) -> str:
-        verdict = {True: "pass", False: "fail"}.get(self.passed, "not evaluated")  # type: ignore[call-overload]
+        verdict = "not evaluated" if self.passed is None else "pass" if self.passed else "fail"
         return f"{self.stage} gate of job {self.job_id}: {verdict}"
 
 

@@ -22,7 +22,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 
 from characters.selectors import characters_visible_to
 from projects.models import Mode
@@ -109,7 +109,8 @@ class OrchestrationSerializer(serializers.ModelSerializer):
     @extend_schema_field(PhaseRunSerializer(many=True))
     def get_phases(self, orchestration: Orchestration) -> list[dict[str, Any]]:
         runs = sorted(orchestration.phase_runs.all(), key=lambda r: r.phase)
-        return PhaseRunSerializer([phase_run_summary(run) for run in runs], many=True).data
+        # many=True builds a ListSerializer, whose data is the list the stubs do not know of.
+        return PhaseRunSerializer([phase_run_summary(run) for run in runs], many=True).data  # type: ignore[return-value]
 
 
 class OrchestrationFilter(FilterSet):
@@ -130,7 +131,7 @@ class OrchestrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     ordering_fields = ["created_at"]
     throttle_scope = "generation"
 
-    def get_throttles(self):  # type: ignore[no-untyped-def]
+    def get_throttles(self) -> list[BaseThrottle]:
         if self.action in {"create", "advance"}:  # each queues GPU work
             return [ScopedRateThrottle()]
         return super().get_throttles()

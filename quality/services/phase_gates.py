@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 
 from characters.models import Character
 from characters.selectors import similarity_threshold
@@ -163,13 +163,13 @@ def phase_verdict(*, job: Job, phase: int) -> PhaseVerdict:
         return PhaseVerdict(False, None, [f"job {job.pk} has no outputs"], {}, None)
     rows: dict[int, dict[str, QualityScore]] = {pk: {} for pk in assets}
     for row in QualityScore.objects.filter(asset__in=assets).order_by("pk"):
-        rows[row.asset_id][row.metric] = row  # type: ignore[index]
+        rows[row.asset_id][row.metric] = row
     candidates = []
     for pk in assets:
         checks = _phase_checks(phase, project, rows[pk])
         evaluated = all(c["passed"] is not None for c in checks.values())
-        passed = evaluated and all(c["passed"] for c in checks.values())
-        candidates.append((passed, evaluated, _score(checks) or 0.0, pk, checks))
+        best = evaluated and all(c["passed"] for c in checks.values())
+        candidates.append((best, evaluated, _score(checks) or 0.0, pk, checks))
     _, evaluated, _, asset_id, checks = max(candidates, key=lambda c: (c[0], c[1], c[2]))
     reasons, fixes = [], []
     failed = False
@@ -275,7 +275,9 @@ PHASE_SPECS: dict[int, dict[str, Any]] = {
 
 
 def _field_default(name: str) -> float:
-    return Project._meta.get_field(name).get_default()  # type: ignore[return-value]
+    field = Project._meta.get_field(name)
+    assert isinstance(field, models.Field)  # a threshold column, not a relation
+    return float(field.get_default())
 
 
 def _gate_metrics(phase: int, project: Project | None, character: Character | None) -> list[dict[str, Any]]:

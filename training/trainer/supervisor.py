@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import os
 import queue
 import signal
@@ -37,7 +38,7 @@ class RunResult:
         return not self.cancelled and not self.error and self.returncode == 0
 
 
-def _reader(stream, lines: queue.Queue) -> None:  # type: ignore[no-untyped-def]
+def _reader(stream: io.BufferedReader, lines: queue.Queue[str | None]) -> None:
     buffer = ""
     try:
         while chunk := stream.read1(65536):

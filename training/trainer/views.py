@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from characters.models import Character
 from characters.selectors import character_get_for_user
 from projects.selectors import project_ids_visible_to, project_user_can_write
-from quality.charts import sparkline
+from quality.charts import Sparkline, sparkline
 from tower.core.pages import page_login_required, render_page
 from training.models import LoraModel, TrainingJob, TrainingStatus
 from training.selectors import (
@@ -57,7 +57,7 @@ class TrainingForm(forms.Form):
     base_model = forms.CharField(max_length=255, required=False, help_text="checkpoint path for the trainer")
 
 
-def loss_chart(job: TrainingJob):  # type: ignore[no-untyped-def]
+def loss_chart(job: TrainingJob) -> Sparkline | None:
     history = [point[1] for point in job.loss_history or [] if len(point) == 2]
     return sparkline(history, title="loss", width=360, height=72) if len(history) >= 2 else None
 
