@@ -50,11 +50,15 @@ def job_run(job_id: int) -> str:
     """Claim a queued job and drive it; a job already taken (re-delivered task) is left alone.
 
     While it has room, the task also claims and drives further queued jobs (a session, see
-    generation/engine/session.py); it returns the outcome of the job it was given.
+    generation/engine/session.py); it returns the outcome of the first job it drives.
     """
     worker = worker_name()
     client_id = new_client_id()
     claim = job_claim(job_id=job_id, worker=worker, client_id=client_id)
+    if claim is None:
+        # Taken by another worker's session (on this machine or another): join in with the next
+        # queued job rather than idle until the next dispatch (a second machine otherwise did none).
+        claim = job_claim_next(worker=worker, client_id=client_id)
     if claim is None:
         return "not claimed"
     try:
