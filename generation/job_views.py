@@ -37,7 +37,10 @@ def job_list_page(user: Any, params: Any) -> tuple[JobFilterForm, Page, bool]:
     the jobs this page shows.
     """
     form = JobFilterForm(params or None, user=user)
-    jobs: QuerySet[Job] = jobs_visible_to(user).order_by("-created_at", "-pk")
+    # The rows show neither graph (a job's and its template's JSON, most of each row's bytes).
+    jobs: QuerySet[Job] = (
+        jobs_visible_to(user).defer("graph", "template__graph", "template__bindings").order_by("-created_at", "-pk")
+    )
     filtered = False
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
