@@ -18,8 +18,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse_lazy
+from django_htmx.middleware import HtmxDetails
 
 PAGE_SIZE = 25
+
+
+class HtmxHttpRequest(HttpRequest):
+    """The type of a view's request: HtmxMiddleware sets ``htmx`` on every one."""
+
+    htmx: HtmxDetails
+
 
 page_login_required: Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]] = login_required(
     login_url=reverse_lazy("login")
@@ -70,8 +78,10 @@ def render_page(
     request: HttpRequest, template: str, fragment: str | None, context: dict[str, Any], *, status: int = 200
 ) -> HttpResponse:
     """The full page, or only ``fragment`` for an HTMX request (history-restore asks for the page)."""
-    use_fragment = fragment is not None and request.htmx and not request.htmx.history_restore_request
-    return render(request, fragment if use_fragment else template, context, status=status)
+    htmx: HtmxDetails = request.htmx  # type: ignore[attr-defined]  # set by HtmxMiddleware on every request
+    if fragment is not None and htmx and not htmx.history_restore_request:
+        template = fragment
+    return render(request, template, context, status=status)
 
 
 def form_add_service_errors(form: Any, exc: Exception) -> None:
