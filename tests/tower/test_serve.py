@@ -384,6 +384,45 @@ def test_a_child_that_dies_stops_tower_with_a_non_zero_exit_naming_it(first_run,
         serve.kill()
 
 
+def listening_inode(port: int) -> str:
+    """The inode of the socket listening on 127.0.0.1:``port`` (Linux /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 0A: LISTEN
+            return fields[9]
+    return ""
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def test_several_web_processes_answer_on_one_port(first_run, var_dir):
+    serve = Serve(var_dir, args=("--no-worker", "--no-migrate")).start(TOWER_WEB_PROCESSES="3")
+    try:
+        serve.wait_for_output("Press Ctrl+C to stop.", timeout=90)
+        webs = [pid for pid, command in descendants(serve.process.pid, direct=True).items() if "daphne" in command]
+        inode = listening_inode(serve.port)
+        answers = [httpx.get(f"{serve.url}/", timeout=10).status_code for _ in range(20)]
+
+        assert "Web:     3 processes" in serve.output
+        assert len(webs) == 3
+        assert inode and all(inode in socket_inodes(pid) for pid in webs)  # one socket, three listeners
+        assert answers == [302] * 20  # to the sign-in page, every one
+        assert serve.stop(signal.SIGTERM) == 0
+        assert all(gone(pid) for pid in webs)
+    finally:
+        serve.kill()
+
+
 def test_a_port_in_use_is_reported_before_anything_starts(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
