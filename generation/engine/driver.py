@@ -257,7 +257,6 @@ class _Follow:
         self.last_write = 0.0
         self.dirty = False  # the tracker moved since the last write
         self.owned = True
-        self.started = False
         self.began: datetime | None = None  # when ComfyUI started the prompt, until that is written
         # Outputs as the socket reported them (``executed``, sent for cached nodes too). They are
         # the prompt's outputs only if the socket saw it whole: start and end, and no drop between.
@@ -331,8 +330,8 @@ class _Follow:
             if self.on_ended is not None:
                 self.on_ended()
         elif isinstance(event, ExecutionStart):
-            if not self.started:
-                self.started = self.saw_start = True
+            if not self.saw_start:
+                self.saw_start = True
                 self.began = timezone.now()
                 self.marker = asyncio.create_task(self._mark_running(self.began))
                 tracker.started = self.last_write = time.monotonic()
