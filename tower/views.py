@@ -69,17 +69,24 @@ DASHBOARD_ACTIVE_ROWS = 20
 DASHBOARD_RECENT_ASSETS = 12
 
 
+# JSON the dashboard never shows and most of a job row's bytes.
+LIST_DEFERRED = ("graph", "template__graph", "template__bindings")
+
+
 def dashboard_active_jobs(user: Any) -> list[Job]:
     """The live jobs the dashboard lists under "Running and queued": those on a GPU (or being
     scored) first, then the queue in the order it will run."""
     waiting = Case(When(status=JobStatus.QUEUED, then=Value(1)), default=Value(0))
-    active = jobs_visible_to(user).filter(status__in=ACTIVE_STATUSES)
+    active = jobs_visible_to(user).filter(status__in=ACTIVE_STATUSES).defer(*LIST_DEFERRED)
     return list(active.order_by(waiting, "created_at", "pk")[:DASHBOARD_ACTIVE_ROWS])
 
 
 def dashboard_recent_assets(user: Any) -> list[Any]:
     return list(
-        assets_visible_to(user).select_related("job__character").order_by("-created_at")[:DASHBOARD_RECENT_ASSETS]
+        assets_visible_to(user)
+        .select_related("job__character")
+        .defer("job__graph")
+        .order_by("-created_at")[:DASHBOARD_RECENT_ASSETS]
     )
 
 
