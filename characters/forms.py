@@ -10,6 +10,7 @@ from django import forms
 from characters.models import AgeState, AttributeType, Character, CharacterVersion, EmotionalState, VariationKind
 from characters.selectors import attributes_of
 from projects.models import Project
+from tower.core.forms import model_choice
 from tower.core.limits import TEXT_MAX_LENGTH, bounded_formfield
 
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
@@ -104,7 +105,8 @@ class AttributeForm(forms.Form):
     priority = forms.IntegerField(min_value=0, max_value=100, initial=50, required=False)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("type") and not (data.get("value") or "").strip():
             self.add_error("value", "an attribute needs a value")
         elif (data.get("value") or "").strip() and not data.get("type"):
@@ -151,7 +153,9 @@ def attribute_formset(character: Character | None = None, data: Any = None) -> B
         {"id": a.pk, "type": a.type, "value": a.value, "prompt_tokens": a.prompt_tokens, "priority": a.priority}
         for a in (attributes_of(character) if character is not None and character.pk else [])
     ]
-    return AttributeFormSet(data, prefix="attr", initial=initial)
+    formset = AttributeFormSet(data, prefix="attr", initial=initial)
+    assert isinstance(formset, BaseAttributeFormSet)  # formset_factory(formset=BaseAttributeFormSet)
+    return formset
 
 
 class ReferenceForm(forms.Form):
@@ -171,7 +175,7 @@ class ReferenceForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Only this character's versions: another one's is "not a valid choice".
         if character is not None:
-            self.fields["version"].queryset = CharacterVersion.objects.filter(character=character)
+            model_choice(self, "version").queryset = CharacterVersion.objects.filter(character=character)
 
 
 class VersionStateForm(forms.Form):
@@ -193,7 +197,8 @@ class VersionForm(VersionStateForm):
             self.fields[name].required = False  # left out: the model's default (adult, neutral)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         for name in ("age_state", "emotional_state"):
             if not data.get(name):
                 data.pop(name, None)
@@ -215,7 +220,8 @@ class VariationForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         choice = data.pop("replaces", "")
         if choice:  # else the service's default for the kind
             data["replaces"] = "" if choice == "-" else choice

@@ -40,6 +40,7 @@ from tower.core.admin import (
     thumbnail_url,
 )
 from tower.core.thumbnails import AdminThumbnailMixin, admin_thumb_url
+from tower.core.users import signed_in
 
 
 def asset_thumb(asset: Asset, *, size: int | None = None) -> str:
@@ -60,7 +61,7 @@ def asset_thumb(asset: Asset, *, size: int | None = None) -> str:
 # --- Backends ------------------------------------------------------------------------------------
 
 
-BACKEND_HEALTH_FIELDS = [
+BACKEND_HEALTH_FIELDS = (
     "healthy",
     "last_seen_at",
     "last_error",
@@ -72,7 +73,7 @@ BACKEND_HEALTH_FIELDS = [
     "node_count",
     "stats_json",
     "created_at",
-]
+)
 
 
 @admin.register(Backend)
@@ -86,7 +87,7 @@ class BackendAdmin(admin.ModelAdmin):
     readonly_fields = BACKEND_HEALTH_FIELDS
     fieldsets = [
         (None, {"fields": ["name", "url", "enabled", "max_in_flight", "vram_hold_threshold"]}),
-        ("Health (maintained by Tower)", {"fields": BACKEND_HEALTH_FIELDS}),
+        ("Health (maintained by Tower)", {"fields": list(BACKEND_HEALTH_FIELDS)}),
     ]
 
     @admin.display(description="/object_info fetched")
@@ -131,8 +132,7 @@ class BackendObjectInfoAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["backend", "fetched_at", "digest"]
     list_select_related = ["backend"]
     search_fields = ["backend__name", "=digest"]
-    fields = ["backend", "fetched_at", "digest", "node_count", "node_names"]
-    readonly_fields = fields
+    readonly_fields = fields = ("backend", "fetched_at", "digest", "node_count", "node_names")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BackendObjectInfo]:
         # ``data`` is hundreds of kilobytes per row: the list does not need it.
@@ -158,8 +158,7 @@ class BackendUploadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "=sha256"]
     date_hierarchy = "uploaded_at"
     show_full_result_count = False
-    fields = ["backend", "name", "sha256", "uploaded_at"]
-    readonly_fields = fields
+    readonly_fields = fields = ("backend", "name", "sha256", "uploaded_at")
 
 
 # --- Workflow templates --------------------------------------------------------------------------
@@ -192,7 +191,7 @@ class WorkflowTemplateAdmin(ProjectScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: WorkflowTemplate, form: Any, change: bool) -> None:
         if not change:
-            obj.created_by = request.user
+            obj.created_by = signed_in(request.user)
         super().save_model(request, obj, form, change)
 
 
@@ -227,8 +226,7 @@ class JobRecencyFilter(admin.SimpleListFilter):
 
 class JobLogLineInline(ReadOnlyInline):
     model = JobLogLine
-    fields = ["created_at", "level", "message"]
-    readonly_fields = fields
+    readonly_fields = fields = ("created_at", "level", "message")
     show_change_link = False
     classes = ["collapse"]
 
@@ -236,8 +234,7 @@ class JobLogLineInline(ReadOnlyInline):
 class AssetInline(ReadOnlyInline):
     model = Asset
     fk_name = "job"
-    fields = ["thumb", "kind", "mime", "size", "dimensions", "created_at"]
-    readonly_fields = fields
+    readonly_fields = fields = ("thumb", "kind", "mime", "size", "dimensions", "created_at")
 
     @admin.display(description="preview")
     def thumb(self, obj: Asset) -> str:
@@ -252,7 +249,7 @@ class AssetInline(ReadOnlyInline):
         return f"{obj.width}×{obj.height}" if obj.width and obj.height else "—"
 
 
-JOB_FIELDSETS = [
+JOB_FIELDSETS: list[tuple[str | None, dict[str, list[str]]]] = [
     (None, {"fields": ["project", "kind", "phase", "mode", "status", "created_by", "created_at"]}),
     (
         "What",
@@ -300,7 +297,7 @@ class JobAdmin(ProjectScopedAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     actions = ["cancel_queued", "retry"]
-    fieldsets = JOB_FIELDSETS
+    fieldsets = JOB_FIELDSETS  # type: ignore[assignment]  # plain dicts; the stubs type the options as a TypedDict
     readonly_fields = [f for _, opts in JOB_FIELDSETS for f in opts["fields"]]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -364,7 +361,7 @@ class JobAdmin(ProjectScopedAdmin):
         created, refused = [], []
         for job in Job.objects.filter(pk__in=ids).order_by("pk"):
             try:
-                clone = job_retry(job=job, user=request.user)
+                clone = job_retry(job=job, user=signed_in(request.user))
             except JobError as exc:
                 refused.append(f"#{job.pk}: {exc}")
             else:
@@ -480,8 +477,7 @@ class JobLogLineAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     show_full_result_count = False
     ordering = ["-id"]
     raw_id_fields = ["job"]
-    fields = ["job", "created_at", "level", "message", "data_json"]
-    readonly_fields = fields
+    readonly_fields = fields = ("job", "created_at", "level", "message", "data_json")
 
     @admin.display(description="job", ordering="job_id")
     def job_link(self, obj: JobLogLine) -> str:

@@ -22,6 +22,7 @@ from projects.services import (
     validate_story_bible,
     validate_thresholds,
 )
+from tower.core.users import signed_in
 
 
 class GenerationStyleForm(forms.ModelForm):
@@ -30,7 +31,8 @@ class GenerationStyleForm(forms.ModelForm):
         fields = sorted(STYLE_FIELDS)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         try:
             validate_loras(cleaned.get("loras", []))
         except ValidationError as exc:
@@ -81,7 +83,8 @@ class ProjectForm(forms.ModelForm):
         fields = ["owner", *sorted(PROJECT_FIELDS)]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if "story_bible" in cleaned:
             try:
                 validate_story_bible(cleaned["story_bible"])
@@ -146,7 +149,7 @@ class ProjectAdmin(ProjectScopedAdmin):
 
     @admin.display(description="members", ordering="member_count")
     def member_count(self, obj: Project) -> int:
-        return obj.member_count
+        return obj.member_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     def get_inlines(self, request: HttpRequest, obj: Project | None) -> list[type]:
         # A new project gets its style from project_create; it can be edited once it exists.
@@ -163,7 +166,7 @@ class ProjectAdmin(ProjectScopedAdmin):
             super().save_model(request, obj, form, change)
             return
         fields = {k: v for k, v in form.cleaned_data.items() if k in PROJECT_FIELDS}
-        owner = form.cleaned_data.get("owner") or request.user
+        owner = form.cleaned_data.get("owner") or signed_in(request.user)
         created = project_create(owner=owner, **fields)
         # The admin goes on with ``obj`` (inlines, log entry, redirect): make it the created row.
         for field in Project._meta.concrete_fields:
@@ -196,7 +199,7 @@ class EpisodeAdmin(ProjectScopedAdmin):
 
     @admin.display(description="scenes", ordering="scene_count")
     def scene_count(self, obj: Episode) -> int:
-        return obj.scene_count
+        return obj.scene_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
 
 @admin.register(Scene)

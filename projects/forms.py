@@ -82,7 +82,8 @@ class ProjectForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         """A production field absent from the POST keeps its stored value; given, it is checked as
         projects.services checks it (poses trimmed, empty lines dropped; slugs by shape only)."""
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         for name in PRODUCTION_THRESHOLDS:
             if name not in self.data:
                 cleaned.pop(name, None)

@@ -63,7 +63,7 @@ class QualityScoreAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     raw_id_fields = ["asset"]
-    fields = [
+    readonly_fields = fields = (
         "preview",
         "asset",
         "metric",
@@ -75,8 +75,7 @@ class QualityScoreAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
         "model_id",
         "details_json",
         "created_at",
-    ]
-    readonly_fields = fields
+    )
 
     @admin.display(description="asset")
     def thumb(self, obj: QualityScore) -> str:
@@ -104,8 +103,7 @@ class QualityGateAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     raw_id_fields = ["job"]
-    fields = ["job", "stage", "passed", "details_json", "created_at"]
-    readonly_fields = fields
+    readonly_fields = fields = ("job", "stage", "passed", "details_json", "created_at")
 
     @admin.display(description="job", ordering="job_id")
     def job_link(self, obj: QualityGate) -> str:
@@ -122,7 +120,8 @@ class PhaseGateForm(forms.ModelForm):
         fields = ["is_open", "override_reason"]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         overridden = "is_open" in self.changed_data or self.instance.overridden_by_id
         if overridden and not (cleaned.get("override_reason") or "").strip():
             self.add_error("override_reason", "say why the gate is opened or closed by hand")
@@ -184,8 +183,15 @@ class PhaseRunInline(admin.TabularInline):
     model = PhaseRun
     extra = 0
     can_delete = False
-    fields = ["phase", "status", "attempts", "job_links", "input_asset_link", "best_asset_link", "verdict"]
-    readonly_fields = fields
+    readonly_fields = fields = (
+        "phase",
+        "status",
+        "attempts",
+        "job_links",
+        "input_asset_link",
+        "best_asset_link",
+        "verdict",
+    )
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -224,7 +230,7 @@ class OrchestrationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     search_fields = ["=id", "project__name", "character__name", "prompt"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    fields = [
+    readonly_fields = fields = (
         "project",
         "character",
         "created_by",
@@ -238,8 +244,7 @@ class OrchestrationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
         "created_at",
         "updated_at",
         "finished_at",
-    ]
-    readonly_fields = fields
+    )
     inlines = [PhaseRunInline]
     actions = ["cancel"]
 

@@ -38,6 +38,7 @@ from quality.services.orchestration import (
     orchestration_start,
 )
 from tower.core.api import FilterSet, IntFilter, parse_id
+from tower.core.users import signed_in
 
 
 class PhaseTemplatesSerializer(serializers.Serializer):
@@ -161,7 +162,7 @@ class OrchestrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             raise serializers.ValidationError({"character": ["that character belongs to another project"]})
         try:
             orchestration = orchestration_start(
-                user=request.user,
+                user=signed_in(request.user),
                 project=project,
                 character=character,
                 prompt=values["prompt"],
@@ -178,7 +179,7 @@ class OrchestrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def advance(self, request: Request, pk: str | None = None) -> Response:
         """Approve the next phase of an orchestration waiting for it (auto_advance off)."""
         try:
-            orchestration = orchestration_advance(orchestration=self.get_object(), user=request.user)
+            orchestration = orchestration_advance(orchestration=self.get_object(), user=signed_in(request.user))
         except OrchestrationError as exc:
             raise serializers.ValidationError({"detail": [str(exc)]}) from None
         return self._answer(orchestration)
@@ -188,7 +189,7 @@ class OrchestrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Stop an orchestration and its queued or running jobs."""
         try:
-            orchestration = orchestration_cancel(orchestration=self.get_object(), user=request.user)
+            orchestration = orchestration_cancel(orchestration=self.get_object(), user=signed_in(request.user))
         except OrchestrationError as exc:
             raise serializers.ValidationError({"detail": [str(exc)]}) from None
         return self._answer(orchestration)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django_htmx.http import push_url
@@ -14,14 +14,20 @@ from generation.selectors import job_get_for_user
 from projects.selectors import project_user_can_write
 from quality.forms import ScoredGalleryFilterForm
 from quality.selectors import asset_inspect, asset_neighbours, gallery_assets, job_quality
-from tower.core.pages import page_login_required, paginate_uncounted, querystring_without_page, render_page
+from tower.core.pages import (
+    HtmxHttpRequest,
+    page_login_required,
+    paginate_uncounted,
+    querystring_without_page,
+    render_page,
+)
 
 GALLERY_PAGE_SIZE = 48
 
 
 @page_login_required
 @require_GET
-def gallery(request: HttpRequest) -> HttpResponse:
+def gallery(request: HtmxHttpRequest) -> HttpResponse:
     form = ScoredGalleryFilterForm(request.GET or None, user=request.user)
     assets = gallery_assets(user=request.user, **form.selector_kwargs())
     context = {
@@ -38,7 +44,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def gallery_url(request: HttpRequest) -> str:
+def gallery_url(request: HtmxHttpRequest) -> str:
     """The gallery's address for the request's filters, empty ones left out."""
     pairs = [(key, value) for key, value in request.GET.items() if value != ""]
     return reverse("gallery") + (f"?{urlencode(pairs)}" if pairs else "")
@@ -46,7 +52,7 @@ def gallery_url(request: HttpRequest) -> str:
 
 @page_login_required
 @require_GET
-def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def asset_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """One output: the page of its own, or (HTMX) the lightbox's body. It lives here, not in
     generation, because it shows scores and the verdict."""
     inspection = asset_inspect(user=request.user, pk=pk)
@@ -61,7 +67,7 @@ def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @page_login_required
 @require_GET
-def job_quality_panel(request: HttpRequest, pk: int) -> HttpResponse:
+def job_quality_panel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The job page loads this panel by HTMX; without JS its link opens it as a page of its own."""
     job = job_get_for_user(user=request.user, pk=pk)
     context = {"section": "jobs", "job": job, "quality": job_quality(job=job)}

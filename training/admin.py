@@ -22,7 +22,7 @@ from training.ingest.services import held_image_discard
 from training.models import CaptionRun, HeldImage, IngestBatch, LoraModel, TrainingJob
 from training.review import admin as review_admin  # noqa: F401  (registers the dataset-image admin)
 
-TRAINING_FIELDSETS = [
+TRAINING_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
     (None, {"fields": ["character", "status", "base_model", "created_by", "created_at"]}),
     (
         "Progress (reported by the trainer)",
@@ -55,7 +55,7 @@ class TrainingJobAdmin(ProjectScopedAdmin):
     list_filter = ["status", ("character__project", RelatedOnlyFieldListFilter)]
     search_fields = ["=id", "character__name", "base_model"]
     date_hierarchy = "created_at"
-    fieldsets = TRAINING_FIELDSETS
+    fieldsets = TRAINING_FIELDSETS  # type: ignore[assignment]  # plain dicts; the stubs type the options as a TypedDict
     readonly_fields = [
         name
         for _, opts in TRAINING_FIELDSETS
@@ -93,7 +93,8 @@ class LoraModelForm(forms.ModelForm):
         fields = ["project", "character", "name", "trigger_word", "base_model", "default_strength", "active"]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         project, character = cleaned.get("project"), cleaned.get("character")
         if project and character and character.project_id != project.pk:
             self.add_error("character", f"{character.name} is not a character of {project.name}")
@@ -153,7 +154,7 @@ class IngestBatchAdmin(ProjectScopedAdmin):
     search_fields = ["=id", "source_ref"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    readonly_fields = [
+    fields = readonly_fields = (
         "project",
         "character",
         "source",
@@ -170,8 +171,7 @@ class IngestBatchAdmin(ProjectScopedAdmin):
         "created_at",
         "started_at",
         "finished_at",
-    ]
-    fields = readonly_fields
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a batch starts from an upload, a URL or a folder on the ingest page
@@ -193,7 +193,7 @@ class CaptionRunAdmin(ProjectScopedAdmin):
     list_filter = ["status", "method", ("character__project", RelatedOnlyFieldListFilter)]
     search_fields = ["=id", "character__name", "run_id"]
     show_full_result_count = False
-    readonly_fields = [
+    fields = readonly_fields = (
         "character",
         "run_id",
         "status",
@@ -210,8 +210,7 @@ class CaptionRunAdmin(ProjectScopedAdmin):
         "started_at",
         "finished_at",
         "updated_at",
-    ]
-    fields = readonly_fields
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a run starts from the character's captions page
@@ -229,8 +228,16 @@ class HeldImageAdmin(AdminThumbnailMixin, ReadOnlyAdminMixin, ProjectScopedAdmin
     list_filter = ["reason", ("batch__project", RelatedOnlyFieldListFilter)]
     search_fields = ["=id", "source_ref", "note"]
     show_full_result_count = False
-    fields = ["batch", "reason", "note", "character", "duplicate_of", "source", "source_ref", "created_at"]
-    readonly_fields = fields
+    readonly_fields = fields = (
+        "batch",
+        "reason",
+        "note",
+        "character",
+        "duplicate_of",
+        "source",
+        "source_ref",
+        "created_at",
+    )
 
     @admin.display(description="image")
     def thumb(self, obj: HeldImage) -> str:

@@ -11,6 +11,7 @@ from characters.selectors import characters_visible_to
 from generation.selectors import assets_visible_to
 from projects.selectors import project_get_for_user
 from tower.core.pages import page_login_required
+from tower.core.users import signed_in
 from training.services import CurationError, dataset_image_add_from_asset
 
 
@@ -23,7 +24,7 @@ def asset_add_to_dataset(request: HttpRequest, pk: int) -> HttpResponse:
         characters_visible_to(request.user).filter(project_id=asset.project_id), pk=request.POST.get("character") or 0
     )
     try:
-        image = dataset_image_add_from_asset(asset=asset, character=character, user=request.user)
+        image = dataset_image_add_from_asset(asset=asset, character=character, user=signed_in(request.user))
     except CurationError as exc:
         messages.error(request, str(exc))
     else:

@@ -6,8 +6,11 @@ from typing import Any
 
 from django import forms
 
+from characters.models import Character
 from characters.selectors import characters_visible_to
+from projects.models import Project
 from projects.selectors import projects_visible_to
+from tower.core.forms import choice, model_choice
 from training.ingest.services import MAX_FRAMES_PER_SHOT
 from training.ingest.sources import allowed_output_dirs
 
@@ -26,12 +29,18 @@ class MultipleFileField(forms.FileField):
         return [single(data, initial)] if data else []
 
 
+class CharacterChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Character) -> str:
+        return f"{obj.project.name} · {obj.name}"
+
+
 class IngestForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=None, empty_label=None)
-    character = forms.ModelChoiceField(
+    project: forms.ModelChoiceField[Project] = forms.ModelChoiceField(queryset=None, empty_label=None)
+    character = CharacterChoiceField(
         queryset=None, required=False, empty_label="Classify automatically", label="Target character"
     )
-    files = MultipleFileField(
+    # The metaclass moves declared fields into base_fields: BaseForm.files (the uploads) stays as it is.
+    files = MultipleFileField(  # type: ignore[assignment]  # a field named like BaseForm.files
         required=False,
         label="Images, a zip archive or a video",
         help_text="PNG, JPEG or WebP images (several at once), one .zip of images, or one video",
@@ -46,13 +55,13 @@ class IngestForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = projects_visible_to(user).order_by("name")
-        self.fields["character"].queryset = characters_visible_to(user).order_by("project__name", "name")
-        self.fields["character"].label_from_instance = lambda c: f"{c.project.name} · {c.name}"
-        self.fields["folder"].choices = [("", "—")] + [(d, d) for d in allowed_output_dirs()]
+        model_choice(self, "project").queryset = projects_visible_to(user).order_by("name")
+        model_choice(self, "character").queryset = characters_visible_to(user).order_by("project__name", "name")
+        choice(self, "folder").choices = [("", "—")] + [(d, d) for d in allowed_output_dirs()]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         given = [bool(data.get("files")), bool(data.get("url")), bool(data.get("folder"))]
         if sum(given) != 1:
             raise forms.ValidationError("Choose one source: files to upload, a URL, or a ComfyUI folder.")

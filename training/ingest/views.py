@@ -13,6 +13,7 @@ from characters.models import Character
 from projects.models import ArtKind
 from projects.selectors import project_get_for_user, projects_visible_to
 from tower.core.pages import form_add_service_errors, page_login_required, paginate, render_page
+from tower.core.users import signed_in
 from training.ingest.forms import IngestForm
 from training.ingest.pipeline import thumbnail_name
 from training.ingest.selectors import (
@@ -39,7 +40,7 @@ def ingest(request: HttpRequest) -> HttpResponse:
             try:
                 batch = ingest_batch_start(
                     project=project,
-                    user=request.user,
+                    user=signed_in(request.user),
                     character=data["character"],
                     uploads=data["files"],
                     url=data["url"] or "",
@@ -128,7 +129,7 @@ def held_image_action(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose one of the project's characters for this image.")
         return redirect(target)
     try:
-        image = held_image_add(held=held, character=character, user=request.user)
+        image = held_image_add(held=held, character=character, user=signed_in(request.user))
     except IngestError as exc:
         messages.error(request, f"Not added: {exc}")
     else:

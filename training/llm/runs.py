@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -105,11 +105,13 @@ def caption_run_start(
             statuses=list(statuses),
             overwrite=overwrite,
             total=total,
-            created_by=user if getattr(user, "is_authenticated", False) else None,
+            created_by=user if isinstance(user, User) else None,
         )
     state = _as_dict(run)
     if enqueue is None:
-        from training.llm.tasks import enqueue_caption_run as enqueue
+        from training.llm.tasks import enqueue_caption_run
+
+        enqueue = enqueue_caption_run
     run_id = run.run_id
     transaction.on_commit(lambda: enqueue(character.pk, run_id))
     return state

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from characters.models import Character
 from characters.selectors import character_get_for_user, characters_visible_to
 from projects.selectors import project_get_for_user, project_user_can_write
-from tower.core.pages import page_login_required, paginate, querystring_without_page, render_page
+from tower.core.pages import HtmxHttpRequest, page_login_required, paginate, querystring_without_page, render_page
 from training.llm import runs
 from training.llm.captions import (
     CaptionChange,
@@ -61,7 +61,7 @@ def _row(image: DatasetImage, character: Character) -> DatasetImage:
     return image
 
 
-def _context(request: HttpRequest, character: Character, **extra: Any) -> dict[str, Any]:
+def _context(request: HtmxHttpRequest, character: Character, **extra: Any) -> dict[str, Any]:
     status, statuses = _statuses(request.GET.get("status") or request.POST.get("status"))
     images = (
         DatasetImage.objects.filter(character=character, status__in=statuses)
@@ -90,7 +90,7 @@ def _context(request: HttpRequest, character: Character, **extra: Any) -> dict[s
 
 @page_login_required
 @require_GET
-def character_captions(request: HttpRequest, pk: int) -> HttpResponse:
+def character_captions(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     character = character_get_for_user(user=request.user, pk=pk)
     context = _context(request, character)
     return render_page(request, "training/captions/page.html", "training/captions/_list.html", context)
@@ -98,7 +98,7 @@ def character_captions(request: HttpRequest, pk: int) -> HttpResponse:
 
 @page_login_required
 @require_GET
-def caption_run_status(request: HttpRequest, pk: int) -> HttpResponse:
+def caption_run_status(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The run panel, polled by HTMX while a run is active (without JS, the page itself)."""
     character = character_get_for_user(user=request.user, pk=pk)
     status = _statuses(request.GET.get("status"))[0]
@@ -110,7 +110,7 @@ def caption_run_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 @page_login_required
 @require_POST
-def caption_save(request: HttpRequest, pk: int) -> HttpResponse:
+def caption_save(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     visible = DatasetImage.objects.filter(character__in=characters_visible_to(request.user))
     image = visible.select_related("character__project", "classified_character").filter(pk=pk).first()
     if image is None:
@@ -137,11 +137,11 @@ def caption_save(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(character, _statuses(request.POST.get("status"))[0])
 
 
-def _selected(request: HttpRequest) -> list[int]:
+def _selected(request: HtmxHttpRequest) -> list[int]:
     return [int(v) for v in request.POST.getlist("images") if v.isdigit()]
 
 
-def _remember(request: HttpRequest, character: Character, label: str, changes: list[CaptionChange]) -> str:
+def _remember(request: HtmxHttpRequest, character: Character, label: str, changes: list[CaptionChange]) -> str:
     if not changes:
         return ""
     if len(changes) > UNDO_MAX:
@@ -157,7 +157,7 @@ def _remember(request: HttpRequest, character: Character, label: str, changes: l
 
 @page_login_required
 @require_POST
-def captions_bulk(request: HttpRequest, pk: int) -> HttpResponse:
+def captions_bulk(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Prepend or append one tag to the selected images' captions."""
     character = character_get_for_user(user=request.user, pk=pk, write=True)
     status = _statuses(request.POST.get("status"))[0]
@@ -189,7 +189,7 @@ def captions_bulk(request: HttpRequest, pk: int) -> HttpResponse:
 
 @page_login_required
 @require_POST
-def captions_replace(request: HttpRequest, pk: int) -> HttpResponse:
+def captions_replace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Find and replace across the character's captions: the first post previews the counts, ``apply`` writes."""
     character = character_get_for_user(user=request.user, pk=pk, write=True)
     status, statuses = _statuses(request.POST.get("status"))
@@ -222,7 +222,7 @@ def captions_replace(request: HttpRequest, pk: int) -> HttpResponse:
 
 @page_login_required
 @require_POST
-def captions_undo(request: HttpRequest, pk: int) -> HttpResponse:
+def captions_undo(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     character = character_get_for_user(user=request.user, pk=pk, write=True)
     status = _statuses(request.POST.get("status"))[0]
     undo = request.session.get(UNDO_KEY)
@@ -240,7 +240,7 @@ def captions_undo(request: HttpRequest, pk: int) -> HttpResponse:
 
 @page_login_required
 @require_POST
-def captions_auto(request: HttpRequest, pk: int) -> HttpResponse:
+def captions_auto(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     character = character_get_for_user(user=request.user, pk=pk, write=True)
     status, statuses = _statuses(request.POST.get("status"))
     try:
@@ -262,7 +262,7 @@ def captions_auto(request: HttpRequest, pk: int) -> HttpResponse:
 
 @page_login_required
 @require_POST
-def classify_again(request: HttpRequest, pk: int) -> HttpResponse:
+def classify_again(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Classify the selected images (or all shown by the status filter) again, in a task."""
     character = character_get_for_user(user=request.user, pk=pk, write=True)
     status, statuses = _statuses(request.POST.get("status"))

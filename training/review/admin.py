@@ -14,6 +14,7 @@ from generation.models import Asset, Job
 from projects.admin_scope import ProjectScopedAdmin
 from tower.core.admin import PREVIEW_PX, admin_link, thumbnail
 from tower.core.thumbnails import AdminThumbnailMixin
+from tower.core.users import signed_in
 from training.models import DatasetImage, RejectionCategory
 from training.review.services import dataset_image_promote, dataset_image_regenerate
 from training.services import CurationError, dataset_images_approve, dataset_images_reject, dataset_images_reset
@@ -182,7 +183,7 @@ class DatasetImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
     @admin.action(description="Approve the selected images", permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[DatasetImage]) -> None:
         ids, skipped = self.writable_ids(request, queryset)
-        count = dataset_images_approve(image_ids=ids, reviewer=request.user)
+        count = dataset_images_approve(image_ids=ids, reviewer=signed_in(request.user))
         self.message_user(request, f"{count} image(s) approved.", messages.SUCCESS)
         self.report_skipped(request, skipped)
 
@@ -207,7 +208,7 @@ class DatasetImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
                         image_ids=ids,
                         categories=form.cleaned_data["categories"],
                         note=form.cleaned_data["note"],
-                        reviewer=request.user,
+                        reviewer=signed_in(request.user),
                     )
                 except ValidationError as exc:
                     form.add_error(None, exc)
@@ -243,7 +244,7 @@ class DatasetImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
         images = DatasetImage.objects.filter(pk__in=ids).order_by("pk")
         for image in images:
             try:
-                child = dataset_image_regenerate(image=image, user=request.user)
+                child = dataset_image_regenerate(image=image, user=signed_in(request.user))
             except CurationError as exc:
                 refused.append(f"#{image.pk}: {exc}")
             else:
@@ -266,7 +267,7 @@ class DatasetImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
         promoted, refused = 0, []
         for image in DatasetImage.objects.filter(pk__in=ids).order_by("pk"):
             try:
-                dataset_image_promote(image=image, reviewer=request.user)
+                dataset_image_promote(image=image, reviewer=signed_in(request.user))
             except CurationError as exc:
                 refused.append(f"#{image.pk}: {exc}")
             else:

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -24,7 +24,8 @@ from generation.models import Job, JobStatus
 from generation.services.jobs import JobError
 from generation.services.submit import job_cancel
 from projects.selectors import project_user_can_write, projects_visible_to
-from tower.core.pages import page_login_required, render_page
+from tower.core.pages import HtmxHttpRequest, page_login_required, render_page
+from tower.core.users import signed_in
 from training.ingest.selectors import held_images_for_page
 from training.models import DatasetSource, RejectionCategory, ReviewStatus
 from training.review.feedback import LearnedNegativesError, category_terms, parse_learned_negatives
@@ -46,7 +47,7 @@ CATEGORY_LABELS = dict(RejectionCategory.choices)
 
 
 def _card_context(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     review_filter: ReviewFilter,
     *,
     current_pk: int | None = None,
@@ -93,7 +94,7 @@ def _card_context(
     }
 
 
-def _page_context(request: HttpRequest, review_filter: ReviewFilter, **card: Any) -> dict[str, Any]:
+def _page_context(request: HtmxHttpRequest, review_filter: ReviewFilter, **card: Any) -> dict[str, Any]:
     context = _card_context(request, review_filter, **card)
     characters = characters_visible_to(request.user).order_by("project__name", "name")
     if review_filter.project is not None:
@@ -112,7 +113,7 @@ def _page_context(request: HttpRequest, review_filter: ReviewFilter, **card: Any
 
 @page_login_required
 @require_GET
-def review(request: HttpRequest) -> HttpResponse:
+def review(request: HtmxHttpRequest) -> HttpResponse:
     review_filter = review_filter_from(user=request.user, data=request.GET)
     image = request.GET.get("image", "")
     current = int(image) if image.isdigit() else None
@@ -121,7 +122,7 @@ def review(request: HttpRequest) -> HttpResponse:
 
 
 def _answer(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     review_filter: ReviewFilter,
     *,
     notice: str = "",
@@ -149,7 +150,7 @@ def _answer(
 
 @page_login_required
 @require_POST
-def review_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def review_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
     if action not in ACTIONS:
         raise Http404("No such review action")
     image = dataset_image_get_for_user(user=request.user, pk=pk, write=True)
@@ -160,19 +161,21 @@ def review_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     reject_data = None
     try:
         if action == "approve":
-            dataset_images_approve(image_ids=[image.pk], reviewer=request.user)
+            dataset_images_approve(image_ids=[image.pk], reviewer=signed_in(request.user))
             notice = f"Image #{image.pk} approved."
         elif action == "reject":
             categories = request.POST.getlist("category")
             note = request.POST.get("note", "")
             regenerate = request.POST.get("regenerate") in ("1", "on", "true")
             reject_data = {"categories": categories, "note": note, "regenerate": regenerate}
-            dataset_images_reject(image_ids=[image.pk], categories=categories, note=note, reviewer=request.user)
+            dataset_images_reject(
+                image_ids=[image.pk], categories=categories, note=note, reviewer=signed_in(request.user)
+            )
             labels = ", ".join(CATEGORY_LABELS.get(c, c) for c in sorted(set(categories)))
             notice = f"Image #{image.pk} rejected ({labels})."
             if regenerate:
                 try:
-                    child = dataset_image_regenerate(image=image, user=request.user)
+                    child = dataset_image_regenerate(image=image, user=signed_in(request.user))
                 except CurationError as exc:
                     notice += f" Not regenerated: {exc}."
                 else:
@@ -181,7 +184,7 @@ def review_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         elif action == "skip":
             notice = f"Image #{image.pk} skipped."
         else:
-            reference = dataset_image_promote(image=image, reviewer=request.user)
+            reference = dataset_image_promote(image=image, reviewer=signed_in(request.user))
             entry["reference"] = reference.pk
             notice = f"Image #{image.pk} is now a reference of {image.character.name}."
     except ValidationError as exc:
@@ -194,7 +197,7 @@ def review_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     return _answer(request, review_filter, notice=notice)
 
 
-def _undo(request: HttpRequest, entry: dict[str, Any]) -> str:
+def _undo(request: HtmxHttpRequest, entry: dict[str, Any]) -> str:
     image = dataset_image_get_for_user(user=request.user, pk=entry["image"], write=True)
     if entry["action"] == "skip":
         return f"Image #{image.pk} is back in the queue."
@@ -208,7 +211,7 @@ def _undo(request: HttpRequest, entry: dict[str, Any]) -> str:
         job = Job.objects.filter(pk=entry["job"], project_id=image.character.project_id).first()
         if job is not None and job.status == JobStatus.QUEUED:
             try:
-                job_cancel(job=job, user=request.user)
+                job_cancel(job=job, user=signed_in(request.user))
             except JobError:
                 extra = f" Regeneration job {job.pk} could not be cancelled any more."
             else:
@@ -221,7 +224,7 @@ def _undo(request: HttpRequest, entry: dict[str, Any]) -> str:
 
 @page_login_required
 @require_POST
-def review_undo(request: HttpRequest) -> HttpResponse:
+def review_undo(request: HtmxHttpRequest) -> HttpResponse:
     review_filter = review_filter_from(user=request.user, data=request.POST)
     session = ReviewSession(request.session)
     entry = session.peek()
@@ -240,7 +243,7 @@ def review_undo(request: HttpRequest) -> HttpResponse:
 
 @page_login_required
 @require_POST
-def character_learned_negatives(request: HttpRequest, pk: int) -> HttpResponse:
+def character_learned_negatives(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Save the character page's learned-negatives editor: ``term: weight`` per line (0 removes)."""
     character = character_get_for_user(user=request.user, pk=pk, write=True)
     try:

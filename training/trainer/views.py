@@ -20,6 +20,7 @@ from characters.selectors import character_get_for_user
 from projects.selectors import project_ids_visible_to, project_user_can_write
 from quality.charts import Sparkline, sparkline
 from tower.core.pages import page_login_required, render_page
+from tower.core.users import signed_in
 from training.models import LoraModel, TrainingJob, TrainingStatus
 from training.selectors import (
     gpu_queues,
@@ -116,7 +117,7 @@ def character_training(request: HttpRequest, pk: int) -> HttpResponse:
         if form.is_valid():
             options = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
             try:
-                job = training_job_create(character=character, user=request.user, options=options)
+                job = training_job_create(character=character, user=signed_in(request.user), options=options)
             except TrainingError as exc:
                 form.add_error(None, str(exc))
             else:
