@@ -16,7 +16,7 @@ RECENT_PER_CHANNEL = 32  # an event's copies land together; other senders' event
 RECENT_CHANNELS = 10_000  # sockets come and go without telling the layer: the least recent are forgotten
 
 
-class ChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # channels_redis ships no types
+class ChannelLayer(RedisChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recent_deliveries: OrderedDict[str, deque[str]] = OrderedDict()
