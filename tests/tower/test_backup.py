@@ -152,8 +152,10 @@ def test_round_trip_into_a_fresh_tower_gives_the_same_projects_jobs_assets_and_f
     for rel, entry in manifest["files"].items():
         assert hashlib.sha256((target / rel).read_bytes()).hexdigest() == entry["sha256"]
 
+    files = sorted(target.rglob("*"))
     restored = manage("restore", str(target), env=fresh_tower)
     assert restored.returncode == 0, restored.stderr
+    assert sorted(target.rglob("*")) == files  # the backup is left as it was: it restores again
     assert "verified: 7 files match the manifest" in restored.stdout
     assert "media: 6 files restored" in restored.stdout
 

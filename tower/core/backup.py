@@ -143,6 +143,9 @@ def _database_dump(connection: BaseDatabaseWrapper, target: Path) -> None:
         with sqlite3.connect(target) as copy:
             # One step (all pages at once): a snapshot of one moment even while workers write.
             connection.connection.backup(copy)
+            # The copy inherits WAL mode; a reader would leave -wal/-shm files beside it (not in the
+            # manifest): one self-contained file instead.
+            copy.execute("PRAGMA journal_mode=DELETE")
         copy.close()
     else:
         _run(
