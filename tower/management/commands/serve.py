@@ -299,8 +299,8 @@ class Supervisor:
         self.out.say(f"Tower is running at {self.url}", self.out.style.SUCCESS)
         self.out.say(f"  Admin:   {self.url}admin/")
         self.out.say(f"  Health:  {self.url}api/health")
-        count = self.web_processes
-        self.out.say(f"  Web:     {count} process{'es' if count != 1 else ''} (daphne, TOWER_WEB_PROCESSES)")
+        webs = self.web_processes
+        self.out.say(f"  Web:     {webs} process{'es' if webs != 1 else ''} (daphne, TOWER_WEB_PROCESSES)")
         if worker:
             count = settings.Q_CLUSTER["workers"]
             self.out.say(f"  Worker:  {count} process{'es' if count != 1 else ''} (django-q2)")
