@@ -114,7 +114,8 @@ def measure(client: Any, page: Page, requests: int) -> Measure:
 def measure_all(client: Any, studio: Any, requests: int) -> dict[str, Measure]:
     results = {}
     for page in pages(studio):
-        results[page.name] = measure(client, page, requests)
+        results[page.name] = result = measure(client, page, requests)
+        print(f"  {page.name}: p95 {result.p95_ms:.1f} ms, {result.queries} queries", flush=True)
     return results
 
 
