@@ -111,6 +111,14 @@ def gallery_assets(
     return assets.order_by("-created_at", "-pk")
 
 
+def gallery_rows(assets: QuerySet[Asset], ids: list[int]) -> list[Asset]:
+    """The assets of a page chosen on bare ids, with their scores, in the page's order. SQLite
+    computes a row's columns before sorting, so scores selected in the paged query itself were
+    computed for every visible asset; here only for the page's."""
+    rows = {asset.pk: asset for asset in assets.filter(pk__in=ids)}
+    return [rows[pk] for pk in ids if pk in rows]
+
+
 def gallery_scores_present(*, user: AnyUser) -> set[str]:
     """Which of the gallery's score filters (``aesthetic``, ``character_similarity``) any output
     ``user`` may see has a value for: a filter on a score nothing has yet would only empty the grid."""
