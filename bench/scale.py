@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             _empty_database()
         database = f"{connection.vendor} ({settings.DATABASES['default']['NAME']})"
         print(f"database: {database}; {_load()}", flush=True)
-        base = timezone.now() - timezone.timedelta(days=60)
+        base = timezone.now() - timedelta(days=60)
         studio = data.start()
         client = Client(HTTP_HOST="localhost")
         client.force_login(studio.member)

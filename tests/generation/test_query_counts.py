@@ -32,7 +32,7 @@ def queries(client: Client, url: str) -> int:
 
 
 def add_studio_rows(owner, project, n: int) -> None:
-    character = CharacterFactory(project=project)
+    character = CharacterFactory.create(project=project)
     for i in range(n):
         status = JobStatus.RUNNING if i % 5 == 0 else JobStatus.SUCCEEDED
         job = JobFactory(project=project, character=character, status=status, created_by=owner)
