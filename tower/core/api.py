@@ -136,7 +136,7 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
     target_class = "tower.auth.ApiTokenAuthentication"
     name = "tokenAuth"
 
-    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return build_bearer_security_scheme_object(
             header_name="Authorization",
             token_prefix="Bearer",  # noqa: S106 - the scheme name, not a secret
@@ -153,7 +153,7 @@ class ParentIdField(serializers.IntegerField):
     def run_validation(self, data: Any = serializers.empty) -> Any:
         value = super().run_validation(data)
         instance = getattr(self.parent, "instance", None)
-        if instance is not None and value != getattr(instance, self.source):
+        if instance is not None and self.source and value != getattr(instance, self.source):
             raise serializers.ValidationError("cannot be changed")
         return value
 
@@ -177,6 +177,6 @@ class AccessViewSetMixin:
         return helper(user=self.request.user, pk=pk, write=self.is_write)  # type: ignore[attr-defined]
 
     @staticmethod
-    def changes(serializer: serializers.Serializer, parent: str) -> dict[str, Any]:
+    def changes(serializer: serializers.BaseSerializer[Any], parent: str) -> dict[str, Any]:
         """The validated fields of an update, without the (unchanged) parent id."""
         return {k: v for k, v in serializer.validated_data.items() if k != parent}
