@@ -14,6 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from characters import selectors, services
 from characters.models import (
@@ -296,14 +297,16 @@ class CharacterViewSet(AccessViewSetMixin, viewsets.ModelViewSet):
             data["attributes"] = [dict(row) for row in data.pop("attribute_set")]
         return data
 
-    def perform_create(self, serializer: CharacterSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Character]) -> None:
         data = self._fields(dict(serializer.validated_data))
         project = project_get_for_user(user=self.request.user, pk=data.pop("project_id"), write=True)
         serializer.instance = services.character_create(project=project, **data)
 
-    def perform_update(self, serializer: CharacterSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Character]) -> None:
         data = self._fields(self.changes(serializer, "project_id"))
-        serializer.instance = services.character_update(character=serializer.instance, **data)
+        instance = serializer.instance
+        assert instance is not None  # an update's serializer holds its row
+        serializer.instance = services.character_update(character=instance, **data)
 
     def perform_destroy(self, instance: Character) -> None:
         services.character_delete(character=instance)
@@ -414,14 +417,16 @@ class VersionViewSet(AccessViewSetMixin, viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[CharacterVersion]:
         return selectors.versions_visible_to(self.request.user)
 
-    def perform_create(self, serializer: VersionSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[CharacterVersion]) -> None:
         data = dict(serializer.validated_data)
         character = selectors.character_get_for_user(user=self.request.user, pk=data.pop("character_id"), write=True)
         serializer.instance = services.version_create(character=character, **data)
 
-    def perform_update(self, serializer: VersionSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[CharacterVersion]) -> None:
         data = self.changes(serializer, "character_id")
-        serializer.instance = services.version_update(version=serializer.instance, **data)
+        instance = serializer.instance
+        assert instance is not None  # an update's serializer holds its row
+        serializer.instance = services.version_update(version=instance, **data)
 
     def perform_destroy(self, instance: CharacterVersion) -> None:
         services.version_delete(version=instance)
@@ -438,14 +443,16 @@ class VariationViewSet(AccessViewSetMixin, viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Variation]:
         return selectors.variations_visible_to(self.request.user)
 
-    def perform_create(self, serializer: VariationSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Variation]) -> None:
         data = dict(serializer.validated_data)
         character = selectors.character_get_for_user(user=self.request.user, pk=data.pop("character_id"), write=True)
         serializer.instance = services.variation_create(character=character, **data)
 
-    def perform_update(self, serializer: VariationSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Variation]) -> None:
         data = self.changes(serializer, "character_id")
-        serializer.instance = services.variation_update(variation=serializer.instance, **data)
+        instance = serializer.instance
+        assert instance is not None  # an update's serializer holds its row
+        serializer.instance = services.variation_update(variation=instance, **data)
 
     def perform_destroy(self, instance: Variation) -> None:
         services.variation_delete(variation=instance)

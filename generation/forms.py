@@ -8,15 +8,18 @@ from typing import Any
 
 from django import forms
 from django.db.models import Q
+from django.http import QueryDict
 
+from characters.models import Character, CharacterVersion, Variation
 from characters.selectors import characters_visible_to, variations_visible_to, versions_visible_to
 from generation.choices import backend_choices
-from generation.models import AssetKind, Backend, JobKind, JobStatus
+from generation.models import AssetKind, Backend, JobKind, JobStatus, WorkflowTemplate
 from generation.selectors import templates_visible_to
 from generation.services.inputs import template_image_inputs
 from generation.workflow import MAX_SEED
-from projects.models import Mode
+from projects.models import Mode, Project
 from projects.selectors import AnyUser, projects_visible_to
+from tower.core.forms import choice_queryset, model_choice
 from tower.core.limits import TEXT_MAX_LENGTH
 
 MAX_COUNT = 16
@@ -87,11 +90,20 @@ class GenerateForm(forms.Form):
     longer fits the chosen project is dropped instead of reported.
     """
 
-    project = forms.ModelChoiceField(queryset=None, empty_label="Choose a project")
-    character = forms.ModelChoiceField(queryset=None, required=False, empty_label="No character")
-    version = forms.ModelChoiceField(queryset=None, required=False, empty_label="Base design")
-    variation = forms.ModelChoiceField(queryset=None, required=False, empty_label="No variation")
-    template = forms.ModelChoiceField(queryset=None, empty_label="Choose a workflow")
+    project: forms.ModelChoiceField[Project] = forms.ModelChoiceField(queryset=None, empty_label="Choose a project")
+    character: forms.ModelChoiceField[Character] = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="No character"
+    )
+    version: forms.ModelChoiceField[CharacterVersion] = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="Base design"
+    )
+    variation: forms.ModelChoiceField[Variation] = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="No variation"
+    )
+    # The metaclass moves the field into base_fields; on an instance, ``template`` is the one picked.
+    template: WorkflowTemplate | None = forms.ModelChoiceField(  # type: ignore[assignment]  # see above
+        queryset=None, empty_label="Choose a workflow"
+    )
     mode = forms.ChoiceField(choices=Mode.choices, initial=Mode.DRAFT)
     seed = forms.IntegerField(
         required=False, min_value=0, max_value=MAX_SEED, help_text="empty: a random seed per image"
@@ -129,34 +141,37 @@ class GenerateForm(forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         fields = self.fields
-        fields["project"].queryset = projects_visible_to(user).order_by("name")
+        model_choice(self, "project").queryset = projects_visible_to(user).order_by("name")
         project_id = self._picked("project")
         characters = characters_visible_to(user).filter(project_id=project_id or -1)
-        fields["character"].queryset = characters.order_by("name")
+        model_choice(self, "character").queryset = characters.order_by("name")
         character_id = self._picked("character")
-        fields["version"].queryset = versions_visible_to(user).filter(character_id=character_id or -1)
-        fields["variation"].queryset = variations_visible_to(user).filter(character_id=character_id or -1)
-        fields["template"].queryset = (
+        model_choice(self, "version").queryset = versions_visible_to(user).filter(character_id=character_id or -1)
+        model_choice(self, "variation").queryset = variations_visible_to(user).filter(character_id=character_id or -1)
+        model_choice(self, "template").queryset = (
             templates_visible_to(user)
             .filter(Q(project__isnull=True) | Q(project_id=project_id or -1))
             .order_by("-weightless", "name")
         )
         if lenient and self.is_bound:
-            self.data = self.data.copy()
-            self.data.setdefault("count", "1")
-            self.data.setdefault("mode", Mode.DRAFT)
-            if not self.data.get("count"):
-                self.data["count"] = "1"
+            data = self._query()
+            data.setdefault("count", "1")
+            data.setdefault("mode", Mode.DRAFT)
+            if not data.get("count"):
+                data["count"] = "1"
             for name in DEPENDENT:
-                value = self.data.get(name)
-                if value and not (value.isdigit() and fields[name].queryset.filter(pk=value).exists()):
-                    self.data[name] = ""
+                value = data.get(name)
+                if value and not (value.isdigit() and choice_queryset(self, name).filter(pk=value).exists()):
+                    data[name] = ""
+            self.data = data
         self.backend_choices = backend_choices() if choices is None else choices
         project = (
-            fields["project"].queryset.filter(pk=project_id).select_related("style").first() if project_id else None
+            choice_queryset(self, "project").filter(pk=project_id).select_related("style").first()
+            if project_id
+            else None
         )
         template_id = self._picked("template")
-        self.template = fields["template"].queryset.filter(pk=template_id).first() if template_id else None
+        self.template = choice_queryset(self, "template").filter(pk=template_id).first() if template_id else None
         raw_mode = self.data.get("mode") if self.is_bound else self.initial.get("mode")
         self.preset_mode = raw_mode if raw_mode in Mode.values else Mode.DRAFT
         styled = project is not None and hasattr(project, "style")  # a project without a style has no defaults
@@ -167,7 +182,7 @@ class GenerateForm(forms.Form):
             self.initial.update({name: self.defaults[name] for name in CONTROLS})
         for name, key in NAMED_CONTROLS.items():
             fields[name] = self._named_field(name, key)
-            note = fields[name].help_text  # free text: why there is no list
+            note = str(fields[name].help_text)  # free text: why there is no list
             style_note = f"style: {self.defaults[name] or '—'}" if self.defaults else ""
             fields[name].help_text = "; ".join(part for part in (style_note, note) if part)
         for name in NUMBER_CONTROLS:
@@ -178,12 +193,18 @@ class GenerateForm(forms.Form):
                 regex=IMAGE_CHOICE, required=False, label=param.replace("_", " ").capitalize()
             )
 
+    def _query(self) -> QueryDict:
+        """A mutable copy of the submitted data (a lenient form is built from request.GET or POST)."""
+        if not isinstance(self.data, QueryDict):
+            raise TypeError("a lenient GenerateForm takes a QueryDict")
+        return self.data.copy()
+
     # --- per-job controls
 
     def _follow_defaults(self) -> None:
         """On a re-render (project or mode changed), a control still showing the default it was
         shown with takes the new default; one a person changed keeps its value."""
-        data = self.data
+        data = self._query()
         for name in CONTROLS:
             if name not in data or data.get(name) == data.get(f"shown_{name}"):
                 data[name] = _text(self.defaults[name])
@@ -191,6 +212,7 @@ class GenerateForm(forms.Form):
             rows = self.defaults["loras"]
             data.setlist("lora_name", [row["name"] for row in rows])
             data.setlist("lora_strength", [_text(row["strength"]) for row in rows])
+        self.data = data
 
     def _named_field(self, name: str, key: str) -> forms.Field:
         offered = self.backend_choices.get(key) or []
@@ -225,7 +247,7 @@ class GenerateForm(forms.Form):
     def lora_table(self) -> list[dict[str, Any]]:
         """The LoRA rows to render: as submitted, else the style's."""
         if self.is_bound:
-            rows = [{"name": n, "strength": s} for n, s in self._submitted_rows()]
+            rows: list[dict[str, Any]] = [{"name": n, "strength": s} for n, s in self._submitted_rows()]
         else:
             rows = [{"name": r["name"], "strength": _text(r["strength"])} for r in self.defaults.get("loras", [])]
         offered = self.backend_choices.get("loras") or []
@@ -319,30 +341,36 @@ def _choices(choices: list[tuple[str, str]], empty: str) -> list[tuple[str, str]
 
 
 class JobFilterForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=None, required=False, empty_label="All projects")
+    project: forms.ModelChoiceField[Project] = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="All projects"
+    )
     status = forms.ChoiceField(choices=_choices(JobStatus.choices, "Any status"), required=False)
     kind = forms.ChoiceField(choices=_choices(JobKind.choices, "Any kind"), required=False)
     batch = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, user: AnyUser, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = projects_visible_to(user).order_by("name")
+        model_choice(self, "project").queryset = projects_visible_to(user).order_by("name")
 
 
 class GalleryFilterForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=None, required=False, empty_label="All projects")
-    character = forms.ModelChoiceField(queryset=None, required=False, empty_label="All characters")
+    project: forms.ModelChoiceField[Project] = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="All projects"
+    )
+    character: forms.ModelChoiceField[Character] = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="All characters"
+    )
     kind = forms.ChoiceField(choices=_choices(AssetKind.choices, "Any kind"), required=False)
 
     def __init__(self, *args: Any, user: AnyUser, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = projects_visible_to(user).order_by("name")
+        model_choice(self, "project").queryset = projects_visible_to(user).order_by("name")
         characters = characters_visible_to(user).order_by("project__name", "name")
         project = self.data.get("project") if self.is_bound else None
         if project and str(project).isdigit():
             # project__pk, not project_id: a pk lookup copes with a number past the database's range.
             characters = characters.filter(project__pk=int(project))
-        self.fields["character"].queryset = characters
+        model_choice(self, "character").queryset = characters
 
 
 class BackendForm(forms.ModelForm):

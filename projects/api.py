@@ -19,6 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from projects import selectors, services
 from projects.models import (
@@ -32,6 +33,7 @@ from projects.models import (
     Scene,
 )
 from tower.core.api import AccessViewSetMixin, FilterSet, IntFilter, ModelSerializer, ParentIdField, parse_id
+from tower.core.users import signed_in
 
 
 def _as_drf_error(exc: DjangoValidationError, field: str) -> serializers.ValidationError:
@@ -230,7 +232,7 @@ class EpisodeSerializer(ModelSerializer):
 class SceneSerializer(ModelSerializer):
     episode = ParentIdField(source="episode_id")
     project = serializers.IntegerField(source="episode.project_id", read_only=True)
-    characters = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    characters: serializers.PrimaryKeyRelatedField[Any] = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
     class Meta:
         model = Scene
@@ -315,7 +317,7 @@ class ProjectViewSet(AccessViewSetMixin, viewsets.ModelViewSet):
     ordering_fields = ["name", "created_at", "updated_at"]
 
     def get_queryset(self) -> QuerySet[Project]:
-        user = self.request.user
+        user = self.request.user  # anonymous while drf-spectacular builds the schema
         mine = Membership.objects.filter(user_id=user.pk).only("project_id", "role")
         return selectors.projects_visible_to(user).prefetch_related(
             Prefetch("memberships", queryset=mine, to_attr="my_memberships")
@@ -326,13 +328,15 @@ class ProjectViewSet(AccessViewSetMixin, viewsets.ModelViewSet):
             return selectors.project_get_for_owner(user=self.request.user, pk=self.kwargs["pk"])
         return super().get_object()
 
-    def perform_create(self, serializer: ProjectSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Project]) -> None:
         data = serializer.validated_data
-        serializer.instance = services.project_create(owner=self.request.user, **data)
+        serializer.instance = services.project_create(owner=signed_in(self.request.user), **data)
 
-    def perform_update(self, serializer: ProjectSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Project]) -> None:
         data = serializer.validated_data
-        serializer.instance = services.project_update(project=serializer.instance, **data)
+        instance = serializer.instance
+        assert instance is not None  # an update's serializer holds its row
+        serializer.instance = services.project_update(project=instance, **data)
 
     def perform_destroy(self, instance: Project) -> None:
         services.project_delete(project=instance)
@@ -398,14 +402,16 @@ class EpisodeViewSet(AccessViewSetMixin, viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Episode]:
         return selectors.episodes_visible_to(self.request.user)
 
-    def perform_create(self, serializer: EpisodeSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Episode]) -> None:
         data = dict(serializer.validated_data)
         project = selectors.project_get_for_user(user=self.request.user, pk=data.pop("project_id"), write=True)
         serializer.instance = services.episode_create(project=project, **data)
 
-    def perform_update(self, serializer: EpisodeSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Episode]) -> None:
         data = self.changes(serializer, "project_id")
-        serializer.instance = services.episode_update(episode=serializer.instance, **data)
+        instance = serializer.instance
+        assert instance is not None  # an update's serializer holds its row
+        serializer.instance = services.episode_update(episode=instance, **data)
 
     def perform_destroy(self, instance: Episode) -> None:
         services.episode_delete(episode=instance)
@@ -421,14 +427,16 @@ class SceneViewSet(AccessViewSetMixin, viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Scene]:
         return selectors.scenes_visible_to(self.request.user).prefetch_related("characters")
 
-    def perform_create(self, serializer: SceneSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Scene]) -> None:
         data = dict(serializer.validated_data)
         episode = selectors.episode_get_for_user(user=self.request.user, pk=data.pop("episode_id"), write=True)
         serializer.instance = services.scene_create(episode=episode, **data)
 
-    def perform_update(self, serializer: SceneSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Scene]) -> None:
         data = self.changes(serializer, "episode_id")
-        serializer.instance = services.scene_update(scene=serializer.instance, **data)
+        instance = serializer.instance
+        assert instance is not None  # an update's serializer holds its row
+        serializer.instance = services.scene_update(scene=instance, **data)
 
     def perform_destroy(self, instance: Scene) -> None:
         services.scene_delete(scene=instance)

@@ -42,6 +42,7 @@ from quality.services.phases import phase_gate_evaluate
 from tower.core.api import parse_id
 from tower.core.parsers import JSONParser
 from tower.core.uploads import UploadError, image_header
+from tower.core.users import signed_in
 
 # --- Serializers ----------------------------------------------------------------------------
 
@@ -272,7 +273,7 @@ class QualityViewSet(viewsets.ViewSet):
         data = EvaluateRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        user = request.user
+        user = signed_in(request.user)
         asset = None
         if "asset" in values:
             asset = assets_visible_to(user).filter(pk=values["asset"]).first()
@@ -312,7 +313,7 @@ class QualityViewSet(viewsets.ViewSet):
     @action(detail=False, methods=["get"], url_path=r"evaluations/(?P<evaluation_pk>[0-9]+)")
     def evaluation(self, request: Request, evaluation_pk: str) -> Response:
         """The answer of an evaluation you asked for: as ``evaluate`` would have answered, or pending (202)."""
-        row = Evaluation.objects.filter(pk=parse_id(evaluation_pk), user=request.user).first()
+        row = Evaluation.objects.filter(pk=parse_id(evaluation_pk), user=signed_in(request.user)).first()
         if row is None:
             raise Http404("No such evaluation")
         return _answer(row)
@@ -385,10 +386,10 @@ class PhasesView(APIView):
         if request.query_params.get("project"):
             project = project_get_for_user(user=request.user, pk=parse_id(request.query_params["project"]))
         if request.query_params.get("character"):
-            character = characters_visible_to(request.user).filter(pk=parse_id(request.query_params["character"]))
+            candidates = characters_visible_to(request.user).filter(pk=parse_id(request.query_params["character"]))
             if project is not None:
-                character = character.filter(project=project)
-            character = character.first()
+                candidates = candidates.filter(project=project)
+            character = candidates.first()
             if character is None:
                 raise Http404("No such character")
             project = project or character.project

@@ -31,6 +31,7 @@ from quality.services.orchestration import (
     orchestration_start,
 )
 from tower.core.pages import page_login_required, paginate, querystring_without_page, render_page
+from tower.core.users import signed_in
 
 PHASE_TITLES = {1: "Character sheet", 2: "Animation loop", 3: "Video"}
 # Job events that change what a phase card shows (its outputs, its scores); progress does not.
@@ -66,7 +67,8 @@ def _verdict(gate: dict[str, Any]) -> str:
         return ""
     if gate.get("not_evaluated"):
         return "not evaluated"
-    return {True: "passed", False: "failed"}.get(gate.get("passed"), "not evaluated")
+    passed = gate.get("passed")
+    return "passed" if passed is True else "failed" if passed is False else "not evaluated"
 
 
 def _context(request_user: Any, orchestration: Orchestration) -> dict[str, Any]:
@@ -111,7 +113,7 @@ def orchestration_start_view(request: HttpRequest, pk: int) -> HttpResponse:
     templates = {key: request.POST[key].strip() for key in PHASE_KEYS.values() if request.POST.get(key, "").strip()}
     try:
         orchestration = orchestration_start(
-            user=request.user,
+            user=signed_in(request.user),
             project=character.project,
             character=character,
             prompt=request.POST.get("prompt", "")[:20_000],
@@ -135,7 +137,7 @@ def orchestration_action(request: HttpRequest, pk: int, action: str) -> HttpResp
         raise Http404("No such action")
     orchestration = orchestration_get_for_user(user=request.user, pk=pk, write=True)
     try:
-        ACTIONS[action](orchestration=orchestration, user=request.user)
+        ACTIONS[action](orchestration=orchestration, user=signed_in(request.user))
     except OrchestrationError as exc:
         messages.error(request, str(exc))
     else:
@@ -174,7 +176,8 @@ def orchestration_page_fragments(*, user: Any, event: dict[str, Any], orchestrat
         if event.get("orchestration") != orchestration_id:
             return ""
     elif kind in CARD_EVENTS:
-        if not Job.objects.filter(pk=event.get("job"), phase_runs__orchestration_id=orchestration_id).exists():
+        job_id = event.get("job")
+        if job_id is None or not Job.objects.filter(pk=job_id, phase_runs__orchestration_id=orchestration_id).exists():
             return ""
     else:
         return ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.db.models import QuerySet
 
 
 def model_choice(form: forms.BaseForm, name: str) -> forms.ModelChoiceField[Any]:
@@ -21,3 +22,11 @@ def choice(form: forms.BaseForm, name: str) -> forms.ChoiceField:
     if not isinstance(field, forms.ChoiceField):
         raise TypeError(f"{type(form).__name__}.{name} is a {type(field).__name__}, not a ChoiceField")
     return field
+
+
+def choice_queryset(form: forms.BaseForm, name: str) -> QuerySet[Any]:
+    """The rows ``form.fields[name]`` offers (set by the form for its user)."""
+    queryset = model_choice(form, name).queryset
+    if queryset is None:
+        raise TypeError(f"{type(form).__name__}.{name} has no queryset yet")
+    return queryset
