@@ -169,12 +169,12 @@ class AccessViewSetMixin:
 
     @property
     def is_write(self) -> bool:
-        return self.request.method not in permissions.SAFE_METHODS  # type: ignore[attr-defined]
+        return self.request.method not in permissions.SAFE_METHODS  # type: ignore[attr-defined]  # a mixin: the viewset has request
 
     def get_object(self) -> Any:
-        pk = self.kwargs[self.lookup_url_kwarg or self.lookup_field]  # type: ignore[attr-defined]
+        pk = self.kwargs[self.lookup_url_kwarg or self.lookup_field]  # type: ignore[attr-defined]  # a mixin: the viewset has these
         helper = type(self).access_helper
-        return helper(user=self.request.user, pk=pk, write=self.is_write)  # type: ignore[attr-defined]
+        return helper(user=self.request.user, pk=pk, write=self.is_write)  # type: ignore[attr-defined]  # a mixin: the viewset has request
 
     @staticmethod
     def changes(serializer: serializers.BaseSerializer[Any], parent: str) -> dict[str, Any]:
