@@ -41,7 +41,7 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
         if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
             return JsonResponse({"detail": "the request has too many fields or files"}, status=400)
         return JsonResponse({"detail": "bad request"}, status=400)
-    return defaults.bad_request(request, exception)  # type: ignore[arg-type]
+    return defaults.bad_request(request, exception)  # type: ignore[arg-type]  # Django passes None at times too
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -53,13 +53,13 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     except TemplateDoesNotExist:
         # Django's built-in 403 page drops the reason ("read-only access" is the useful part).
         return HttpResponseForbidden(format_html("<h1>403 Forbidden</h1><p>{}</p>", reason))
-    return defaults.permission_denied(request, exception)  # type: ignore[arg-type]
+    return defaults.permission_denied(request, exception)  # type: ignore[arg-type]  # Django passes None at times too
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if is_api(request):
         return JsonResponse({"detail": "Not found."}, status=404)
-    return defaults.page_not_found(request, exception)  # type: ignore[arg-type]
+    return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
