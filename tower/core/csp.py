@@ -46,7 +46,7 @@ class ContentSecurityPolicyMiddleware(MiddlewareMixin):
     """Sets the policy on every answer that has none (MiddlewareMixin: sync and async alike)."""
 
     def process_request(self, request: HttpRequest) -> None:
-        request.csp_nonce = secrets.token_urlsafe(16)  # type: ignore[attr-defined]
+        request.csp_nonce = secrets.token_urlsafe(16)  # type: ignore[attr-defined]  # read by the templates
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if HEADER not in response:
