@@ -107,7 +107,7 @@ def _detail_context(request: HttpRequest, character: Character, **forms: Any) ->
     learned = _learned_negatives(character)
     versions = list(character.versions.prefetch_related("references"))
     for version in versions:
-        version.state_form = VersionStateForm(  # type: ignore[attr-defined]
+        version.state_form = VersionStateForm(  # type: ignore[attr-defined]  # for the template
             initial={"age_state": version.age_state, "emotional_state": version.emotional_state},
             prefix=f"v{version.pk}",
         )

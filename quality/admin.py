@@ -16,6 +16,7 @@ from quality.models import Orchestration, PhaseGate, PhaseRun, QualityGate, Qual
 from quality.services.orchestration import ACTIVE, OrchestrationError, orchestration_cancel
 from quality.services.phases import phase_gate_override
 from tower.core.admin import ReadOnlyAdminMixin, admin_link, pretty_json
+from tower.core.users import signed_in
 
 
 class ScoreMarginFilter(admin.SimpleListFilter):
@@ -173,7 +174,7 @@ class PhaseGateAdmin(ProjectScopedAdmin):
             character=obj.character,
             is_open=form.cleaned_data["is_open"],
             reason=form.cleaned_data["override_reason"],
-            user=request.user,  # type: ignore[arg-type]
+            user=signed_in(request.user),
         )
 
 
@@ -257,7 +258,7 @@ class OrchestrationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
         done = 0
         for orchestration in queryset.filter(status__in=ACTIVE):
             try:
-                orchestration_cancel(orchestration=orchestration, user=request.user)  # type: ignore[arg-type]
+                orchestration_cancel(orchestration=orchestration, user=signed_in(request.user))
             except (OrchestrationError, PermissionDenied) as exc:
                 self.message_user(request, f"{orchestration}: {exc}", messages.WARNING)
             else:

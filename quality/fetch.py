@@ -310,7 +310,7 @@ class ScoringModels:
         """The model being downloaded now."""
         if not self.downloading:
             return None
-        return next((m for m in self.status.models if m.state == "downloading"), None)  # type: ignore[union-attr]
+        return next((m for m in self.status.models if m.state == "downloading"), None)  # type: ignore[union-attr]  # downloading implies a status
 
     @property
     def off_metrics(self) -> list[str]:

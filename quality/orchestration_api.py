@@ -110,8 +110,7 @@ class OrchestrationSerializer(serializers.ModelSerializer):
     @extend_schema_field(PhaseRunSerializer(many=True))
     def get_phases(self, orchestration: Orchestration) -> list[dict[str, Any]]:
         runs = sorted(orchestration.phase_runs.all(), key=lambda r: r.phase)
-        # many=True builds a ListSerializer, whose data is the list the stubs do not know of.
-        return PhaseRunSerializer([phase_run_summary(run) for run in runs], many=True).data  # type: ignore[return-value]
+        return PhaseRunSerializer([phase_run_summary(run) for run in runs], many=True).data  # type: ignore[return-value]  # many=True: a list
 
 
 class OrchestrationFilter(FilterSet):

@@ -85,7 +85,7 @@ def _body(scored: Scored, *, asset: Asset | None, character: Character | None) -
     results = []
     for r in scored.results:
         threshold = scored.thresholds.get(r.metric)
-        passed = None if threshold is None or not r.ok else r.value >= threshold  # type: ignore[operator]
+        passed = None if threshold is None or r.value is None or not r.ok else r.value >= threshold
         results.append(
             {
                 "metric": r.metric,

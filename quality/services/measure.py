@@ -121,9 +121,10 @@ def measure(
     spans: dict[Hashable, slice] = {}
     images: list[np.ndarray] = []
     for m in readable:
-        chosen = sample(m.frames) if m.animated else m.frames  # type: ignore[arg-type]
+        frames = m.frames or []  # readable: never empty
+        chosen = sample(frames) if m.animated else frames
         spans[m.key] = slice(len(images), len(images) + len(chosen))
-        images.extend(chosen)  # type: ignore[arg-type]
+        images.extend(chosen)
     # A sheet's panels join the similarity batch after the images (aesthetic does not see them).
     panels: dict[Hashable, slice | MetricResult] = {}
     panel_images: list[np.ndarray] = []
@@ -131,7 +132,7 @@ def measure(
         for m in readable:
             if m.sheet is not None and not m.animated:
                 try:
-                    cut = sheets.split_panels(m.frames[0], *m.sheet)  # type: ignore[index]
+                    cut = sheets.split_panels(m.frames[0], *m.sheet)  # type: ignore[index]  # readable media have frames
                 except MetricInputError as exc:
                     panels[m.key] = MetricResult.error(sheets.METRIC, str(exc))
                     continue
@@ -154,9 +155,9 @@ def measure(
             similarity = character_similarity(
                 images + panel_images,
                 embedded.references,
-                art_kind=character.project.art_kind,  # type: ignore[arg-type]
+                art_kind=character.project.art_kind,  # type: ignore[arg-type]  # a choices column holding ArtKind's values
                 models=models,
-                threshold=threshold,  # type: ignore[arg-type]
+                threshold=threshold,  # type: ignore[arg-type]  # set whenever there is a character
             )
 
     for m in readable:
@@ -167,7 +168,7 @@ def measure(
             if similarity is not None:
                 results.append(_combine("character_similarity", similarity[span]))
             try:
-                results.extend(temporal_metrics(m.frames, models=models, loop=loop).values())  # type: ignore[arg-type]
+                results.extend(temporal_metrics(m.frames, models=models, loop=loop).values())  # type: ignore[arg-type]  # readable media have frames
             except MetricInputError as exc:
                 results.append(MetricResult.error("temporal", str(exc)))
             by_metric = {r.metric: r for r in results}
@@ -178,12 +179,14 @@ def measure(
             results.append(aesthetic[span][0])
             if similarity is not None:
                 results.append(similarity[span][0])
-            results.append(MetricResult.scored("sharpness", sharpness(m.frames[0])))  # type: ignore[index]
-            cut = panels.get(m.key)
-            if isinstance(cut, MetricResult):
-                results.append(cut)
-            elif cut is not None and similarity is not None:
-                results.append(sheets.face_quality(similarity[cut], threshold=threshold))  # type: ignore[arg-type]
+            results.append(MetricResult.scored("sharpness", sharpness(m.frames[0])))  # type: ignore[index]  # readable media have frames
+            panel_span = panels.get(m.key)
+            if isinstance(panel_span, MetricResult):
+                results.append(panel_span)
+            elif panel_span is not None and similarity is not None:
+                results.append(
+                    sheets.face_quality(similarity[panel_span], threshold=threshold)  # type: ignore[arg-type]  # set with a character
+                )
         if character is not None:
             results.extend(_palette(m, character))
     return out

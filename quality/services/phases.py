@@ -113,7 +113,7 @@ def phase_gate_override(
     gate = _gate_row(project, phase, character)
     gate.is_open = is_open
     gate.override_reason = reason
-    gate.overridden_by = user  # type: ignore[assignment]
+    gate.overridden_by = user  # type: ignore[assignment]  # the services take AbstractBaseUser; the column is a User
     gate.full_clean(exclude=["project", "character", "overridden_by"], validate_unique=False)
     gate.save(update_fields=["is_open", "override_reason", "overridden_by"])
     _advance(project, gate)

@@ -76,7 +76,7 @@ def character_embed_references(
     with no face, or weights that are missing, are reported in ``problems``, never stored.
     """
     art_kind = character.project.art_kind
-    model_id = embedding_model_id(art_kind, models)  # type: ignore[arg-type]
+    model_id = embedding_model_id(art_kind, models)  # type: ignore[arg-type]  # a choices column holding ArtKind's values
     refs = reference_set(character, version)
     out = EmbeddedReferences(model_id=model_id, version_id=refs[0].version_id if refs else None)
     stored = {e.reference_id: e for e in ReferenceEmbedding.objects.filter(reference__in=refs, model_id=model_id)}
@@ -88,7 +88,7 @@ def character_embed_references(
             except (MetricInputError, OSError) as exc:
                 out.problems[ref.pk] = MetricResult.error("character_similarity", f"reference #{ref.pk}: {exc}")
                 continue
-            embedded = embed_reference(image, art_kind=art_kind, models=models)  # type: ignore[arg-type]
+            embedded = embed_reference(image, art_kind=art_kind, models=models)  # type: ignore[arg-type]  # a choices column holding ArtKind's values
             if isinstance(embedded, MetricResult):
                 out.problems[ref.pk] = embedded
                 if embedded.status is Status.UNAVAILABLE:

@@ -152,7 +152,7 @@ class CaptionChange:
     @classmethod
     def from_list(cls, row: Sequence[object]) -> CaptionChange:
         image_id, before, after, source = row
-        return cls(int(image_id), str(before), str(after), str(source))  # type: ignore[call-overload]
+        return cls(int(image_id), str(before), str(after), str(source))  # type: ignore[call-overload]  # a stored row: the id is an int
 
 
 def dataset_image_caption_set(*, image: DatasetImage, caption: str) -> DatasetImage:

@@ -188,7 +188,7 @@ class Classifier:
             return Classification(None, 0.0, "", f"{why}; embedding fallback: {self._reference_problem}")
         try:
             image = load_frames(data, max_frames=1)[0]
-            faces = embed_faces(image, art_kind=self.project.art_kind, models=common.metric_models())  # type: ignore[arg-type]
+            faces = embed_faces(image, art_kind=self.project.art_kind, models=common.metric_models())  # type: ignore[arg-type]  # a choices column holding ArtKind's values
         except MetricInputError as exc:
             return Classification(None, 0.0, "", f"{why}; the image cannot be read: {exc}")
         except WeightsMissing as exc:
@@ -228,7 +228,7 @@ def _confidence(value: Any) -> float:
 def _missing_weights(art_kind: str, models: MetricModels) -> str:
     """Which embedding model this art kind needs and is not on disk, with the command that fetches it."""
     try:
-        model_id = embedding_model_id(art_kind, models)  # type: ignore[arg-type]
+        model_id = embedding_model_id(art_kind, models)  # type: ignore[arg-type]  # a choices column holding ArtKind's values
     except MetricInputError as exc:
         return str(exc)
     status = weights.model_status(model_id, models.root, verify=False)

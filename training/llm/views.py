@@ -54,8 +54,8 @@ def _errors(exc: ValidationError) -> str:
 
 
 def _row(image: DatasetImage, character: Character) -> DatasetImage:
-    image.training_text = caption_with_trigger(image.caption, character.trigger_word)  # type: ignore[attr-defined]
-    image.disagrees = (  # type: ignore[attr-defined]
+    image.training_text = caption_with_trigger(image.caption, character.trigger_word)  # type: ignore[attr-defined]  # for the template
+    image.disagrees = (  # type: ignore[attr-defined]  # for the template
         image.classified_character_id is not None and image.classified_character_id != image.character_id
     )
     return image

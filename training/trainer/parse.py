@@ -68,7 +68,7 @@ def parse_line(line: str) -> LineUpdate:
             loss = float(lm["loss"])
             if math.isfinite(loss):
                 values["loss"] = loss
-    return LineUpdate(**values)  # type: ignore[arg-type]
+    return LineUpdate(**values)  # type: ignore[arg-type]  # each key parsed above with its field's type
 
 
 def append_loss(history: list[list[float]], step: int, loss: float, *, limit: int = LOSS_HISTORY_LIMIT) -> None:
