@@ -8,6 +8,14 @@ from collections.abc import Iterable
 from django.core.files.storage import Storage
 from django.db import models, router, transaction
 from django.db.models.deletion import Collector
+from django.db.models.fields.files import FieldFile
+
+
+def stored_name(file: FieldFile) -> str:
+    """The storage name of a file a row holds; a row without one is a bug, not a case to handle."""
+    if not file.name:
+        raise ValueError(f"{file.instance!r} has no stored {file.field.name}")
+    return file.name
 
 
 def files_of_cascade(objs: Iterable[models.Model]) -> list[tuple[Storage, str]]:
