@@ -126,7 +126,7 @@ if DATABASE_URL:
 else:
     _db = {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "tower.sqlite3",
+        "NAME": str(VAR_DIR / "tower.sqlite3"),
     }
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Tests share the database between threads (the engine's async code, live servers); an
