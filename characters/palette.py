@@ -70,6 +70,8 @@ def extract_palette(data: bytes, *, colors: int = 6) -> list[str]:
     counts = sorted(quantized.getcolors() or [], reverse=True)
     result = []
     for _count, index in counts:
+        if not isinstance(index, int):  # a "P" image's colours are palette indexes: always int
+            continue
         r, g, b = palette[index * 3 : index * 3 + 3]
         hex_colour = f"#{r:02x}{g:02x}{b:02x}"
         if hex_colour not in result:

@@ -73,7 +73,9 @@ _WEIGHT = re.compile(r"^[(\[{]+(.*?)(?::[\d.]+)?[)\]}]+$")
 
 def split_tags(text: str) -> list[str]:
     """Split on commas outside brackets, so ``(red hair, blue eyes:1.2)`` stays one tag."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    depth = 0
+    current: list[str] = []
     for char in text or "":
         if char in "([{<":
             depth += 1
