@@ -8,7 +8,7 @@ heavy, so the gallery plays the output itself only while the pointer is over its
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
+from typing import IO
 
 from PIL import Image
 
@@ -34,11 +34,11 @@ def _save(frame: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def _stream(source: bytes | BinaryIO) -> BinaryIO:
+def _stream(source: bytes | IO[bytes]) -> IO[bytes]:
     return io.BytesIO(source) if isinstance(source, bytes) else source
 
 
-def image_thumbnail(source: bytes | BinaryIO, *, size: int = DEFAULT_SIZE) -> bytes:
+def image_thumbnail(source: bytes | IO[bytes], *, size: int = DEFAULT_SIZE) -> bytes:
     """A still WebP of an image; of an animated one, its first frame (Pillow opens on frame 0)."""
     try:
         with Image.open(_stream(source)) as image:
@@ -48,12 +48,12 @@ def image_thumbnail(source: bytes | BinaryIO, *, size: int = DEFAULT_SIZE) -> by
         raise ThumbnailError(f"not a readable image ({exc.__class__.__name__})") from None
 
 
-def video_thumbnail(source: bytes | BinaryIO, *, size: int = DEFAULT_SIZE) -> bytes:
+def video_thumbnail(source: bytes | IO[bytes], *, size: int = DEFAULT_SIZE) -> bytes:
     """A still WebP of a video's first decoded frame (only the start of the file is read)."""
     import av  # imported here: a still-image gallery never pays for it
 
     try:
-        with av.open(_stream(source)) as container:
+        with av.open(_stream(source), mode="r") as container:
             stream = container.streams.video[0]
             first = next(iter(container.decode(stream)), None)
             image = first.to_image() if first is not None else None
@@ -64,7 +64,7 @@ def video_thumbnail(source: bytes | BinaryIO, *, size: int = DEFAULT_SIZE) -> by
     return _save(_fit(image, size))
 
 
-def make_thumbnail(source: bytes | BinaryIO, *, mime: str, size: int = DEFAULT_SIZE) -> bytes:
+def make_thumbnail(source: bytes | IO[bytes], *, mime: str, size: int = DEFAULT_SIZE) -> bytes:
     """A still WebP thumbnail of the image or video in ``source`` (bytes or a seekable binary file)."""
     if mime.startswith("video/"):
         return video_thumbnail(source, size=size)

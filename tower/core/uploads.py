@@ -12,7 +12,7 @@ import io
 import uuid
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -83,7 +83,7 @@ def image_header(data: bytes, *, max_pixels: int, max_total_pixels: int) -> Imag
     return ImageHeader(format=fmt, width=width, height=height, frames=frames)
 
 
-def check_image(stream: BinaryIO, *, max_bytes: int, max_pixels: int) -> CheckedImage:
+def check_image(stream: IO[bytes], *, max_bytes: int, max_pixels: int) -> CheckedImage:
     """Read at most ``max_bytes`` + 1 bytes and prove they are a whole, sane PNG/JPEG/WebP.
 
     ``max_pixels`` bounds a still image and, for an animated PNG or WebP, all its frames together:
