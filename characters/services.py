@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -24,6 +24,7 @@ from characters.selectors import palette_suggestion
 from projects.models import Project
 from projects.services import unique_slug
 from tower.core.errors import DomainError
+from tower.core.files import delete_files_after_commit, stored_name
 from tower.core.thumbnails import thumb_name
 from tower.core.uploads import UploadError, check_image
 
@@ -177,7 +178,7 @@ def character_set_attributes(*, character: Character, attributes: Any) -> list[C
             if attribute is None:
                 raise ValidationError({"attributes": f"attribute {row['id']} is not one of {character}'s"})
         else:
-            attribute = by_type.get(fields.get("type")) or CharacterAttribute(character=character)
+            attribute = by_type.get(fields.get("type", "")) or CharacterAttribute(character=character)
         plan.append((attribute, fields))
     kept = {attribute.pk for attribute, _ in plan if attribute.pk}
     # Deleted first, so a type freed by one row can be taken by another in the same change.
@@ -207,7 +208,7 @@ def _reference_scope(*, character_id: int, version_id: int | None) -> QuerySet[R
 def character_add_reference(
     *,
     character: Character,
-    upload: BinaryIO,
+    upload: IO[bytes],
     original_name: str = "",
     primary: bool | None = None,
     note: str = "",
@@ -290,7 +291,7 @@ def reference_delete(*, reference: ReferenceImage) -> None:
     # The caller's instance may be stale (another reference was made primary meanwhile).
     was_primary = ReferenceImage.objects.filter(pk=reference.pk, is_primary=True).exists()
     scope = _reference_scope(character_id=character_id, version_id=reference.version_id)
-    storage, name = reference.image.storage, reference.image.name
+    storage, name = reference.image.storage, stored_name(reference.image)
     reference.delete()
     if was_primary:
         successor = scope.order_by("created_at", "pk").first()
@@ -298,7 +299,7 @@ def reference_delete(*, reference: ReferenceImage) -> None:
             successor.is_primary = True
             successor.save(update_fields=["is_primary"])
     # The admin's thumbnail (tower.core.thumbnails) goes with the image.
-    transaction.on_commit(lambda: [storage.delete(n) for n in (name, thumb_name(name))])
+    delete_files_after_commit([(storage, name), (storage, thumb_name(name))])
 
 
 VERSION_FIELDS = frozenset(
@@ -355,10 +356,10 @@ def character_delete(*, character: Character) -> None:
     files = [
         (ref.image.storage, name)
         for ref in ReferenceImage.objects.filter(character=character).only("image")
-        for name in (ref.image.name, thumb_name(ref.image.name))
+        for name in (stored_name(ref.image), thumb_name(stored_name(ref.image)))
     ]
     character.delete()
-    transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
+    delete_files_after_commit(files)
 
 
 @transaction.atomic
@@ -388,10 +389,10 @@ def version_delete(*, version: CharacterVersion) -> None:
     files = [
         (ref.image.storage, name)
         for ref in ReferenceImage.objects.filter(version=version).only("image")
-        for name in (ref.image.name, thumb_name(ref.image.name))
+        for name in (stored_name(ref.image), thumb_name(stored_name(ref.image)))
     ]
     version.delete()
-    transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
+    delete_files_after_commit(files)
 
 
 @transaction.atomic
