@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 
@@ -288,14 +288,14 @@ TOKYO = DemoProject(
 DEMO_PROJECTS: tuple[DemoProject, ...] = (CYBERPUNK, TOKYO)
 
 
-def demo_project_of(*, owner: AbstractBaseUser, demo: DemoProject) -> Project | None:
+def demo_project_of(*, owner: User, demo: DemoProject) -> Project | None:
     """The owner's copy of an example project, if there is one (by slug, or by name if re-slugged)."""
     same_slug = rf"^{re.escape(demo.slug)}(-[0-9]+)?$"
     mine = Project.objects.filter(owner=owner)
     return mine.filter(Q(slug__regex=same_slug) | Q(name=demo.name)).order_by("pk").first()
 
 
-def demo_projects_seed(*, owner: AbstractBaseUser) -> list[DemoOutcome]:
+def demo_projects_seed(*, owner: User) -> list[DemoOutcome]:
     """Create the example projects the owner does not have yet; keep the ones they have."""
     outcomes = []
     for demo in DEMO_PROJECTS:
@@ -331,7 +331,7 @@ def _draw(spec: DemoCharacter) -> list[tuple[str, bytes, str]]:
 
 def _create(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     demo: DemoProject,
     images: list[tuple[str, bytes, str]],
     stored: list[tuple[Any, str]],

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
@@ -228,7 +228,7 @@ def _validate_project_fields(fields: dict[str, Any]) -> None:
 
 
 @transaction.atomic
-def project_create(*, owner: AbstractBaseUser, name: str, **fields: Any) -> Project:
+def project_create(*, owner: User, name: str, **fields: Any) -> Project:
     unknown = set(fields) - PROJECT_FIELDS
     if unknown:
         raise ProjectError(f"unknown project fields: {', '.join(sorted(unknown))}")

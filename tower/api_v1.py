@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
@@ -23,7 +23,7 @@ from tower.models import ApiToken, hash_token, new_raw_token
 
 
 @transaction.atomic
-def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
     """A new token for ``user`` and its raw key; only the key's SHA-256 is stored."""
     name = name.strip()
     if ApiToken.objects.filter(user=user, name=name).exists():

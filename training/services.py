@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -67,7 +67,7 @@ def validate_rejection(*, categories: list[str], note: str = "") -> list[str]:
 
 
 @transaction.atomic
-def dataset_images_approve(*, image_ids: Iterable[int], reviewer: AbstractBaseUser | None) -> int:
+def dataset_images_approve(*, image_ids: Iterable[int], reviewer: User | None) -> int:
     """Approve; an earlier rejection is withdrawn (its learned terms taken back). Approval teaches nothing."""
     rows = _review_rows(image_ids)
     _withdraw_feedback(rows)
@@ -82,7 +82,7 @@ def dataset_images_approve(*, image_ids: Iterable[int], reviewer: AbstractBaseUs
 
 @transaction.atomic
 def dataset_images_reject(
-    *, image_ids: Iterable[int], categories: list[str], reviewer: AbstractBaseUser | None, note: str = ""
+    *, image_ids: Iterable[int], categories: list[str], reviewer: User | None, note: str = ""
 ) -> int:
     """Reject with categories; each image adds its categories' terms (weight 1 each) to its
     character's learned negatives. Re-rejecting an image replaces what its earlier rejection taught."""
@@ -149,7 +149,7 @@ def review_state(image: DatasetImage) -> dict[str, Any]:
     }
 
 
-def dataset_image_add_from_asset(*, asset: Asset, character: Character, user: AbstractBaseUser | None) -> DatasetImage:
+def dataset_image_add_from_asset(*, asset: Asset, character: Character, user: User | None) -> DatasetImage:
     """Put one of Tower's own outputs into a character's dataset, pending review.
 
     The file is copied (the dataset must outlive the output) and checked by content like any

@@ -9,10 +9,10 @@ reproducible: the name says which bytes it held.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
@@ -72,7 +72,7 @@ def upload_name(source: ImageSource) -> str:
 
 
 def input_image_create(
-    *, project: Project, user: AbstractBaseUser | None, upload: BinaryIO, original_name: str = ""
+    *, project: Project, user: User | None, upload: IO[bytes], original_name: str = ""
 ) -> tuple[InputImage, bool]:
     """Store an uploaded image as an input of ``project``; (the row, whether it is new).
 

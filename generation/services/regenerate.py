@@ -8,7 +8,7 @@ job it replaces.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from generation.models import Job
@@ -17,7 +17,7 @@ from generation.workflow import PARAMETERS, WorkflowError, apply, draw_seed
 
 
 @transaction.atomic
-def job_regenerate(*, job: Job, seed: int | None = None, user: AbstractBaseUser | None = None, reason: str = "") -> Job:
+def job_regenerate(*, job: Job, seed: int | None = None, user: User | None = None, reason: str = "") -> Job:
     """Queue a copy of ``job`` with a new seed (drawn unless given; never the job's own seed).
 
     Raises :class:`JobError` when the job has no template any more or its template cannot take

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Q
 from django.http import Http404
 
@@ -51,7 +51,7 @@ def image_spec_problem(param: Any, spec: Any) -> str | None:
     return None
 
 
-def _image_source(user: AbstractBaseUser, project: Project, param: str, spec: Any) -> ImageSource:
+def _image_source(user: User, project: Project, param: str, spec: Any) -> ImageSource:
     problem = image_spec_problem(param, spec)
     if problem:
         raise JobError(problem)
@@ -72,7 +72,7 @@ def _image_source(user: AbstractBaseUser, project: Project, param: str, spec: An
     return image_source_from(obj)
 
 
-def _images(user: AbstractBaseUser, project: Project, data: dict[str, Any]) -> dict[str, ImageSource]:
+def _images(user: User, project: Project, data: dict[str, Any]) -> dict[str, ImageSource]:
     """The request's image inputs; ``init_asset`` / ``init_reference`` are short for ``images.init_image``."""
     given = data.get("images") or {}
     if not isinstance(given, dict):
@@ -87,7 +87,7 @@ def _images(user: AbstractBaseUser, project: Project, data: dict[str, Any]) -> d
     return {param: _image_source(user, project, param, spec) for param, spec in specs.items()}
 
 
-def submit_request(*, user: AbstractBaseUser, data: dict[str, Any]) -> list[Job]:
+def submit_request(*, user: User, data: dict[str, Any]) -> list[Job]:
     project = project_get_for_user(user=user, pk=data["project"], write=True)
     ref = str(data["template"])
     templates = templates_visible_to(user).filter(Q(project__isnull=True) | Q(project=project))

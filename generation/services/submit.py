@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.module_loading import import_string
 
@@ -160,7 +160,7 @@ def announce_jobs_created(job_ids: list[int]) -> None:
 
 def jobs_create(
     *,
-    user: AbstractBaseUser | None,
+    user: User | None,
     project: Project,
     template: WorkflowTemplate,
     mode: str = "draft",
@@ -370,7 +370,7 @@ def jobs_create(
 def job_copy(
     *,
     job: Job,
-    user: AbstractBaseUser | None,
+    user: User | None,
     graph: dict[str, Any] | None = None,
     seed: int | None = None,
     **links: Any,
@@ -439,7 +439,7 @@ def job_retry_check(*, job: Job) -> RetryCheck:
 
 
 @transaction.atomic
-def job_retry(*, job: Job, user: AbstractBaseUser | None) -> Job:
+def job_retry(*, job: Job, user: User | None) -> Job:
     """A new job with the same graph and seed, for a job that failed or was cancelled.
 
     Refused (JobError with the reason) when :func:`job_retry_check` says it would fail the same way.
@@ -451,7 +451,7 @@ def job_retry(*, job: Job, user: AbstractBaseUser | None) -> Job:
 
 
 @transaction.atomic
-def job_reproduce(*, job: Job, user: AbstractBaseUser | None) -> Job:
+def job_reproduce(*, job: Job, user: User | None) -> Job:
     """Run the exact stored graph and seed again; on completion the outputs' sha256 are compared."""
     if job.status != JobStatus.SUCCEEDED:
         raise JobError("only a succeeded job can be reproduced")
@@ -461,7 +461,7 @@ def job_reproduce(*, job: Job, user: AbstractBaseUser | None) -> Job:
 
 
 @transaction.atomic
-def job_cancel(*, job: Job, user: AbstractBaseUser | None) -> Job:
+def job_cancel(*, job: Job, user: User | None) -> Job:
     """Queued: cancelled at once. On a backend: cancelled, then removed from its queue or interrupted."""
     # Re-read under the row lock: the engine may have moved it (submitted → running) meanwhile.
     job = Job.objects.select_for_update().get(pk=job.pk)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -71,7 +71,7 @@ def template_import(
     name: str,
     graph_json: str | bytes | dict[str, Any],
     kind: str,
-    user: AbstractBaseUser | None,
+    user: User | None,
     bindings: dict[str, Any] | None = None,
     description: str = "",
     follows_style: list[str] | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -51,7 +51,7 @@ def _store(data: bytes, sha256: str) -> None:
 
 def evaluation_request(
     *,
-    user: AbstractBaseUser,
+    user: User,
     project: Project,
     character: Character | None,
     asset: Asset | None = None,

@@ -6,7 +6,7 @@ import io
 import logging
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from PIL import Image as PILImage
 
 from generation.models import Asset, InputImage, JobKind
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def handoff_image(
-    *, project: Project, user: AbstractBaseUser | None, phase: int, asset: Asset
+    *, project: Project, user: User | None, phase: int, asset: Asset
 ) -> tuple[InputImage | None, dict[str, Any]]:
     """The part of ``asset`` the next phase starts from, stored as an input image of the project.
 

@@ -59,7 +59,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -131,7 +131,7 @@ def phase_templates(*, project: Project, templates: Mapping[str, Any] | None) ->
 @transaction.atomic
 def orchestration_start(
     *,
-    user: AbstractBaseUser | None,
+    user: User | None,
     project: Project,
     character: Character,
     prompt: str = "",
@@ -171,7 +171,7 @@ def orchestration_start(
 
 
 @transaction.atomic
-def orchestration_advance(*, orchestration: Orchestration, user: AbstractBaseUser) -> Orchestration:
+def orchestration_advance(*, orchestration: Orchestration, user: User) -> Orchestration:
     """Approve the next phase of an orchestration that waits for it (editors only)."""
     locked = _lock(orchestration.pk)
     _check_may_write(locked.project, user)
@@ -186,7 +186,7 @@ def orchestration_advance(*, orchestration: Orchestration, user: AbstractBaseUse
 
 
 @transaction.atomic
-def orchestration_cancel(*, orchestration: Orchestration, user: AbstractBaseUser) -> Orchestration:
+def orchestration_cancel(*, orchestration: Orchestration, user: User) -> Orchestration:
     """Stop an orchestration: its open phase runs are cancelled and their queued or running jobs too."""
     from generation.services.submit import job_cancel
 
@@ -278,7 +278,7 @@ def orchestration_step(*, orchestration_id: int, job_id: int | None = None) -> s
 # --- The engine's steps (called holding the orchestration's row lock) ---------------------------
 
 
-def _check_may_write(project: Project, user: AbstractBaseUser) -> None:
+def _check_may_write(project: Project, user: User) -> None:
     """Editors and owners of the project; superusers too (the admin shows them every project)."""
     if not (getattr(user, "is_superuser", False) or project_user_can_write(project=project, user=user)):
         from django.core.exceptions import PermissionDenied

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -100,7 +100,7 @@ def phase_gate_override(
     phase: int,
     is_open: bool,
     reason: str,
-    user: AbstractBaseUser,
+    user: User,
     character: Character | None = None,
 ) -> PhaseGate:
     """Open or close a gate by hand; only staff, and only with a reason (which is recorded)."""
@@ -113,7 +113,7 @@ def phase_gate_override(
     gate = _gate_row(project, phase, character)
     gate.is_open = is_open
     gate.override_reason = reason
-    gate.overridden_by = user  # type: ignore[assignment]  # the services take AbstractBaseUser; the column is a User
+    gate.overridden_by = user
     gate.full_clean(exclude=["project", "character", "overridden_by"], validate_unique=False)
     gate.save(update_fields=["is_open", "override_reason", "overridden_by"])
     _advance(project, gate)

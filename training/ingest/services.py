@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -66,7 +66,7 @@ def _safe_label(name: str) -> str:
 def ingest_batch_start(
     *,
     project: Project,
-    user: AbstractBaseUser | None,
+    user: User | None,
     character: Character | None = None,
     uploads: Sequence[UploadedFile] = (),
     url: str = "",
@@ -347,7 +347,7 @@ def _link_origin(project: Project) -> Any:
 
 
 @transaction.atomic
-def held_image_add(*, held: HeldImage, character: Character, user: AbstractBaseUser | None) -> DatasetImage:
+def held_image_add(*, held: HeldImage, character: Character, user: User | None) -> DatasetImage:
     """Put an image kept aside by ingestion into ``character``'s dataset, from the stored file.
 
     An unassigned image is assigned by hand; a near-duplicate is kept anyway. The held row goes, and

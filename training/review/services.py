@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -23,7 +23,7 @@ _INIT_NAME = re.compile(r"tower-(?P<sha>[0-9a-f]{24})\.(?P<ext>[a-z0-9]+)")
 
 
 @transaction.atomic
-def dataset_image_promote(*, image: DatasetImage, reviewer: AbstractBaseUser | None) -> ReferenceImage:
+def dataset_image_promote(*, image: DatasetImage, reviewer: User | None) -> ReferenceImage:
     """Make an approved (or pending: it is approved first) image a reference of its character.
 
     The reference is a copy checked by content (``character_add_reference``); the same image twice
@@ -116,7 +116,7 @@ def regeneration_of(image: DatasetImage) -> Job | None:
 
 
 @transaction.atomic
-def dataset_image_regenerate(*, image: DatasetImage, user: AbstractBaseUser | None) -> Job:
+def dataset_image_regenerate(*, image: DatasetImage, user: User | None) -> Job:
     """Queue the rejected image's job again, with the prompt resolved afresh (so the character's new
     learned negatives apply) and a new seed; the new job's ``parent`` is the origin job.
 

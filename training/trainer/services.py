@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -88,7 +88,7 @@ def trainer_unavailable_reason() -> str:
     )
 
 
-def training_job_create(*, character: Character, user: AbstractBaseUser | None, options: dict[str, Any]) -> TrainingJob:
+def training_job_create(*, character: Character, user: User | None, options: dict[str, Any]) -> TrainingJob:
     """Queue a LoRA training of ``character`` on its approved images; the caller checked write access.
 
     ``options``: ``trigger_word`` (default: the character's), ``class_word``, ``repeats``,

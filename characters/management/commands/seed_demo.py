@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from characters.demo import demo_projects_seed
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Owner: {owner.get_username()}.")
 
 
-def _owner(username: str | None) -> AbstractBaseUser:
+def _owner(username: str | None) -> User:
     users = get_user_model()._default_manager
     if username:
         user = users.filter(**{get_user_model().USERNAME_FIELD: username}).first()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import CommandError
 from django.db.models import Q, QuerySet
@@ -56,7 +56,7 @@ def project_by_ref(ref: str) -> Project:
     return found[0]
 
 
-def user_named(username: str | None, project: Project) -> AbstractBaseUser:
+def user_named(username: str | None, project: Project) -> User:
     if username is None:
         return project.owner
     user = get_user_model().objects.filter(username=username).first()
@@ -65,7 +65,7 @@ def user_named(username: str | None, project: Project) -> AbstractBaseUser:
     return user
 
 
-def check_access(user: AbstractBaseUser, project: Project) -> None:
+def check_access(user: User, project: Project) -> None:
     try:
         project_get_for_user(user=user, pk=project.pk, write=True)
     except Http404:
@@ -77,7 +77,7 @@ def check_access(user: AbstractBaseUser, project: Project) -> None:
         ) from None
 
 
-def character_parts(user: AbstractBaseUser, project: Project, options: dict[str, Any]) -> dict[str, int]:
+def character_parts(user: User, project: Project, options: dict[str, Any]) -> dict[str, int]:
     parts: dict[str, int] = {}
     character = None
     if options["character"]:
@@ -106,7 +106,7 @@ def character_parts(user: AbstractBaseUser, project: Project, options: dict[str,
     return parts
 
 
-def _template(user: AbstractBaseUser, project: Project, ref: str) -> WorkflowTemplate:
+def _template(user: User, project: Project, ref: str) -> WorkflowTemplate:
     templates = templates_visible_to(user).filter(Q(project__isnull=True) | Q(project=project)).order_by("project")
     found = _by_id_or_slug(templates, ref)
     if not found:
@@ -115,7 +115,7 @@ def _template(user: AbstractBaseUser, project: Project, ref: str) -> WorkflowTem
 
 
 def image_parts(
-    user: AbstractBaseUser, project: Project, options: dict[str, Any], data: dict[str, Any]
+    user: User, project: Project, options: dict[str, Any], data: dict[str, Any]
 ) -> dict[str, dict[str, int]]:
     """``images`` of the request from --reference, --init-asset and --image (files stored first)."""
     if not (options["reference"] or options["init_asset"] is not None or options["images"]):
@@ -160,7 +160,7 @@ def image_parts(
     return images
 
 
-def _reference(user: AbstractBaseUser, project: Project, ref: str, data: dict[str, Any]) -> int:
+def _reference(user: User, project: Project, ref: str, data: dict[str, Any]) -> int:
     if ref != PRIMARY:
         if not ref.isdigit():
             raise CommandError(f"--reference {ref}: give a reference image's id, or no value for the primary one")
@@ -177,7 +177,7 @@ def _reference(user: AbstractBaseUser, project: Project, ref: str, data: dict[st
     return reference.pk
 
 
-def _store_image(user: AbstractBaseUser, project: Project, path: Path, *, flag: str) -> int:
+def _store_image(user: User, project: Project, path: Path, *, flag: str) -> int:
     if not path.is_file():
         raise CommandError(f"{flag}: no such file")
     try:
@@ -190,7 +190,7 @@ def _store_image(user: AbstractBaseUser, project: Project, path: Path, *, flag: 
     return image.pk
 
 
-def no_template_message(user: AbstractBaseUser, project: Project, ref: str) -> str:
+def no_template_message(user: User, project: Project, ref: str) -> str:
     slugs = list(
         templates_visible_to(user)
         .filter(Q(project__isnull=True) | Q(project=project))

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.http import Http404
@@ -158,7 +158,7 @@ class Command(BaseCommand):
         if not succeeded:
             sys.exit(1)
 
-    def _interrupted(self, ids: list[int], user: AbstractBaseUser, *, ask: bool) -> None:
+    def _interrupted(self, ids: list[int], user: User, *, ask: bool) -> None:
         unfinished = list(Job.objects.filter(pk__in=ids).exclude(status__in=TERMINAL_STATUSES).order_by("pk"))
         if not unfinished:
             return
