@@ -6,6 +6,8 @@ the bottom of the app order (nothing below it may be imported from there).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
@@ -19,15 +21,17 @@ from generation.choices import backend_choices
 from generation.models import JobKind, JobStatus
 from generation.selectors import jobs_visible_to, templates_visible_to
 from projects.forms import ProjectForm, StoryBibleForm, StyleForm
+from projects.models import Project
 from projects.selectors import project_get_for_user, project_user_can_write, projects_visible_to
 from projects.services import ProjectError, project_create, project_update, style_update
-from tower.core.pages import form_add_service_errors, page_login_required, paginate, render_page
+from tower.core.pages import HtmxHttpRequest, form_add_service_errors, page_login_required, paginate, render_page
+from tower.core.users import signed_in
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.SCORING)
 PHASE_TEMPLATE_KINDS = {"sheet": JobKind.CHARACTER_SHEET, "loop": JobKind.LOOP, "video": JobKind.VIDEO}
 
 
-def _phase_template_choices(request: HttpRequest, project=None) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+def _phase_template_choices(request: HttpRequest, project: Project | None = None) -> dict[str, list[str]]:
     """Per phase, the slugs of the templates of its kind the project can use (its own and the shared)."""
     scope = Q(project__isnull=True) | Q(project=project) if project is not None else Q(project__isnull=True)
     rows = templates_visible_to(request.user).filter(scope, kind__in=PHASE_TEMPLATE_KINDS.values())
@@ -56,7 +60,7 @@ def project_create_view(request: HttpRequest) -> HttpResponse:
     form = ProjectForm(request.POST or None, template_choices=_phase_template_choices(request))
     if request.method == "POST" and form.is_valid():
         try:
-            project = project_create(owner=request.user, **form.cleaned_data)
+            project = project_create(owner=signed_in(request.user), **form.cleaned_data)
         except (ValidationError, ProjectError) as exc:
             form_add_service_errors(form, exc)
         else:
@@ -66,7 +70,7 @@ def project_create_view(request: HttpRequest) -> HttpResponse:
     return render_page(request, "projects/create.html", None, {"section": "projects", "form": form}, status=status)
 
 
-def _detail_context(request: HttpRequest, project, **forms) -> dict:  # type: ignore[no-untyped-def]
+def _detail_context(request: HttpRequest, project: Project, **forms: Any) -> dict[str, Any]:
     return {
         "section": "projects",
         "project": project,
@@ -103,7 +107,7 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @page_login_required
 @require_POST
-def project_style(request: HttpRequest, pk: int) -> HttpResponse:
+def project_style(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, pk=pk, write=True)
     form = StyleForm(request.POST, instance=project.style, offered=backend_choices())
     if form.is_valid():
@@ -127,7 +131,7 @@ def project_style(request: HttpRequest, pk: int) -> HttpResponse:
 
 @page_login_required
 @require_POST
-def project_bible(request: HttpRequest, pk: int) -> HttpResponse:
+def project_bible(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, pk=pk, write=True)
     form = StoryBibleForm(request.POST)
     if form.is_valid():
@@ -150,7 +154,7 @@ def project_bible(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def project_examples_create(request: HttpRequest) -> HttpResponse:
     """The dashboard's "Create the example projects": seeded for, and owned by, the signed-in user."""
-    outcomes = demo_projects_seed(owner=request.user)
+    outcomes = demo_projects_seed(owner=signed_in(request.user))
     created = [o.project.name for o in outcomes if o.created]
     if created:
         messages.success(request, f"Created the example projects: {', '.join(created)}.")
