@@ -32,6 +32,7 @@ from projects.models import Project
 from projects.selectors import project_get_for_user, project_user_can_write
 from tower.core.pages import form_add_service_errors, page_login_required, render_page
 from tower.core.thumbnails import thumb_name
+from tower.core.users import signed_in
 
 # --- Resolved prompt and pre-flight -------------------------------------------------------------
 
@@ -101,7 +102,7 @@ def generate(request: HttpRequest) -> HttpResponse:
                 data = form.request_data()
                 uploaded = _store_uploads(request, form)  # files sent with the form (no script)
                 data["images"].update({param: {"upload": image.pk} for param, image in uploaded.items()})
-                jobs = submit_request(user=request.user, data=data)
+                jobs = submit_request(user=signed_in(request.user), data=data)
             except JobError as exc:
                 _add_submit_error(form, str(exc))
             except ValidationError as exc:
@@ -154,7 +155,7 @@ def _store_uploads(request: HttpRequest, form: GenerateForm) -> dict[str, InputI
     A ValidationError names the picker's field (``image_<param>``) so the reason shows beside it.
     """
     files = {
-        param: request.FILES[f"upload_{param}"] for param in form.image_parameters if f"upload_{param}" in request.FILES
+        param: upload for param in form.image_parameters if (upload := request.FILES.get(f"upload_{param}")) is not None
     }
     if not files:
         return {}
@@ -163,7 +164,7 @@ def _store_uploads(request: HttpRequest, form: GenerateForm) -> dict[str, InputI
     for param, upload in files.items():
         try:
             stored[param], _ = input_image_create(
-                project=project, user=request.user, upload=upload, original_name=upload.name or ""
+                project=project, user=signed_in(request.user), upload=upload, original_name=upload.name or ""
             )
         except ValidationError as exc:
             raise ValidationError({f"image_{param}": " ".join(exc.messages)}) from None
@@ -185,7 +186,7 @@ def _upload_input_image(request: HttpRequest) -> HttpResponse:
     project = project_get_for_user(user=request.user, pk=project.pk, write=True)
     try:
         image, _ = input_image_create(
-            project=project, user=request.user, upload=upload, original_name=upload.name or ""
+            project=project, user=signed_in(request.user), upload=upload, original_name=upload.name or ""
         )
     except ValidationError as exc:
         form.add_error(f"image_{param}", " ".join(exc.messages))
@@ -230,7 +231,7 @@ def output_pane_context(job: Job, context: dict[str, Any]) -> dict[str, Any]:
 
 def _output_pane(request: HttpRequest) -> dict[str, Any]:
     jobs = output_pane_jobs(request.user, request.GET)
-    assets: dict[int, list[Asset]] = {job.pk: [] for job in jobs}
+    assets: dict[int | None, list[Asset]] = {job.pk: [] for job in jobs}  # job_id is nullable
     for asset in Asset.objects.filter(job__in=jobs).order_by("pk"):
         assets[asset.job_id].append(asset)
     return {
