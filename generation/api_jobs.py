@@ -11,7 +11,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 
 from generation import selectors
 from generation.models import Job, JobKind, JobStatus
@@ -20,6 +20,7 @@ from generation.services.requests import IMAGE_SOURCE_KINDS, MAX_ID, image_spec_
 from generation.services.submit import job_cancel, job_reproduce, job_retry
 from projects.selectors import project_get_for_user
 from tower.core.api import FilterSet, IntFilter, ModelSerializer
+from tower.core.users import signed_in
 
 # --- Serializers ----------------------------------------------------------------------------
 
@@ -221,7 +222,8 @@ class JobLogLineSerializer(serializers.Serializer):
     at = serializers.DateTimeField(source="created_at")
     level = serializers.CharField()
     message = serializers.CharField()
-    data = serializers.JSONField(allow_null=True)
+    # DRF's metaclass moves declared fields off the class, so Serializer.data stays the property.
+    data = serializers.JSONField(allow_null=True)  # type: ignore[assignment]  # the field is named "data" in the API
 
 
 class JobDebugSerializer(serializers.Serializer):
@@ -274,7 +276,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
         return JobSummarySerializer if self.action == "list" else JobSerializer
 
-    def get_throttles(self):  # type: ignore[no-untyped-def]
+    def get_throttles(self) -> list[BaseThrottle]:
         if self.action in {"create", "retry", "reproduce"}:
             return [ScopedRateThrottle()]
         return super().get_throttles()
@@ -298,7 +300,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     def create(self, request: Request) -> Response:
         data = JobCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        jobs = submit_request(user=request.user, data=data.validated_data)
+        jobs = submit_request(user=signed_in(request.user), data=data.validated_data)
         failed = [
             {"job": j.pk, "error_node": j.error_node, "reason": j.error_message}
             for j in jobs
@@ -319,19 +321,19 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={200: JobSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
-        job = job_cancel(job=self._writable_job(), user=request.user)
+        job = job_cancel(job=self._writable_job(), user=signed_in(request.user))
         return Response(JobSerializer(selectors.job_get_for_user(user=request.user, pk=job.pk)).data)
 
     @extend_schema(request=None, responses={201: JobSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        job = job_retry(job=self._writable_job(), user=request.user)
+        job = job_retry(job=self._writable_job(), user=signed_in(request.user))
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={201: JobSerializer})
     @action(detail=True, methods=["post"])
     def reproduce(self, request: Request, pk: str | None = None) -> Response:
-        job = job_reproduce(job=self._writable_job(), user=request.user)
+        job = job_reproduce(job=self._writable_job(), user=signed_in(request.user))
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: JobDebugSerializer})
