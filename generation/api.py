@@ -26,7 +26,9 @@ from generation.services.templates import (
 )
 from projects.selectors import project_get_for_user
 from tower.core.api import TEXT_MAX_LENGTH, FilterSet, IntFilter, ModelSerializer
+from tower.core.files import stored_name
 from tower.core.thumbnails import thumb_name
+from tower.core.users import signed_in
 
 # --- Serializers ----------------------------------------------------------------------------
 
@@ -84,7 +86,7 @@ class InputImageSerializer(ModelSerializer):
 
     def get_thumbnail_url(self, obj: InputImage) -> str:
         # Made when the image was uploaded (input_image_create); the image itself if it is missing.
-        name = thumb_name(obj.file.name)
+        name = thumb_name(stored_name(obj.file))
         return self._absolute(obj.file.storage.url(name) if obj.file.storage.exists(name) else obj.file.url)
 
 
@@ -133,15 +135,16 @@ class TemplateSummarySerializer(TemplateSerializer):
 
 
 class TemplateImportedSerializer(TemplateSerializer):
-    warnings = serializers.ListField(
-        child=serializers.CharField(),
-        read_only=True,
+    warnings = serializers.SerializerMethodField(
         help_text="node classes no enabled backend has (by its last /object_info); the import is kept",
     )
 
     class Meta(TemplateSerializer.Meta):
         fields = [*TemplateSerializer.Meta.fields, "warnings"]
         read_only_fields = fields
+
+    def get_warnings(self, obj: WorkflowTemplate) -> list[str]:
+        return template_node_warnings(template=obj)
 
 
 @extend_schema_field({"oneOf": [{"type": "object", "additionalProperties": True}, {"type": "string"}]})
@@ -228,14 +231,13 @@ class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
                 name=data.validated_data["name"],
                 graph_json=data.validated_data["graph"],
                 kind=data.validated_data["kind"],
-                user=request.user,
+                user=signed_in(request.user),
                 bindings=data.validated_data["bindings"],
                 description=data.validated_data["description"],
                 follows_style=data.validated_data["follows_style"],
             )
         except TemplateError as exc:
             raise serializers.ValidationError({"graph": [str(exc)]}) from None
-        template.warnings = template_node_warnings(template=template)
         return Response(TemplateImportedSerializer(template).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None})
@@ -281,7 +283,7 @@ class InputImageViewSet(viewsets.ReadOnlyModelViewSet):
         project = project_get_for_user(user=request.user, pk=data.validated_data["project"], write=True)
         upload = data.validated_data["file"]
         image, created = input_image_create(
-            project=project, user=request.user, upload=upload, original_name=upload.name or ""
+            project=project, user=signed_in(request.user), upload=upload, original_name=upload.name or ""
         )
         return Response(
             self.get_serializer(image).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
