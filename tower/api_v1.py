@@ -17,6 +17,7 @@ from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
 from quality.api import JobQualityView, PhasesView, QualityViewSet
 from quality.orchestration_api import OrchestrationViewSet
 from tower.core.api import Router
+from tower.core.users import signed_in
 from tower.models import ApiToken, hash_token, new_raw_token
 
 # --- Token writes (the raw key exists only in the creation response) -------------------------
@@ -81,15 +82,18 @@ class TokenViewSet(
     filter_backends: list = []
 
     def get_queryset(self) -> QuerySet[ApiToken]:
-        return ApiToken.objects.filter(user_id=self.request.user.pk)
+        user = self.request.user
+        if not isinstance(user, User):  # the schema generator asks without a user: no tokens
+            return ApiToken.objects.none()
+        return ApiToken.objects.filter(user=user)
 
     def get_serializer_class(self) -> type[TokenSerializer]:
         return TokenCreatedSerializer if self.action == "create" else TokenSerializer
 
-    def perform_create(self, serializer: TokenSerializer) -> None:
+    def perform_create(self, serializer: serializers.BaseSerializer[ApiToken]) -> None:
         name = serializer.validated_data["name"]
-        token, raw = api_token_create(user=self.request.user, name=name)
-        token.key = raw  # type: ignore[attr-defined]
+        token, raw = api_token_create(user=signed_in(self.request.user), name=name)
+        token.key = raw  # type: ignore[attr-defined]  # for the response's read-only key field only, never stored
         serializer.instance = token
 
     def perform_destroy(self, instance: ApiToken) -> None:
