@@ -26,6 +26,7 @@ from characters.models import Character
 from generation.models import Asset, Job
 from projects.models import Project
 from tower.core.errors import DomainError
+from tower.core.files import delete_files_after_commit, stored_name
 from training.ingest import comfy, sources
 from training.ingest.download import DownloadError, check_url, download
 from training.ingest.pipeline import Candidate, Ingestor, Progress, Report, thumbnail_name
@@ -58,7 +59,7 @@ def _limit_for(kind: str) -> int:
     }.get(kind, settings.UPLOAD_MAX_BYTES)
 
 
-def _safe_label(name: str) -> str:
+def _safe_label(name: str | None) -> str:
     return PurePosixPath((name or "upload").replace("\\", "/")).name[:200] or "upload"
 
 
@@ -263,7 +264,7 @@ def _run(batch: IngestBatch, ingestor: Ingestor, progress: Progress) -> None:
     if not batch.source_file:
         raise IngestError("the uploaded file is missing")
     path = Path(batch.source_file.path)
-    count, candidates, stage = sources.file_candidates(
+    count, found, stage = sources.file_candidates(
         path,
         label=batch.source_ref or "upload",
         source_for_images=DatasetSource.UPLOAD,
@@ -272,7 +273,7 @@ def _run(batch: IngestBatch, ingestor: Ingestor, progress: Progress) -> None:
         progress=progress,
         report=ingestor.report,
     )
-    ingestor.run(candidates, total=count, stage=stage)
+    ingestor.run(found, total=count, stage=stage)
 
 
 def _run_url(batch: IngestBatch, ingestor: Ingestor, progress: Progress) -> None:
@@ -292,7 +293,7 @@ def _run_url(batch: IngestBatch, ingestor: Ingestor, progress: Progress) -> None
             with path.open("rb") as handle:
                 if number == 0:
                     batch.source_file.save(f"{uuid.uuid4().hex}.video", File(handle), save=True)
-                    kept.append(batch.source_file.name)
+                    kept.append(stored_name(batch.source_file))
                 else:
                     kept.append(
                         batch.source_file.storage.save(
@@ -374,15 +375,15 @@ def held_image_add(*, held: HeldImage, character: Character, user: User | None) 
         reviewed_by=None,
     )
     storage = held.image.storage
-    old_files = [held.image.name, thumbnail_name(held.image.name)]
+    old_files = [stored_name(held.image), thumbnail_name(stored_name(held.image))]
     stored: list[str] = []
     try:
         with held.image.open("rb") as handle:
-            image.image.save(PurePosixPath(held.image.name).name, File(handle), save=False)
-        stored.append(image.image.name)
+            image.image.save(PurePosixPath(old_files[0]).name, File(handle), save=False)
+        stored.append(stored_name(image.image))
         if storage.exists(old_files[1]):
             with storage.open(old_files[1], "rb") as handle:
-                stored.append(storage.save(thumbnail_name(image.image.name), File(handle)))
+                stored.append(storage.save(thumbnail_name(stored[0]), File(handle)))
         image.full_clean(exclude=["image"])
         image.save()
         held.delete()
@@ -390,7 +391,7 @@ def held_image_add(*, held: HeldImage, character: Character, user: User | None) 
         for name in stored:
             storage.delete(name)
         raise
-    transaction.on_commit(lambda: [storage.delete(name) for name in old_files])
+    delete_files_after_commit([(storage, name) for name in old_files])
     log.info("held image of batch %s added to %s's dataset by %s", held.batch_id, character, user)
     return image
 
@@ -399,6 +400,6 @@ def held_image_add(*, held: HeldImage, character: Character, user: User | None) 
 def held_image_discard(*, held: HeldImage) -> None:
     """Drop an image kept aside; its files go after commit."""
     storage = held.image.storage
-    names = [held.image.name, thumbnail_name(held.image.name)]
+    names = [stored_name(held.image), thumbnail_name(stored_name(held.image))]
     held.delete()
-    transaction.on_commit(lambda: [storage.delete(name) for name in names])
+    delete_files_after_commit([(storage, name) for name in names])
