@@ -20,6 +20,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
 from characters.models import Character
+from tower.core.files import stored_name
 from tower.core.uploads import UploadError
 from training.ingest.dedupe import PhashIndex, character_index
 from training.ingest.imaging import Analysed, analyse, parallel_map
@@ -269,8 +270,8 @@ class Ingestor:
         try:
             with transaction.atomic():
                 held.image.save(checked.storage_name(), ContentFile(checked.data), save=False)
-                stored.append(held.image.name)
-                stored.append(storage.save(thumbnail_name(held.image.name), ContentFile(result.thumbnail)))
+                stored.append(stored_name(held.image))
+                stored.append(storage.save(thumbnail_name(stored_name(held.image)), ContentFile(result.thumbnail)))
                 held.save()
         except (OSError, ValidationError, IntegrityError):
             log.warning("could not keep %s of batch %s aside", candidate.label, self.batch.pk, exc_info=True)
@@ -317,8 +318,8 @@ class Ingestor:
         try:
             with transaction.atomic():
                 image.image.save(checked.storage_name(), ContentFile(checked.data), save=False)
-                stored.append(image.image.name)
-                stored.append(storage.save(thumbnail_name(image.image.name), ContentFile(result.thumbnail)))
+                stored.append(stored_name(image.image))
+                stored.append(storage.save(thumbnail_name(stored_name(image.image)), ContentFile(result.thumbnail)))
                 # Constraints are left to the database: validating them here costs four queries an image,
                 # and the one that can fail (the same bytes twice) is caught as an IntegrityError.
                 image.full_clean(exclude=["image"], validate_constraints=False)
