@@ -10,6 +10,7 @@ from django.http import Http404
 
 from characters.models import Character
 from projects.selectors import AnyUser, project_ids_visible_to, project_user_can_write
+from tower.core.files import stored_name
 from training.ingest.pipeline import thumbnail_name
 from training.models import HeldImage, IngestBatch
 
@@ -63,7 +64,7 @@ def held_images_for_page(
     items = [
         {
             "held": row,
-            "thumb_url": row.image.storage.url(thumbnail_name(row.image.name)),
+            "thumb_url": row.image.storage.url(thumbnail_name(stored_name(row.image))),
             "characters": characters.get(row.batch.project_id, []),
             "can_write": writable[row.batch.project_id],
         }
