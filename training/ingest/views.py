@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from characters.models import Character
 from projects.models import ArtKind
 from projects.selectors import project_get_for_user, projects_visible_to
+from tower.core.files import stored_name
 from tower.core.pages import form_add_service_errors, page_login_required, paginate, render_page
 from tower.core.users import signed_in
 from training.ingest.forms import IngestForm
@@ -102,7 +103,7 @@ def ingest_batch(request: HttpRequest, pk: int) -> HttpResponse:
         "report": batch.report or {},
         "held": held_images_for_page(user=request.user, batch=batch),
         "images": [
-            (image, image.image.storage.url(thumbnail_name(image.image.name)))
+            (image, image.image.storage.url(thumbnail_name(stored_name(image.image))))
             for image in DatasetImage.objects.filter(ingest_batch=batch).select_related("character")[:48]
         ],
     }
