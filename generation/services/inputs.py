@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 
 from generation.models import Asset, BackendUpload, InputImage, JobKind, WorkflowTemplate
 from projects.models import Project
+from tower.core.files import stored_name
 from tower.core.thumbnails import make_jpeg_thumbnail, thumb_name
 from tower.core.uploads import UploadError, check_image
 
@@ -52,11 +53,11 @@ class ImageSource:
 def image_source_from(obj: Asset | ReferenceImage | InputImage) -> ImageSource:
     """The stored file of a reference, an output or an upload, as a job's image input."""
     if isinstance(obj, Asset):
-        path, label = obj.file.name, f"output #{obj.pk}"
+        path, label = stored_name(obj.file), f"output #{obj.pk}"
     elif isinstance(obj, InputImage):
-        path, label = obj.file.name, f"upload #{obj.pk}"
+        path, label = stored_name(obj.file), f"upload #{obj.pk}"
     else:
-        path, label = obj.image.name, f"reference #{obj.pk}"
+        path, label = stored_name(obj.image), f"reference #{obj.pk}"
     return ImageSource(path=path, sha256=obj.sha256, extension=path.rsplit(".", 1)[-1].lower(), label=label)
 
 
@@ -99,10 +100,10 @@ def input_image_create(
     try:
         with transaction.atomic():
             image.file.save(f"{checked.sha256}.{checked.extension}", ContentFile(checked.data), save=False)
-            stored.append(image.file.name)
+            stored.append(stored_name(image.file))
             image.full_clean(exclude=["file"])
             image.save()
-            stored.append(_store_thumbnail(image.file.storage, image.file.name, checked.data))
+            stored.append(_store_thumbnail(image.file.storage, stored_name(image.file), checked.data))
     except IntegrityError:
         # The same bytes came in twice at once: the other request's row stands.
         _delete(image.file.storage, stored)
