@@ -30,6 +30,7 @@ from characters.models import Character
 from characters.services import character_add_reference, character_create, version_create
 from projects.models import ArtKind, Project
 from projects.services import project_create, style_update
+from tower.core.files import stored_name
 
 
 @dataclass(frozen=True)
@@ -369,5 +370,5 @@ def _create(
         reference = character_add_reference(
             character=character, upload=io.BytesIO(data), original_name=original_name, note=note
         )
-        stored.append((reference.image.storage, reference.image.name))
+        stored.append((reference.image.storage, stored_name(reference.image)))
     return DemoOutcome(project=project, created=True, characters=[character], references=len(images))
