@@ -14,6 +14,7 @@ from generation.models import Job, JobLogLine
 from generation.services.jobs import JobError, job_log
 from generation.services.resolve import ALLOWED_OVERRIDES
 from generation.services.submit import InitImage, jobs_create
+from tower.core.files import stored_name
 from training.models import DatasetImage, ReviewStatus
 from training.review.feedback import all_category_terms
 from training.services import CurationError, dataset_images_approve
@@ -39,7 +40,7 @@ def dataset_image_promote(*, image: DatasetImage, reviewer: User | None) -> Refe
             reference = character_add_reference(
                 character=image.character,
                 upload=handle,
-                original_name=f"dataset-{image.pk}.{image.image.name.rsplit('.', 1)[-1]}",
+                original_name=f"dataset-{image.pk}.{stored_name(image.image).rsplit('.', 1)[-1]}",
                 note=f"promoted from dataset image #{image.pk}",
             )
     except FileNotFoundError:
@@ -65,7 +66,9 @@ def _depth(job: Job) -> int:
 
 def _tags(text: str) -> list[str]:
     """Comma-separated tags, keeping ``(a, b:1.2)`` groups whole."""
-    tags, depth, current = [], 0, []
+    tags: list[str] = []
+    depth = 0
+    current: list[str] = []
     for char in text:
         depth += (char in "([{<") - (char in ")]}>" and depth > 0)
         if char == "," and depth == 0:
