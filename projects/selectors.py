@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from projects.models import Episode, MemberRole, Membership, Project, Scene
@@ -24,6 +24,13 @@ def project_ids_visible_to(user: AnyUser) -> QuerySet:
     if not user.is_authenticated or not user.is_active:
         return Project.objects.none().values("pk")
     return Project.objects.filter(Q(owner=user) | Q(memberships__user=user)).values("pk")
+
+
+def in_visible_project(user: AnyUser, field: str = "project") -> Exists:
+    """A filter for rows whose ``field`` is a project ``user`` may see, for lists read newest
+    first: as a correlated EXISTS, SQLite walks the list's date index and stops at a page, where
+    ``IN (project ids)`` made it read every visible row through the project index and sort them."""
+    return Exists(project_ids_visible_to(user).filter(pk=OuterRef(field)))
 
 
 def project_ids_writable_by(user: AnyUser) -> QuerySet:
@@ -49,7 +56,7 @@ def project_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -
 
 def project_role(*, project: Project, user: AnyUser) -> str | None:
     """'owner', 'editor', 'viewer' or None."""
-    if not user.is_authenticated:
+    if not isinstance(user, User):  # anonymous
         return None
     if project.owner_id == user.pk:
         return "owner"
