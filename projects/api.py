@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from django_filters import rest_framework as filters
@@ -318,7 +319,8 @@ class ProjectViewSet(AccessViewSetMixin, viewsets.ModelViewSet):
 
     def get_queryset(self) -> QuerySet[Project]:
         user = self.request.user  # anonymous while drf-spectacular builds the schema
-        mine = Membership.objects.filter(user_id=user.pk).only("project_id", "role")
+        mine = Membership.objects.filter(user=user) if isinstance(user, User) else Membership.objects.none()
+        mine = mine.only("project_id", "role")
         return selectors.projects_visible_to(user).prefetch_related(
             Prefetch("memberships", queryset=mine, to_attr="my_memberships")
         )
