@@ -69,7 +69,7 @@ class ProjectScopedAdmin(admin.ModelAdmin):
 
     def project_of(self, obj: Any) -> Project | None:
         if self.project_lookup == "pk":
-            return obj  # type: ignore[return-value]
+            return obj
         target: Any = obj
         for part in self.project_lookup.split("__"):
             target = getattr(target, part, None)
