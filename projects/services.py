@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils.text import slugify
 
 from projects.models import (
@@ -74,11 +74,13 @@ class ProjectError(DomainError):
     """A project operation cannot be done as asked."""
 
 
-def unique_slug(model: type, base: str, *, scope: dict[str, Any] | None = None, max_length: int = 80) -> str:
+def unique_slug(
+    model: type[models.Model], base: str, *, scope: dict[str, Any] | None = None, max_length: int = 80
+) -> str:
     """``base`` slugified, with ``-2``, ``-3``… appended until unique within ``scope``."""
     root = (slugify(base) or "item")[: max_length - 6]
     candidate, n = root, 1
-    query = model.objects.filter(**(scope or {}))
+    query = model._default_manager.filter(**(scope or {}))
     while query.filter(slug=candidate).exists():
         n += 1
         candidate = f"{root}-{n}"
