@@ -94,7 +94,7 @@ def client_address(request: HttpRequest | None) -> str | None:
 class ThrottledModelBackend(ModelBackend):
     """Django's username/password backend, refusing to check passwords while locked."""
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
     ) -> Any:
         if username is None:
