@@ -82,11 +82,12 @@ async def _signed_in(request: HttpRequest) -> bool:
 
 def _token_user_exists(request: HttpRequest) -> bool:
     from rest_framework.exceptions import AuthenticationFailed
+    from rest_framework.request import Request
 
     from tower.auth import ApiTokenAuthentication
 
     try:
-        return bool(ApiTokenAuthentication().authenticate(request))
+        return bool(ApiTokenAuthentication().authenticate(Request(request)))
     except AuthenticationFailed:
         return False
 
@@ -231,7 +232,7 @@ class _HealthBroker(RedisBroker):
         self._url = settings.REDIS_URL
         super().__init__()
 
-    def get_connection(self, list_key: str | None = None) -> redis.Redis:  # type: ignore[override]
+    def get_connection(self, list_key: str | None = None) -> redis.Redis:
         return redis.Redis.from_url(self._url, retry=Retry(NoBackoff(), 0), **_redis_timeouts())
 
 
