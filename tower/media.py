@@ -14,8 +14,10 @@ import re
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET
 
 from characters.selectors import characters_visible_to
@@ -26,7 +28,7 @@ _PREVIEW = re.compile(r"job-(\d+)\.(jpg|jpeg|png|webp)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _may_see(user, parts: tuple[str, ...], name: str) -> bool:  # type: ignore[no-untyped-def]
+def _may_see(user: User, parts: tuple[str, ...], name: str) -> bool:
     if user.is_superuser:
         return True
     folder = parts[0]
@@ -43,23 +45,24 @@ def _may_see(user, parts: tuple[str, ...], name: str) -> bool:  # type: ignore[n
     return False
 
 
-def _user(request: HttpRequest):  # type: ignore[no-untyped-def]
+def _user(request: HttpRequest) -> User | None:
     """The session user, or the owner of a valid API token (scripts download outputs too)."""
-    if request.user.is_authenticated:
+    if isinstance(request.user, User):  # signed in
         return request.user
     from rest_framework.exceptions import AuthenticationFailed
+    from rest_framework.request import Request
 
     from tower.auth import ApiTokenAuthentication
 
     try:
-        found = ApiTokenAuthentication().authenticate(request)
+        found = ApiTokenAuthentication().authenticate(Request(request))
     except AuthenticationFailed:
         return None
     return found[0] if found else None
 
 
 @require_GET
-def media_view(request: HttpRequest, path: str) -> HttpResponse:
+def media_view(request: HttpRequest, path: str) -> HttpResponseBase:
     user = _user(request)
     if user is None:
         return redirect_to_login(request.get_full_path())
