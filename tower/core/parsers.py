@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -62,7 +63,7 @@ def loads(text: str | bytes) -> Any:
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser with :func:`loads`: a clear 400 for deep nesting and non-finite numbers."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
         try:
             return loads(stream.read().decode(encoding))
