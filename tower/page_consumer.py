@@ -101,8 +101,11 @@ def render_event(
     A job page gets its job's panels; a dashboard or job list (``state.view``) gets the rows it
     shows; other pages get nothing.
     """
+    pk = event.get("job")
+    if pk is None:  # not a job's event
+        return ""
     try:
-        job = job_get_for_user(user=user, pk=event.get("job"))
+        job = job_get_for_user(user=user, pk=pk)
     except Http404:
         return ""
     kind = event.get("type")
@@ -123,7 +126,7 @@ def render_event(
 
 
 def _render_job_page(job: Job, kind: Any, context: dict[str, Any], state: LiveState | None) -> str:
-    parts = [
+    parts: list[str] = [
         render_to_string("partials/_job_live.html", context),
         render_to_string("partials/_job_milestones.html", context),
     ]
