@@ -184,7 +184,7 @@ def dataset_image_add_from_asset(*, asset: Asset, character: Character, user: Us
         source_ref=f"asset {asset.pk}",
         origin_asset=asset,
         origin_job_id=asset.job_id,
-        caption=(asset.job.prompt if asset.job_id else ""),
+        caption=(asset.job.prompt if asset.job is not None else ""),
     )
     stored = None
     try:
