@@ -60,11 +60,12 @@ def _verdicts(project: Project, phase: int, character: Character | None, count: 
     jobs = Job.objects.filter(project=project, phase=phase)
     if character is not None:
         jobs = jobs.filter(character=character)
-    return list(
-        QualityGate.objects.filter(job__in=jobs, stage=GateStage.POST_GEN, passed__isnull=False)
+    return [
+        bool(passed)  # never None here (passed__isnull=False)
+        for passed in QualityGate.objects.filter(job__in=jobs, stage=GateStage.POST_GEN, passed__isnull=False)
         .order_by("-created_at", "-pk")
         .values_list("passed", flat=True)[:count]
-    )
+    ]
 
 
 def verdicts_window(*, project: Project, phase: int, character: Character | None = None) -> list[bool]:
