@@ -346,7 +346,9 @@ def _submit_attempt(orchestration: Orchestration, run: PhaseRun) -> str:
         parameters = template_image_inputs(template)
         if parameters:
             # The best pose or frame cut from the asset when there is one, else the whole asset.
-            images[parameters[0]] = image_source_from(run.input_image or run.input_asset)
+            source = run.input_image or run.input_asset
+            assert source is not None  # input_asset_id is set (checked above)
+            images[parameters[0]] = image_source_from(source)
     used = set(run.jobs.values_list("seed", flat=True))
     seed = draw_seed()
     while seed in used:
@@ -422,8 +424,10 @@ def _conclude(orchestration: Orchestration, run: PhaseRun, job: Job, verdict: An
     if run.best_asset_id is None:
         return _fail(orchestration, following, [f"phase {run.phase} passed but left no output to hand on"])
     following.input_asset_id = run.best_asset_id
+    handed_on = following.input_asset
+    assert handed_on is not None  # its id was just set from best_asset_id
     following.input_image, following.handoff = handoff_image(
-        project=orchestration.project, user=orchestration.created_by, phase=run.phase, asset=following.input_asset
+        project=orchestration.project, user=orchestration.created_by, phase=run.phase, asset=handed_on
     )
     following.save(update_fields=["input_asset", "input_image", "handoff"])
     if orchestration.auto_advance:
