@@ -211,7 +211,9 @@ def _parse_completion(body: Any) -> ChatAnswer:
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     if not isinstance(content, str):
         raise LLMError("the LLM's message has no text content")
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     return ChatAnswer(
         content=content,
         model=str(body.get("model", "")),
