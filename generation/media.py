@@ -95,13 +95,13 @@ def _probe_video(data: bytes, filename: str) -> MediaInfo:
 
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
-            stream = next((s for s in container.streams if s.type == "video"), None)
+            stream = next(iter(container.streams.video), None)
             if stream is None:
                 raise MediaError("the file has no video stream")
             frames = stream.frames or sum(1 for _ in container.decode(stream))
             rate = float(stream.average_rate) if stream.average_rate else None
             if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
+                duration: float | None = float(stream.duration * stream.time_base)
             elif container.duration is not None:
                 duration = container.duration / 1_000_000
             else:
