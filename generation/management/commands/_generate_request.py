@@ -152,11 +152,11 @@ def image_parts(
         put(param, {"reference": reference}, "--reference")
     for value in options["images"]:
         name, sep, rest = value.partition("=")
-        param, path = (name, rest) if sep and name in IMAGE_PARAMETERS else (None, value)
-        if param is None and sep and name.isidentifier() and not Path(value).exists():
+        named, path = (name, rest) if sep and name in IMAGE_PARAMETERS else (None, value)
+        if named is None and sep and name.isidentifier() and not Path(value).exists():
             raise CommandError(f"--image {value}: no image input {name!r}; the image inputs are {', '.join(inputs)}")
         upload = _store_image(user, project, Path(path), flag=f"--image {value}")
-        put(param or first_free(f"--image {value}"), {"upload": upload}, f"--image {value}")
+        put(named or first_free(f"--image {value}"), {"upload": upload}, f"--image {value}")
     return images
 
 
@@ -170,7 +170,7 @@ def _reference(user: User, project: Project, ref: str, data: dict[str, Any]) -> 
     if "character" not in data:
         raise CommandError("--reference without an id takes the character's primary reference: give --character")
     character = characters_visible_to(user).get(pk=data["character"])
-    version = versions_visible_to(user).filter(pk=data.get("version")).first() if data.get("version") else None
+    version = versions_visible_to(user).filter(pk=data["version"]).first() if data.get("version") else None
     reference = primary_reference(character, version)
     if reference is None:
         raise CommandError(f"--reference: character {character.slug!r} has no reference images yet; upload one first")
