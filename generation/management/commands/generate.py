@@ -39,6 +39,7 @@ from generation.services.inputs import IMAGE_PARAMETERS
 from generation.services.jobs import JobError
 from generation.services.requests import submit_request
 from generation.services.submit import job_cancel
+from tower.core.files import stored_name
 
 DEFAULT_TEMPLATE = "txt2img-sd15"
 POLL_INTERVAL = 0.2  # seconds between database reads while waiting
@@ -183,7 +184,7 @@ class Command(BaseCommand):
 
     def _report(self, ids: list[int]) -> bool:
         jobs = {job.pk: job for job in Job.objects.filter(pk__in=ids).select_related("backend")}
-        assets: dict[int, list[Asset]] = {}
+        assets: dict[int | None, list[Asset]] = {}  # job_id is nullable
         for asset in Asset.objects.filter(job_id__in=ids).order_by("pk"):
             assets.setdefault(asset.job_id, []).append(asset)
         self.stdout.write("Results:")
@@ -292,8 +293,7 @@ class Display:
         for view in views:
             key = (view.status, view.node)
             last = self.printed.get(view.pk)
-            changed = last is None or last[:2] != key
-            if changed or (not view.terminal and now - last[2] >= PLAIN_EVERY):
+            if last is None or last[:2] != key or (not view.terminal and now - last[2] >= PLAIN_EVERY):
                 self.printed[view.pk] = (*key, now)
                 self.out.write(progress_line(view, fancy=False))
 
@@ -320,4 +320,4 @@ def _asset_path(asset: Asset) -> str:
     try:
         return asset.file.path
     except NotImplementedError:  # remote storage: the name within it
-        return asset.file.name
+        return stored_name(asset.file)
