@@ -338,11 +338,14 @@ def _run(job: TrainingJob, writer: _ProgressWriter, *, poll_interval: float, gra
     def should_cancel() -> bool:
         return TrainingJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
 
+    def record_pid(pid: int) -> None:
+        TrainingJob.objects.filter(pk=job.pk).update(pid=pid)
+
     result: RunResult = supervise(
         argv,
         cwd=work_dir,
         env={"CUDA_VISIBLE_DEVICES": job.gpu, "PYTHONUNBUFFERED": "1"},
-        on_start=lambda pid: TrainingJob.objects.filter(pk=job.pk).update(pid=pid),
+        on_start=record_pid,
         on_line=writer.line,
         on_idle=writer.maybe_flush,
         should_cancel=should_cancel,
