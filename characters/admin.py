@@ -171,7 +171,7 @@ class CharacterAdmin(ProjectScopedAdmin):
 
     @admin.display(description="references", ordering="reference_count")
     def reference_count(self, obj: Character) -> int:
-        return obj.reference_count
+        return obj.reference_count  # type: ignore[attr-defined]  # annotated by get_queryset (Count)
 
     @admin.display(description="palette")
     def palette_swatches(self, obj: Character) -> str:
@@ -207,7 +207,7 @@ class ReferenceAddForm(forms.ModelForm):
         fields = ["character", "version", "note"]
 
     def _post_clean(self) -> None:
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]  # ModelForm's hook (not in the stubs) builds the instance; the service does here
         if self.errors:
             return
         upload = self.cleaned_data["upload"]
@@ -228,8 +228,7 @@ class ReferenceAddForm(forms.ModelForm):
 
 class ReferenceEmbeddingInline(ReadOnlyInline):
     model = ReferenceEmbedding
-    fields = ["model_id", "dim", "face_box", "created_at"]
-    readonly_fields = fields
+    readonly_fields = fields = ("model_id", "dim", "face_box", "created_at")
 
 
 @admin.register(ReferenceImage)
@@ -275,15 +274,17 @@ class ReferenceImageAdmin(AdminThumbnailMixin, ProjectScopedAdmin):
         "created_at",
     ]
 
-    def get_form(self, request: HttpRequest, obj: ReferenceImage | None = None, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: ReferenceImage | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[ReferenceImage]]:
         if obj is None:
             kwargs["form"] = ReferenceAddForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: ReferenceImage | None = None) -> list[Any]:
         if obj is None:
             return ["character", "version", "upload", "make_primary", "note"]
-        return super().get_fields(request, obj)
+        return [*super().get_fields(request, obj)]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ReferenceImage | None = None) -> list[str]:
         return list(super().get_readonly_fields(request, obj)) if obj else []
@@ -354,8 +355,7 @@ class ReferenceEmbeddingAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     list_filter = ["model_id"]
     search_fields = ["model_id", "reference__character__name"]
     raw_id_fields = ["reference"]
-    fields = ["reference", "model_id", "dim", "vector_head", "face_box_json", "created_at"]
-    readonly_fields = fields
+    readonly_fields = fields = ("reference", "model_id", "dim", "vector_head", "face_box_json", "created_at")
 
     @admin.display(description="face box", boolean=True)
     def has_face_box(self, obj: ReferenceEmbedding) -> bool:
