@@ -24,6 +24,7 @@ from generation.services.submit import job_cancel, job_reproduce, job_retry, job
 from generation.services.thumbnails import asset_thumbnail_ensure
 from projects.selectors import project_user_can_write
 from tower.core.pages import PAGE_SIZE, page_login_required, querystring_without_page, render_page
+from tower.core.users import signed_in
 
 JOB_ACTIONS = {"cancel": job_cancel, "retry": job_retry, "reproduce": job_reproduce}
 JOB_LOG_LINES = 100  # the job page's log shows (and keeps live) the newest lines
@@ -178,7 +179,7 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if not project_user_can_write(project=job.project, user=request.user):
         raise PermissionDenied("You have read-only access to this project")
     try:
-        result = JOB_ACTIONS[action](job=job, user=request.user)
+        result = JOB_ACTIONS[action](job=job, user=signed_in(request.user))
     except JobError as exc:
         messages.error(request, str(exc))
         return redirect("job-detail", pk=job.pk)
