@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
@@ -54,8 +55,8 @@ def job_debug(*, job: Job) -> dict:
     from generation.models import JobLogLine
 
     backend = None
-    if job.backend_id:
-        b = job.backend
+    b = job.backend if job.backend_id else None
+    if b is not None:
         backend = {"id": b.pk, "name": b.name, "url": b.url, "healthy": b.healthy, "version": b.comfyui_version}
     reproduction = None
     if job.reproduce_of_id:
@@ -79,4 +80,4 @@ def job_debug(*, job: Job) -> dict:
 def backends_user_can_manage(user: AnyUser) -> bool:
     """Adding, editing, enabling and checking ComfyUI backends is for staff (as in the admin):
     backends are shared by every project, so no project role grants it."""
-    return bool(getattr(user, "is_active", False) and (user.is_staff or user.is_superuser))
+    return isinstance(user, User) and user.is_active and (user.is_staff or user.is_superuser)
