@@ -169,8 +169,8 @@ def asset_inspect(*, user: AnyUser, pk: int) -> AssetInspection:
     asset = get_object_or_404(gallery_assets(user=user).select_related("job__character", "job__template"), pk=pk)
     position = outputs = 1
     parameters: list[tuple[str, Any]] = []
-    if asset.job_id:
-        siblings = list(Asset.objects.filter(job_id=asset.job_id).order_by("pk").values_list("pk", flat=True))
+    if asset.job is not None:  # selected with the asset
+        siblings = list(Asset.objects.filter(job=asset.job).order_by("pk").values_list("pk", flat=True))
         outputs, position = len(siblings), siblings.index(asset.pk) + 1
         params = asset.job.params or {}
         parameters = [(k, v) for k, v in params.items() if k not in HIDDEN_PARAMETERS and v not in (None, "", [], {})]
@@ -233,7 +233,7 @@ def job_quality(*, job: Job) -> JobQuality:
         outputs.append(OutputQuality(asset=asset, scores=scores, chart=chart))
     gates = list(QualityGate.objects.filter(job=job).order_by("created_at", "pk"))
     for gate in gates:
-        gate.skipped_lines = _skipped_lines(gate.details.get("skipped") or [])  # type: ignore[attr-defined]
+        gate.skipped_lines = _skipped_lines(gate.details.get("skipped") or [])  # type: ignore[attr-defined]  # for the template only
     off = sorted({s.metric for o in outputs for s in o.scores if s.status == ScoreStatus.UNAVAILABLE})
     models_now = scoring_models(settings.MODELS_DIR) if off else None
     return JobQuality(
