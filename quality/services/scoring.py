@@ -60,7 +60,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,13 +148,13 @@ def score_row(asset: Asset, result: MetricResult, threshold: float | None, chara
         passed = False  # an output that cannot be read fails, with no value
     elif result.metric == "loop_seamlessness" and threshold is not None and result.ok:
         passed = bool(result.details.get("seamless"))  # the metric's own rule (module docstring)
-    elif threshold is not None and result.ok:
+    elif threshold is not None and result.ok and result.value is not None:  # an OK result has a value
         if result.metric in LOWER_IS_BETTER:
-            passed = bool(result.value <= threshold)  # type: ignore[operator]
+            passed = bool(result.value <= threshold)
         elif result.metric in STRICT_METRICS:
-            passed = bool(result.value > threshold)  # type: ignore[operator]
+            passed = bool(result.value > threshold)
         else:
-            passed = bool(result.value >= threshold)  # type: ignore[operator]
+            passed = bool(result.value >= threshold)
     return QualityScore(
         asset=asset,
         metric=result.metric,
@@ -218,9 +218,9 @@ def gate_details(rows: Sequence[QualityScore]) -> dict[str, Any]:
 
 def _ratio(row: QualityScore) -> float:
     """How far a scored row is from its threshold, 1 = at it, above 1 = better."""
-    value, threshold = float(row.value or 0.0), row.threshold
+    value, threshold = float(row.value or 0.0), row.threshold or 0.0  # rows with a threshold only
     if row.metric in LOWER_IS_BETTER:  # a distance: half the allowed ΔE counts 2, capped there
-        return min(2.0, threshold / value) if value > 0 else 2.0  # type: ignore[operator]
+        return min(2.0, threshold / value) if value > 0 else 2.0
     return value / threshold if threshold else value
 
 
@@ -295,18 +295,18 @@ def jobs_score(*, job_ids: Sequence[int], models: MetricModels | None = None) ->
         job = jobs.get(pk)
         if job is None or job.status != JobStatus.SUCCEEDED:
             batch.gates[pk] = None
-        elif job.gated:  # type: ignore[attr-defined]
+        elif job.gated:
             scored_before.append(pk)
         else:
             todo.append(job)
     batch.gates.update(_existing_gates(scored_before))
     if not todo:
         return batch
-    assets: dict[int, list[Asset]] = defaultdict(list)
+    assets: dict[int | None, list[Asset]] = defaultdict(list)  # job_id is nullable
     for asset in (
         Asset.objects.filter(job__in=[job.pk for job in todo]).only("pk", "job_id", "file", "metadata").order_by("pk")
     ):
-        assets[asset.job_id].append(asset)  # type: ignore[index]
+        assets[asset.job_id].append(asset)
     shared = _Shared(models or common.metric_models())
     chunk: list[_Measured] = []
     started = time.monotonic()
@@ -331,7 +331,7 @@ def _existing_gates(job_ids: Sequence[int]) -> dict[int, QualityGate]:
     found: dict[int, QualityGate] = {}
     if job_ids:
         for gate in QualityGate.objects.filter(job__in=job_ids, stage=GateStage.POST_GEN).order_by("created_at", "pk"):
-            found.setdefault(gate.job_id, gate)  # type: ignore[arg-type]
+            found.setdefault(gate.job_id, gate)
     return found
 
 
@@ -374,8 +374,8 @@ def _measure(job: Job, assets: list[Asset], shared: _Shared) -> _Measured:
         if media
         else {}
     )
-    by_pk = {a.pk: a for a in assets}
-    rows = []
+    by_pk: dict[Hashable, Asset] = {a.pk: a for a in assets}
+    rows: list[QualityScore] = []
     for m in media:
         animated = m.animated or job.kind in ANIMATED_KINDS
         thresholds = gate_thresholds(
@@ -387,7 +387,7 @@ def _measure(job: Job, assets: list[Asset], shared: _Shared) -> _Measured:
             video=job.kind in PHASE_KINDS_OVERALL,
         )
         rows.extend(
-            score_row(by_pk[m.key], result, thresholds.get(result.metric), job.character_id)  # type: ignore[index]
+            score_row(by_pk[m.key], result, thresholds.get(result.metric), job.character_id)
             for result in results.get(m.key, ())
         )
     return _Measured(job, assets, rows)
@@ -410,15 +410,15 @@ def _write_chunk(chunk: list[_Measured], batch: BatchScore) -> None:
                 written.update(_write([measured]))
             except Exception as exc:  # as in jobs_score: reported, the others go on
                 batch.failed[measured.job.pk] = exc
-    fresh = []
+    fresh: list[tuple[Job, QualityGate]] = []
     for measured in chunk:
         if measured.job.pk in written:
             gate, new = written[measured.job.pk]
             batch.gates[measured.job.pk] = gate
-            if new:
+            if new and gate is not None:  # a new gate is never None
                 fresh.append((measured.job, gate))
     if fresh:
-        phase_gates_after_scoring(scored=fresh)  # type: ignore[arg-type]
+        phase_gates_after_scoring(scored=fresh)
 
 
 def _write(chunk: list[_Measured]) -> dict[int, tuple[QualityGate | None, bool]]:
