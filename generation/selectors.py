@@ -7,13 +7,11 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from generation.models import Asset, InputImage, Job, WorkflowTemplate
-from projects.selectors import AnyUser, project_ids_visible_to
+from projects.selectors import AnyUser, in_visible_project, project_ids_visible_to
 
 
 def jobs_visible_to(user: AnyUser) -> QuerySet[Job]:
-    return Job.objects.filter(project__in=project_ids_visible_to(user)).select_related(
-        "project", "character", "template", "backend"
-    )
+    return Job.objects.filter(in_visible_project(user)).select_related("project", "character", "template", "backend")
 
 
 def job_get_for_user(*, user: AnyUser, pk: int | str) -> Job:
@@ -29,7 +27,7 @@ def job_get_for_user(*, user: AnyUser, pk: int | str) -> Job:
 
 
 def assets_visible_to(user: AnyUser) -> QuerySet[Asset]:
-    return Asset.objects.filter(project__in=project_ids_visible_to(user)).select_related("project", "job")
+    return Asset.objects.filter(in_visible_project(user)).select_related("project", "job")
 
 
 def input_images_visible_to(user: AnyUser) -> QuerySet[InputImage]:
