@@ -59,6 +59,32 @@ def _insert(model: Any, rows: Any, *, dated: bool = True) -> int:
     return written
 
 
+def _scores_of(n: int) -> list[tuple[str, float, float]]:
+    """The n-th output's scores as (metric, value, threshold): none on one output in twenty,
+    aesthetic on nine of ten, character similarity on seven."""
+    if n % 20 == 0:
+        return []  # one output in twenty is not scored yet
+    rows = []
+    if n % 10:
+        rows.append(("aesthetic", 4.0 + (n % 60) / 10, 5.0))
+    if n % 10 < 7:
+        rows.append(("character_similarity", 0.4 + (n % 50) / 100, 0.5))
+    return rows
+
+
+def _copies(n: int) -> dict[str, Any]:
+    """The asset's copies of its scores' verdict and values, as quality's scoring writes them."""
+    rows = {metric: (value, value >= threshold) for metric, value, threshold in _scores_of(n)}
+    passed = {ok for _, ok in rows.values()}
+    verdict = "failed" if False in passed else "passed" if passed else "unscored"
+    aesthetic, similarity = rows.get("aesthetic"), rows.get("character_similarity")
+    return {
+        "verdict": verdict,
+        "aesthetic": aesthetic[0] if aesthetic else None,
+        "similarity": similarity[0] if similarity else None,
+    }
+
+
 def _graph() -> dict[str, Any]:
     from bench._common import ROOT
 
@@ -171,35 +197,21 @@ def grow(studio: Studio, counts: dict[str, int], *, base: Any) -> dict[str, int]
                 sha256=_sha("asset", n),
                 metadata={"seed": n},
                 created_at=created + timedelta(seconds=40 + n % 5),
+                **_copies(n),
             )
 
     written["assets"] = _insert(Asset, assets())
 
-    # Scores: none on one asset in twenty, aesthetic on nine of ten, character similarity on seven.
     def scores() -> Any:
         new_assets = Asset.objects.filter(pk__gt=0).order_by("pk")[assets_before:]
         for n, asset_id in enumerate(new_assets.values_list("pk", flat=True).iterator(), start=assets_before):
-            if n % 20 == 0:
-                continue  # one output in twenty is not scored yet
-            if n % 10:
-                value = 4.0 + (n % 60) / 10
+            for metric, value, threshold in _scores_of(n):
                 yield QualityScore(
                     asset_id=asset_id,
-                    metric="aesthetic",
+                    metric=metric,
                     value=value,
-                    threshold=5.0,
-                    passed=value >= 5.0,
-                    status=ScoreStatus.OK,
-                    model_id="scale",
-                )
-            if n % 10 < 7:
-                value = 0.4 + (n % 50) / 100
-                yield QualityScore(
-                    asset_id=asset_id,
-                    metric="character_similarity",
-                    value=value,
-                    threshold=0.5,
-                    passed=value >= 0.5,
+                    threshold=threshold,
+                    passed=value >= threshold,
                     status=ScoreStatus.OK,
                     model_id="scale",
                 )

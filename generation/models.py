@@ -319,6 +319,14 @@ class AssetKind(models.TextChoices):
     VIDEO = "video", "Video"
 
 
+class AssetVerdict(models.TextChoices):
+    """What quality's current scores of an asset say (quality.selectors explains the rule)."""
+
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    UNSCORED = "unscored", "Unscored"
+
+
 def asset_upload_to(instance: Asset, filename: str) -> str:
     return f"assets/{instance.project_id}/{filename}"
 
@@ -341,13 +349,23 @@ class Asset(models.Model):
     metadata = models.JSONField(default=dict, blank=True, help_text="generation parameters")
     thumbnail = models.ImageField(upload_to="thumbs/", blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Copies of its current scores' verdict and gated values, written by quality's scoring in the
+    # transaction that writes the scores: the gallery filters on them without a subquery a row.
+    verdict = models.CharField(
+        max_length=8, choices=AssetVerdict.choices, default=AssetVerdict.UNSCORED, editable=False
+    )
+    aesthetic = models.FloatField(null=True, blank=True, editable=False, help_text="current aesthetic score")
+    similarity = models.FloatField(
+        null=True, blank=True, editable=False, help_text="current character similarity score"
+    )
 
     class Meta:
         ordering = ["-created_at"]
-        # The gallery's order (newest first), whole and per project.
+        # The gallery's order (newest first), whole, per project and per verdict.
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="asset_newest"),
             models.Index(fields=["project", "-created_at", "-id"], name="asset_project_newest"),
+            models.Index(fields=["verdict", "-created_at", "-id"], name="asset_verdict_newest"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=AssetKind.values), name="asset_kind_valid"),

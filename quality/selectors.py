@@ -1,7 +1,8 @@
 """Reads for the score-aware gallery: assets with their current scores and verdict, in one query.
 
 An asset may be scored more than once (a metric re-run with a new model or threshold); only the
-newest row of each metric counts ("current"). Its verdict:
+newest row of each metric counts ("current"). Its verdict (``Asset.verdict``, kept by
+``quality.services.verdicts``):
 
 - ``failed``: some current score has ``passed = False``;
 - ``passed``: some current score has ``passed = True`` and none failed;
@@ -16,68 +17,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, Exists, OuterRef, Prefetch, QuerySet, Subquery, Value, When
+from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 
-from generation.models import Asset, Job
+from generation.models import Asset, AssetVerdict, Job
 from generation.selectors import assets_visible_to
 from projects.selectors import AnyUser
 from quality.charts import Sparkline, temporal_chart
 from quality.fetch import ScoringModels, metric_label, scoring_models
 from quality.models import GateStage, QualityGate, QualityScore, ScoreStatus
+from quality.services.verdicts import AESTHETIC, SIMILARITY
 
-AESTHETIC = "aesthetic"
-SIMILARITY = "character_similarity"
-
-
-class Verdict(models.TextChoices):
-    PASSED = "passed", "Passed"
-    FAILED = "failed", "Failed"
-    UNSCORED = "unscored", "Unscored"
-
-
-def _current_scores() -> QuerySet[QualityScore]:
-    """Scores of the outer asset that no later row of the same metric replaced."""
-    newer = QualityScore.objects.filter(asset=OuterRef("asset"), metric=OuterRef("metric"), pk__gt=OuterRef("pk"))
-    return QualityScore.objects.filter(asset=OuterRef("pk")).exclude(Exists(newer))
-
-
-def _latest_value(metric: str) -> Subquery:
-    rows = QualityScore.objects.filter(asset=OuterRef("pk"), metric=metric).order_by("-pk")
-    # The newest row decides; when it could not run (no value), the asset shows no number.
-    return Subquery(rows.values("value")[:1], output_field=models.FloatField())
-
-
-def _current_verdict() -> Subquery:
-    """False when some current score failed, True when some passed and none failed, else None.
-
-    A scalar subquery runs row by row along the gallery's index (newest first, stopping at a
-    page); PostgreSQL planned EXISTS here as a hash over every score of the studio."""
-    decided = _current_scores().filter(passed__isnull=False).order_by("passed")
-    return Subquery(decided.values("passed")[:1], output_field=models.BooleanField())
-
-
-def assets_with_scores(queryset: QuerySet[Asset]) -> QuerySet[Asset]:
-    """Annotate ``aesthetic``, ``similarity`` (current values or None) and ``verdict``."""
-    return queryset.annotate(
-        aesthetic=_latest_value(AESTHETIC),
-        similarity=_latest_value(SIMILARITY),
-        verdict_passed=_current_verdict(),
-    ).annotate(
-        verdict=Case(
-            When(verdict_passed=False, then=Value(Verdict.FAILED.value)),
-            When(verdict_passed=True, then=Value(Verdict.PASSED.value)),
-            default=Value(Verdict.UNSCORED.value),
-            output_field=models.CharField(),
-        ),
-    )
-
-
-VERDICT_FILTERS: dict[str, dict[str, Any]] = {
-    Verdict.FAILED: {"verdict_passed": False},
-    Verdict.PASSED: {"verdict_passed": True},
-    Verdict.UNSCORED: {"verdict_passed__isnull": True},
-}
+Verdict = AssetVerdict  # kept on the asset by quality.services.verdicts
 
 
 def gallery_assets(
@@ -93,9 +44,9 @@ def gallery_assets(
     """The assets ``user`` may see, newest first, filtered; one query per page whatever the rows.
 
     A score threshold keeps only assets whose current value of that metric reaches it (an asset
-    without that score is left out).
+    without that score is left out). Verdict and values are the asset's copies of its current scores.
     """
-    assets = assets_with_scores(assets_visible_to(user).select_related("job__character"))
+    assets = assets_visible_to(user).select_related("job__character")
     if project is not None:
         assets = assets.filter(project=project)
     if character is not None:
@@ -103,20 +54,12 @@ def gallery_assets(
     if kind:
         assets = assets.filter(kind=kind)
     if verdict:
-        assets = assets.filter(**VERDICT_FILTERS[verdict])
+        assets = assets.filter(verdict=verdict)
     if min_aesthetic is not None:
         assets = assets.filter(aesthetic__gte=min_aesthetic)
     if min_similarity is not None:
         assets = assets.filter(similarity__gte=min_similarity)
     return assets.order_by("-created_at", "-pk")
-
-
-def gallery_rows(assets: QuerySet[Asset], ids: list[int]) -> list[Asset]:
-    """The assets of a page chosen on bare ids, with their scores, in the page's order. SQLite
-    computes a row's columns before sorting, so scores selected in the paged query itself were
-    computed for every visible asset; here only for the page's."""
-    rows = {asset.pk: asset for asset in assets.filter(pk__in=ids)}
-    return [rows[pk] for pk in ids if pk in rows]
 
 
 def gallery_scores_present(*, user: AnyUser) -> set[str]:

@@ -13,7 +13,7 @@ from characters.models import Character
 from generation.selectors import job_get_for_user
 from projects.selectors import project_user_can_write
 from quality.forms import ScoredGalleryFilterForm
-from quality.selectors import asset_inspect, asset_neighbours, gallery_assets, gallery_rows, job_quality
+from quality.selectors import asset_inspect, asset_neighbours, gallery_assets, job_quality
 from tower.core.pages import (
     HtmxHttpRequest,
     page_login_required,
@@ -30,8 +30,7 @@ GALLERY_PAGE_SIZE = 48
 def gallery(request: HtmxHttpRequest) -> HttpResponse:
     form = ScoredGalleryFilterForm(request.GET or None, user=request.user)
     assets = gallery_assets(user=request.user, **form.selector_kwargs())
-    page_obj = paginate_uncounted(request, assets.values_list("pk", flat=True), per_page=GALLERY_PAGE_SIZE)
-    page_obj.object_list = gallery_rows(assets, list(page_obj))
+    page_obj = paginate_uncounted(request, assets, per_page=GALLERY_PAGE_SIZE)
     context = {
         "section": "gallery",
         "form": form,

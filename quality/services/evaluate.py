@@ -26,6 +26,7 @@ from quality.services import common
 from quality.services.common import QualityError
 from quality.services.measure import measure, read_media
 from quality.services.scoring import gate_thresholds, score_row
+from quality.services.verdicts import assets_quality_refresh
 
 MAX_FRAMES = 240
 
@@ -71,14 +72,16 @@ def media_evaluate(
             problem = "the video has a single frame; a video needs at least 2 frames to be evaluated"
     if problem:
         if asset is not None:
-            QualityScore.objects.create(
-                asset=asset,
-                metric="media",
-                status="error",
-                passed=False,
-                character=character,
-                details={"reason": problem},
-            )
+            with transaction.atomic():
+                QualityScore.objects.create(
+                    asset=asset,
+                    metric="media",
+                    status="error",
+                    passed=False,
+                    character=character,
+                    details={"reason": problem},
+                )
+                assets_quality_refresh(asset_ids=[asset.pk])
         raise QualityError(problem)
     assert media is not None and media.frames
     thresholds = gate_thresholds(project, character, animated=media.animated)
@@ -88,4 +91,5 @@ def media_evaluate(
             QualityScore.objects.bulk_create(
                 [score_row(asset, r, thresholds.get(r.metric), character.pk if character else None) for r in results]
             )
+            assets_quality_refresh(asset_ids=[asset.pk])
     return Evaluation(frames=len(media.frames), thresholds=thresholds, results=results, asset=asset)

@@ -2,13 +2,12 @@
 
 Flow (:func:`jobs_score`, run by ``quality.tasks.score_succeeded`` for the jobs generation
 announced, or :func:`job_score` for one job by ``quality.tasks.score_job``): the job stays
-SUCCEEDED while it is scored (its outputs exist; SCORING is not used, so the engine and its status
-machine are untouched). Every asset is measured (one batch per network), one ``QualityScore`` row
-per metric is stored exactly as the metric returned it, with its model id.
+SUCCEEDED while scored (SCORING is not used: the engine's status machine is untouched). Every
+asset is measured (one batch per network), one ``QualityScore`` row per metric stored as the metric
+returned it, with its model id, and the asset's copy of its verdict updated (``verdicts``).
 
-References. A job of a character version that has reference images of its own is scored against
-the version's references; otherwise against the character's (those of no version). Each set is
-embedded once per batch (``quality.services.references``).
+References. A job of a character version with reference images of its own is scored against them;
+otherwise against the character's (of no version), each set embedded once a batch (``references``).
 
 Cost. Without model weights scoring is ORM-bound, so a batch loads its jobs (with project and
 character) and their outputs in two queries, shares the models and each character's reference
@@ -50,9 +49,8 @@ details with its reason and the command that fixes it. Outcome ``passed`` when e
 check passed, ``failed`` when one failed, ``not_evaluated`` (``passed`` is NULL) when nothing could
 be evaluated: never a pass by default.
 
-Regeneration (``quality.services.regeneration``): a failed gate queues the same job with a new
-seed while the chain of regenerations is shorter than ``project.max_regenerations``; when a chain
-ends, its best attempt is kept.
+Regeneration (``quality.services.regeneration``): a failed gate queues the job with a new seed
+while its chain is shorter than ``project.max_regenerations``; a chain's best attempt is kept.
 """
 
 from __future__ import annotations
@@ -82,6 +80,7 @@ from quality.services.measure import Media, measure, read_media
 from quality.services.phases import phase_gates_after_scoring
 from quality.services.references import EmbeddedReferences, character_embed_references
 from quality.services.regeneration import gate_conclude
+from quality.services.verdicts import assets_quality_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -446,6 +445,7 @@ def _write(chunk: list[_Measured]) -> dict[int, tuple[QualityGate | None, bool]]
             else:
                 fresh.append(m)
         QualityScore.objects.bulk_create([row for m in fresh for row in m.rows])
+        assets_quality_refresh(asset_ids=[row.asset_id for m in fresh for row in m.rows])
         gates = [_gate(m) for m in fresh]
         QualityGate.objects.bulk_create(gates)  # once each, with its final details
         for m, gate in zip(fresh, gates, strict=True):

@@ -7,6 +7,7 @@ from django.core.files.base import ContentFile
 from playwright.sync_api import expect
 
 from quality.models import QualityScore
+from quality.services.verdicts import assets_quality_refresh
 from tests.browser.conftest import screenshot
 from tests.browser.test_studio import PASSWORD, log_in, producer  # noqa: F401 (fixture)
 from tests.factories import AssetFactory, CharacterFactory, JobFactory, make_project, png_bytes
@@ -31,6 +32,7 @@ def test_gallery_shows_scores_and_filters_by_verdict_and_score(page, producer, s
             QualityScore.objects.create(asset=asset, metric="aesthetic", value=aesthetic, passed=a_ok)
         if similarity is not None:
             QualityScore.objects.create(asset=asset, metric="character_similarity", value=similarity, passed=s_ok)
+        assets_quality_refresh(asset_ids=[asset.pk])  # as scoring does with the rows it writes
 
     log_in(page)
     page.goto("/gallery/")

@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from playwright.sync_api import expect
 
 from quality.models import QualityScore
+from quality.services.verdicts import assets_quality_refresh
 from tests.browser.test_studio import log_in, producer  # noqa: F401 (fixture)
 from tests.factories import AssetFactory, JobFactory, make_project, png_bytes
 
@@ -26,6 +27,7 @@ def _outputs(owner, media_root) -> list[int]:
         asset = AssetFactory(project=project, job=job, file=file, kind=kind)
         if passed is not None:
             QualityScore.objects.create(asset=asset, metric="aesthetic", value=6.0 if passed else 3.0, passed=passed)
+            assets_quality_refresh(asset_ids=[asset.pk])  # as scoring does with the rows it writes
         ids.append(asset.pk)
     return ids
 

@@ -8,6 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from quality.models import QualityScore
+from quality.services.verdicts import assets_quality_refresh
 from tests.factories import AssetFactory, CharacterFactory, JobFactory, TemplateFactory, make_project
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +35,7 @@ def outputs(project):
     first, second = AssetFactory(project=project, job=job), AssetFactory(project=project, job=job)
     QualityScore.objects.create(asset=second, metric="aesthetic", value=4.25, threshold=5.0, passed=False)
     QualityScore.objects.create(asset=second, metric="character_similarity", value=0.81, threshold=0.6, passed=True)
+    assets_quality_refresh(asset_ids=[second.pk])  # as scoring does with the rows it writes
     return job, first, second
 
 

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from quality.models import QualityScore, ScoreStatus
 from quality.selectors import Verdict, gallery_assets
+from quality.services.verdicts import assets_quality_refresh
 from tests.factories import AssetFactory, CharacterFactory, JobFactory, make_project
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +24,9 @@ def client_for(user) -> Client:
 
 def score(asset, metric: str, value: float | None, passed: bool | None, **fields) -> QualityScore:
     status = fields.pop("status", ScoreStatus.OK if value is not None else ScoreStatus.UNAVAILABLE)
-    return QualityScore.objects.create(asset=asset, metric=metric, value=value, passed=passed, status=status, **fields)
+    row = QualityScore.objects.create(asset=asset, metric=metric, value=value, passed=passed, status=status, **fields)
+    assets_quality_refresh(asset_ids=[asset.pk])  # as scoring does with the rows it writes
+    return row
 
 
 def shown(html: str) -> set[int]:
