@@ -112,9 +112,11 @@ def measure(client: Any, page: Page, requests: int) -> Measure:
     return Measure(p95_ms=p95, queries=queries, queries_later=later, status=response.status_code)
 
 
-def measure_all(client: Any, studio: Any, requests: int) -> dict[str, Measure]:
+def measure_all(client: Any, studio: Any, requests: int, only: list[str] | None = None) -> dict[str, Measure]:
     results = {}
     for page in pages(studio):
+        if only and not any(part in page.name for part in only):
+            continue
         results[page.name] = result = measure(client, page, requests)
         print(f"  {page.name}: p95 {result.p95_ms:.1f} ms, {result.queries} queries", flush=True)
     return results
@@ -156,14 +158,14 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         data.grow(studio, small, base=base)
         print(f"small data set {small} built in {time.perf_counter() - started:.1f} s", flush=True)
-        baseline = measure_all(client, studio, args.requests)
+        baseline = measure_all(client, studio, args.requests, args.only)
 
         full = data.counts_at(args.scale)
         started = time.perf_counter()
         written = data.grow(studio, full, base=base)
         built = time.perf_counter() - started
         print(f"full data set {full} (+{written['scores']} scores) built in {built:.1f} s", flush=True)
-        at_scale = measure_all(client, studio, args.requests)
+        at_scale = measure_all(client, studio, args.requests, args.only)
         print(f"measured; {_load()}", flush=True)
         rows = report(baseline, at_scale)
         if args.api_load:
@@ -207,6 +209,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=30, help="timed requests per page (default 30)")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full studio (default 1)")
     parser.add_argument("--fraction", type=float, default=0.01, help="the baseline's fraction (default 1/100)")
+    parser.add_argument(
+        "--only", action="append", metavar="TEXT", help="measure only the pages whose name contains TEXT (repeatable)"
+    )
     parser.add_argument("--api-load", action="store_true", help="also run bench/_api_load.py's row")
     return run(parser.parse_args())
 
