@@ -22,7 +22,7 @@ from django.shortcuts import get_object_or_404
 
 from generation.models import Asset, AssetVerdict, Job
 from generation.selectors import assets_visible_to
-from projects.selectors import AnyUser
+from projects.selectors import AnyUser, in_visible_project
 from quality.charts import Sparkline, temporal_chart
 from quality.fetch import ScoringModels, metric_label, scoring_models
 from quality.models import GateStage, QualityGate, QualityScore, ScoreStatus
@@ -65,8 +65,9 @@ def gallery_assets(
 def gallery_scores_present(*, user: AnyUser) -> set[str]:
     """Which of the gallery's score filters (``aesthetic``, ``character_similarity``) any output
     ``user`` may see has a value for: a filter on a score nothing has yet would only empty the grid."""
-    rows = QualityScore.objects.filter(asset__in=assets_visible_to(user).order_by(), status=ScoreStatus.OK)
-    # One EXISTS per metric, which stops at the first row (a DISTINCT read every score).
+    rows = QualityScore.objects.filter(in_visible_project(user, "asset__project"), status=ScoreStatus.OK)
+    # One EXISTS per metric, which stops at the first row (a DISTINCT read every score); the
+    # project check per row, since asset__in=(visible assets) made SQLite list every visible asset.
     return {metric for metric in (AESTHETIC, SIMILARITY) if rows.filter(metric=metric).exists()}
 
 

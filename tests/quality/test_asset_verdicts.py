@@ -4,15 +4,18 @@ write of scores: scoring, a newer score of a metric, and an evaluation of the as
 from __future__ import annotations
 
 import pytest
+from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import reverse
 
-from generation.models import Asset
+from generation.models import Asset, JobStatus
 from quality.models import QualityScore, ScoreStatus
 from quality.services.common import QualityError
 from quality.services.evaluate import media_evaluate
+from quality.services.scoring import jobs_score
 from quality.services.verdicts import assets_quality_refresh
-from tests.factories import AssetFactory, make_project
+from tests.factories import AssetFactory, JobFactory, make_project
+from tests.quality.scoring_helpers import png
 
 pytestmark = pytest.mark.django_db
 
@@ -62,3 +65,17 @@ def test_an_evaluation_that_cannot_read_the_asset_fails_its_copy(owner):
     with pytest.raises(QualityError):
         media_evaluate(data=b"not an image", project=project, asset=asset, max_bytes=1_000_000)
     assert copies(asset) == ("failed", 7.0, None)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.redis
+@pytest.mark.usefixtures("channel_layer")
+def test_scoring_a_job_writes_its_outputs_copies(owner, models):
+    project = make_project(owner, art_kind="photoreal", threshold_aesthetic=0.0)
+    job = JobFactory(project=project, created_by=owner, status=JobStatus.SUCCEEDED)
+    good = AssetFactory(project=project, job=job, file=ContentFile(png(), name="good.png"))
+    broken = AssetFactory(project=project, job=job, file=ContentFile(b"not an image", name="broken.png"))
+    jobs_score(job_ids=[job.pk])
+    aesthetic = QualityScore.objects.get(asset=good, metric="aesthetic")
+    assert copies(good) == ("passed", aesthetic.value, None)
+    assert copies(broken) == ("failed", None, None)
