@@ -90,17 +90,11 @@ class ProjectScopedAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj) and self.user_may_write(request, obj)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if "queryset" not in kwargs:
-            choices = related_choices(self.admin_site, request, db_field.related_model)
-            if choices is not None:
-                kwargs["queryset"] = choices
+        scope_choices(self.admin_site, request, db_field, kwargs)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if "queryset" not in kwargs:
-            choices = related_choices(self.admin_site, request, db_field.related_model)
-            if choices is not None:
-                kwargs["queryset"] = choices
+        scope_choices(self.admin_site, request, db_field, kwargs)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
@@ -116,6 +110,14 @@ def related_choices(site: admin.AdminSite, request: HttpRequest, model: type[mod
     if not isinstance(related_admin, ProjectScopedAdmin):
         return None
     return related_admin.writable(request, model._default_manager.all())
+
+
+def scope_choices(site: admin.AdminSite, request: HttpRequest, db_field: Any, kwargs: dict[str, Any]) -> None:
+    """Limit a relation field's choices to the rows the user may attach (unless the caller set them)."""
+    if "queryset" not in kwargs:
+        choices = related_choices(site, request, db_field.related_model)
+        if choices is not None:
+            kwargs["queryset"] = choices
 
 
 class ScopedInline(_InlineBase):
@@ -138,8 +140,5 @@ class ScopedInline(_InlineBase):
         return super().has_delete_permission(request, obj) and self._parent_writable(request, obj)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if "queryset" not in kwargs:
-            choices = related_choices(self.admin_site, request, db_field.related_model)
-            if choices is not None:
-                kwargs["queryset"] = choices
+        scope_choices(self.admin_site, request, db_field, kwargs)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
