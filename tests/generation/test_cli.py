@@ -117,8 +117,9 @@ def test_generate_on_a_terminal_redraws_one_bar_per_job_while_they_run(fake, pro
 
     thread, result = run_in_thread(lambda: run("generate", *args, stdout=screen))
     wait_until(lambda: "running" in screen.getvalue(), what="a bar showing a running job")
-    fake.release()
+    # Stop holding first: a prompt reaching the node between a release and the change was held forever.
     fake.configure(holds=set())
+    fake.release()
     thread.join(timeout=30)
 
     [(code, out)] = result
