@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from characters.models import Character, CharacterVersion, Variation
-from projects.models import Mode, Phase, Project, Scene
+from projects.models import Episode, Mode, Phase, Project, Scene
 
 
 class Backend(models.Model):
@@ -374,3 +374,51 @@ class Asset(models.Model):
 
     def __str__(self) -> str:
         return f"Asset #{self.pk} ({self.kind})"
+
+
+class AssemblyStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Assembly(models.Model):
+    """Joining a scene's segments, or an episode's scenes, into one film: a worker's task with progress."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assemblies")
+    episode = models.ForeignKey(Episode, on_delete=models.CASCADE, related_name="assemblies")
+    scene = models.ForeignKey(
+        Scene,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="assemblies",
+        help_text="empty: the episode",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(
+        max_length=10, choices=AssemblyStatus.choices, default=AssemblyStatus.QUEUED, db_index=True
+    )
+    progress = models.FloatField(default=0.0)
+    container = models.CharField(max_length=8, default="mp4", help_text="mp4 (H.264) or webm (VP9)")
+    crossfade_frames = models.PositiveSmallIntegerField(default=0)
+    stream_copy = models.BooleanField(default=False, editable=False, help_text="joined without re-encoding")
+    asset = models.ForeignKey(Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    chapters = models.JSONField(default=list, blank=True, help_text='[{"title", "start", "end"}] in seconds')
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=AssemblyStatus.values), name="assembly_status_valid"),
+            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="assembly_progress_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"assembly {self.pk} of {self.scene or self.episode} ({self.status})"

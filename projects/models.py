@@ -77,6 +77,15 @@ class Project(models.Model):
     max_regenerations = models.PositiveSmallIntegerField(
         default=3, validators=[MinValueValidator(0), MaxValueValidator(MAX_REGENERATIONS)]
     )
+    # Join gates of movie production: a join (segment k → k+1, scene → scene) passes when its SSIM is at
+    # least join_ssim_min and its flow discontinuity (1 = like anywhere else in the clip) at most join_flow_max.
+    join_ssim_min = models.FloatField(default=0.50, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    join_flow_max = models.FloatField(default=3.0, validators=[MinValueValidator(0)])
+    max_join_regenerations = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_REGENERATIONS)],
+        help_text="how often a segment whose join fails is generated again",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -226,6 +235,13 @@ class Episode(models.Model):
         return f"{self.project} · E{self.number} {self.title}"
 
 
+class SceneStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETE = "complete", "Complete"
+    FAILED = "failed", "Failed"
+
+
 class Scene(models.Model):
     episode = models.ForeignKey(Episode, on_delete=models.CASCADE, related_name="scenes")
     number = models.PositiveIntegerField()
@@ -238,7 +254,12 @@ class Scene(models.Model):
     continuity = models.JSONField(
         default=dict, blank=True, help_text="state carried to the next scene (positions, outfits, time of day…)"
     )
+    # Continuity memory set on this scene: {"characters": {id: {...}}, "story": {...}, "style": {...}}; what a
+    # scene leaves unset is carried from the scenes before it (projects.memory computes the effective memory).
+    memory = models.JSONField(default=dict, blank=True, help_text="continuity memory set on this scene")
+    status = models.CharField(max_length=10, choices=SceneStatus.choices, default=SceneStatus.PENDING, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["episode", "number"]
@@ -247,7 +268,25 @@ class Scene(models.Model):
             models.CheckConstraint(
                 condition=Q(duration_seconds__gt=0, duration_seconds__lte=600), name="scene_duration_range"
             ),
+            models.CheckConstraint(condition=Q(status__in=SceneStatus.values), name="scene_status_valid"),
         ]
 
     def __str__(self) -> str:
         return f"{self.episode} · S{self.number}"
+
+
+class SceneMemoryChange(models.Model):
+    """One edit of a scene's continuity memory: who, when, and each changed path's old and new value."""
+
+    scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="memory_changes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    changes = models.JSONField(default=list, help_text='[{"path": "story.tension", "old": 3, "new": 7}, …]')
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["scene", "-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"memory change {self.pk} of {self.scene}"

@@ -5,8 +5,8 @@ from django.db import models
 from django.db.models import Q
 
 from characters.models import Character
-from generation.models import Asset, InputImage, Job
-from projects.models import Mode, Phase, Project
+from generation.models import Asset, InputImage, Job, WorkflowTemplate
+from projects.models import Mode, Phase, Project, Scene
 
 
 class ScoreStatus(models.TextChoices):
@@ -241,3 +241,159 @@ class PhaseRun(models.Model):
 
     def __str__(self) -> str:
         return f"phase {self.phase} of orchestration {self.orchestration_id}: {self.status}"
+
+
+class SegmentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETE = "complete", "Complete"
+    FAILED = "failed", "Failed"
+
+
+class SceneRun(models.Model):
+    """One request to generate a scene: its engine template and planned segments, stepped like an orchestration."""
+
+    scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="runs")
+    template = models.ForeignKey(WorkflowTemplate, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    segments_planned = models.PositiveSmallIntegerField()
+    status = models.CharField(
+        max_length=10, choices=SegmentStatus.choices, default=SegmentStatus.RUNNING, db_index=True
+    )
+    reasons = models.JSONField(default=list, blank=True, help_text="why it failed")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=SegmentStatus.values), name="scenerun_status_valid"),
+            models.CheckConstraint(condition=Q(segments_planned__gte=1), name="scenerun_segments_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.scene} ({self.status})"
+
+
+class Segment(models.Model):
+    """One short generated clip of a scene; segment k+1 starts from segment k's last frame."""
+
+    run = models.ForeignKey(SceneRun, on_delete=models.CASCADE, related_name="segments")
+    scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="segments")
+    number = models.PositiveSmallIntegerField(help_text="1-based position in the scene")
+    status = models.CharField(max_length=10, choices=SegmentStatus.choices, default=SegmentStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    job = models.ForeignKey(
+        Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="the current attempt"
+    )
+    jobs = models.ManyToManyField(Job, related_name="segments", blank=True, help_text="every attempt")
+    motion_prompt = models.TextField(blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    prompt_id = models.CharField(max_length=64, blank=True)
+    params = models.JSONField(default=dict, blank=True, help_text="the overrides of the current attempt")
+    first_frame = models.ForeignKey(
+        InputImage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="what it starts from"
+    )
+    last_frame = models.ForeignKey(
+        InputImage,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="its last frame, cut out",
+    )
+    output = models.ForeignKey(Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    frame_consistency = models.FloatField(null=True, blank=True, help_text="mean SSIM of consecutive frames")
+    motion_smoothness = models.FloatField(null=True, blank=True)
+    overall = models.FloatField(null=True, blank=True)
+    join_ssim = models.FloatField(null=True, blank=True, help_text="across the join into this segment")
+    join_flow = models.FloatField(null=True, blank=True, help_text="flow discontinuity across the join into it")
+    join_passed = models.BooleanField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="segment_unique_number"),
+            models.CheckConstraint(condition=Q(status__in=SegmentStatus.values), name="segment_status_valid"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="segment_number_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"segment {self.number} of {self.scene}"
+
+
+class JoinKind(models.TextChoices):
+    SEGMENT = "segment", "Segment → segment"
+    SCENE = "scene", "Scene → scene"
+
+
+class JoinEvaluation(models.Model):
+    """One scored join: the last frames of one clip against the first of the next, with the project's gate."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="join_evaluations")
+    scene = models.ForeignKey(
+        Scene, on_delete=models.CASCADE, related_name="join_evaluations", help_text="the later side"
+    )
+    kind = models.CharField(max_length=8, choices=JoinKind.choices)
+    segment = models.ForeignKey(
+        Segment,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="join_evaluations",
+        help_text="the later side",
+    )
+    before = models.ForeignKey(Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    after = models.ForeignKey(Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    ssim = models.FloatField(null=True, blank=True)
+    flow_discontinuity = models.FloatField(null=True, blank=True)
+    passed = models.BooleanField(null=True, blank=True, help_text="empty: could not be evaluated")
+    details = models.JSONField(default=dict, blank=True, help_text="thresholds and reasons")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=Q(kind__in=JoinKind.values), name="join_kind_valid")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} join into {self.scene} ({self.passed})"
+
+
+class QualityFeedback(models.Model):
+    """One attempt at a segment, remembered: what it was asked, how it scored, and a person's rating."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quality_feedback")
+    template = models.ForeignKey(
+        WorkflowTemplate, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="the engine"
+    )
+    segment = models.ForeignKey(Segment, on_delete=models.SET_NULL, null=True, blank=True, related_name="feedback")
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="quality_feedback")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    scores = models.JSONField(default=dict, blank=True, help_text="per-dimension scores")
+    prompt = models.TextField(blank=True, help_text="the full resolved prompt")
+    params = models.JSONField(default=dict, blank=True)
+    successful_elements = models.JSONField(default=list, blank=True)
+    failed_elements = models.JSONField(default=list, blank=True)
+    passed = models.BooleanField(null=True, blank=True)
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="a person's rating, 1–5")
+    rated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "template", "passed"], name="feedback_engine_passed")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=5), name="feedback_rating_range"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"feedback {self.pk} (attempt {self.attempt})"
