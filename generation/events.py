@@ -34,6 +34,8 @@ EVENT_TYPES = frozenset({"job_queued", "progress", "job_complete", "job_failed",
 ORCHESTRATION_EVENT_TYPES = frozenset(
     {"orchestration_progress", "phase_passed", "orchestration_complete", "orchestration_failed"}
 )
+# Events of movie production; they name a scene or an episode (and its project), not a job.
+MOVIE_EVENT_TYPES = frozenset({"segment_complete", "join_evaluated", "scene_complete", "assembly_complete"})
 # Channels maps the message "type" to a consumer method name: "tower.event" → tower_event().
 CHANNEL_MESSAGE_TYPE = "tower.event"
 
@@ -55,6 +57,14 @@ def user_group(user_id: int) -> str:
 
 def orchestration_group(orchestration_id: int) -> str:
     return f"orchestration.{orchestration_id}"
+
+
+def scene_group(scene_id: int) -> str:
+    return f"scene.{scene_id}"
+
+
+def episode_group(episode_id: int) -> str:
+    return f"episode.{episode_id}"
 
 
 SEND_TIMEOUT = 10.0  # seconds an event's sends (and a flush) may take before they are given up (and logged)
@@ -203,6 +213,34 @@ def orchestration_event(
         **data,
     }
     groups = [orchestration_group(orchestration_id), project_group(project_id)]
+    if user_id is not None:
+        groups.append(user_group(user_id))
+    transaction.on_commit(lambda: _send_now(groups, event))
+
+
+def movie_event(
+    event_type: str,
+    *,
+    project_id: int,
+    episode_id: int,
+    scene_id: int | None = None,
+    user_id: int | None = None,
+    **data: Any,
+) -> None:
+    """Queue a movie event for its episode's group, its scene's (when it names one) and its project's, after commit."""
+    if event_type not in MOVIE_EVENT_TYPES:
+        raise ValueError(f"unknown movie event type {event_type!r}")
+    event = {
+        "type": event_type,
+        "project": project_id,
+        "episode": episode_id,
+        "scene": scene_id,
+        "at": timezone.now().isoformat(),
+        **data,
+    }
+    groups = [episode_group(episode_id), project_group(project_id)]
+    if scene_id is not None:
+        groups.insert(0, scene_group(scene_id))
     if user_id is not None:
         groups.append(user_group(user_id))
     transaction.on_commit(lambda: _send_now(groups, event))
