@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import QuerySet
+from django.http import Http404
 
 from generation.models import Asset, AssetKind, Job
+from projects.selectors import AnyUser, project_ids_visible_to, project_user_can_write
 from quality.models import JoinEvaluation, QualityFeedback, QualityScore, ScoreStatus, Segment
 
 # Resolved parameters that are text or inputs, kept elsewhere on the row (prompt) or meaningless to compare.
@@ -87,10 +92,37 @@ def feedback_record(
         )
 
 
-def feedback_rate(*, feedback: QualityFeedback, rating: int, user: Any) -> QualityFeedback:
+class FeedbackError(Exception):
+    """A rating that cannot be recorded; the message says why."""
+
+
+def feedback_rate(*, feedback: QualityFeedback, rating: int, user: User) -> QualityFeedback:
     """A person's rating of one attempt, 1 (bad) to 5 (good); the last rating wins."""
     if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
-        raise ValueError("rating must be a whole number from 1 to 5")
+        raise FeedbackError("rating must be a whole number from 1 to 5")
     feedback.rating, feedback.rated_by = rating, user
     feedback.save(update_fields=["rating", "rated_by"])
     return feedback
+
+
+# --- reads: one access rule, as every API and page ---------------------------------------------
+
+
+def feedback_visible_to(user: AnyUser) -> QuerySet[QualityFeedback]:
+    """Feedback rows of the projects ``user`` can see, newest first."""
+    return (
+        QualityFeedback.objects.filter(project__in=project_ids_visible_to(user))
+        .select_related("segment", "template")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def feedback_get_for_user(*, user: AnyUser, pk: int | str, write: bool = False) -> QualityFeedback:
+    """The row, or 404 when invisible (403 with ``write`` for a viewer: they know it exists)."""
+    try:
+        row = feedback_visible_to(user).select_related("project").get(pk=int(pk))
+    except (QualityFeedback.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise Http404("No such feedback") from None
+    if write and not project_user_can_write(project=row.project, user=user):
+        raise PermissionDenied("You have read-only access to this project")
+    return row
