@@ -15,6 +15,7 @@ from generation.api import AssetViewSet, InputImageViewSet, TemplateViewSet
 from generation.api_jobs import JobViewSet
 from projects.api import EpisodeViewSet, ProjectViewSet, SceneViewSet
 from quality.api import JobQualityView, PhasesView, QualityViewSet
+from quality.movie_feedback_api import FeedbackViewSet
 from quality.orchestration_api import OrchestrationViewSet
 from tower.core.api import Router
 from tower.core.users import signed_in
@@ -115,6 +116,7 @@ router.register("templates", TemplateViewSet, basename="template")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("quality", QualityViewSet, basename="quality")
 router.register("orchestrations", OrchestrationViewSet, basename="orchestration")
+router.register("feedback", FeedbackViewSet, basename="feedback")
 
 urlpatterns = [
     *router.urls,
