@@ -64,6 +64,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "motion_bucket": (1, None),
     "augmentation": (0, None),
     "min_cfg": (0, None),
+    "motion": (0, None),
+    "discontinuity": (0, 1),
 }
 
 

@@ -68,6 +68,9 @@ PARAMETERS: dict[str, str] = {
     "motion_bucket": "int",
     "augmentation": "float",
     "min_cfg": "float",
+    # A segment template's motion speed (pixels a frame) and its jump at the first frame (0 = none, 1 = a cut).
+    "motion": "float",
+    "discontinuity": "float",
     "poses": "poses",
 }
 STRUCTURAL = frozenset({"loras", "vae"})
