@@ -14,7 +14,7 @@ from __future__ import annotations
 from generation.models import Job
 from generation.services.jobs import JobError, job_log
 from generation.services.regenerate import job_regenerate
-from quality.models import GateStage, PhaseRun, QualityGate
+from quality.models import GateStage, PhaseRun, QualityGate, Segment
 
 
 def regeneration_chain(job: Job, gate: QualityGate | None = None) -> list[tuple[Job, QualityGate]]:
@@ -71,7 +71,8 @@ def gate_conclude(*, job: Job, gate: QualityGate) -> None:
 
 
 def _in_orchestration(job: Job) -> bool:
-    return PhaseRun.objects.filter(jobs=job.pk).exists()
+    """A phase run's or a scene segment's attempt: their engines regenerate (with their own inputs)."""
+    return PhaseRun.objects.filter(jobs=job.pk).exists() or Segment.objects.filter(jobs=job.pk).exists()
 
 
 def _keep_best(chain: list[tuple[Job, QualityGate]], *, current: QualityGate) -> None:
