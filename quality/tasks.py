@@ -51,11 +51,23 @@ def _step_orchestrations(job_ids: list[int]) -> None:
         orchestrations.orchestrations_after_scoring(job_ids=job_ids)
     except Exception:
         logger.warning("stepping the orchestrations of jobs %s failed; reconcile will", job_ids, exc_info=True)
+    _step_scenes(job_ids)
+
+
+def _step_scenes(job_ids: list[int]) -> None:
+    """Conclude the scene segments among the jobs just scored; logged, never raised (reconcile steps later)."""
+    from quality.movie.chain import scenes_after_scoring
+
+    try:
+        scenes_after_scoring(job_ids=job_ids)
+    except Exception:
+        logger.warning("stepping the scenes of jobs %s failed; reconcile will", job_ids, exc_info=True)
 
 
 def job_failed(job_id: int) -> None:
     """generation's ``TOWER_ON_JOB_FAILED`` hook: a failed job of a running orchestration is a
     failed attempt; its step runs on a worker (this runs in the engine's process: one query)."""
+    _scene_job_failed(job_id)
     orchestration_id = orchestrations.orchestration_of_job(job_id=job_id)
     if orchestration_id is None:
         return
@@ -71,6 +83,37 @@ def job_failed(job_id: int) -> None:
         )
     except BROKER_ERRORS as exc:
         logger.warning("could not step orchestration %s (%s); reconcile will", orchestration_id, exc)
+
+
+def _scene_job_failed(job_id: int) -> None:
+    """A failed job of a running scene's current segment is a failed attempt: step the run on a worker."""
+    from generation import tasks
+    from quality.movie.chain import scene_run_of_job
+
+    run_id = scene_run_of_job(job_id=job_id)
+    if run_id is None:
+        return
+    try:
+        tasks.async_task(
+            "quality.tasks.scene_step", run_id, job_id, task_name=f"scene-{run_id}-{job_id}", group="quality"
+        )
+    except BROKER_ERRORS as exc:
+        logger.warning("could not step scene run %s (%s); reconcile will", run_id, exc)
+
+
+def scene_step(run_id: int, job_id: int | None = None) -> str:
+    """Conclude a scene run's current segment attempt if it ended; safe to re-deliver."""
+    from quality.movie.chain import scene_step as step
+
+    return step(run_id=run_id, job_id=job_id)
+
+
+def scenes_reconcile() -> str:
+    """Resume running scene runs whose current segment has no live job (``TOWER_ON_RECONCILE``)."""
+    from quality.movie.chain import scenes_reconcile as reconcile
+
+    outcomes = reconcile()
+    return f"{len(outcomes)} running scene run(s) checked"
 
 
 def orchestration_step(orchestration_id: int, job_id: int | None = None) -> str:
