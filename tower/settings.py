@@ -251,6 +251,7 @@ TOWER_PHASE_CHECK = "quality.services.phase_gates.phase_open_for"
 TOWER_ON_RECONCILE = [
     "quality.tasks.score_missing",
     "quality.tasks.orchestrations_reconcile",
+    "quality.tasks.scenes_reconcile",
     "training.trainer.tasks.training_reconcile",
 ]
 # A function (dotted path) that, given a Character, returns the LoRAs its generations must carry
