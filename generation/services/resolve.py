@@ -65,6 +65,8 @@ REQUEST_PARAMETERS = frozenset(
         "motion_bucket",
         "augmentation",
         "min_cfg",
+        "motion",
+        "discontinuity",
     }
 )
 ALLOWED_OVERRIDES = STYLE_OVERRIDES | REQUEST_PARAMETERS
