@@ -103,8 +103,8 @@ def test_shipped_templates_still_follow_the_style(styled, owner, enqueued):
     assert job.graph["7"]["inputs"]["text"] == "worst quality"
     first_frame = ImageSource(path="inputs/first.png", sha256="0" * 64, extension="png")
     [clip] = jobs_create(user=owner, project=styled, template=shipped("weightless-segment"), init_image=first_frame)
-    [saver] = [n for n in clip.graph.values() if n["class_type"] == "SaveAnimatedWEBP"]
-    assert saver["inputs"]["fps"] == 12
+    [video] = [n for n in clip.graph.values() if n["class_type"] == "CreateVideo"]
+    assert video["inputs"]["fps"] == 12
 
 
 def test_several_jobs_of_a_template_without_a_seed_input_are_refused(styled, owner, enqueued):
