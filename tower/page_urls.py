@@ -6,7 +6,7 @@ from django.urls import include, path
 
 from characters import views as character_views
 from generation import backend_views, generate_views, job_views, template_views
-from quality import orchestration_views, scoring_models_views
+from quality import movie_scene_views, movie_views, orchestration_views, scoring_models_views
 from quality import views as quality_views
 from tower import project_views, views
 from training import views as training_views
@@ -47,6 +47,18 @@ urlpatterns = [
         "orchestrations/<int:pk>/<str:action>/", orchestration_views.orchestration_action, name="orchestration-action"
     ),
     path("characters/<int:pk>/orchestrate/", orchestration_views.orchestration_start_view, name="orchestration-start"),
+    path("projects/<int:pk>/episodes/new/", movie_views.episode_create_view, name="episode-create"),
+    path("episodes/<int:pk>/", movie_views.episode_detail, name="episode-detail"),
+    path("episodes/<int:pk>/scenes/", movie_views.episode_scene_add, name="episode-scene-add"),
+    path("episodes/<int:pk>/reorder/", movie_views.episode_reorder, name="episode-reorder"),
+    path("episodes/<int:pk>/assemble/", movie_views.episode_assemble, name="episode-assemble"),
+    path("scenes/<int:pk>/", movie_scene_views.scene_detail, name="scene-detail"),
+    path("scenes/<int:pk>/edit/", movie_views.scene_edit_view, name="scene-edit"),
+    path("scenes/<int:pk>/move/", movie_views.scene_move_view, name="scene-move"),
+    path("scenes/<int:pk>/delete/", movie_views.scene_delete_view, name="scene-delete"),
+    path("scenes/<int:pk>/generate/", movie_scene_views.scene_generate_view, name="scene-generate"),
+    path("scenes/<int:pk>/memory/", movie_scene_views.scene_memory, name="scene-memory"),
+    path("segments/<int:pk>/retry/", movie_scene_views.segment_retry, name="segment-retry"),
     path("backends/", backend_views.backend_list, name="backend-list"),
     path("backends/new/", backend_views.backend_edit, name="backend-create"),
     path("backends/<int:pk>/", backend_views.backend_edit, name="backend-edit"),
