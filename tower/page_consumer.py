@@ -31,6 +31,7 @@ from generation.job_views import job_context, job_list_page, job_log_lines
 from generation.models import Asset, Job, JobLogLine
 from generation.selectors import job_get_for_user
 from projects.selectors import project_ids_visible_to
+from quality.movie_live import MOVIE_PAGES, movie_page_fragments, movie_page_groups
 from quality.orchestration_views import orchestration_page_fragments, orchestration_page_groups
 from quality.selectors import job_quality
 from tower.views import (
@@ -204,8 +205,12 @@ class PageConsumer(AsyncWebsocketConsumer):
         view = query["view"][0] if "view" in query else None
         # An orchestration's page: its phase cards (quality renders them; see orchestration_views).
         self.orchestration = int(query["orchestration"][0]) if query.get("orchestration", [""])[0].isdigit() else None
+        # An episode's storyboard or a scene's timeline (quality.movie_live renders them).
+        self.movie = next(((page, query[page][0]) for page in MOVIE_PAGES if page in query), None)
         if "orchestration" in query:
             groups = await database_sync_to_async(orchestration_page_groups)(self.user, query["orchestration"][0])
+        elif self.movie is not None:
+            groups = await database_sync_to_async(movie_page_groups)(self.user, *self.movie)
         else:
             groups = await database_sync_to_async(_groups_for)(self.user, job_id, view)
         if groups is None:
@@ -241,6 +246,14 @@ class PageConsumer(AsyncWebsocketConsumer):
         if self.orchestration is not None:
             html = await database_sync_to_async(orchestration_page_fragments)(
                 user=self.user, event=message["event"], orchestration_id=self.orchestration, csrf_token=self.csrf_token
+            )
+        elif self.movie is not None:
+            html = await database_sync_to_async(movie_page_fragments)(
+                user=self.user,
+                event=message["event"],
+                page=self.movie[0],
+                page_id=int(self.movie[1]),
+                csrf_token=self.csrf_token,
             )
         else:
             html = await database_sync_to_async(render_event)(
