@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.models import WorkflowTemplate
+from generation.workflow.bindings import BindingError, resolve_bindings
 from projects.models import Project
 from quality.models import JoinEvaluation, QualityFeedback
 
@@ -54,12 +55,17 @@ KNOB_NAMES = frozenset(k.name for k in KNOBS)
 
 def template_default(template: WorkflowTemplate | None, name: str) -> Any:
     """The value the template's graph gives a bound parameter (None when it does not bind it)."""
-    if template is None:
+    if template is None or name not in (template.bindings or {}):
         return None
-    for binding in (template.bindings or {}).get(name, []):
-        node = (template.graph or {}).get(str(binding.get("node")), {})
-        value = node.get("inputs", {}).get(binding.get("input"))
-        if value is not None and not isinstance(value, list):  # a list is a link to another node
+    try:
+        targets = resolve_bindings(template.graph, template.bindings).get(name, [])
+    except BindingError:
+        return None
+    for found in targets:
+        if found.target.input is None:
+            continue
+        value = template.graph[found.node_id].get("inputs", {}).get(found.target.input)
+        if value is not None:
             return value
     return None
 
