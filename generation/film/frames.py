@@ -10,9 +10,13 @@ import io
 from collections import deque
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import av
 
 from tower.core.errors import DomainError
 
@@ -53,6 +57,39 @@ def iter_frames(path: str | Path) -> Generator[np.ndarray]:
     for frame in frames:
         count += 1
         yield frame
+    if not count:
+        raise FrameError(f"{path.name} has no frames")
+
+
+def iter_av_frames(path: str | Path) -> Generator[av.VideoFrame]:
+    """Every frame of a clip in order as PyAV frames, undecoded further (what an encoder takes as is).
+
+    A video's frames come straight from its decoder (no copy to RGB); an animation's or a still's
+    are built from Pillow's RGB frames. Raises :class:`FrameError` like :func:`iter_frames`.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise FrameError(f"{path.name or path} is missing or empty")
+    count = 0
+    if _is_image(path):
+        for array in _image_frames(path):
+            count += 1
+            yield av.VideoFrame.from_ndarray(array, format="rgb24")
+    else:
+        try:
+            with av.open(str(path), mode="r") as container:
+                if not container.streams.video:
+                    raise FrameError(f"{path.name} has no video stream")
+                stream = container.streams.video[0]
+                _check_size(stream.codec_context.width, stream.codec_context.height)
+                stream.thread_type = "AUTO"
+                for frame in container.decode(stream):
+                    count += 1
+                    yield frame
+        except av.FFmpegError as exc:
+            raise FrameError(f"{path.name} is not a video Tower can read ({exc.__class__.__name__})") from None
     if not count:
         raise FrameError(f"{path.name} has no frames")
 
