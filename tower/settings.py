@@ -246,6 +246,9 @@ TOWER_ON_JOB_FAILED = ["quality.tasks.job_failed"]
 TOWER_ON_JOBS_CREATED = ["quality.services.phase_gates.jobs_created"]
 # fn(project=, character=, phase=) -> reason or None: may a character start phase-N work.
 TOWER_PHASE_CHECK = "quality.services.phase_gates.phase_open_for"
+# fn(episode=) -> [generation.assembly_task.SceneFootage]: an episode's scenes in order with the clips
+# its film joins (their segments' outputs, which live in quality). Not from the environment.
+TOWER_EPISODE_FOOTAGE = "quality.movie.assemble.episode_footage"
 # Functions (dotted paths, no arguments) that generation's reconcile calls after each run (every
 # worker start, once a minute): catch-up steps of apps above generation. Not from the environment.
 TOWER_ON_RECONCILE = [
