@@ -22,7 +22,7 @@ from projects.models import Scene
 from projects.selectors import project_user_can_write, scene_get_for_user
 from quality.models import Segment, SegmentStatus
 from quality.movie_forms import GenerateForm
-from quality.movie_memory import memory_context, memory_form_save
+from quality.movie_memory import MemoryForm, memory_context, memory_form_save
 from quality.movie_selectors import scene_timeline
 from tower.core.pages import page_login_required, render_page
 from tower.core.users import signed_in
@@ -52,7 +52,7 @@ def _scene_page(
     scene: Scene,
     *,
     generate_form: GenerateForm | None = None,
-    memory_form: Any = None,
+    memory_form: MemoryForm | None = None,
     errors: Sequence[str] = (),
     status: int = 200,
 ) -> HttpResponse:
