@@ -53,7 +53,7 @@ def generate(client, scene, **data):
 def test_generate_from_the_page_and_the_timeline_shows_frames_scores_and_joins(fake, engine, scene, owner):
     client = client_for(owner)
     page = client.get(f"/scenes/{scene.pk}/").content.decode()
-    assert f'<option value="{SEGMENT}"' in page and 'data-no-segments' in page
+    assert f'<option value="{SEGMENT}"' in page and "data-no-segments" in page
     assert f'ws-connect="/ws/pages/?scene={scene.pk}"' in page
 
     response = generate(client, scene, segments="2", motion_prompt="walks to the window")
@@ -75,7 +75,8 @@ def test_generate_from_the_page_and_the_timeline_shows_frames_scores_and_joins(f
     assert 'data-join="2" data-verdict="passed"' in page and 'data-scene-status="complete"' in page
     assert "walks to the window" in page and 'data-action="retry"' not in page
     storyboard = client.get(f"/episodes/{scene.episode_id}/").content.decode()
-    assert f'src="/assets/{first.output_id}/thumb/"' in storyboard and 'data-join="2" data-verdict="passed"' in storyboard
+    assert f'src="/assets/{first.output_id}/thumb/"' in storyboard
+    assert 'data-join="2" data-verdict="passed"' in storyboard
 
 
 def test_retry_of_a_failed_join_generates_the_scene_again_with_its_template(fake, engine, scene, owner):
@@ -237,7 +238,7 @@ def test_live_fragments_follow_the_scene_its_segment_jobs_and_the_episode(projec
     assert f'id="storyboard-{scene.episode_id}" hx-swap-oob="true"' in board and 'id="film-' not in board
     film = fragments({"type": "assembly_complete", "episode": scene.episode_id}, "episode", scene.episode_id)
     assert f'id="film-{scene.episode_id}" hx-swap-oob="true"' in film
-    assert 'data-segment-job' not in fragments({"type": "job_complete", "job": job.pk}, "episode", scene.episode_id)
+    assert "data-segment-job" not in fragments({"type": "job_complete", "job": job.pk}, "episode", scene.episode_id)
     assert "storyboard" in fragments({"type": "job_complete", "job": job.pk}, "episode", scene.episode_id)
 
 
@@ -249,7 +250,8 @@ async def _socket(user, query: str) -> tuple[WebsocketCommunicator, bool]:
 
     client = await database_sync_to_async(client_for)(user)
     cookie = "; ".join(f"{k}={v.value}" for k, v in client.cookies.items()).encode()
-    communicator = WebsocketCommunicator(application, f"/ws/pages/?{query}", headers=[*SAME_ORIGIN, (b"cookie", cookie)])
+    headers = [*SAME_ORIGIN, (b"cookie", cookie)]
+    communicator = WebsocketCommunicator(application, f"/ws/pages/?{query}", headers=headers)
     connected, _ = await communicator.connect(timeout=5)
     return communicator, connected
 
