@@ -21,7 +21,13 @@ from generation.models import Backend, Job, JobStatus, LogLevel
 from generation.pool import BackendState, choose_backend
 from generation.services.completion import job_fail
 from generation.services.jobs import job_log, job_move, job_transition
-from generation.services.reads import LIVE, backend_object_info, backend_states, object_info_fetched
+from generation.services.reads import (
+    LIVE,
+    backend_in_flight,
+    backend_object_info,
+    backend_states,
+    object_info_fetched,
+)
 from generation.workflow import Problem, preflight, required_nodes
 
 
@@ -97,28 +103,28 @@ _CLAIM_FIELDS = (
 def job_claim(*, job_id: int, worker: str, client_id: str | None = None, note_waiting: bool = True) -> Claim | None:
     """Take a queued job for a backend with room, or leave it queued (returns None).
 
-    The backend choice and the queued → submitted update happen in one transaction, so two
+    The backend is chosen from a lock-free read, and the queued → submitted move happens in a
+    transaction that first re-counts the chosen backend's prompts under its row lock, so two
     workers never put more than ``max_in_flight`` prompts on one backend. A job whose graph fails
     pre-flight against the chosen backend's ``/object_info`` fails here, before any GPU time.
     ``client_id`` is the WebSocket identity the prompt is submitted under (a session's shared one);
     ``note_waiting`` records on the job why it must wait when no backend can take it.
     """
-    with transaction.atomic():
-        # Backends first, then the job: the order every claim takes its locks in.
-        states = backend_states(lock=True)
-        locked = _lock_queued(job_id)
-        if locked is None:
-            return None
-        return _claim_locked(*locked, states, worker=worker, client_id=client_id, note_waiting=note_waiting)
+    queued = _queued_row(job_id)
+    if queued is None:
+        return None
+    return _claim_checked(*queued, worker=worker, client_id=client_id, note_waiting=note_waiting)
 
 
-def _lock_queued(job_id: int) -> tuple[Job, str | None] | None:
-    """The queued job's claim fields, row-locked (PostgreSQL), and its template's slug; None when
-    it is not queued."""
-    job = (
+def _queued_row(job_id: int, *, lock: bool = False) -> tuple[Job, str | None] | None:
+    """The queued job's claim fields and its template's slug (``lock``: row-locked on
+    PostgreSQL, inside the caller's transaction); None when it is not queued."""
+    jobs = Job.objects.all()
+    if lock:
         # ``of``: the template is joined on a nullable key, which PostgreSQL will not lock.
-        Job.objects.select_for_update(of=("self",))
-        .filter(pk=job_id, status=JobStatus.QUEUED)
+        jobs = jobs.select_for_update(of=("self",))
+    job = (
+        jobs.filter(pk=job_id, status=JobStatus.QUEUED)
         .annotate(template_slug=F("template__slug"))
         .only(*_CLAIM_FIELDS)
         .first()
@@ -135,23 +141,24 @@ def _preflight_message(problems: list[Problem]) -> str:
     return "; ".join(lines)
 
 
-def _claim_locked(
-    job: Job,
-    slug: str | None,
-    states: list[BackendState],
-    *,
-    worker: str,
-    client_id: str | None,
-    note_waiting: bool,
-) -> Claim | None:
-    """The claim itself, inside the caller's transaction with the backends and the job locked."""
+@dataclass(frozen=True)
+class _Decision:
+    backend: BackendState
+    reason: str
+    checkpoint: str
+
+
+def _decide(job: Job, states: list[BackendState], *, note_waiting: bool) -> _Decision | None:
+    """The backend for ``job`` among ``states``; None when it must wait (noted on the job when
+    ``note_waiting``) or failed pre-flight (the job is failed)."""
     graph = job.graph or {}
     checkpoint = str((job.params or {}).get("checkpoint") or "")
     choice = choose_backend(states, required_nodes=required_nodes(graph), checkpoint=checkpoint)
     if choice.backend_id is None:
         if note_waiting and job.error_message != f"waiting: {choice.reason}":
-            Job.objects.filter(pk=job.pk).update(error_message=f"waiting: {choice.reason}")
-            job_log(job_id=job.pk, message=f"waiting: {choice.reason}", level=LogLevel.WARNING)
+            with transaction.atomic():
+                Job.objects.filter(pk=job.pk).update(error_message=f"waiting: {choice.reason}")
+                job_log(job_id=job.pk, message=f"waiting: {choice.reason}", level=LogLevel.WARNING)
         return None
     backend = next(s for s in states if s.id == choice.backend_id)
     info = backend_object_info(backend.id, fetched_at=object_info_fetched.get(backend.id))
@@ -167,6 +174,62 @@ def _claim_locked(
             expect={JobStatus.QUEUED},
         )
         return None
+    return _Decision(backend, choice.reason, checkpoint)
+
+
+def _claim_checked(
+    job: Job,
+    slug: str | None,
+    *,
+    worker: str,
+    client_id: str | None,
+    note_waiting: bool,
+    ended: Collection[int] = (),
+    states: list[BackendState] | None = None,
+) -> Claim | None:
+    """Claim ``job`` (read without locks) for the backend a lock-free read of the pool chooses.
+
+    On SQLite a write transaction holds the database's one write lock from its BEGIN (every
+    other worker's claim and completion waits, through SQLite's busy handler that sleeps 1, 2,
+    5, 10 ms… between tries), so the decision (the pool's state, the queued job's fields and
+    graph, pre-flight) is made outside it; the transaction only re-counts the chosen backend's
+    prompts under its row lock and moves the job. When that backend filled up meanwhile, the
+    claim is decided again with every backend locked, as it was before.
+    """
+    if states is None:
+        states = backend_states(ended=ended)
+    decision = _decide(job, states, note_waiting=note_waiting)
+    if decision is None:
+        return None
+    with transaction.atomic():
+        backend = decision.backend
+        # Backends first, then the job: the order every claim takes its locks in.
+        list(Backend.objects.select_for_update().filter(pk=backend.id).values_list("pk", flat=True))
+        _mark_ended(ended)
+        if backend_in_flight(backend.id, ended=ended) < backend.max_in_flight:
+            return _take(job, slug, decision, worker=worker, client_id=client_id)
+        states = backend_states(lock=True, ended=ended)
+        locked = _queued_row(job.pk, lock=True)
+        if locked is None:
+            return None
+        job, slug = locked
+        decision = _decide(job, states, note_waiting=note_waiting)
+        return None if decision is None else _take(job, slug, decision, worker=worker, client_id=client_id)
+
+
+def _mark_ended(ended: Collection[int]) -> None:
+    """Record that these live jobs' prompts have finished on their servers (``prompt_done_at``):
+    they no longer count as in flight for any worker's claim."""
+    if ended:
+        Job.objects.filter(pk__in=list(ended), status__in=LIVE, prompt_done_at__isnull=True).update(
+            prompt_done_at=timezone.now()
+        )
+
+
+def _take(job: Job, slug: str | None, decision: _Decision, *, worker: str, client_id: str | None) -> Claim | None:
+    """queued → submitted on the decided backend, inside the caller's transaction; None when
+    another worker took the job first."""
+    backend = decision.backend
     prompt_id = str(uuid.uuid4())
     client_id = client_id or new_client_id()
     now = timezone.now()
@@ -175,7 +238,7 @@ def _claim_locked(
         job_id=job.pk,
         to=JobStatus.SUBMITTED,
         expect=JobStatus.QUEUED,
-        log=[(LogLevel.INFO, f"sent to {backend.name} ({choice.reason}), attempt {attempts + 1}", None)],
+        log=[(LogLevel.INFO, f"sent to {backend.name} ({decision.reason}), attempt {attempts + 1}", None)],
         backend_id=backend.id,
         prompt_id=prompt_id,
         client_id=client_id,
@@ -193,6 +256,7 @@ def _claim_locked(
     assigned: dict[str, Any] = {}
     if backend.last_used < now.timestamp() - 1.0:
         assigned["last_assigned_at"] = now
+    checkpoint = decision.checkpoint
     if checkpoint and backend.last_checkpoint != checkpoint:
         assigned["last_checkpoint"] = checkpoint
     if assigned:
@@ -226,36 +290,37 @@ def job_claim_next(*, worker: str, client_id: str, ended: Collection[int] = (), 
     Checkpoint affinity applied to the order in which work is taken: first the oldest job whose
     checkpoint a free backend has loaded, then one whose checkpoint no busy backend holds (a
     free GPU loads something new rather than a second copy of a model another GPU is running),
-    then the oldest of the rest (an idle GPU still beats waiting). One transaction: the backend
-    states read under their locks are the ones the claim decides with.
+    then the oldest of the rest (an idle GPU still beats waiting). The order is read without
+    locks; each candidate is claimed as :func:`job_claim` does (its backend's room re-counted
+    under that backend's lock), so a job another worker took first is simply skipped.
     """
-    with transaction.atomic():
-        states = backend_states(lock=True, ended=ended)  # backends locked first, as in every claim
+    states = backend_states(ended=ended)
+    healthy = [s for s in states if s.healthy]
+    free = [s for s in healthy if s.in_flight < s.max_in_flight]
+    rows = _queued_checkpoints(look_at) if free else []
+    if not rows:
         if ended:
-            Job.objects.filter(pk__in=list(ended), status__in=LIVE, prompt_done_at__isnull=True).update(
-                prompt_done_at=timezone.now()
-            )
-        healthy = [s for s in states if s.healthy]
-        free = [s for s in healthy if s.in_flight < s.max_in_flight]
-        if not free:
-            return None
-        on_free = {s.last_checkpoint for s in free if s.last_checkpoint}
-        on_busy = {s.last_checkpoint for s in healthy if s.last_checkpoint and s not in free}
-        rows = _queued_checkpoints(look_at)
+            with transaction.atomic():
+                _mark_ended(ended)
+        return None
+    on_free = {s.last_checkpoint for s in free if s.last_checkpoint}
+    on_busy = {s.last_checkpoint for s in healthy if s.last_checkpoint and s not in free}
 
-        def tier(checkpoint: str | None) -> int:
-            if checkpoint and checkpoint in on_free:
-                return 0
-            return 2 if checkpoint and checkpoint in on_busy else 1
+    def tier(checkpoint: str | None) -> int:
+        if checkpoint and checkpoint in on_free:
+            return 0
+        return 2 if checkpoint and checkpoint in on_busy else 1
 
-        ordered = [pk for *_, pk in sorted((tier(ckpt), i, pk) for i, (pk, ckpt) in enumerate(rows))]
-        for job_id in ordered[:4]:
-            locked = _lock_queued(job_id)
-            if locked is None:
-                continue
-            claim = _claim_locked(*locked, states, worker=worker, client_id=client_id, note_waiting=False)
-            if claim is not None:
-                return claim
+    ordered = [pk for *_, pk in sorted((tier(ckpt), i, pk) for i, (pk, ckpt) in enumerate(rows))]
+    for job_id in ordered[:4]:
+        queued = _queued_row(job_id)
+        if queued is None:
+            continue
+        claim = _claim_checked(
+            *queued, worker=worker, client_id=client_id, note_waiting=False, ended=ended, states=states
+        )
+        if claim is not None:
+            return claim
     return None
 
 

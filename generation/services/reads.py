@@ -79,6 +79,14 @@ def backend_states(*, lock: bool = False, ended: Collection[int] = ()) -> list[B
     return states
 
 
+def backend_in_flight(backend_id: int, *, ended: Collection[int] = ()) -> int:
+    """One backend's prompts in flight (see :func:`_in_flight`)."""
+    jobs = Job.objects.filter(backend_id=backend_id, status__in=LIVE, prompt_done_at__isnull=True)
+    if ended:
+        jobs = jobs.exclude(pk__in=list(ended))
+    return jobs.count()
+
+
 _capability_cache: dict[int, tuple[tuple[Any, Any], tuple[float | None, frozenset[str]]]] = {}
 
 
