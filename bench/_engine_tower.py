@@ -29,6 +29,7 @@ class Bench:
     ) -> None:
         self.env, self.recorder, self.owner, self.project, self.fakes = env, recorder, owner, project, fakes
         self.seed = random.randrange(1, 2**40)
+        self.created_after = 0.0
 
     def next_seeds(self, n: int) -> list[int]:
         seeds = list(range(self.seed, self.seed + n))
@@ -57,6 +58,7 @@ class Bench:
         """Create n jobs at once; seconds from the request to the last job_complete event."""
         started = time.time()
         ids = self.create(template, n, **overrides)
+        self.created_after = time.time() - started  # the request's own time (its commit included)
         ends = self.recorder.wait_ended(set(ids), timeout)
         failed = [job for job, (kind, _) in ends.items() if kind != "job_complete"]
         if failed:

@@ -45,6 +45,7 @@ COMPUTE_ROWS = ((0.05, 0.95), (0.2, 0.98))
 ZERO_COMPUTE_FLOOR = 0.4
 CHECKPOINTS = ["alpha.safetensors", "beta.safetensors"]
 MAX_IN_FLIGHT = 2
+ROW_NAMES = ("50ms", "200ms", "gap", "zero", "latency", "affinity")
 
 
 # --- Tower as producers run it ----------------------------------------------------------------
@@ -66,8 +67,10 @@ def _tower_run(bench: Bench, template: Any, url: str, jobs: int, label: str) -> 
     prompts = list(Job.objects.filter(pk__in=ids).values_list("prompt_id", flat=True))
     stamps = asyncio.run(server_times(url, prompts)).values()
     first_start, last_end = min(s for s, _ in stamps), max(e for _, e in stamps)
+    first_claim = min(Job.objects.filter(pk__in=ids).values_list("submitted_at", flat=True)).timestamp()
     print(
-        f"{label}: request → first prompt running {1000 * (first_start - started):.0f} ms, "
+        f"{label}: request → created {1000 * bench.created_after:.0f} ms → first claim "
+        f"{1000 * (first_claim - started):.0f} ms → first prompt running {1000 * (first_start - started):.0f} ms, "
         f"server busy {last_end - first_start:.2f} s, last end → last event "
         f"{1000 * (started + seconds - last_end):.0f} ms",
         file=sys.stderr,
@@ -247,6 +250,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, help="TOWER_WORKERS for the qcluster (default: Tower's default)")
     parser.add_argument("--comfyui", action="append", default=[], help="also measure against this real ComfyUI")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=ROW_NAMES,
+        help="measure only these rows (repeatable; default: all)",
+    )
     args = parser.parse_args()
     exit_on_sigterm()
 
@@ -316,27 +325,35 @@ def _rows(
     print(f"warm-up {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
     rows: list[Row] = []
+    wanted = set(args.only or ROW_NAMES)
     # The compute rows run one full request (60 jobs by default), as the zero-compute row does.
     compute_jobs = max(10, args.jobs // 2)
     for compute, target in COMPUTE_ROWS:
+        if f"{compute * 1000:.0f}ms" not in wanted:
+            continue
         fakes[0].configure(delays={"ImageAddNoise": compute})
         label = f"{compute * 1000:.0f} ms compute"
         rows += throughput_rows(bench, weightless, fakes[0].url, args.jobs, label, target=target)
-    rows += idle_gap_rows(bench, weightless, fakes[0], compute_jobs)
+    if "gap" in wanted:
+        fakes[0].configure(delays={"ImageAddNoise": COMPUTE_ROWS[-1][0]})
+        rows += idle_gap_rows(bench, weightless, fakes[0], compute_jobs)
     fakes[0].configure(delays={})
-    rows += throughput_rows(
-        bench,
-        weightless,
-        fakes[0].url,
-        args.jobs,
-        "zero compute (report; floor)",
-        target=ZERO_COMPUTE_FLOOR,
-        pairs=max(1, args.pairs),
-    )
-    rows += latency_rows(bench, weightless, fakes[0].url, 10, "idle backend")
+    if "zero" in wanted:
+        rows += throughput_rows(
+            bench,
+            weightless,
+            fakes[0].url,
+            args.jobs,
+            "zero compute (report; floor)",
+            target=ZERO_COMPUTE_FLOOR,
+            pairs=max(1, args.pairs),
+        )
+    if "latency" in wanted:
+        rows += latency_rows(bench, weightless, fakes[0].url, 10, "idle backend")
 
     Backend.objects.filter(pk=backends[1].pk).update(enabled=True)
-    rows += affinity_rows(bench, fakes, 16)
+    if "affinity" in wanted:
+        rows += affinity_rows(bench, fakes, 16)
 
     for url in args.comfyui:
         Backend.objects.update(enabled=False)
