@@ -35,6 +35,7 @@ inserts nodes after it.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,9 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "unit_from_seed": lambda v: round(_stable_int(f"unit:{v}", 20) / (2**20 - 1), 3),
     # A number in [0.5, 1]: a seeded strength that never fades an effect out entirely.
     "depth_from_seed": lambda v: round(0.5 + _stable_int(f"depth:{v}", 20) / (2**20 - 1) / 2, 3),
+    # FramePackSampler's total_second_length that makes at least ``frames`` frames: it renders 30 fps in
+    # sections of 36 frames (latent window 9) after the first, round(seconds * 30 / 36) sections.
+    "framepack_seconds": lambda v: max(1.0, round(math.ceil(max(v - 1, 1) / 36) * 1.2, 1)),
 }
 
 _TARGET_KEYS = frozenset(
