@@ -31,6 +31,7 @@ _FILE_NOUNS = {
     "unet_name": "diffusion model",
     "control_net_name": "ControlNet",
     "model_name": "model",
+    "model": "model",  # LoadFramePackModel: a file in models/diffusion_models
     "style_model_name": "style model",
     "image": "image",
     "video": "video",
@@ -38,11 +39,20 @@ _FILE_NOUNS = {
 _SETTING_NOUNS = {"sampler_name": "sampler", "scheduler": "scheduler"}
 
 # Class-name prefixes of custom node packs Tower's shipped templates use.
+_FRAMEPACK = "ComfyUI-FramePackWrapper (github.com/kijai/ComfyUI-FramePackWrapper)"
 _PACKS = (
     ("IPAdapter", "ComfyUI_IPAdapter_plus (github.com/cubiq/ComfyUI_IPAdapter_plus)"),
     ("ADE_", "ComfyUI-AnimateDiff-Evolved (github.com/Kosinkadink/ComfyUI-AnimateDiff-Evolved)"),
     ("VHS_", "ComfyUI-VideoHelperSuite (github.com/Kosinkadink/ComfyUI-VideoHelperSuite)"),
+    ("FramePack", _FRAMEPACK),
+    ("LoadFramePackModel", _FRAMEPACK),
+    ("DownloadAndLoadFramePackModel", _FRAMEPACK),
 )
+
+
+def node_pack(class_type: str) -> str | None:
+    """The custom node pack a node class comes from, when Tower knows it."""
+    return next((pack for start, pack in _PACKS if class_type.startswith(start)), None)
 
 
 @dataclass(frozen=True)
@@ -150,12 +160,12 @@ def _combo_message(prefix: str, name: str, value: Any, options: list[Any]) -> st
 
 def node_pack_hint(class_type: str) -> str:
     """Where a node class that a server lacks comes from, and what to do about it."""
-    for start, pack in _PACKS:
-        if class_type.startswith(start):
-            return (
-                f"it comes from the custom node pack {pack}: install it on the server "
-                "(e.g. with ComfyUI-Manager) and restart ComfyUI"
-            )
+    pack = node_pack(class_type)
+    if pack is not None:
+        return (
+            f"it comes from the custom node pack {pack}: install it on the server "
+            "(e.g. with ComfyUI-Manager) and restart ComfyUI"
+        )
     return "a custom node pack is missing, or the server runs an older ComfyUI"
 
 
