@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from generation.workflow.preflight import node_pack
+
 
 @dataclass(frozen=True)
 class BackendState:
@@ -46,6 +48,11 @@ def missing_nodes(state: BackendState, required: Iterable[str]) -> list[str]:
     return sorted(set(required) - state.node_classes)
 
 
+def _with_pack(class_type: str) -> str:
+    pack = node_pack(class_type)
+    return f"{class_type} (node pack {pack.split(' (')[0]})" if pack else class_type
+
+
 def choose_backend(states: Sequence[BackendState], *, required_nodes: Iterable[str], checkpoint: str = "") -> Choice:
     required = list(required_nodes)
     capable = [s for s in states if s.enabled and s.healthy and not missing_nodes(s, required)]
@@ -55,7 +62,7 @@ def choose_backend(states: Sequence[BackendState], *, required_nodes: Iterable[s
         if not any(s.enabled and s.healthy for s in states):
             return Choice(None, "no ComfyUI backend is reachable")
         gaps = {s.name: missing_nodes(s, required) for s in states if s.enabled and s.healthy}
-        detail = "; ".join(f"{name} lacks {', '.join(nodes)}" for name, nodes in gaps.items())
+        detail = "; ".join(f"{name} lacks {', '.join(_with_pack(n) for n in nodes)}" for name, nodes in gaps.items())
         return Choice(None, f"no backend has the nodes this workflow needs ({detail})")
     with_room = [s for s in capable if s.in_flight < s.max_in_flight]
     if not with_room:
