@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
-from tests.fakes import comfyui_image_nodes  # noqa: F401  (registers the image nodes' behaviours)
+from tests.fakes import comfyui_framepack, comfyui_image_nodes  # noqa: F401  (register their behaviours)
 from tests.fakes.comfyui_media import (
     Frames,
     animated_webp_bytes,

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.comfyui_executor import Executor
+from tests.fakes.comfyui_framepack import framepack_object_info
 from tests.fakes.comfyui_hub import Hub
 from tests.fakes.comfyui_nodes import VHS_OBJECT_INFO
 from tests.fakes.comfyui_recordings import object_info_full
@@ -29,6 +30,9 @@ _COMBOS = {
         ("CreateHookModelAsLora", "ckpt_name"),
         ("CreateHookModelAsLoraModelOnly", "ckpt_name"),
     ],
+    "diffusion_models": [("UNETLoader", "unet_name"), ("LoadFramePackModel", "model")],
+    "text_encoders": [("CLIPLoader", "clip_name"), ("DualCLIPLoader", "clip_name1"), ("DualCLIPLoader", "clip_name2")],
+    "clip_visions": [("CLIPVisionLoader", "clip_name")],
     "loras": [
         ("LoraLoader", "lora_name"),
         ("LoraLoaderModelOnly", "lora_name"),
@@ -49,6 +53,8 @@ class FakeServer:
         self._object_info = object_info_full()
         if config.video_helper_suite:
             self._object_info.update(copy.deepcopy(VHS_OBJECT_INFO))
+        if config.framepack:
+            self._object_info.update(framepack_object_info(config.diffusion_models))
         self._object_info.update(copy.deepcopy(config.extra_object_info))
         self.hub = Hub()
         self.state = ServerState()

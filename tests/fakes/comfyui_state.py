@@ -28,6 +28,11 @@ class FakeComfyConfig:
     checkpoints: list[str] = field(default_factory=list)
     loras: list[str] = field(default_factory=list)
     vaes: list[str] = field(default_factory=list)
+    # models/diffusion_models (UNETLoader, LoadFramePackModel), models/text_encoders (CLIPLoader,
+    # DualCLIPLoader) and models/clip_vision (CLIPVisionLoader).
+    diffusion_models: list[str] = field(default_factory=list)
+    text_encoders: list[str] = field(default_factory=list)
+    clip_visions: list[str] = field(default_factory=list)
     # Node id or class type -> (exception type, message): that node fails at run time.
     failures: dict[str, tuple[str, str]] = field(default_factory=dict)
     # False emulates a server older than client-chosen prompt ids: it makes up its own.
@@ -36,6 +41,8 @@ class FakeComfyConfig:
     sampler_previews: bool = False
     # Register Video Helper Suite's VHS_VideoCombine (reports files under "gifs").
     video_helper_suite: bool = False
+    # Register ComfyUI-FramePackWrapper's nodes (LoadFramePackModel, FramePackSampler, ...).
+    framepack: bool = False
     # Further node definitions (/object_info entries) of custom node packs a test needs; they run
     # as generic nodes (outputs passed through from inputs of their type).
     extra_object_info: dict[str, Any] = field(default_factory=dict)
