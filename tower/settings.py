@@ -364,6 +364,7 @@ SPECTACULAR_SETTINGS = {
         "VariationKindEnum": "characters.models.VariationKind",
         "AttributeTypeEnum": "characters.models.AttributeType",
         "ModeEnum": "projects.models.Mode",
+        "SceneStatusEnum": "projects.models.SceneStatus",
     },
 }
 
