@@ -34,6 +34,13 @@ from tower.core.users import signed_in
 
 
 class AssetSerializer(ModelSerializer):
+    duration = serializers.FloatField(
+        source="duration_seconds", read_only=True, allow_null=True, help_text="seconds (a video or animation)"
+    )
+    chapters = serializers.SerializerMethodField(
+        help_text='an assembled film\'s [{"title", "start", "end"}] in seconds'
+    )
+
     class Meta:
         model = Asset
         fields = [
@@ -50,6 +57,8 @@ class AssetSerializer(ModelSerializer):
             "frames",
             "fps",
             "duration_seconds",
+            "duration",
+            "chapters",
             "sha256",
             "node_id",
             "comfy_filename",
@@ -58,12 +67,17 @@ class AssetSerializer(ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_chapters(self, asset: Asset) -> list[dict[str, Any]]:
+        chapters = (asset.metadata or {}).get("chapters")
+        return chapters if isinstance(chapters, list) else []
+
 
 class AssetSummarySerializer(AssetSerializer):
-    """An asset in a list: without ``metadata`` (the job's generation parameters; GET /assets/{id}/)."""
+    """An asset in a list: without ``metadata`` (the job's generation parameters) and the ``chapters``
+    kept in it (GET /assets/{id}/)."""
 
     class Meta(AssetSerializer.Meta):
-        fields = [name for name in AssetSerializer.Meta.fields if name != "metadata"]
+        fields = [name for name in AssetSerializer.Meta.fields if name not in ("metadata", "chapters")]
         read_only_fields = fields
 
 
