@@ -13,7 +13,8 @@ from rest_framework import mixins, serializers, viewsets
 from characters.api import CharacterViewSet, ReferenceViewSet, VariationViewSet, VersionViewSet
 from generation.api import AssetViewSet, InputImageViewSet, TemplateViewSet
 from generation.api_jobs import JobViewSet
-from projects.api import EpisodeViewSet, ProjectViewSet
+from generation.assembly_api import AssemblyViewSet, FilmEpisodeViewSet
+from projects.api import ProjectViewSet
 from quality.api import JobQualityView, PhasesView, QualityViewSet
 from quality.movie_api import MovieSceneViewSet
 from quality.movie_feedback_api import FeedbackViewSet
@@ -104,7 +105,7 @@ class TokenViewSet(
 
 router = Router()
 router.register("projects", ProjectViewSet, basename="project")
-router.register("episodes", EpisodeViewSet, basename="episode")
+router.register("episodes", FilmEpisodeViewSet, basename="episode")
 router.register("scenes", MovieSceneViewSet, basename="scene")
 router.register("characters", CharacterViewSet, basename="character")
 router.register("references", ReferenceViewSet, basename="reference")
@@ -117,6 +118,7 @@ router.register("templates", TemplateViewSet, basename="template")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("quality", QualityViewSet, basename="quality")
 router.register("orchestrations", OrchestrationViewSet, basename="orchestration")
+router.register("assemblies", AssemblyViewSet, basename="assembly")
 router.register("feedback", FeedbackViewSet, basename="feedback")
 
 urlpatterns = [
