@@ -9,7 +9,9 @@ the style, and reproducing it does not depend on the style staying the same.
 
 Prompt order: trigger word, design prompt, the character's attributes by priority (highest
 first; each its prompt tokens, else its value), version delta, variation delta, scene
-(description, mood, camera, lighting), the request's prompt, the style prompt. A variation that
+(description, mood, camera, lighting), the scene's continuity memory
+(:func:`projects.memory.memory_prompt`: its characters', story's and style's state, carried from
+the episode's earlier scenes), the request's prompt, the style prompt. A variation that
 ``replaces`` an attribute type (an outfit variation: the outfit) leaves that attribute out, and
 its tags out of the design prompt (see :mod:`characters.prompt`). Repeated tags appear once, at
 their first place. Negative order: style negative,
@@ -35,6 +37,7 @@ from django.utils.module_loading import import_string
 from characters.models import Character, CharacterVersion, Variation
 from characters.prompt import attribute_prompt_for, character_attributes, design_prompt_for, split_tags
 from generation.workflow import STYLE_PARAMETERS, ParameterError, coerce_parameter
+from projects.memory import memory_prompt
 from projects.models import DEFAULT_SHEET_POSES, GenerationStyle, Mode, Project, Scene
 from tower.core.errors import DomainError
 
@@ -266,6 +269,7 @@ def resolve_job_parameters(
         scene.mood if scene else "",
         scene.camera if scene else "",
         scene.lighting if scene else "",
+        memory_prompt(scene) if scene else "",
         prompt,
         style.style_prompt if style_fields is None or "prompt" in style_fields else "",
     )
