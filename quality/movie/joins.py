@@ -4,8 +4,9 @@ The join is judged on the frames as the film shows them: the last :data:`FRAMES_
 the earlier clip followed by the first :data:`FRAMES_AFTER` of the later one. A segment's first
 frame repeats its predecessor's last frame (it was generated from it) and the assembly drops it, so
 segment joins drop it here too; scene joins keep every frame. The metrics are
-``quality.metrics.temporal``'s weight-free ``join_ssim`` and ``join_flow_discontinuity`` (no
-AlexNet pass: ``models=None``), so a join costs a few Farnebäck flows on 256-pixel copies.
+``quality.metrics.temporal``'s weight-free ``join_ssim`` and ``join_flow_discontinuity``,
+computed alone (:func:`join_metrics`: no AlexNet pass, no re-interpolation), so a join costs
+eleven Farnebäck flows on 256-pixel copies and twelve frames' SSIM statistics.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from PIL import Image, UnidentifiedImageError
 from generation.events import movie_event
 from generation.models import Asset
 from projects.models import Scene
+from quality.metrics import pixel
 from quality.metrics.frames import MAX_FRAMES, as_rgb
-from quality.metrics.results import EmptyMedia, MetricInputError, UnreadableMedia
-from quality.metrics.temporal import temporal_metrics
+from quality.metrics.results import EmptyMedia, MetricInputError, MetricResult, UnreadableMedia
+from quality.metrics.temporal import MAX_SIDE, check_joins, flow_change, join_results
 from quality.models import JoinEvaluation, JoinKind, Segment
 
 FRAMES_BEFORE = 6  # the flow-change ratio needs ≥ 3 before the join; 6 keep its median off the join
@@ -120,11 +122,7 @@ def join_measure(
     if tail[0].shape != head[0].shape:
         sizes = " and ".join(f"{f.shape[1]}×{f.shape[0]}" for f in (tail[0], head[0]))
         return _unevaluated(details, f"the clips differ in size ({sizes})")
-    try:
-        results = temporal_metrics([*tail, *head], models=None, joins=[len(tail)])
-    except MetricInputError as exc:
-        return _unevaluated(details, str(exc))
-    ssim_r, flow_r = results["join_ssim"], results["join_flow_discontinuity"]
+    ssim_r, flow_r = join_metrics([*tail, *head], len(tail))
     if not ssim_r.ok or not flow_r.ok:
         return _unevaluated(details, str((flow_r if ssim_r.ok else ssim_r).details.get("reason", "not scored")))
     assert ssim_r.value is not None and flow_r.value is not None
@@ -145,6 +143,23 @@ def join_measure(
         reasons=reasons,
     )
     return {"ssim": ssim, "flow_discontinuity": flow, "passed": not reasons, "details": details}
+
+
+def join_metrics(frames: list[np.ndarray], join: int) -> list[MetricResult]:
+    """``join_ssim`` and ``join_flow_discontinuity`` of ``frames`` at ``join``, as ``temporal_metrics``
+    computes them (same sizes, SSIM, Farnebäck flows and :func:`~quality.metrics.temporal.join_results`)
+    without the clip metrics a join does not need: a third of the flows, no re-interpolation.
+    """
+    n = len(frames)
+    check_joins([join], n)
+    rgb = [pixel.downscale(f, MAX_SIDE) for f in frames]
+    stats = [pixel.ssim_stats(pixel.gray(f)) for f in rgb]
+    small = [pixel.gray(pixel.downscale(f, pixel.FLOW_MAX_SIDE)) for f in rgb]
+    scale = max(frames[0].shape[:2]) / max(small[0].shape[:2])
+    ssims = [pixel.ssim_from_stats(stats[t - 1], stats[t]) for t in range(1, n)]
+    flows = [pixel.farneback(small[t - 1], small[t]) for t in range(1, n)]  # flows[t - 1]: t−1 → t
+    changes = {t: flow_change(flows[t - 1], flows[t - 2]) for t in range(2, n)}
+    return join_results([join], ssims, changes, n, scale)
 
 
 def _unevaluated(details: dict[str, Any], reason: str) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from django.core.files.base import ContentFile
 
 from generation.models import Asset, AssetKind
 from projects.models import Episode, Scene
+from quality.metrics.temporal import temporal_metrics
 from quality.models import JoinEvaluation, JoinKind, SceneRun, Segment
-from quality.movie.joins import join_evaluate
+from quality.movie.joins import join_evaluate, join_metrics
 
 SIZE = 128
 STEP = 3  # pixels the camera pans a frame
@@ -139,3 +140,13 @@ def test_clips_of_different_sizes_cannot_be_evaluated(project, scene, segment, s
     wider = clip_asset(project, mp4(pan(texture(1), 0, 12, size=160)))
     row = join_evaluate(scene=scene, segment=segment, before=before, after=wider, kind=JoinKind.SEGMENT, attempt=1)
     assert row.passed is None and "differ in size" in row.details["reason"]
+
+
+def test_the_join_alone_equals_the_clip_metrics_at_the_join():
+    picture = texture(3)
+    frames = pan(picture, 0, 6) + pan(picture, 90, 6)
+    alone = {r.metric: r for r in join_metrics(frames, 6)}
+    full = temporal_metrics(frames, models=None, joins=[6])
+    for metric in ("join_ssim", "join_flow_discontinuity"):
+        assert alone[metric].value == pytest.approx(full[metric].value, abs=1e-9)
+        assert alone[metric].details["joins"] == full[metric].details["joins"]
