@@ -14,6 +14,7 @@ from generation.models import Asset, AssetKind
 from projects.models import Episode, Scene
 from quality.metrics.temporal import temporal_metrics
 from quality.models import JoinEvaluation, JoinKind, SceneRun, Segment
+from quality.movie import joins
 from quality.movie.joins import join_evaluate, join_metrics
 
 SIZE = 128
@@ -150,3 +151,16 @@ def test_the_join_alone_equals_the_clip_metrics_at_the_join():
     for metric in ("join_ssim", "join_flow_discontinuity"):
         assert alone[metric].value == pytest.approx(full[metric].value, abs=1e-9)
         assert alone[metric].details["joins"] == full[metric].details["joins"]
+
+
+def test_the_verdict_is_announced_to_the_scene(monkeypatch, project, scene, segment, smooth):
+    sent = []
+    monkeypatch.setattr(joins, "movie_event", lambda event_type, **data: sent.append((event_type, data)))
+    before, _ = smooth
+    cut = clip_asset(project, mp4(pan(texture(2), 200, 12)))
+    row = join_evaluate(scene=scene, segment=segment, before=before, after=cut, kind=JoinKind.SEGMENT, attempt=2)
+    [(event_type, data)] = sent
+    assert event_type == "join_evaluated" and data["kind"] == "segment"
+    assert (data["project_id"], data["episode_id"], data["scene_id"]) == (project.pk, scene.episode_id, scene.pk)
+    assert (data["join"], data["segment"], data["number"], data["attempt"]) == (row.pk, segment.pk, 2, 2)
+    assert data["passed"] is False and data["reasons"] == row.details["reasons"]
