@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -8,9 +9,11 @@ from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from projects.admin_scope import ProjectScopedAdmin, ScopedInline
-from projects.models import Episode, GenerationStyle, Membership, Project, Scene
+from projects.memory import memory_effective
+from projects.models import Episode, GenerationStyle, Membership, Project, Scene, SceneMemoryChange
 from projects.services import (
     PROJECT_FIELDS,
     STYLE_FIELDS,
@@ -202,6 +205,31 @@ class EpisodeAdmin(ProjectScopedAdmin):
         return obj.scene_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
 
+def _pretty(data: Any) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+class SceneMemoryChangeInline(ScopedInline, admin.TabularInline):
+    """The memory's change log, read-only: edits go through projects.memory, which writes these rows."""
+
+    model = SceneMemoryChange
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("created_at", "user", "changed")
+    ordering = ("-created_at", "-id")
+    verbose_name = "memory change"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="changes")
+    def changed(self, obj: SceneMemoryChange) -> str:
+        return _pretty(obj.changes)
+
+
 @admin.register(Scene)
 class SceneAdmin(ProjectScopedAdmin):
     project_lookup = "episode__project"
@@ -210,7 +238,10 @@ class SceneAdmin(ProjectScopedAdmin):
     list_filter = [("episode__project", RelatedOnlyFieldListFilter)]
     search_fields = ["title", "description", "episode__title", "episode__project__name"]
     autocomplete_fields = ["episode"]
-    readonly_fields = ["created_at", "character_names"]
+    # The memory is read here; it changes through projects.memory (scene page, API), which logs each change.
+    readonly_fields = ["created_at", "character_names", "own_memory", "effective_memory"]
+    exclude = ["memory"]
+    inlines = [SceneMemoryChangeInline]
     ordering = ["episode__project__name", "episode__number", "number"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Scene]:
@@ -219,3 +250,11 @@ class SceneAdmin(ProjectScopedAdmin):
     @admin.display(description="characters")
     def character_names(self, obj: Scene) -> str:
         return ", ".join(c.name for c in obj.characters.all()) or "—"
+
+    @admin.display(description="memory set on this scene")
+    def own_memory(self, obj: Scene) -> str:
+        return _pretty(obj.memory or {})
+
+    @admin.display(description="memory in force (carried from earlier scenes)")
+    def effective_memory(self, obj: Scene) -> str:
+        return _pretty(memory_effective(obj)) if obj.pk else "—"
