@@ -321,7 +321,11 @@ def _rows(
     # One backend for throughput and latency: the direct client gets the same single server.
     Backend.objects.filter(pk=backends[1].pk).update(enabled=False)
     t0 = time.monotonic()
-    bench.run_jobs(weightless, 6, timeout=60)  # warm-up: workers imported, connections open
+    # Warm-up: workers imported, connections open, scoring's models loaded. Its scoring is awaited:
+    # the first row's request otherwise found every worker loading models (the 50 ms row's first
+    # prompt ran 505 ms after the request, its job_run tasks queued behind six scoring tasks).
+    warm, _ = bench.run_jobs(weightless, 6, timeout=60)
+    wait_scored(warm, timeout=60)
     print(f"warm-up {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
     rows: list[Row] = []
