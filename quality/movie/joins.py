@@ -3,7 +3,8 @@
 The join is judged on the frames as the film shows them: the last :data:`FRAMES_BEFORE` frames of
 the earlier clip followed by the first :data:`FRAMES_AFTER` of the later one. A segment's first
 frame repeats its predecessor's last frame (it was generated from it) and the assembly drops it, so
-segment joins drop it here too; scene joins keep every frame. The metrics are
+segment joins drop it here too, and so do scene joins whose first segment was started from the
+previous scene's last frame; other scene joins keep every frame (a cut). The metrics are
 ``quality.metrics.temporal``'s weight-free ``join_ssim`` and ``join_flow_discontinuity``,
 computed alone (:func:`join_metrics`: no AlexNet pass, no re-interpolation), so a join costs
 eleven Farnebäck flows on 256-pixel copies and twelve frames' SSIM statistics.
@@ -52,7 +53,7 @@ def join_evaluate(
     verdict = join_measure(
         _read(before, tail=FRAMES_BEFORE),
         _read(after, head=FRAMES_AFTER + 1),
-        drop_first=kind == JoinKind.SEGMENT,
+        drop_first=continues(kind=kind, segment=segment, before=before),
         ssim_min=gate["ssim_min"],
         flow_max=gate["flow_max"],
     )
@@ -91,6 +92,15 @@ def join_evaluate(
             reasons=row.details.get("reasons", []),
         )
     return row
+
+
+def continues(*, kind: str, segment: Segment | None, before: Asset) -> bool:
+    """Whether the later clip starts from the earlier one's last frame (so that frame shows once)."""
+    if kind == JoinKind.SEGMENT:
+        return True
+    if segment is None or segment.first_frame_id is None:
+        return False
+    return Segment.objects.filter(output=before, last_frame_id=segment.first_frame_id).exists()
 
 
 def join_measure(

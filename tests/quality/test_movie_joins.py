@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 
-from generation.models import Asset, AssetKind
+from generation.models import Asset, AssetKind, InputImage
 from projects.models import Episode, Scene
 from quality.metrics.temporal import temporal_metrics
 from quality.models import JoinEvaluation, JoinKind, SceneRun, Segment
@@ -109,13 +109,23 @@ def test_the_gate_is_the_projects(project, scene, segment, smooth):
     assert row.details["reasons"] == [f"SSIM across the join {row.ssim:.3f} is below 0.999"]
 
 
-def test_a_scene_join_keeps_the_first_frame(scene, smooth):
+def test_a_scene_join_keeps_the_first_frame_unless_the_scene_was_chained(project, scene, segment, smooth):
     before, after = smooth
-    row = join_evaluate(scene=scene, segment=None, before=before, after=after, kind=JoinKind.SCENE, attempt=1)
+    later = Scene.objects.create(episode=scene.episode, number=2)
+    first = Segment.objects.create(run=SceneRun.objects.create(scene=later, segments_planned=1), scene=later, number=1)
+    row = join_evaluate(scene=later, segment=first, before=before, after=after, kind=JoinKind.SCENE, attempt=1)
     assert row.details["dropped_first_frame"] is False
     assert row.details["frames_after"] == 6
-    # Scenes are concatenated whole, so the repeated frame stays: a stop in the pan, which the flow sees.
+    # A scene that did not start from the last frame is concatenated whole, so the repeated frame
+    # stays: a stop in the pan, which the flow sees.
     assert row.passed is False and row.details["passed_flow"] is False and row.details["passed_ssim"] is True
+    # Chained from the scene before (its first frame is that scene's last): the frame shows once.
+    last = InputImage.objects.create(project=project, file=ContentFile(b"png", name="last.png"), sha256="1" * 64)
+    Segment.objects.filter(pk=segment.pk).update(output=before, last_frame=last)
+    first.first_frame = last
+    first.save(update_fields=["first_frame"])
+    row = join_evaluate(scene=later, segment=first, before=before, after=after, kind=JoinKind.SCENE, attempt=1)
+    assert row.details["dropped_first_frame"] is True and row.passed is True
 
 
 def test_too_few_frames_before_the_join_cannot_be_evaluated(project, scene, segment, smooth):
