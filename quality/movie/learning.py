@@ -7,7 +7,8 @@
   retry, each knob clamped to its range, so a retry never leaves what the engine accepts.
 - :func:`suggested_params`: per engine (template) and project, the median of each knob over the
   last :data:`LEARN_FROM` passing attempts' feedback rows becomes the default of the next scene's
-  segments. Only passing attempts teach; a knob no passing attempt set is not suggested.
+  segments. Only attempts whose join passed teach (a first segment, with no join, proves nothing);
+  a knob no such attempt set is not suggested.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def suggested_params(*, project: Project, template: WorkflowTemplate | None) -> 
     if template is None:
         return {}
     rows = (
-        QualityFeedback.objects.filter(project=project, template=template, passed=True)
+        # A passing join is the evidence: a scene's first segment (no join before it) proves nothing.
+        QualityFeedback.objects.filter(project=project, template=template, passed=True, scores__has_key="join_ssim")
         .order_by("-created_at", "-pk")
         .values_list("params", flat=True)[:LEARN_FROM]
     )

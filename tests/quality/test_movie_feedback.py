@@ -97,8 +97,11 @@ def test_an_unevaluated_join_and_a_failed_job_say_why(project, template, segment
     assert row.passed is None
 
 
-def feedback(project, template, params, passed) -> QualityFeedback:
-    return QualityFeedback.objects.create(project=project, template=template, params=params, passed=passed)
+def feedback(project, template, params, passed, joined: bool = True) -> QualityFeedback:
+    scores = {"join_ssim": 0.8, "join_flow_discontinuity": 1.1} if joined else {"overall": 0.9}
+    row = QualityFeedback(project=project, template=template, params=params, passed=passed, scores=scores)
+    row.save()
+    return row
 
 
 def test_suggestions_are_the_medians_of_passing_attempts_only(project, template, owner):
@@ -107,6 +110,7 @@ def test_suggestions_are_the_medians_of_passing_attempts_only(project, template,
     feedback(project, template, {"discontinuity": 0.1, "motion": 5}, True)
     feedback(project, template, {"discontinuity": 0.9, "motion": 40}, False)  # failed: teaches nothing
     feedback(project, template, {"discontinuity": 0.9, "motion": 40}, None)  # not evaluated: nor this
+    feedback(project, template, {"discontinuity": 0.9, "motion": 40}, True, joined=False)  # a first segment: no join
     other_project = make_project(owner, name="Elsewhere")
     feedback(other_project, template, {"discontinuity": 0.0, "motion": 1}, True)
     feedback(project, shipped("svd-segment"), {"discontinuity": 0.0, "motion_bucket": 90}, True)
