@@ -42,8 +42,8 @@ def join_evaluate(
     """Score the join from ``before`` into ``after``, gate it, write and return the row.
 
     ``passed`` is None (with ``details["reason"]``) when the join cannot be evaluated: a file that
-    cannot be read, too few frames, frames of different sizes. For a segment join the segment's
-    ``join_ssim`` / ``join_flow`` / ``join_passed`` are updated (on the row and on ``segment``), and
+    cannot be read, too few frames, frames of different sizes. ``segment`` (the later side) gets the
+    verdict in ``join_ssim`` / ``join_flow`` / ``join_passed`` (on the row and on the instance), and
     ``join_evaluated`` is sent after commit.
     """
     if kind not in JoinKind.values:
@@ -71,7 +71,7 @@ def join_evaluate(
             passed=verdict["passed"],
             details=verdict["details"],
         )
-        if segment is not None and kind == JoinKind.SEGMENT:
+        if segment is not None:  # the later side: its join fields are this join's
             segment.join_ssim, segment.join_flow, segment.join_passed = row.ssim, row.flow_discontinuity, row.passed
             Segment.objects.filter(pk=segment.pk).update(
                 join_ssim=row.ssim, join_flow=row.flow_discontinuity, join_passed=row.passed
@@ -158,7 +158,7 @@ def join_measure(
 def join_metrics(frames: list[np.ndarray], join: int) -> list[MetricResult]:
     """``join_ssim`` and ``join_flow_discontinuity`` of ``frames`` at ``join``, as ``temporal_metrics``
     computes them (same sizes, SSIM, Farnebäck flows and :func:`~quality.metrics.temporal.join_results`)
-    without the clip metrics a join does not need: a third of the flows, no re-interpolation.
+    without what only the clip metrics need (the skip-frame flows and their re-interpolation).
     """
     n = len(frames)
     check_joins([join], n)
