@@ -60,6 +60,13 @@ def test_an_episode_of_three_chained_scenes_is_generated_and_assembled(fake, eng
     shipped("weightless-image")
     wrong = api.post(f"/api/v1/scenes/{scenes[0]}/generate/", {"template": "weightless-image"}, format="json")
     assert wrong.status_code == 400 and "kind segment" in str(wrong.json())
+    blind = shipped(SEGMENT)  # a segment template without an image input
+    blind.pk, blind.project, blind.slug = None, project, "blind-segment"
+    blind.bindings = {k: v for k, v in blind.bindings.items() if k != "init_image"}
+    blind.save()
+    no_input = api.post(f"/api/v1/scenes/{scenes[0]}/generate/", {"template": "blind-segment"}, format="json")
+    assert no_input.status_code == 400 and "has no image input" in str(no_input.json())
+    assert not SceneRun.objects.exists()
     api.delete(f"/api/v1/scenes/{lonely['id']}/")
     # scene 1 remembers Kai's red coat; scene 2 sets nothing and carries it
     memory = {"characters": {str(kai.pk): {"outfit": "red coat"}}, "story": {"tension": 6}}
