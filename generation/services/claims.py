@@ -12,8 +12,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
@@ -23,8 +23,8 @@ from generation.services.completion import job_fail
 from generation.services.jobs import job_log, job_move, job_transition
 from generation.services.reads import (
     LIVE,
-    backend_in_flight,
     backend_object_info,
+    backend_prompts,
     backend_states,
     object_info_fetched,
 )
@@ -201,12 +201,20 @@ def _claim_checked(
     decision = _decide(job, states, note_waiting=note_waiting)
     if decision is None:
         return None
+    backend = decision.backend
+    # The statements are built before BEGIN (resolving a filter is a good part of an ORM
+    # statement's cost): inside, the write lock is held only to compile and run them.
+    lock = Backend.objects.select_for_update().filter(pk=backend.id).values_list("pk", flat=True)
+    in_flight = backend_prompts(backend.id, ended=ended)
+    mark = _ended_query(ended)
     with transaction.atomic():
-        backend = decision.backend
-        # Backends first, then the job: the order every claim takes its locks in.
-        list(Backend.objects.select_for_update().filter(pk=backend.id).values_list("pk", flat=True))
-        _mark_ended(ended)
-        if backend_in_flight(backend.id, ended=ended) < backend.max_in_flight:
+        # Backends first, then the job: the order every claim takes its locks in. SQLite has no row
+        # locks: its BEGIN IMMEDIATE took the database's write lock already.
+        if connection.features.has_select_for_update:
+            list(lock)
+        if mark is not None:
+            mark.update(prompt_done_at=timezone.now())
+        if in_flight.count() < backend.max_in_flight:
             return _take(job, slug, decision, worker=worker, client_id=client_id)
         states = backend_states(lock=True, ended=ended)
         locked = _queued_row(job.pk, lock=True)
@@ -217,13 +225,19 @@ def _claim_checked(
         return None if decision is None else _take(job, slug, decision, worker=worker, client_id=client_id)
 
 
+def _ended_query(ended: Collection[int]) -> QuerySet[Job] | None:
+    """These live jobs, if their prompts are not yet marked finished (see :func:`_mark_ended`)."""
+    if not ended:
+        return None
+    return Job.objects.filter(pk__in=list(ended), status__in=LIVE, prompt_done_at__isnull=True)
+
+
 def _mark_ended(ended: Collection[int]) -> None:
     """Record that these live jobs' prompts have finished on their servers (``prompt_done_at``):
     they no longer count as in flight for any worker's claim."""
-    if ended:
-        Job.objects.filter(pk__in=list(ended), status__in=LIVE, prompt_done_at__isnull=True).update(
-            prompt_done_at=timezone.now()
-        )
+    query = _ended_query(ended)
+    if query is not None:
+        query.update(prompt_done_at=timezone.now())
 
 
 def _take(job: Job, slug: str | None, decision: _Decision, *, worker: str, client_id: str | None) -> Claim | None:

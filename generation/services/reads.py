@@ -7,7 +7,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -79,12 +79,12 @@ def backend_states(*, lock: bool = False, ended: Collection[int] = ()) -> list[B
     return states
 
 
-def backend_in_flight(backend_id: int, *, ended: Collection[int] = ()) -> int:
-    """One backend's prompts in flight (see :func:`_in_flight`)."""
+def backend_prompts(backend_id: int, *, ended: Collection[int] = ()) -> QuerySet[Job]:
+    """One backend's live jobs whose prompts are still on the server (see :func:`_in_flight`)."""
     jobs = Job.objects.filter(backend_id=backend_id, status__in=LIVE, prompt_done_at__isnull=True)
     if ended:
         jobs = jobs.exclude(pk__in=list(ended))
-    return jobs.count()
+    return jobs
 
 
 _capability_cache: dict[int, tuple[tuple[Any, Any], tuple[float | None, frozenset[str]]]] = {}
