@@ -78,7 +78,7 @@ def scene_generate(
     unknown template or one that is not a segment template with an image input, a plan out of bounds,
     or a first segment generation refuses.
     """
-    locked = Scene.objects.select_for_update().select_related("episode__project__style").get(pk=scene.pk)
+    locked = Scene.objects.select_for_update(of=("self",)).select_related("episode__project__style").get(pk=scene.pk)
     project = locked.episode.project
     if (
         locked.status == SceneStatus.RUNNING
