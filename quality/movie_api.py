@@ -3,9 +3,9 @@
 - ``POST/PATCH /scenes``: ``characters`` (ids, in the scene's project; the first one's reference starts
   the scene), ``duration_seconds`` (more than 0, at most 600), ``memory`` (this scene's own entries,
   through ``projects.memory``); ``status`` (pending, running, complete, failed) is read-only;
-- ``POST /scenes/{id}/generate`` ``{"template": SLUG, "segments": N, "motion_prompt": TEXT}`` (all
-  optional) → 201 with the run, its segments and the jobs submitted so far (segment 1's; the rest are
-  submitted as the chain moves);
+- ``POST /scenes/{id}/generate`` ``{"template": SLUG, "segments": N, "motion_prompt": TEXT,
+  "force_reason": TEXT}`` (all optional) → 201 with the run, its segments and the jobs submitted so
+  far (segment 1's; the rest are submitted as the chain moves);
 - ``GET /scenes/{id}/segments``: the newest run's segments in order;
 - ``GET``/``PATCH /scenes/{id}/memory``: the scene's own memory, the effective one (carried from the
   scenes before unless set here) and the change log.
@@ -112,6 +112,13 @@ class GenerateSerializer(serializers.Serializer):
     motion_prompt = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=MOTION_PROMPT_MAX_LENGTH
     )
+    force_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=MOTION_PROMPT_MAX_LENGTH,
+        help_text="why the segments run although a character's phase-2 gate is closed (editors; recorded on each job)",
+    )
 
 
 class GeneratedSerializer(serializers.Serializer):
@@ -197,6 +204,7 @@ class MovieSceneViewSet(SceneViewSet):
             template=values.get("template"),
             segments=values.get("segments"),
             motion_prompt=values["motion_prompt"],
+            force_reason=values["force_reason"],
         )
         segments = list(_segments_of(run))
         jobs = sorted({job.pk for segment in segments for job in segment.jobs.all()})

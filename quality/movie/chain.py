@@ -71,12 +71,14 @@ def scene_generate(
     template: str | None = None,
     segments: int | None = None,
     motion_prompt: str = "",
+    force_reason: str = "",
 ) -> SceneRun:
     """Plan the scene's segments, write the run, and submit segment 1 (see the module docstring).
 
     Raises :class:`SceneError` (nothing written) for a scene with no character, a running scene, an
     unknown template or one that is not a segment template with an image input, a plan out of bounds,
-    or a first segment generation refuses.
+    or a first segment generation refuses (a character whose phase-2 gate is closed, unless an editor
+    gives ``force_reason``: kept with the segments' params and recorded on every job).
     """
     locked = Scene.objects.select_for_update(of=("self",)).select_related("episode__project__style").get(pk=scene.pk)
     project = locked.episode.project
@@ -110,6 +112,9 @@ def scene_generate(
     from quality.movie.learning import suggested_params
 
     params = suggested_params(project=project, template=chosen) or {}
+    if force_reason.strip():
+        # SceneRun has no column for it yet: it rides in the segments' params (submit_attempt takes it out).
+        params[steps.FORCE_REASON] = force_reason.strip()[:MOTION_PROMPT_MAX_LENGTH]
     run = SceneRun.objects.create(
         scene=locked, template=chosen, created_by=user, segments_planned=plan.segments, status=SegmentStatus.RUNNING
     )

@@ -20,6 +20,8 @@ from quality.models import JoinKind, QualityScore, SceneRun, Segment, SegmentSta
 
 logger = logging.getLogger(__name__)
 
+FORCE_REASON = "force_reason"  # a key of Segment.params that is no workflow parameter (see scene_generate)
+
 
 def attempt_limit(run: SceneRun) -> int:
     """Attempts a segment gets: the first and ``project.max_join_regenerations`` more."""
@@ -85,6 +87,8 @@ def submit_attempt(run: SceneRun, segment: Segment) -> str:
     seed = draw_seed()
     while seed in used:
         seed = draw_seed()
+    overrides = dict(segment.params or {})
+    force_reason = str(overrides.pop(FORCE_REASON, "") or "")
     try:
         [job] = jobs_create(
             user=run.created_by,
@@ -93,8 +97,9 @@ def submit_attempt(run: SceneRun, segment: Segment) -> str:
             character=first_character(scene),
             scene=scene,
             prompt=segment.motion_prompt,
-            overrides=dict(segment.params or {}),
+            overrides=overrides,
             seeds=[seed],
+            force_reason=force_reason,
             images={inputs[0]: image_source_from(segment.first_frame)},
         )
     except JobError as exc:

@@ -174,3 +174,28 @@ def test_memory_is_read_carried_and_patched_with_its_change_log(project, kai, sc
     assert api_client_for(outsider).get(url).status_code == 404
     scene.refresh_from_db()
     assert scene.memory["story"] == {"tension": 7} and scene.memory_changes.count() == 1
+
+
+def test_a_closed_phase_gate_is_a_400_unless_an_editor_forces_it(fake, engine, project, kai, owner, member):
+    import io
+
+    from characters.services import character_add_reference, character_create
+    from tests.quality.movie_chain_helpers import textured_png
+
+    rin = character_create(project=project, name="Rin", design_prompt="1girl")
+    character_add_reference(character=rin, upload=io.BytesIO(textured_png(3)), original_name="rin.png")
+    scene = scene_with(project, [rin], duration=1.0, title="Closed")
+    api = api_client_for(member)
+    url = f"/api/v1/scenes/{scene.pk}/generate/"
+
+    refused = api.post(url, {"template": SEGMENT, "segments": 2}, format="json")
+
+    assert refused.status_code == 400 and "Rin's phase 2 gate is closed" in str(refused.json())
+    assert not SceneRun.objects.exists()
+    forced = api.post(url, {"template": SEGMENT, "segments": 2, "force_reason": "storyboard test"}, format="json")
+    assert forced.status_code == 201, forced.json()
+    run = SceneRun.objects.get()
+    assert drive_scene(run, engine).status == "complete"
+    jobs = [s.job for s in Segment.objects.filter(run=run).order_by("number")]
+    assert [job.forced_reason for job in jobs] == ["storyboard test"] * 2
+    assert all("force_reason" not in job.overrides for job in jobs)
