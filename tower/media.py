@@ -1,7 +1,8 @@
 """GET /media/<path>: stored files, served only to people who may see what owns them.
 
 The first folder of a media path says who owns the file (see the models' ``upload_to``):
-``assets/<project>/``, ``loras/<project>/``, ``references/<character>/``,
+``assets/<project>/``, ``loras/<project>/``, ``inputs/<project>/`` (input images: uploads, a
+segment's first and last frames), ``references/<character>/``,
 ``datasets/<character>/``, ``previews/job-<id>.*``, ``thumbs/`` (an asset's thumbnail) and
 ``soundtracks/`` (an episode's). Anything else, anything outside MEDIA_ROOT, and anything the user
 may not see is a 404, the same answer as a missing file.
@@ -32,7 +33,7 @@ def _may_see(user: User, parts: tuple[str, ...], name: str) -> bool:
     if user.is_superuser:
         return True
     folder = parts[0]
-    if folder in {"assets", "loras"} and len(parts) >= 3 and parts[1].isdigit():
+    if folder in {"assets", "loras", "inputs"} and len(parts) >= 3 and parts[1].isdigit():
         return projects_visible_to(user).filter(pk=int(parts[1])).exists()
     if folder in {"references", "datasets"} and len(parts) >= 3 and parts[1].isdigit():
         return characters_visible_to(user).filter(pk=int(parts[1])).exists()
