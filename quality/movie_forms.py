@@ -68,3 +68,10 @@ class GenerateForm(forms.Form):
 class EpisodeForm(forms.Form):
     title = forms.CharField(max_length=200)
     synopsis = forms.CharField(required=False, max_length=TEXT_MAX, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class AssembleForm(forms.Form):
+    """Assemble the episode's film: the container, and a crossfade at segment joins (0: a cut)."""
+
+    container = forms.ChoiceField(choices=[("mp4", "MP4 (H.264)"), ("webm", "WebM (VP9)")], initial="mp4")
+    crossfade_frames = forms.IntegerField(label="Crossfade (frames)", required=False, min_value=0, initial=0)

@@ -25,7 +25,7 @@ from projects.models import Episode, Scene
 from projects.scenes import scene_add, scene_edit, scene_move, scene_remove, scenes_reorder
 from projects.selectors import episode_get_for_user, project_get_for_user, project_user_can_write, scene_get_for_user
 from projects.services import ProjectError, episode_create
-from quality.movie_forms import EpisodeForm, SceneForm
+from quality.movie_forms import AssembleForm, EpisodeForm, SceneForm
 from quality.movie_selectors import episode_film, storyboard
 from tower.core.errors import DomainError
 from tower.core.pages import form_add_service_errors, page_login_required, render_page
@@ -89,7 +89,12 @@ def episode_create_view(request: HttpRequest, pk: int) -> HttpResponse:
 @page_login_required
 @require_GET
 def episode_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return _episode_page(request, episode_get_for_user(user=request.user, pk=pk))
+    """The page; with HTMX the storyboard alone, or the film alone with ``?part=film`` (a reconnect
+    re-reads both: an assembly may have finished while the socket was away)."""
+    episode = episode_get_for_user(user=request.user, pk=pk)
+    if request.GET.get("part") == "film" and getattr(request, "htmx", False):
+        return render_page(request, "movie/episode.html", "movie/_film.html", episode_context(request.user, episode))
+    return _episode_page(request, episode)
 
 
 @page_login_required
@@ -127,14 +132,23 @@ def episode_reorder(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def episode_assemble(request: HttpRequest, pk: int) -> HttpResponse:
     """Start assembling the episode's film on a worker (generation.assembly_task)."""
+    episode = episode_get_for_user(user=request.user, pk=pk, write=True)
+    form = AssembleForm(request.POST)
+    if not form.is_valid():
+        problems = [f"{name}: {' '.join(str(m) for m in e)}" for name, e in form.errors.items()]
+        return _episode_page(request, episode, errors=[f"The film was not assembled. {' '.join(problems)}"], status=400)
     # M4's module (generation.assembly_task) is being written alongside: imported by name until it lands.
     import importlib
 
     assembly_task = importlib.import_module("generation.assembly_task")
     AssemblyError, assembly_start = assembly_task.AssemblyError, assembly_task.assembly_start
-    episode = episode_get_for_user(user=request.user, pk=pk, write=True)
     try:
-        assembly: Assembly = assembly_start(episode=episode, user=signed_in(request.user))
+        assembly: Assembly = assembly_start(
+            episode=episode,
+            user=signed_in(request.user),
+            container=form.cleaned_data["container"],
+            crossfade_frames=form.cleaned_data["crossfade_frames"] or 0,
+        )
     except (AssemblyError, ValidationError, DomainError) as exc:
         message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         return _episode_page(request, episode, errors=[f"The film could not be assembled: {message}"], status=400)

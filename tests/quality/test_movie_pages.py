@@ -288,3 +288,34 @@ def test_the_film_plays_the_newest_assembled_episode_with_its_chapters(project, 
     assert f'data-film-video="{old.pk}"' not in html
     assert 'data-assembly-status="running"' in html and "width: 40%" in html
     assert "Scene 1" in html and "48 frames" in html
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"container": "avi", "crossfade_frames": "0"}, "Select a valid choice"),
+        ({"container": "mp4", "crossfade_frames": "-1"}, "greater than or equal to 0"),
+        ({"container": "mp4", "crossfade_frames": "two"}, "Enter a whole number"),
+    ],
+)
+def test_bad_assemble_input_says_why_and_queues_nothing(episode, kai, owner, data, message):
+    add(episode, "A", kai)
+
+    response = client_for(owner).post(f"/episodes/{episode.pk}/assemble/", data)
+
+    assert response.status_code == 400 and message in response.content.decode()
+    assert not Assembly.objects.exists()
+
+
+def test_a_reconnecting_page_rereads_the_film(project, episode, kai, viewer):
+    add(episode, "A", kai)
+    client = client_for(viewer)
+    page = client.get(f"/episodes/{episode.pk}/").content.decode()
+    assert f'hx-get="/episodes/{episode.pk}/?part=film" hx-trigger="tower:resync from:body"' in page
+    asset = AssetFactory(project=project, kind="video", mime="video/mp4")
+    Assembly.objects.create(project=project, episode=episode, status=AssemblyStatus.SUCCEEDED, asset=asset)
+
+    film = client.get(f"/episodes/{episode.pk}/?part=film", HTTP_HX_REQUEST="true").content.decode()
+
+    assert film.startswith(f'<section class="card" id="film-{episode.pk}"') and f'data-film-video="{asset.pk}"' in film
+    assert "data-storyboard" not in film and 'data-action="assemble"' not in film  # a viewer: no button

@@ -74,6 +74,10 @@ def test_generate_from_the_page_and_the_timeline_shows_frames_scores_and_joins(f
     assert f"{first.frame_consistency:.3f}" in page and f"{second.join_ssim:.3f}" in page
     assert 'data-join="2" data-verdict="passed"' in page and 'data-scene-status="complete"' in page
     assert "walks to the window" in page and 'data-action="retry"' not in page
+    # the frames are served to the project's people (input images live under inputs/<project>/), not outsiders
+    assert b"".join(client.get(second.last_frame.file.url).streaming_content)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client_for(persona(VIEWER)).get(first.first_frame.file.url).status_code == 200
+    assert client_for(persona(OUTSIDER)).get(second.last_frame.file.url).status_code == 404
     storyboard = client.get(f"/episodes/{scene.episode_id}/").content.decode()
     assert f'src="/assets/{first.output_id}/thumb/"' in storyboard
     assert 'data-join="2" data-verdict="passed"' in storyboard
