@@ -87,6 +87,12 @@ def scene_generate(
         or SceneRun.objects.filter(scene=locked, status=SegmentStatus.RUNNING).exists()
     ):
         raise SceneError(f"scene {locked.number} is already being generated: wait for it to finish")
+    earlier = Scene.objects.filter(episode_id=locked.episode_id, number__lt=locked.number).order_by("-number").first()
+    if earlier is not None and earlier.status == SceneStatus.RUNNING:
+        raise SceneError(
+            f"scene {earlier.number} before it is still being generated: wait for it, so that this scene "
+            "starts from its last frame"
+        )
     character = steps.first_character(locked)
     if character is None:
         raise SceneError("the scene has no character: add one (characters) before generating it")

@@ -119,8 +119,12 @@ def test_a_scene_runs_its_segments_in_order_each_from_the_last_frame_before(
 
 def test_the_next_scene_starts_from_the_last_frame_of_the_scene_before(fake, engine, project, kai, owner, frames):
     one = scene_with(project, [kai], duration=seconds(1, frames))
-    drive_scene(scene_generate(scene=one, user=owner, template=SEGMENT), engine)
     two = scene_with(project, [kai], duration=seconds(1, frames))
+    first = scene_generate(scene=one, user=owner, template=SEGMENT)
+    # the scene after one still running would not start from its last frame: refused until it ends
+    with pytest.raises(SceneError, match="scene 1 before it is still being generated"):
+        scene_generate(scene=two, user=owner, template=SEGMENT)
+    drive_scene(first, engine)
 
     run = drive_scene(scene_generate(scene=two, user=owner, template=SEGMENT), engine)
 
