@@ -57,6 +57,12 @@ class GenerateForm(forms.Form):
         required=False, min_value=1, max_value=SEGMENTS_MAX, help_text="empty: planned from the scene's duration"
     )
     motion_prompt = forms.CharField(required=False, max_length=TEXT_MAX, widget=forms.Textarea(attrs={"rows": 2}))
+    force_reason = forms.CharField(
+        label="Reason to go ahead",
+        required=False,
+        max_length=500,
+        help_text="only when a character's animation phase is still closed: why generate anyway (recorded)",
+    )
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -95,6 +95,7 @@ def scene_generate_view(request: HttpRequest, pk: int) -> HttpResponse:
             template=data["template"],
             segments=data["segments"],
             motion_prompt=data["motion_prompt"],
+            force_reason=data["force_reason"],
         )
     except (SceneError, ValidationError) as exc:
         message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from generation.assembly_task import AssemblyError, assembly_start
 from generation.models import Assembly
 from projects.models import Episode, Scene
 from projects.scenes import scene_add, scene_edit, scene_move, scene_remove, scenes_reorder
@@ -137,11 +138,6 @@ def episode_assemble(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         problems = [f"{name}: {' '.join(str(m) for m in e)}" for name, e in form.errors.items()]
         return _episode_page(request, episode, errors=[f"The film was not assembled. {' '.join(problems)}"], status=400)
-    # M4's module (generation.assembly_task) is being written alongside: imported by name until it lands.
-    import importlib
-
-    assembly_task = importlib.import_module("generation.assembly_task")
-    AssemblyError, assembly_start = assembly_task.AssemblyError, assembly_task.assembly_start
     try:
         assembly: Assembly = assembly_start(
             episode=episode,

@@ -319,3 +319,15 @@ def test_a_reconnecting_page_rereads_the_film(project, episode, kai, viewer):
 
     assert film.startswith(f'<section class="card" id="film-{episode.pk}"') and f'data-film-video="{asset.pk}"' in film
     assert "data-storyboard" not in film and 'data-action="assemble"' not in film  # a viewer: no button
+
+
+def test_assembling_an_episode_without_scenes_or_footage_says_why(episode, kai, owner):
+    client = client_for(owner)
+    data = {"container": "mp4", "crossfade_frames": "0"}
+
+    empty = client.post(f"/episodes/{episode.pk}/assemble/", data)
+    assert empty.status_code == 400 and "the episode has no scenes" in empty.content.decode()
+    add(episode, "Not generated yet", kai)
+    ungenerated = client.post(f"/episodes/{episode.pk}/assemble/", data)
+    assert ungenerated.status_code == 400 and "generate the scenes first" in ungenerated.content.decode()
+    assert not Assembly.objects.exists()

@@ -14,7 +14,7 @@ from projects.memory import memory_update
 from projects.models import SceneMemoryChange
 from projects.selectors import scene_get_for_user
 from projects.services import project_member_set
-from quality.models import SceneRun, Segment, SegmentStatus
+from quality.models import PhaseGate, SceneRun, Segment, SegmentStatus
 from quality.movie_live import movie_page_fragments
 from tests.factories import JobFactory
 from tests.quality.movie_chain_helpers import SEGMENT, cast, drive_scene, movie_project, scene_with
@@ -129,6 +129,19 @@ def test_a_refusal_of_the_chain_is_said_on_the_page(fake, engine, project, scene
 
     assert response.status_code == 400 and "has no reference image" in response.content.decode()
     assert not SceneRun.objects.exists()
+
+
+def test_a_closed_phase_gate_is_said_and_a_reason_lets_an_editor_go_ahead(fake, engine, project, scene, owner):
+    PhaseGate.objects.filter(project=project).delete()  # Kai's animation phase is closed again
+    client = client_for(owner)
+
+    refused = generate(client, scene, segments="1")
+
+    assert refused.status_code == 400 and "phase 2 gate is closed" in refused.content.decode()
+    assert not SceneRun.objects.exists()
+    assert generate(client, scene, segments="1", force_reason="storyboard check").status_code == 302
+    run = drive_scene(SceneRun.objects.get(), engine)
+    assert run.status == "complete" and run.segments.get().job.forced_reason == "storyboard check"
 
 
 def test_the_memory_form_shows_carried_and_set_entries_and_records_who_changed_what(project, kai, scene, owner):
