@@ -105,6 +105,7 @@ class FilmEpisodeViewSet(EpisodeViewSet):
         data = AssembleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         assembly = assembly_start(episode=episode, user=signed_in(request.user), **data.validated_data)
+        assembly.refresh_from_db()  # failed already when the task queue could not be reached
         return Response(AssemblySerializer(assembly).data, status=status.HTTP_202_ACCEPTED)
 
 

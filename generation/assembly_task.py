@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from redis.exceptions import RedisError
 
 from generation import events
 from generation.film.assembly import CONTAINERS, MAX_CROSSFADE, AssemblyError, Clip, Film, Reel, assemble
@@ -103,11 +104,20 @@ def assembly_start(*, episode: Episode, user: User, container: str = "mp4", cros
 
 
 def _enqueue(assembly_id: int) -> None:
+    """Push the task; an unreachable queue fails the assembly, saying so (the request has answered)."""
     from generation import tasks  # the broker connection generation keeps
 
-    tasks.async_task(
-        "generation.assembly_task.assembly_task", assembly_id, task_name=f"assembly-{assembly_id}", group="assembly"
-    )
+    try:
+        tasks.async_task(
+            "generation.assembly_task.assembly_task", assembly_id, task_name=f"assembly-{assembly_id}", group="assembly"
+        )
+    except (RedisError, OSError) as exc:
+        logger.warning("could not queue assembly %s (%s)", assembly_id, exc)
+        Assembly.objects.filter(pk=assembly_id, status=AssemblyStatus.QUEUED).update(
+            status=AssemblyStatus.FAILED,
+            error_message="the task queue could not be reached: assemble again",
+            finished_at=timezone.now(),
+        )
 
 
 def assembly_task(assembly_id: int) -> str:
@@ -115,14 +125,26 @@ def assembly_task(assembly_id: int) -> str:
     return assembly_run(assembly_id=assembly_id)
 
 
-def _claim(assembly_id: int) -> bool:
-    # A running assembly older than a task may run lost its worker: the re-delivered task takes it over.
+def _stale() -> Q:
+    # django-q2 stops a task that runs longer than its timeout: a running assembly older than that
+    # lost its worker (killed, or stopped by the timeout), and may be run again.
     limit: Any = settings.Q_CLUSTER.get("timeout", 3600)
-    stale = timezone.now() - timedelta(seconds=int(limit))
-    taken = Assembly.objects.filter(
-        Q(status=AssemblyStatus.QUEUED) | Q(status=AssemblyStatus.RUNNING, started_at__lt=stale), pk=assembly_id
-    ).update(status=AssemblyStatus.RUNNING, started_at=timezone.now(), progress=0.0, error_message="")
+    return Q(status=AssemblyStatus.RUNNING, started_at__lt=timezone.now() - timedelta(seconds=int(limit)))
+
+
+def _claim(assembly_id: int) -> bool:
+    taken = Assembly.objects.filter(Q(status=AssemblyStatus.QUEUED) | _stale(), pk=assembly_id).update(
+        status=AssemblyStatus.RUNNING, started_at=timezone.now(), progress=0.0, error_message=""
+    )
     return taken == 1
+
+
+def assemblies_reconcile() -> str:
+    """Queue again the assemblies whose worker died mid-film (``settings.TOWER_ON_RECONCILE``)."""
+    stale = list(Assembly.objects.filter(_stale()).values_list("pk", flat=True))
+    for assembly_id in stale:
+        _enqueue(assembly_id)
+    return f"{len(stale)} stale assembl{'y' if len(stale) == 1 else 'ies'} queued again"
 
 
 class _ProgressWriter:

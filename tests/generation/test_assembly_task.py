@@ -253,3 +253,33 @@ def test_numbered_frames_survive_h264(tmp_path):
     path = make_clip(tmp_path / "n.mp4", [numbered_frame(n) for n in range(12)])
     assert numbers(path) == list(range(12))
     assert np.asarray(numbered_frame(3)).mean() == 65
+
+
+def test_an_unreachable_task_queue_fails_the_assembly_saying_so(episode, three_scenes, owner, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from generation import tasks
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RedisConnectionError("connection refused")
+
+    monkeypatch.setattr(tasks, "async_task", refuse)
+    assembly = assembly_start(episode=episode, user=owner)
+    service._enqueue(assembly.pk)  # what the commit runs
+    assembly.refresh_from_db()
+    assert assembly.status == "failed" and "task queue could not be reached" in assembly.error_message
+
+
+def test_reconcile_queues_again_only_assemblies_whose_worker_died(episode, three_scenes, owner, pushed):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    dead = assembly_start(episode=episode, user=owner)
+    alive = assembly_start(episode=episode, user=owner)
+    Assembly.objects.filter(pk=dead.pk).update(status="running", started_at=timezone.now() - timedelta(hours=2))
+    Assembly.objects.filter(pk=alive.pk).update(status="running", started_at=timezone.now())
+    pushed.clear()
+
+    assert service.assemblies_reconcile() == "1 stale assembly queued again"
+    assert pushed == [("generation.assembly_task.assembly_task", dead.pk)]
