@@ -255,6 +255,7 @@ TOWER_ON_RECONCILE = [
     "quality.tasks.score_missing",
     "quality.tasks.orchestrations_reconcile",
     "quality.tasks.scenes_reconcile",
+    "generation.assembly_task.assemblies_reconcile",
     "training.trainer.tasks.training_reconcile",
 ]
 # A function (dotted path) that, given a Character, returns the LoRAs its generations must carry
