@@ -70,6 +70,9 @@ def test_build_the_storyboard_generate_a_scene_and_play_the_film(page, producer,
     assert titles(page) == ["Rooftop", "Hangar", "Storm"]
 
     # Drag Storm onto Rooftop: the new order is saved and the storyboard comes back from the server.
+    # (Once the socket is up and its resync has re-read the storyboard: a drag is a person's act.)
+    page.wait_for_selector("#live-dot.on", timeout=10_000)
+    page.wait_for_load_state("networkidle")
     page.drag_and_drop("[data-scene-card]:has-text('Storm')", "[data-scene-card]:has-text('Rooftop')")
     page.wait_for_selector("[data-scene-card][data-scene-number='1']:has-text('Storm')")
     assert titles(page) == ["Storm", "Rooftop", "Hangar"]
