@@ -229,6 +229,8 @@ def assemble(
         raise AssemblyError("there are no clips to assemble")
     infos = {clip.path: clip_info(clip.path) for reel in reels for clip in reel.clips}
     first = infos[reels[0].clips[0].path]
+    # yuv420p halves the colour planes: an odd side loses its last row or column of pixels.
+    width, height = first.width - first.width % 2, first.height - first.height % 2
     fps = next((info.fps for info in infos.values() if info.fps), DEFAULT_FPS)
     plan = _plan(reels, infos, crossfade_frames)
     chapters = _chapters(reels, plan.reel_frames, fps)
@@ -241,7 +243,7 @@ def assemble(
             if refusal:
                 stream = output.add_stream(ENCODER[container], rate=fps, options=ENCODER_OPTIONS[container])
                 assert isinstance(stream, av.VideoStream)  # a video encoder's stream
-                stream.width, stream.height = first.width, first.height
+                stream.width, stream.height = width, height
                 stream.pix_fmt = "yuv420p"
             else:
                 with av.open(str(reels[0].clips[0].path), mode="r") as template:
@@ -250,7 +252,7 @@ def assemble(
             audio = Soundtrack(output, soundtrack, container=container) if soundtrack else None
             try:
                 if refusal:
-                    written = _encode(output, stream, reels, plan, (first.width, first.height), fps, audio, report)
+                    written = _encode(output, stream, reels, plan, (width, height), fps, audio, report)
                 else:
                     written = _remux(output, stream, reels, infos, fps, audio, report)
                 if audio is not None:
@@ -276,8 +278,8 @@ def assemble(
         frames=written,
         fps=float(fps),
         duration_seconds=round(float(written / fps), 3),
-        width=first.width,
-        height=first.height,
+        width=width,
+        height=height,
         chapters=chapters,
         stream_copy=not refusal,
         why_encoded=refusal,

@@ -151,6 +151,13 @@ def test_animated_webp_and_gif_segments_join_too(tmp_path: Path) -> None:
     assert numbers(tmp_path / "f.mp4") == list(range(7)) and film.frames == 7 and film.fps == 24
 
 
+def test_an_odd_sized_clip_is_encoded_at_the_even_size_below(tmp_path: Path) -> None:
+    odd = make_clip(tmp_path / "odd.gif", [numbered_frame(n, size=65) for n in range(3)])
+    film = assemble([Reel("A", [Clip(odd)])], tmp_path / "f.mp4")
+    assert (film.width, film.height, film.frames) == (64, 64, 3)
+    assert numbers(tmp_path / "f.mp4") == [0, 1, 2]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
