@@ -91,21 +91,6 @@ def scene_timeline(scene: Scene) -> SceneCard:
     return card
 
 
-def segment_job_ids(*, scene_id: int | None = None, episode_id: int | None = None) -> set[int]:
-    """Every job of a segment of the scene (or of the episode's scenes), all attempts included."""
-    rows = Segment.jobs.through.objects.all()
-    if scene_id is not None:
-        rows = rows.filter(segment__scene_id=scene_id)
-    if episode_id is not None:
-        rows = rows.filter(segment__scene__episode_id=episode_id)
-    current = Segment.objects.filter(job__isnull=False)
-    if scene_id is not None:
-        current = current.filter(scene_id=scene_id)
-    if episode_id is not None:
-        current = current.filter(scene__episode_id=episode_id)
-    return set(rows.values_list("job_id", flat=True)) | set(current.values_list("job_id", flat=True))
-
-
 @dataclass
 class Film:
     """The episode's newest assembled film, and an assembly still under way (if any)."""
