@@ -331,3 +331,27 @@ def test_assembling_an_episode_without_scenes_or_footage_says_why(episode, kai, 
     ungenerated = client.post(f"/episodes/{episode.pk}/assemble/", data)
     assert ungenerated.status_code == 400 and "generate the scenes first" in ungenerated.content.decode()
     assert not Assembly.objects.exists()
+
+
+def test_the_storyboard_reads_a_fixed_number_of_queries_however_many_scenes(project, episode, kai, owner):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = client_for(owner)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(f"/episodes/{episode.pk}/").status_code == 200
+        return len(captured)
+
+    def scene_with_segments(title: str) -> None:
+        scene = add(episode, title, kai)
+        run = SceneRun.objects.create(scene=scene, segments_planned=2, status=SegmentStatus.COMPLETE)
+        segment_of(scene, 1, output=AssetFactory(project=project, kind="video", mime="video/mp4"), run=run)
+        segment_of(scene, 2, join_passed=True, run=run)
+
+    scene_with_segments("A")
+    few = queries()
+    for title in ("B", "C", "D", "E"):
+        scene_with_segments(title)
+    assert queries() == few
