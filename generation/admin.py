@@ -490,3 +490,6 @@ class JobLogLineAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     @admin.display(description="data")
     def data_json(self, obj: JobLogLine) -> str:
         return pretty_json(obj.data)
+
+
+from generation import assembly_admin  # noqa: E402, F401  (registers the assemblies' admin; admin.py is autodiscovered)

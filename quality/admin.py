@@ -271,3 +271,6 @@ class OrchestrationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
         if not request.user.has_perm("quality.change_orchestration"):
             actions.pop("cancel", None)
         return actions
+
+
+from quality import movie_admin  # noqa: E402, F401  (registers movie production's admins; admin.py is autodiscovered)

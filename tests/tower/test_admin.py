@@ -17,12 +17,22 @@ from django.utils import timezone
 
 from characters.models import ReferenceEmbedding
 from characters.services import character_add_reference
-from generation.models import BackendObjectInfo, BackendUpload, JobLogLine
+from generation.models import Assembly, BackendObjectInfo, BackendUpload, JobLogLine
 from generation.services.inputs import input_image_create
 from projects.admin_scope import ProjectScopedAdmin
 from projects.models import Project
 from projects.services import episode_create, project_member_set, scene_create
-from quality.models import Orchestration, PhaseGate, PhaseRun, QualityGate, QualityScore
+from quality.models import (
+    JoinEvaluation,
+    Orchestration,
+    PhaseGate,
+    PhaseRun,
+    QualityFeedback,
+    QualityGate,
+    QualityScore,
+    SceneRun,
+    Segment,
+)
 from tests.factories import (
     AssetFactory,
     BackendFactory,
@@ -40,7 +50,14 @@ from training.models import CaptionRun, DatasetImage, HeldImage, IngestBatch, Lo
 
 OUR_APPS = ("tower", "projects", "characters", "generation", "quality", "training")
 # Edited inside their project's page, never on their own.
-INLINE_ONLY = {"projects.generationstyle", "projects.membership", "quality.phaserun", "characters.characterattribute"}
+INLINE_ONLY = {
+    "projects.generationstyle",
+    "projects.membership",
+    "projects.scenememorychange",
+    "quality.phaserun",
+    "quality.segment",
+    "characters.characterattribute",
+}
 # Machine state with nothing to curate: sign-in failures are hashed keys that expire by themselves.
 # An evaluation is an API answer kept for its requester only, not something to curate.
 NOT_IN_ADMIN = {"tower.signinfailure", "quality.evaluation"}
@@ -107,13 +124,22 @@ def build_world(owner, *, tag: str) -> dict[type[models.Model], models.Model]:
     upload = BackendUpload.objects.create(backend=backend, name=f"tower-{tag:0>24}.png", sha256=f"{tag:0>64}")
     orchestration = Orchestration.objects.create(project=project, character=character, prompt=f"rooftop {tag}")
     PhaseRun.objects.create(orchestration=orchestration, phase=1, status="running", attempts=1).jobs.add(job)
+    run = SceneRun.objects.create(scene=scene, template=template, segments_planned=2)
+    segment = Segment.objects.create(run=run, scene=scene, number=1, job=job, output=asset, status="complete")
+    join = JoinEvaluation.objects.create(
+        project=project, scene=scene, kind="segment", segment=segment, before=asset, after=asset, ssim=0.7, passed=True
+    )
+    feedback = QualityFeedback.objects.create(
+        project=project, template=template, segment=segment, job=job, scores={"join_ssim": 0.7}, passed=True
+    )
+    assembly = Assembly.objects.create(project=project, episode=episode, asset=asset, status="succeeded", progress=1)
     raw = new_raw_token()
     token = ApiToken.objects.create(user=owner, name=f"script {tag}", key_hash=hash_token(raw), prefix=raw[:8])
     rows = [
         project, episode, scene, character, reference, embedding, VersionFactory(character=character),
         VariationFactory(character=character), backend, object_info, template, job, log_line, asset, score, gate,
         phase_gate, dataset_image, training, lora, token, batch, caption_run, held, input_image, upload,
-        orchestration,
+        orchestration, run, join, feedback, assembly,
     ]  # fmt: skip
     return {type(row): row for row in rows}
 
@@ -140,7 +166,7 @@ def test_every_model_of_ours_is_registered_or_edited_inline():
     ours = {m._meta.label_lower for app in OUR_APPS for m in apps.get_app_config(app).get_models()}
     registered = {m._meta.label_lower for m in our_registered_models()}
     assert ours - INLINE_ONLY - NOT_IN_ADMIN == registered
-    assert len(registered) == 27
+    assert len(registered) == 31
 
 
 @pytest.fixture
