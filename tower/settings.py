@@ -213,7 +213,9 @@ HEALTH_MIN_FREE_BYTES = env_int("TOWER_HEALTH_MIN_FREE_BYTES", 1024**3, min_valu
 # Web processes `manage.py serve`/`web` run on one port, and the HTTP requests each answers at once
 # (one more gets a fast 503 with Retry-After: tower.core.shedding).
 WEB_PROCESSES = env_int("TOWER_WEB_PROCESSES", max(2, os.cpu_count() or 1), min_value=1, max_value=256)
-WEB_MAX_IN_FLIGHT = env_int("TOWER_WEB_MAX_IN_FLIGHT", 16, min_value=1, max_value=10_000)
+# 8: one process answers a page of 50 jobs in ~12 ms of CPU, so 8 waiting is ~100 ms; 16 doubled p50
+# and p99 with no more served (bench/README.md, API throughput).
+WEB_MAX_IN_FLIGHT = env_int("TOWER_WEB_MAX_IN_FLIGHT", 8, min_value=1, max_value=10_000)
 
 # --- ComfyUI -------------------------------------------------------------------------------
 # Backends live in the database (admin / API); COMFYUI_URLS seeds them on first start.
