@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["AssemblyError", "SceneFootage", "assembly_run", "assembly_start", "episode_footage"]
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
+# An ``assembly_progress`` event on each step of at least this much, at most one per interval:
+# a page's bar moves live, and a long film sends about twenty events, not thousands.
+PROGRESS_EVENT_STEP = 0.05
+PROGRESS_EVENT_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -148,11 +152,14 @@ def assemblies_reconcile() -> str:
 
 
 class _ProgressWriter:
-    """Writes the fraction done to the assembly row at most every PROGRESS_INTERVAL seconds."""
+    """Writes the fraction done to the assembly row at most every PROGRESS_INTERVAL seconds, and
+    announces it (``assembly_progress``) on each PROGRESS_EVENT_STEP, at most every PROGRESS_EVENT_INTERVAL."""
 
-    def __init__(self, assembly_id: int) -> None:
-        self.assembly_id = assembly_id
+    def __init__(self, assembly: Assembly) -> None:
+        self.assembly = assembly
         self.last = 0.0
+        self.sent = 0.0  # the claim announced 0
+        self.sent_at = time.monotonic()
 
     def __call__(self, fraction: float) -> None:
         now = time.monotonic()
@@ -160,7 +167,22 @@ class _ProgressWriter:
             return
         self.last = now
         value = max(0.0, min(fraction, 0.99))  # 1.0 only with the finished film
-        Assembly.objects.filter(pk=self.assembly_id, status=AssemblyStatus.RUNNING).update(progress=value)
+        written = Assembly.objects.filter(pk=self.assembly.pk, status=AssemblyStatus.RUNNING).update(progress=value)
+        if written and value - self.sent >= PROGRESS_EVENT_STEP and now - self.sent_at >= PROGRESS_EVENT_INTERVAL:
+            self.sent, self.sent_at = value, now
+            _progress_event(self.assembly, value)
+
+
+def _progress_event(assembly: Assembly, progress: float) -> None:
+    events.movie_event(
+        "assembly_progress",
+        project_id=assembly.project_id,
+        episode_id=assembly.episode_id,
+        user_id=assembly.created_by_id,
+        assembly=assembly.pk,
+        progress=progress,
+        status=AssemblyStatus.RUNNING,
+    )
 
 
 def _local_path(asset: Asset) -> Path:
@@ -189,6 +211,7 @@ def assembly_run(*, assembly_id: int) -> str:
         return "not queued (already taken or finished)"
     assembly = Assembly.objects.select_related("episode", "episode__project").get(pk=assembly_id)
     episode = assembly.episode
+    _progress_event(assembly, 0.0)  # queued → running, on the pages at once
     try:
         footage = episode_footage(episode=episode)
         _check_footage(footage)
@@ -201,7 +224,7 @@ def assembly_run(*, assembly_id: int) -> str:
                 container=assembly.container,
                 crossfade_frames=assembly.crossfade_frames,
                 soundtrack=soundtrack,
-                progress=_ProgressWriter(assembly_id),
+                progress=_ProgressWriter(assembly),
             )
             asset = _store(assembly, footage, film, out)
     except Exception as exc:

@@ -35,7 +35,10 @@ ORCHESTRATION_EVENT_TYPES = frozenset(
     {"orchestration_progress", "phase_passed", "orchestration_complete", "orchestration_failed"}
 )
 # Events of movie production; they name a scene or an episode (and its project), not a job.
-MOVIE_EVENT_TYPES = frozenset({"segment_complete", "join_evaluated", "scene_complete", "assembly_complete"})
+# ``assembly_progress`` is throttled by the worker that assembles (generation.assembly_task).
+MOVIE_EVENT_TYPES = frozenset(
+    {"segment_complete", "join_evaluated", "scene_complete", "assembly_progress", "assembly_complete"}
+)
 # Channels maps the message "type" to a consumer method name: "tower.event" → tower_event().
 CHANNEL_MESSAGE_TYPE = "tower.event"
 

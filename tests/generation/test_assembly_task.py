@@ -4,6 +4,7 @@ settings.TOWER_EPISODE_FOOTAGE): the film Asset, chapters, soundtrack, progress,
 from __future__ import annotations
 
 import hashlib
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def test_the_worker_stores_the_film_with_its_chapters_and_reports_progress(
 
     def spy(self: service._ProgressWriter, fraction: float) -> None:
         original(self, fraction)
-        progress.append(Assembly.objects.get(pk=self.assembly_id).progress)
+        progress.append(Assembly.objects.get(pk=self.assembly.pk).progress)
 
     monkeypatch.setattr(service._ProgressWriter, "__call__", spy)
     assert service.assembly_task(assembly.pk).startswith("asset ")
@@ -141,6 +142,47 @@ def test_the_worker_stores_the_film_with_its_chapters_and_reports_progress(
     assert kind == "assembly_complete"
     assert (data["assembly"], data["asset"], data["status"], data["frames"]) == (assembly.pk, film.pk, "succeeded", 27)
     assert data["episode_id"] == episode.pk and data["user_id"] == owner.pk
+
+
+def test_the_worker_announces_its_progress_live_on_5_percent_steps(
+    episode, owner, pushed, events, tmp_path, monkeypatch
+):
+    # 2 scenes × 2 chained segments of 60 frames (re-encoded: 236 frames, a report every 24).
+    for number in (1, 2):
+        first = clip_asset(episode.project, tmp_path, f"l{number}a.mp4", [n % 12 for n in range(60)])
+        second = clip_asset(episode.project, tmp_path, f"l{number}b.mp4", [n % 12 for n in range(59, 119)])
+        scene_with_segments(episode, number, [first, second], title=f"Part {number}")
+    assembly = assembly_start(episode=episode, user=owner)
+    monkeypatch.setattr(service, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(service, "PROGRESS_EVENT_INTERVAL", 0.0)  # the step alone decides here
+    assert service.assembly_task(assembly.pk).startswith("asset ")
+
+    sent = [data for kind, data in events if kind == "assembly_progress"]
+    assert {(d["assembly"], d["status"], d["episode_id"], d["user_id"]) for d in sent} == {
+        (assembly.pk, "running", episode.pk, owner.pk)
+    }
+    values = [d["progress"] for d in sent]
+    assert values[0] == 0.0 and len(values) >= 5 and 0.9 <= values[-1] < 1
+    assert all(later - earlier >= service.PROGRESS_EVENT_STEP for earlier, later in pairwise(values))
+    assert events[-1][0] == "assembly_complete" and events[-1][1]["status"] == "succeeded"
+
+
+def test_progress_events_are_at_most_two_a_second_and_only_on_5_percent_steps(episode, owner, monkeypatch):
+    assembly = Assembly.objects.create(project=episode.project, episode=episode, created_by=owner, status="running")
+    sent: list[float] = []
+    monkeypatch.setattr(service, "_progress_event", lambda assembly, value: sent.append(value))
+    clock = [100.0]
+    monkeypatch.setattr(service.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(service, "PROGRESS_INTERVAL", 0.0)  # every call writes the row: the event throttle alone
+    writer = service._ProgressWriter(assembly)  # the claim announced 0 at t=100
+    steps = [(0.03, 0.6), (0.1, 0.6), (0.3, 0.1), (0.32, 0.5), (0.34, 0.6), (0.6, 0.6), (0.62, 0.6)]
+    for fraction, seconds in steps:
+        clock[0] += seconds
+        writer(fraction)
+    # 0.03, 0.34, 0.62: under 5% after the last one sent; 0.3: 0.1 s after the last one sent.
+    assert sent == [0.1, 0.32, 0.6]
+    assembly.refresh_from_db()
+    assert assembly.progress == 0.62  # the row follows every write
 
 
 def test_webm_with_crossfade_and_the_soundtrack_muxed(episode, three_scenes, owner, pushed, events, tmp_path):
