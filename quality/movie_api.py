@@ -7,6 +7,8 @@
   "force_reason": TEXT}`` (all optional) → 201 with the run, its segments and the jobs submitted so
   far (segment 1's; the rest are submitted as the chain moves);
 - ``GET /scenes/{id}/segments``: the newest run's segments in order;
+- ``POST /scenes/{id}/segments/{number}/retry``: the newest run's failed segment ``number`` tried
+  again (``quality.movie.chain.segment_retry``) → 200 with the run as ``generate`` answers it;
 - ``GET``/``PATCH /scenes/{id}/memory``: the scene's own memory, the effective one (carried from the
   scenes before unless set here) and the change log.
 
@@ -22,6 +24,7 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -31,7 +34,7 @@ from projects import selectors
 from projects.api import SceneSerializer, SceneViewSet
 from projects.models import Scene
 from quality.models import SceneRun, Segment
-from quality.movie.chain import MOTION_PROMPT_MAX_LENGTH, scene_generate
+from quality.movie.chain import MOTION_PROMPT_MAX_LENGTH, scene_generate, segment_retry
 from quality.movie.chain_scenes import scene_create_cast, scene_update_cast
 from quality.movie.plan import MAX_SEGMENTS
 from tower.core.users import signed_in
@@ -153,6 +156,13 @@ def _segments_of(run: SceneRun | None) -> QuerySet[Segment]:
     return Segment.objects.filter(run=run).order_by("number").prefetch_related("jobs")
 
 
+def _run_body(run: SceneRun) -> dict[str, Any]:
+    segments = list(_segments_of(run))
+    jobs = sorted({job.pk for segment in segments for job in segment.jobs.all()})
+    answer = {"run": SceneRunSerializer(run).data, "segments": SegmentSerializer(segments, many=True).data}
+    return {**answer, "jobs": jobs}
+
+
 def _memory_body(scene: Scene) -> dict[str, Any]:
     from projects.memory import memory_carried, memory_changes, memory_effective
 
@@ -175,7 +185,7 @@ class MovieSceneViewSet(SceneViewSet):
     throttle_scope = "generation"
 
     def get_throttles(self) -> list[BaseThrottle]:
-        if self.action == "generate":  # queues GPU work
+        if self.action in {"generate", "retry"}:  # queues GPU work
             return [ScopedRateThrottle()]
         return super().get_throttles()
 
@@ -206,10 +216,25 @@ class MovieSceneViewSet(SceneViewSet):
             motion_prompt=values["motion_prompt"],
             force_reason=values["force_reason"],
         )
-        segments = list(_segments_of(run))
-        jobs = sorted({job.pk for segment in segments for job in segment.jobs.all()})
-        answer = {"run": SceneRunSerializer(run).data, "segments": SegmentSerializer(segments, many=True).data}
-        return Response({**answer, "jobs": jobs}, status=status.HTTP_201_CREATED)
+        return Response(_run_body(run), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: GeneratedSerializer})
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"segments/(?P<number>[0-9]{1,5})/retry",
+        filter_backends=[],
+        pagination_class=None,
+    )
+    def retry(self, request: Request, pk: str | None = None, number: str = "") -> Response:
+        """Try the newest run's failed segment ``number`` again; the chain goes on from it."""
+        scene = selectors.scene_get_for_user(user=request.user, pk=pk or "", write=True)
+        run = SceneRun.objects.filter(scene=scene).order_by("-created_at", "-id").first()
+        segment = Segment.objects.filter(run=run, number=int(number)).first() if run is not None else None
+        if segment is None:
+            raise NotFound(f"scene {scene.number} has no segment {int(number)}")
+        run = segment_retry(segment=segment, user=signed_in(request.user))
+        return Response(_run_body(run))
 
     @extend_schema(request=None, responses={200: SegmentSerializer(many=True)})
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)

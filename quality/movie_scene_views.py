@@ -42,7 +42,7 @@ def scene_context(user: Any, scene: Scene) -> dict[str, Any]:
         "segments": card.segments,
         "can_write": can_write,
         "running": running,
-        # A failed segment, or a failed join, can be tried again once nothing runs.
+        # A failed segment (its job, or its join out of attempts) can be tried again once nothing runs.
         "can_retry": can_write and not running,
     }
 
@@ -107,30 +107,20 @@ def scene_generate_view(request: HttpRequest, pk: int) -> HttpResponse:
 @page_login_required
 @require_POST
 def segment_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    """Retry a failed segment or a failed join: the scene is generated again with the same template
-    and plan (the chain has no single-segment retry to call yet)."""
-    segment = Segment.objects.select_related("run__template").filter(pk=pk).first()
+    """Retry a failed segment (a failed job or a join out of attempts): the chain goes on from it,
+    the complete segments before it kept (``quality.movie.chain.segment_retry``)."""
+    segment = Segment.objects.filter(pk=pk).first()
     if segment is None:
         raise Http404("No such segment")
     scene = scene_get_for_user(user=request.user, pk=segment.scene_id, write=True)
-    if segment.status != SegmentStatus.FAILED and segment.join_passed is not False:
-        return _scene_page(
-            request, scene, errors=[f"Segment {segment.number} neither failed nor failed its join."], status=400
-        )
-    from quality.movie.chain import SceneError, scene_generate
+    from quality.movie.chain import SceneError
+    from quality.movie.chain import segment_retry as retry
 
-    run = segment.run
     try:
-        scene_generate(
-            scene=scene,
-            user=signed_in(request.user),
-            template=run.template.slug if run.template is not None else None,
-            segments=run.segments_planned,
-            motion_prompt=segment.motion_prompt,
-        )
+        retry(segment=segment, user=signed_in(request.user))
     except SceneError as exc:
         return _scene_page(request, scene, errors=[f"Not retried: {exc}"], status=400)
-    messages.success(request, f"Segment {segment.number} is being generated again (with the scene).")
+    messages.success(request, f"Segment {segment.number} is being generated again; the scene goes on from it.")
     return redirect("scene-detail", pk=scene.pk)
 
 

@@ -28,6 +28,9 @@ character's best reference (stored as a project ``InputImage``). Each time a seg
 - a failed or cancelled job is a failed attempt: another while attempts remain, else the segment
   and the scene fail with the reasons.
 
+A failed segment (its job, or its join out of attempts) is tried again with :func:`segment_retry`:
+the same run goes on from it with a fresh attempt budget, the complete segments before it kept.
+
 Who calls the step: ``quality.tasks`` after scoring (:func:`scenes_after_scoring`), on a failed job
 (:func:`scene_run_of_job` → the ``quality.tasks.scene_step`` task) and on reconcile
 (:func:`scenes_reconcile`: every running run whose current segment has no open job).
@@ -137,6 +140,72 @@ def scene_generate(
     locked.save(update_fields=["status", "updated_at"])
     run.scene = locked
     refusal = steps.submit_attempt(run, first)
+    if refusal:
+        raise SceneError(refusal)
+    return run
+
+
+@transaction.atomic
+def segment_retry(*, segment: Segment, user: User | None) -> SceneRun:
+    """Try a failed segment again (a failed job, or a join out of attempts) and let the chain go on from it.
+
+    The earlier complete segments are kept; the segment gets a fresh attempt budget and a new seed,
+    starting from its predecessor's last frame (segment 1: the previous scene's last frame, else its
+    own first frame, else the first character's reference); the run and the scene run again and the
+    later segments follow as usual. Locks the scene's row then the run's, as :func:`scene_generate`
+    and :func:`scene_step` do, so a double click finds the segment running and is refused.
+
+    Raises :class:`SceneError` (nothing changed) when the user cannot write to the project, the
+    segment is not failed or not of the scene's newest run, the scene (or the one before it, for
+    segment 1) is being generated, or the attempt cannot be submitted.
+    """
+    from projects.selectors import project_user_can_write
+
+    scene = Scene.objects.select_for_update(of=("self",)).select_related("episode__project").get(pk=segment.scene_id)
+    if user is None or not project_user_can_write(project=scene.episode.project, user=user):
+        raise SceneError("only the project's owner and editors can retry a segment")
+    run = _lock(segment.run_id)
+    current = run.segments.select_related("first_frame").get(pk=segment.pk)
+    if (
+        scene.status == SceneStatus.RUNNING
+        or SceneRun.objects.filter(scene=scene, status=SegmentStatus.RUNNING).exists()
+    ):
+        raise SceneError(f"scene {scene.number} is being generated: wait for it to finish before retrying a segment")
+    newest = SceneRun.objects.filter(scene=scene).order_by("-created_at", "-id").values_list("pk", flat=True).first()
+    if newest != run.pk:
+        raise SceneError(f"segment {current.number} is of an earlier run of the scene: retry the newest run's")
+    if current.status != SegmentStatus.FAILED:
+        raise SceneError(f"segment {current.number} is {current.status}: only a failed segment can be retried")
+    if current.number == 1:
+        earlier = Scene.objects.filter(episode_id=scene.episode_id, number__lt=scene.number).order_by("-number").first()
+        if earlier is not None and earlier.status == SceneStatus.RUNNING:
+            raise SceneError(f"scene {earlier.number} before it is still being generated: wait for it")
+        previous = steps.previous_scene_segment(scene)
+        first_frame = previous.last_frame if previous is not None else current.first_frame
+        character = steps.first_character(scene)
+        if first_frame is None and character is not None:
+            first_frame = steps.reference_as_input(scene=scene, user=user, character=character)
+    else:
+        before = run.segments.filter(number=current.number - 1).select_related("last_frame").first()
+        if before is None or before.status != SegmentStatus.COMPLETE or before.last_frame is None:
+            raise SceneError(
+                f"segment {current.number - 1} before it is not complete: it has no last frame to start from"
+            )
+        first_frame = before.last_frame
+    if first_frame is None:
+        raise SceneError(f"segment {current.number} has no first frame to start from")
+    # A fresh attempt budget; the failed attempts stay in ``jobs`` and the feedback rows.
+    current.first_frame, current.attempts = first_frame, 0
+    current.output = current.last_frame = None
+    current.frame_consistency = current.motion_smoothness = current.overall = None
+    current.join_ssim = current.join_flow = current.join_passed = None
+    current.save()
+    run.status, run.finished_at, run.reasons = SegmentStatus.RUNNING, None, []
+    run.save(update_fields=["status", "finished_at", "reasons"])
+    scene.status = SceneStatus.RUNNING
+    scene.save(update_fields=["status", "updated_at"])
+    run.scene = scene
+    refusal = steps.submit_attempt(run, current)
     if refusal:
         raise SceneError(refusal)
     return run

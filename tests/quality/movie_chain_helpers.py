@@ -15,11 +15,12 @@ from PIL import Image
 
 from characters.services import character_add_reference, character_create
 from generation import tasks
-from generation.models import Job
+from generation.models import Job, JobStatus
+from generation.services.completion import job_fail
 from generation.services.inputs import image_source_from, upload_name
 from projects.services import episode_create, scene_create, style_update
 from quality import tasks as quality_tasks
-from quality.models import PhaseGate, SceneRun
+from quality.models import PhaseGate, SceneRun, Segment
 from tests.factories import make_project
 from tests.generation.engine_helpers import shipped
 
@@ -96,3 +97,16 @@ def received_first_frame(fake, job: Job) -> np.ndarray:
 
 def uploaded_name(image) -> str:
     return upload_name(image_source_from(image))
+
+
+def fail_segment(run: SceneRun, number: int, engine) -> SceneRun:
+    """Drive the scene, failing segment ``number``'s first job in generation (out of memory)."""
+    failed: list[int] = []
+
+    def before_round() -> None:
+        segment = Segment.objects.select_related("job").get(run=run, number=number)
+        if not failed and segment.job is not None and segment.job.status == JobStatus.QUEUED:
+            job_fail(job_id=segment.job_id, error_type="node", message="CUDA out of memory", expect={JobStatus.QUEUED})
+            failed.append(segment.job_id)
+
+    return drive_scene(run, engine, before_round=before_round)

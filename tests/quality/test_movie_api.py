@@ -7,7 +7,7 @@ import pytest
 from projects.models import Scene
 from quality.models import SceneRun, Segment
 from tests.generation.engine_helpers import shipped
-from tests.quality.movie_chain_helpers import SEGMENT, cast, drive_scene, movie_project, scene_with
+from tests.quality.movie_chain_helpers import SEGMENT, cast, drive_scene, fail_segment, movie_project, scene_with
 from tests.support.personas import api_client_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.usefixtures("channel_layer")]
@@ -139,6 +139,39 @@ def test_who_may_generate_and_read_segments(fake, engine, scene, viewer, outside
     assert api_client_for(None).get(f"{url}/segments/").status_code in (401, 403)
     assert not SceneRun.objects.exists()
     assert api_client_for(viewer).get(f"{url}/segments/").json() == []
+
+
+def test_retry_a_failed_segment_returns_the_run_going_on_from_it(fake, engine, project, scene, member, viewer):
+    project.max_join_regenerations = 0
+    project.save(update_fields=["max_join_regenerations"])
+    api = api_client_for(member)
+    url = f"/api/v1/scenes/{scene.pk}/segments"
+    assert api.post(f"{url}/1/retry/").status_code == 404  # not generated yet
+    answer = api.post(f"/api/v1/scenes/{scene.pk}/generate/", {"template": SEGMENT, "segments": 2}, format="json")
+    run = fail_segment(SceneRun.objects.get(pk=answer.json()["run"]["id"]), 2, engine)
+    assert run.status == "failed"
+    failed_job = Segment.objects.get(run=run, number=2).job_id
+
+    refused = api.post(f"{url}/1/retry/")
+    assert refused.status_code == 400 and "only a failed segment" in str(refused.json())
+    assert api_client_for(viewer).post(f"{url}/2/retry/").status_code == 403
+    assert api.post(f"{url}/3/retry/").status_code == 404
+    answer = api.post(f"{url}/2/retry/")
+
+    assert answer.status_code == 200, answer.json()
+    body = answer.json()
+    assert (body["run"]["id"], body["run"]["status"], body["run"]["reasons"]) == (run.pk, "running", [])
+    assert [(s["number"], s["status"], s["attempts"]) for s in body["segments"]] == [
+        (1, "complete", 1),
+        (2, "running", 1),
+    ]
+    second = Segment.objects.get(run=run, number=2)
+    assert second.job_id != failed_job and body["jobs"] == sorted(
+        [*body["segments"][0]["jobs"], failed_job, second.job_id]
+    )
+    assert api.post(f"{url}/2/retry/").status_code == 400  # running: not submitted twice
+    assert drive_scene(run, engine).status == "complete"
+    assert api.get(f"/api/v1/scenes/{scene.pk}/").json()["status"] == "complete"
 
 
 def test_memory_is_read_carried_and_patched_with_its_change_log(project, kai, scene, member, viewer, outsider):

@@ -83,21 +83,39 @@ def test_generate_from_the_page_and_the_timeline_shows_frames_scores_and_joins(f
     assert 'data-join="2" data-verdict="passed"' in storyboard
 
 
-def test_retry_of_a_failed_join_generates_the_scene_again_with_its_template(fake, engine, scene, owner):
-    run = drive_scene(scene_generate_as(owner, scene), engine)
-    second = run.segments.get(number=2)
-    Segment.objects.filter(pk=second.pk).update(join_passed=False)  # as a join that failed its last attempt
+def test_retry_of_a_join_out_of_attempts_goes_on_from_that_segment(fake, engine, project, scene, owner):
+    project.max_join_regenerations = 0
+    project.save(update_fields=["max_join_regenerations"])
+    run = scene_generate_as(owner, scene)
+    Segment.objects.filter(run=run, number=2).update(params={"discontinuity": 1.0})  # a cut: its join fails
+    run = drive_scene(run, engine)
+    assert run.status == "failed"
+    first, second = run.segments.order_by("number")
+    assert (second.status, second.join_passed) == ("failed", False)
     client = client_for(owner)
     page = client.get(f"/scenes/{scene.pk}/").content.decode()
     assert page.count('data-action="retry"') == 1 and f'action="/segments/{second.pk}/retry/"' in page
+    assert "Retry from the failed join" in page
 
-    assert client.post(f"/segments/{run.segments.get(number=1).pk}/retry/").status_code == 400  # nothing failed
-    assert SceneRun.objects.filter(scene=scene).count() == 1
+    refused = client.post(f"/segments/{first.pk}/retry/")  # segment 1 did not fail
+    assert refused.status_code == 400 and "only a failed segment can be retried" in refused.content.decode()
+    failed_job = second.job_id
     response = client.post(f"/segments/{second.pk}/retry/")
 
     assert response.status_code == 302
-    newest = SceneRun.objects.filter(scene=scene).order_by("-pk").first()
-    assert newest.pk != run.pk and (newest.template.slug, newest.segments_planned) == (SEGMENT, 2)
+    assert SceneRun.objects.filter(scene=scene).count() == 1  # the same run goes on
+    first_after, second_after = run.segments.order_by("number")
+    assert (first_after.status, first_after.output_id, first_after.job_id) == (
+        "complete",
+        first.output_id,
+        first.job_id,
+    )
+    assert second_after.status == "running" and second_after.attempts == 1 and second_after.job_id != failed_job
+    assert second_after.first_frame_id == first.last_frame_id
+    page = client.get(f"/scenes/{scene.pk}/").content.decode()
+    assert 'data-scene-status="running"' in page and 'data-action="retry"' not in page
+    assert client.post(f"/segments/{second.pk}/retry/").status_code == 400  # running now: nothing more submitted
+    assert second_after.jobs.count() == 2
 
 
 def scene_generate_as(user, scene):
@@ -202,7 +220,7 @@ def test_bad_memory_input_says_why_and_changes_nothing(scene, owner, data, messa
 def test_the_viewer_reads_the_scene_without_write_controls_and_is_refused(fake, engine, scene, owner):
     run = drive_scene(scene_generate_as(owner, scene), engine)
     second = run.segments.get(number=2)
-    Segment.objects.filter(pk=second.pk).update(join_passed=False)
+    Segment.objects.filter(pk=second.pk).update(status=SegmentStatus.FAILED)
     memory_update(scene=scene, user=owner, patch={"story": {"pacing": "slow"}})
     client = client_for(persona(VIEWER))
 
