@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -218,7 +218,11 @@ class MovieSceneViewSet(SceneViewSet):
         )
         return Response(_run_body(run), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={200: GeneratedSerializer})
+    @extend_schema(
+        request=None,
+        responses={200: GeneratedSerializer},
+        parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH, description="the segment's number, from 1")],
+    )
     @action(
         detail=True,
         methods=["post"],
