@@ -19,6 +19,7 @@ from generation.events import MOVIE_EVENT_TYPES, episode_group, project_group, s
 from generation.models import Job
 from projects.selectors import episodes_visible_to, scenes_visible_to
 from quality.models import Segment
+from quality.movie_selectors import episode_film
 
 # Job events that change a timeline or a storyboard card (an attempt starts; its output, status, scores).
 JOB_END_EVENTS = frozenset({"job_queued", "job_complete", "job_failed", "job_cancelled", "quality_evaluation"})
@@ -51,6 +52,8 @@ def movie_page_fragments(*, user: Any, event: dict[str, Any], page: str, page_id
     if kind in MOVIE_EVENT_TYPES:
         if event.get(page) != page_id:
             return ""
+        if kind == "assembly_progress":  # the film's bar alone: a storyboard a second is too much
+            return _assembly_progress(user, page_id)
     elif kind == "progress":
         if page != "scene" or not _segment_of_job(event.get("job"), page, page_id):
             return ""
@@ -75,6 +78,14 @@ def _episode_fragments(user: Any, episode_id: int, kind: Any, csrf_token: str) -
     if kind == "assembly_complete":  # not on other events: a film that plays would start again
         parts.append(render_to_string("movie/_film.html", context))
     return "".join(parts)
+
+
+def _assembly_progress(user: Any, episode_id: int) -> str:
+    episode = episodes_visible_to(user).filter(pk=episode_id).first()
+    if episode is None:
+        return ""
+    context = {"episode": episode, "film": episode_film(episode), "oob": True}
+    return render_to_string("movie/_assembly_progress.html", context)
 
 
 def _scene_fragments(user: Any, scene_id: int, csrf_token: str) -> str:
