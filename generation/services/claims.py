@@ -335,6 +335,9 @@ def job_claim_next(*, worker: str, client_id: str, ended: Collection[int] = (), 
         )
         if claim is not None:
             return claim
+    if ended:  # no candidate reached a transaction that marks them: other claims still count them
+        with transaction.atomic():
+            _mark_ended(ended)
     return None
 
 
