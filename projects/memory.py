@@ -24,12 +24,14 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from projects.models import Scene, SceneMemoryChange
+from projects.services import model_name_problem
 
 TEXT_MAX = 500
 SUMMARY_MAX = 4000
 KEYWORDS_MAX = 50
 
-# field -> kind: "text", "tension" (a number 0..10), "strength" (a number -5..5), "keywords" (list of texts)
+# field -> kind: "text", "tension" (a number 0..10), "strength" (a number -5..5), "keywords" (list of texts),
+# "lora" (a LoRA file name as ComfyUI lists it, or "" for none)
 CHARACTER_FIELDS: dict[str, str] = {
     "outfit": "text",
     "hair": "text",
@@ -57,7 +59,7 @@ STYLE_FIELDS: dict[str, str] = {
     "camera_movement": "text",
     "depth_of_field": "text",
     "style_keywords": "keywords",
-    "style_lora": "text",
+    "style_lora": "lora",
     "style_lora_strength": "strength",
 }
 SECTIONS: dict[str, dict[str, str]] = {"story": STORY_FIELDS, "style": STYLE_FIELDS}
@@ -65,11 +67,14 @@ SECTIONS: dict[str, dict[str, str]] = {"story": STORY_FIELDS, "style": STYLE_FIE
 
 def _value_problem(kind: str, value: Any) -> str | None:
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if kind in ("text", "summary"):
+    if kind in ("text", "summary", "lora"):
         limit = SUMMARY_MAX if kind == "summary" else TEXT_MAX
         if not isinstance(value, str):
             return f"must be text, not {type(value).__name__}"
-        return f"must be at most {limit} characters" if len(value) > limit else None
+        if len(value) > limit:
+            return f"must be at most {limit} characters"
+        # A LoRA is a file on the backends: named like the style's LoRAs (no "..", no absolute path).
+        return model_name_problem(value.strip()) if kind == "lora" and value.strip() else None
     if kind == "tension":
         return None if number and 0 <= value <= 10 else f"must be a number from 0 to 10, not {value!r}"
     if kind == "strength":
@@ -217,6 +222,19 @@ def memory_update(*, scene: Scene, user: Any, patch: Any) -> Scene:
 def memory_changes(scene: Scene) -> QuerySet[SceneMemoryChange]:
     """The scene's memory change log, newest first, with who made each change."""
     return SceneMemoryChange.objects.filter(scene=scene).select_related("user").order_by("-created_at", "-id")
+
+
+def memory_style_lora(scene: Scene) -> dict[str, Any] | None:
+    """The style LoRA the scene's effective memory names, as a LoRA entry ``{"name", "strength"}``
+    (strength 1 when the memory sets none), or None. Its jobs load it (generation.services.resolve)."""
+    style = memory_effective(scene).get("style") or {}
+    name = style.get("style_lora")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    strength = style.get("style_lora_strength")
+    if isinstance(strength, bool) or not isinstance(strength, int | float):
+        strength = 1.0
+    return {"name": name.strip(), "strength": float(strength)}
 
 
 _LABELS = {

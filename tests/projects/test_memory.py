@@ -7,7 +7,14 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from characters.models import Character
-from projects.memory import memory_changes, memory_effective, memory_prompt, memory_update, memory_validate
+from projects.memory import (
+    memory_changes,
+    memory_effective,
+    memory_prompt,
+    memory_style_lora,
+    memory_update,
+    memory_validate,
+)
 from projects.models import Episode, Scene, SceneMemoryChange
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +55,10 @@ def _messages(exc: pytest.ExceptionInfo[ValidationError]) -> list[str]:
         ({"characters": {"7": {"wings": "yes"}}}, "characters.7.wings is not a memory entry"),
         ({"style": {"style_keywords": "rain"}}, "style.style_keywords must be a list of non-empty texts"),
         ({"style": {"style_lora_strength": 9}}, "style.style_lora_strength must be a number from -5 to 5"),
+        ({"style": {"style_lora": "../loras/noir.safetensors"}}, "style.style_lora must be a name as ComfyUI lists"),
+        ({"style": {"style_lora": "/srv/noir.safetensors"}}, "style.style_lora must be a name as ComfyUI lists"),
+        ({"style": {"style_lora": "noir\x00.safetensors"}}, "style.style_lora must not contain control characters"),
+        ({"style": {"style_lora": 5}}, "style.style_lora must be text, not int"),
         ({"style": "neon"}, "style must be an object"),
         ([], "memory must be an object"),
     ],
@@ -184,3 +195,17 @@ def test_prompt_carries_the_effective_memory_of_the_scenes_characters(scenes, ka
         )
         == ""
     )
+
+
+def test_the_style_lora_is_carried_with_its_strength_and_a_blank_one_clears_it(scenes, owner):
+    one, two, three = scenes
+    assert memory_style_lora(one) is None
+    memory_update(scene=one, user=owner, patch={"style": {"style_lora": " styles/noir.safetensors ", "lighting": "x"}})
+    assert memory_style_lora(two) == {"name": "styles/noir.safetensors", "strength": 1.0}  # carried; 1 when unset
+    memory_update(scene=two, user=owner, patch={"style": {"style_lora_strength": 0.6}})
+    assert memory_style_lora(three) == {"name": "styles/noir.safetensors", "strength": 0.6}
+    memory_update(scene=three, user=owner, patch={"style": {"style_lora": ""}})
+    assert memory_style_lora(three) is None and memory_style_lora(two) is not None
+    with pytest.raises(ValidationError):  # a bad name is refused and nothing changes
+        memory_update(scene=two, user=owner, patch={"style": {"style_lora": "../../etc/passwd"}})
+    assert memory_style_lora(two) == {"name": "styles/noir.safetensors", "strength": 0.6}
