@@ -18,9 +18,11 @@ their first place. Negative order: style negative,
 character negative, the character's learned negatives (heaviest first, at most
 ``learned_negatives_limit``), version and variation negative deltas, the request's negative.
 
-LoRAs: the style's list (or ``overrides["loras"]``, which replaces it) followed by
-``extra_loras``. The character's trained LoRA lives in ``training``, which generation may not
-import: when ``extra_loras`` is None, the function named by ``settings.TOWER_CHARACTER_LORAS``
+LoRAs: the style's list, with the style LoRA a scene's continuity memory names at the memory's
+strength (:func:`projects.memory.memory_style_lora`; once, at the style's place, when the style has
+it too), or ``overrides["loras"]``, which replaces both; followed by ``extra_loras``. The
+character's trained LoRA lives in ``training``, which generation may not import: when
+``extra_loras`` is None, the function named by ``settings.TOWER_CHARACTER_LORAS``
 (``training.selectors.character_active_loras``) supplies the character's active LoRA.
 """
 
@@ -37,8 +39,9 @@ from django.utils.module_loading import import_string
 from characters.models import Character, CharacterVersion, Variation
 from characters.prompt import attribute_prompt_for, character_attributes, design_prompt_for, split_tags
 from generation.workflow import STYLE_PARAMETERS, ParameterError, coerce_parameter
-from projects.memory import memory_prompt
+from projects.memory import memory_prompt, memory_style_lora
 from projects.models import DEFAULT_SHEET_POSES, GenerationStyle, Mode, Project, Scene
+from projects.services import model_name_problem
 from tower.core.errors import DomainError
 
 LEARNED_NEGATIVES_LIMIT = 12
@@ -178,6 +181,17 @@ def _character_loras(character: Character) -> list[dict[str, Any]]:
     return list(import_string(path)(character)) if path else []
 
 
+def _memory_loras(scene: Scene) -> list[dict[str, Any]]:
+    """The style LoRA the scene's memory names, checked like the style's own (pre-flight then says
+    whether the backend has the file)."""
+    lora = memory_style_lora(scene)
+    if lora is None:
+        return []
+    if problem := model_name_problem(lora["name"]):  # a memory written before its names were checked
+        raise ResolveError(f"the scene's memory names a bad style LoRA {lora['name']!r}: it {problem}")
+    return list(coerce_parameter("loras", [lora]))  # with strength_clip, like the style's
+
+
 def resolve_job_parameters(
     *,
     project: Project,
@@ -230,6 +244,8 @@ def resolve_job_parameters(
         style_loras = coerce_parameter("loras", list(style.loras or []))
     except ParameterError as exc:
         raise ResolveError(f"the project's style has invalid LoRAs: {exc}") from exc
+    if scene is not None:
+        style_loras = _merge_loras(style_loras, _memory_loras(scene))
     preset = style.preset(mode)
     parameters: dict[str, Any] = {
         "checkpoint": style.checkpoint or None,
