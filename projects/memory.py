@@ -280,9 +280,8 @@ def memory_prompt(scene: Scene, characters: Any = None) -> str:
                 tags.append(f"tension {value:g}/10")
             elif field == "style_keywords" and isinstance(value, list):
                 tags.extend(_clean(v) for v in value if v.strip())
-            elif field == "style_lora" and isinstance(value, str) and value.strip():
-                strength = values.get("style_lora_strength")
-                tags.append(f"style LoRA {_clean(value)}" + (f" at {strength:g}" if strength is not None else ""))
+            elif field in ("style_lora", "style_lora_strength"):
+                continue  # loaded as a LoRA by the resolver (memory_style_lora); as words it would only nudge the image
             elif isinstance(value, str) and value.strip():
                 tags.append(f"{_LABELS.get(field, field)}: {_clean(value)}")
     return ", ".join(tags)

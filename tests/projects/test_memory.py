@@ -183,9 +183,9 @@ def test_prompt_carries_the_effective_memory_of_the_scenes_characters(scenes, ka
     memory_update(scene=two, user=None, patch={"characters": {str(kai.pk): {"facing": "right"}}})
     text = memory_prompt(two)
     assert text == (
-        "Kai outfit: red coat; torn, Kai facing: right, tension 7/10, story beat: the chase, lighting: neon, "
-        "rain, style LoRA noir at 0.8"
+        "Kai outfit: red coat; torn, Kai facing: right, tension 7/10, story beat: the chase, lighting: neon, rain"
     )
+    assert "noir" not in text  # the style LoRA is loaded as a LoRA, not written into the prompt
     assert "Mira" not in text  # not in the scene
     assert "Mira hair: bob" in memory_prompt(two, characters=[mira])
     assert memory_prompt(Scene.objects.create(episode=one.episode, number=9)) != ""  # carried into a later scene
