@@ -11,6 +11,7 @@ and a 400; nothing changes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +37,11 @@ ORDER_MAX = 1000  # scene ids one reorder may name
 
 
 def episode_context(user: Any, episode: Episode) -> dict[str, Any]:
-    """What the storyboard and film fragments render: shared by the page and the page socket."""
+    """What the storyboard and film fragments render: shared by the page and the page socket.
+
+    ``revision``: when the storyboard was read (microseconds, taken before the reads), so the page
+    keeps the newest of two answers that arrive out of order (``static/js/storyboard.js``)."""
+    revision = str(time.time_ns() // 1000)  # a string: never localised with separators
     film = episode_film(episode)
     cards = storyboard(episode)
     return {
@@ -44,6 +49,7 @@ def episode_context(user: Any, episode: Episode) -> dict[str, Any]:
         "episode": episode,
         "project": episode.project,
         "cards": cards,
+        "revision": revision,
         "film": film,
         "total_seconds": sum(card.scene.duration_seconds for card in cards),
         "can_write": project_user_can_write(project=episode.project, user=user),

@@ -126,3 +126,73 @@ def test_build_the_storyboard_generate_a_scene_and_play_the_film(page, producer,
     assert page.locator("[data-chapters] li").count() == 1
     screenshot(page, "movie-03-film")
     assert page.console_errors == []
+
+
+def test_a_move_and_a_reconnect_re_read_answering_in_either_order_keep_the_new_order(page, producer):  # noqa: F811
+    from projects.services import episode_create, scene_create
+
+    project = make_project(producer, name="Sky Pirates")
+    episode = episode_create(project=project, title="Pilot")
+    for title in ("Rooftop", "Hangar", "Storm"):
+        scene_create(episode=episode, title=title, duration_seconds=1.0)
+    log_in(page)
+    page.goto(f"/episodes/{episode.pk}/")
+    page.wait_for_selector("#live-dot.on", timeout=10_000)
+    page.wait_for_load_state("networkidle")
+    # The storyboard's re-read (GET) and the move (POST) reach the server at once; their answers are
+    # held and released in the order each round asks for, as a slow network would.
+    held: dict[str, tuple] = {}
+
+    def hold(route) -> None:
+        if route.request.headers.get("hx-request"):
+            held[route.request.method] = (route, route.fetch())
+        else:
+            route.continue_()
+
+    urls = re.compile(rf"/episodes/{episode.pk}/(reorder/)?$")
+    page.route(urls, hold)
+    page.evaluate("""() => {
+        window.answered = [];
+        document.body.addEventListener("htmx:afterRequest", e => {
+            if (e.detail.target.matches("[data-storyboard], [data-storyboard-slot]")) {
+                window.answered.push(e.detail.requestConfig.verb);
+            }
+        });
+    }""")
+
+    def round_(drag: str, onto: str, release: tuple[str, str]) -> None:
+        held.clear()
+        page.evaluate("""() => { window.answered = []; htmx.trigger(document.body, "tower:resync"); }""")
+        wait_until(lambda: page.evaluate("1") and "GET" in held, timeout=10, what="the re-read reaching the server")
+        page.drag_and_drop(f"[data-scene-card]:has-text('{drag}')", f"[data-scene-card]:has-text('{onto}')")
+        wait_until(lambda: page.evaluate("1") and "POST" in held, timeout=10, what="the move reaching the server")
+        for count, method in enumerate(release, 1):
+            route, response = held[method]
+            route.fulfill(response=response)
+            wait_until(
+                lambda c=count: page.evaluate("() => window.answered.length") >= c,
+                timeout=10,
+                what=f"{method} answered",
+            )
+
+    # The re-read (the old order) answers first, then the move: the move's answer still shows.
+    round_("Storm", "Rooftop", ("GET", "POST"))
+    assert titles(page) == ["Storm", "Rooftop", "Hangar"]
+    # The move answers first, then the re-read read before it: the older storyboard is not swapped in.
+    round_("Hangar", "Storm", ("POST", "GET"))
+    assert titles(page) == ["Hangar", "Storm", "Rooftop"]
+    # A socket fragment rendered before the move and delivered after it (out of band, by id): not swapped in.
+    late = held["GET"][1].text().replace(" data-revision=", ' hx-swap-oob="true" data-revision=', 1)
+    page.evaluate(
+        "html => htmx.swap(document.querySelector('[data-storyboard-slot]'), html, {swapStyle: 'none'})", late
+    )
+    assert titles(page) == ["Hangar", "Storm", "Rooftop"]
+    newer = late.replace('data-revision="', 'data-revision="9', 1)  # the same, read later: swapped in
+    page.evaluate(
+        "html => htmx.swap(document.querySelector('[data-storyboard-slot]'), html, {swapStyle: 'none'})", newer
+    )
+    assert titles(page) == ["Storm", "Rooftop", "Hangar"]
+    page.unroute(urls)
+    page.reload()
+    assert titles(page) == ["Hangar", "Storm", "Rooftop"]  # what the database holds
+    assert page.console_errors == []
