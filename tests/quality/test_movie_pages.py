@@ -178,9 +178,21 @@ def test_drag_and_drop_posts_the_new_order_and_gets_the_storyboard(episode, kai,
     assert response.status_code == 200 and order(episode) == ["C", "A", "B"]
     assert card_titles(response.content.decode()) == ["C", "A", "B"]
     assert "<html" not in response.content.decode()  # the fragment alone
+    # a storyboard read before the move carries an older revision than the move's answer (the page keeps the newer)
+    page = client.get(f"/episodes/{episode.pk}/").content.decode()
+    assert "data-storyboard-slot" in page
+    read_before = revision(client.get(f"/episodes/{episode.pk}/", HTTP_HX_REQUEST="true").content.decode())
+    moved = client.post(f"/episodes/{episode.pk}/reorder/", {"order": [a.pk, b.pk, c.pk]}, HTTP_HX_REQUEST="true")
+    assert read_before < revision(moved.content.decode()) and card_titles(moved.content.decode()) == ["A", "B", "C"]
     response = client.post(f"/episodes/{episode.pk}/reorder/", {"order": [c.pk, a.pk]}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 400 and order(episode) == ["C", "A", "B"]
+    assert response.status_code == 400 and order(episode) == ["A", "B", "C"]
     assert "every scene of the episode exactly once" in response.content.decode()
+
+
+def revision(html: str) -> int:
+    found = re.search(r'id="storyboard-\d+" data-revision="(\d+)"', html)
+    assert found, html[:300]
+    return int(found[1])
 
 
 @pytest.mark.parametrize(
