@@ -127,6 +127,8 @@ else:
     _db = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(VAR_DIR / "tower.sqlite3"),
+        # Kept open like a DATABASE_URL's: a new connection per request reran its PRAGMAs every time.
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60, min_value=0),
     }
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Tests share the database between threads (the engine's async code, live servers); an
