@@ -34,7 +34,7 @@
     if (target && target.hasAttribute && target.hasAttribute("data-storyboard-slot")) {
       target = target.querySelector("[data-storyboard]");
     }
-    var found = /id="storyboard-\d+" data-revision="(\d+)"/.exec(e.detail.serverResponse || "");
+    var found = /id="storyboard-\d+"[^>]*? data-revision="(\d+)"/.exec(e.detail.serverResponse || "");
     if (found && stale(target, Number(found[1]))) { e.detail.shouldSwap = false; }
   });
   document.addEventListener("htmx:oobBeforeSwap", function (e) {

@@ -190,7 +190,7 @@ def test_drag_and_drop_posts_the_new_order_and_gets_the_storyboard(episode, kai,
 
 
 def revision(html: str) -> int:
-    found = re.search(r'id="storyboard-\d+" data-revision="(\d+)"', html)
+    found = re.search(r'id="storyboard-\d+"[^>]*? data-revision="(\d+)"', html)
     assert found, html[:300]
     return int(found[1])
 
