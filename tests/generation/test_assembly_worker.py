@@ -4,7 +4,6 @@ the API then shows the film."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -17,7 +16,7 @@ from django_q.conf import Conf
 from generation import tasks
 from projects.models import Episode
 from tests.generation.test_assembly_task import clip_asset, scene_with_segments
-from tests.support.processes import database_url, running_qcluster, wait_until
+from tests.support.processes import running_qcluster, wait_until, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -31,14 +30,13 @@ def cluster_prefix(redis_url, tmp_path, monkeypatch):
     broker = get_broker(list_key=f"{prefix}-q")
     broker.connection = redis.Redis.from_url(redis_url)
     monkeypatch.setattr(tasks, "_broker", lambda: broker)
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY_FILE"}}
-    env.update(
-        DATABASE_URL=database_url(connection.settings_dict),
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=prefix,
-        SECRET_KEY=settings.SECRET_KEY,
-        TOWER_VAR_DIR=str(tmp_path / "var"),
-        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+    env = worker_env(
+        settings_dict=connection.settings_dict,
+        redis_url=redis_url,
+        prefix=prefix,
+        secret_key=settings.SECRET_KEY,
+        media_root=settings.MEDIA_ROOT,
+        var_dir=tmp_path / "var",
         TOWER_WORKERS="1",
     )
     with running_qcluster(env=env, log_path=tmp_path / "qcluster.log") as cluster:

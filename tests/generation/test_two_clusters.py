@@ -31,7 +31,7 @@ from generation.services.submit import MAX_JOBS_PER_REQUEST, jobs_create
 from tests.factories import make_project
 from tests.fakes.comfyui import FakeComfy
 from tests.generation.engine_helpers import backend_for, shipped
-from tests.support.processes import QCluster, database_url, start_qcluster, wait_until
+from tests.support.processes import QCluster, start_qcluster, wait_until, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -74,13 +74,12 @@ def fakes(tmp_path) -> Iterator[list[FakeComfy]]:
 
 @pytest.fixture
 def start_machines(redis_url, tmp_path) -> Iterator[Callable[[], tuple[Machine, Machine]]]:
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY_FILE"}}
-    env.update(
-        DATABASE_URL=database_url(connection.settings_dict),
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=f"two-clusters-{uuid.uuid4().hex[:8]}",  # one queue, shared by both machines
-        SECRET_KEY=settings.SECRET_KEY,
-        MEDIA_ROOT=str(settings.MEDIA_ROOT),  # the shared media storage
+    env = worker_env(
+        settings_dict=connection.settings_dict,
+        redis_url=redis_url,
+        prefix=f"two-clusters-{uuid.uuid4().hex[:8]}",  # one queue, shared by both machines
+        secret_key=settings.SECRET_KEY,
+        media_root=settings.MEDIA_ROOT,  # the shared media storage
         TOWER_WORKERS="3",
         TOWER_HEARTBEAT_STALE_SECONDS=str(STALE_SECONDS),
         COMFYUI_STALL_TIMEOUT="1",

@@ -20,7 +20,7 @@ from generation.services.submit import jobs_create
 from tests.factories import make_project
 from tests.fakes.comfyui import FakeComfy
 from tests.generation.engine_helpers import backend_for, shipped
-from tests.support.processes import database_url, running_qcluster, wait_until
+from tests.support.processes import running_qcluster, wait_until, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -28,14 +28,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 @pytest.fixture
 def cluster(redis_url, tmp_path):
     """Start ``manage.py qcluster`` (2 workers) against the test database and Redis."""
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY_FILE"}}
-    env.update(
-        DATABASE_URL=database_url(connection.settings_dict),
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=f"recovery-{uuid.uuid4().hex[:8]}",
-        SECRET_KEY=settings.SECRET_KEY,
-        TOWER_VAR_DIR=str(tmp_path / "var"),
-        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+    env = worker_env(
+        settings_dict=connection.settings_dict,
+        redis_url=redis_url,
+        prefix=f"recovery-{uuid.uuid4().hex[:8]}",
+        secret_key=settings.SECRET_KEY,
+        media_root=settings.MEDIA_ROOT,
+        var_dir=tmp_path / "var",
         TOWER_WORKERS="2",
         TOWER_HEARTBEAT_STALE_SECONDS="30",
         COMFYUI_STALL_TIMEOUT="1",

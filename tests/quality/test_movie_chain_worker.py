@@ -21,21 +21,20 @@ from quality.movie.plan import segment_length
 from tests.fakes.comfyui import FakeComfy
 from tests.generation.engine_helpers import backend_for, shipped
 from tests.quality.movie_chain_helpers import SEGMENT, cast, movie_project, scene_with
-from tests.support.processes import database_url, running_qcluster, wait_until
+from tests.support.processes import running_qcluster, wait_until, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
 
 @pytest.fixture
 def cluster(redis_url, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY_FILE"}}
-    env.update(
-        DATABASE_URL=database_url(connection.settings_dict),
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=f"movie-{uuid.uuid4().hex[:8]}",
-        SECRET_KEY=settings.SECRET_KEY,
-        TOWER_VAR_DIR=str(tmp_path / "var"),
-        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+    env = worker_env(
+        settings_dict=connection.settings_dict,
+        redis_url=redis_url,
+        prefix=f"movie-{uuid.uuid4().hex[:8]}",
+        secret_key=settings.SECRET_KEY,
+        media_root=settings.MEDIA_ROOT,
+        var_dir=tmp_path / "var",
         TOWER_WORKERS="2",
         TOWER_HEARTBEAT_STALE_SECONDS="30",
         TOWER_FETCH_MODELS="false",

@@ -59,6 +59,32 @@ def database_url(settings_dict: Mapping[str, object]) -> str:
     return f"postgres://{auth}@{host}:{port}/{name}"
 
 
+def worker_env(
+    *,
+    settings_dict: Mapping[str, object],
+    redis_url: str,
+    prefix: str,
+    secret_key: str,
+    media_root: object,
+    var_dir: Path | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a worker child process on the test's database, Redis (under its own
+    ``prefix``) and media, plus ``extra`` settings."""
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY_FILE"}
+    env.update(
+        DATABASE_URL=database_url(settings_dict),
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=prefix,
+        SECRET_KEY=secret_key,
+        MEDIA_ROOT=str(media_root),
+    )
+    if var_dir is not None:
+        env["TOWER_VAR_DIR"] = str(var_dir)
+    env.update(extra)
+    return env
+
+
 def stop_process_group(process: subprocess.Popen[bytes], *, grace: float = 20) -> None:
     """SIGTERM to the process (a graceful stop: a qcluster stops its own workers), then SIGKILL
     to its whole process group after ``grace`` seconds, or at once if it exited, so no child
