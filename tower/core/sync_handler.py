@@ -1,11 +1,9 @@
 """Django's ASGI handler with its middleware chain run synchronously, in one thread hop a request.
 
-Django's own ASGI handler runs a ``MiddlewareMixin`` middleware in async mode, which moves each of
-its hooks to the sync thread and back (``sync_to_async``): with Tower's ten middleware and a sync
-DRF view that is about sixteen hops a request. Every middleware here is sync-capable and every API
-view is sync, so the whole chain runs in the thread Django uses for sync code (an async view, the
-health check, still runs, through ``async_to_sync``). Measured in process on a page of 50 jobs:
-about 1.5-3 ms less CPU a request of 12-16 (load ~5-8 on the 2 cores).
+Django's own handler runs each ``MiddlewareMixin`` hook in async mode, hopping to the sync thread and
+back for each (about sixteen hops a request with Tower's middleware and sync DRF views). Every
+middleware here is sync-capable, so the whole chain runs in Django's sync thread; an async view (the
+health check) still runs, through ``async_to_sync``. 1.5–3 ms less CPU a request (bench/README.md).
 """
 
 from __future__ import annotations
