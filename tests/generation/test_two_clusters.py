@@ -191,7 +191,11 @@ def test_two_machines_share_500_jobs_and_one_adopts_the_other_s_after_a_kill(own
     assert set(prompt_ids) == set(Job.objects.values_list("prompt_id", flat=True))
     assert set(prompt_ids.values()) == {1}
     assert seeds == Counter(range(1, JOBS + 1))
-    assert set(Job.objects.values_list("attempts", flat=True)) == {1}
+    # A job the killed machine had claimed but not yet sent is found missing on the server by its
+    # adopter and sent then: a second attempt on Tower's count, still one prompt on ComfyUI (above).
+    attempts = dict(Job.objects.values_list("pk", "attempts"))
+    assert set(attempts.values()) <= {1, 2}
+    assert {pk for pk, n in attempts.items() if n != 1} <= set(orphans)
     assert Asset.objects.count() == JOBS  # outputs stored once
 
     # The survivor adopted every job the dead machine left in flight.
